@@ -1,0 +1,62 @@
+//! The Rust SDK for Runnel plugins.
+//!
+//! It holds the bindings of the `runnel:plugin` WIT package (one module per plugin role),
+//! an owned [`Value`] tree with its decoder, and [`Output`], the builder that writes the
+//! flat arena + node encoding that plugins return. A plugin crate implements the role's
+//! `Guest` traits and calls the role's export macro:
+//!
+//! ```ignore
+//! use runnel_plugin_sdk::parser::{Guest, GuestInstance, Instance, Lines, ParseOutput};
+//! use runnel_plugin_sdk::types::Tree;
+//! struct Plugin;
+//! impl Guest for Plugin { type Instance = MyParser; }
+//! runnel_plugin_sdk::export_parser!(Plugin with_types_in runnel_plugin_sdk::bindings::parser);
+//! ```
+
+pub mod bindings;
+mod config;
+mod output;
+mod value;
+
+pub use bindings::types;
+pub use config::Config;
+pub use output::{ObjectWriter, Output};
+pub use value::{DecodeError, Value, decode_tree, decode_value};
+
+/// The parser role: raw bodies in, fields out.
+pub mod parser {
+    pub use crate::bindings::parser::exports::runnel::plugin::parser::*;
+}
+/// The interceptor role: keep, drop or patch each event.
+pub mod interceptor {
+    pub use crate::bindings::interceptor::exports::runnel::plugin::interceptor::*;
+}
+/// The cleaner role: patch values, never drop.
+pub mod cleaner {
+    pub use crate::bindings::cleaner::exports::runnel::plugin::cleaner::*;
+}
+/// The router role: a route mask per event.
+pub mod router {
+    pub use crate::bindings::router::exports::runnel::plugin::router::*;
+}
+/// What the host offers: log, counter, now, hostname.
+pub mod host {
+    pub use crate::bindings::host::*;
+}
+
+/// The bytes of `span` in `arena`, or an empty slice when the span is out of range.
+pub fn span_bytes<'a>(arena: &'a [u8], span: types::Span) -> &'a [u8] {
+    let start = span.offset as usize;
+    let end = start.saturating_add(span.len as usize);
+    arena.get(start..end).unwrap_or(&[])
+}
+
+/// The text of `span` in `arena`; invalid UTF-8 is replaced, out-of-range is empty.
+pub fn span_str(arena: &[u8], span: types::Span) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(span_bytes(arena, span))
+}
+
+pub use bindings::cleaner::export_cleaner;
+pub use bindings::interceptor::export_interceptor;
+pub use bindings::parser::export_parser;
+pub use bindings::router::export_router;
