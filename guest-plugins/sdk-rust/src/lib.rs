@@ -14,10 +14,12 @@
 //! ```
 
 pub mod bindings;
+mod batch;
 mod config;
 mod output;
 mod value;
 
+pub use batch::{BatchBuilder, Children, EventRef, NodeRef, events};
 pub use bindings::types;
 pub use config::Config;
 pub use output::{ObjectWriter, Output};

@@ -1,0 +1,232 @@
+//! Turning events into bytes for sinks: one encoder per format, shared by every sink.
+
+use crate::event::{Event, Map, Value};
+use std::io::Write;
+use std::str::FromStr;
+
+/// How a sink writes events, one per line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// The whole event as a JSON object: timestamp, name, level, tags, fields, body.
+    Json,
+    /// Only the fields, as a JSON object (Fluent Bit's `plain`, Vector's `only_fields`).
+    Fields,
+    /// The raw body, as read.
+    Raw,
+    /// A short human-readable line.
+    Human,
+}
+
+impl FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "json" => Ok(Format::Json),
+            "fields" => Ok(Format::Fields),
+            "raw" => Ok(Format::Raw),
+            "human" => Ok(Format::Human),
+            other => Err(format!("unknown format `{other}` (expected json, fields, raw or human)")),
+        }
+    }
+}
+
+impl Format {
+    /// Appends `event`, encoded and newline-terminated, to `out`.
+    pub fn encode(self, event: &Event, out: &mut Vec<u8>) {
+        match self {
+            Format::Json => encode_envelope(event, out),
+            Format::Fields => write_map(out, &event.fields),
+            Format::Raw => out.extend_from_slice(&event.body),
+            Format::Human => encode_human(event, out),
+        }
+        out.push(b'\n');
+    }
+}
+
+fn encode_envelope(event: &Event, out: &mut Vec<u8>) {
+    out.push(b'{');
+    if let Some(ts) = event.timestamp {
+        out.extend_from_slice(b"\"timestamp\":\"");
+        write_rfc3339(out, ts);
+        out.extend_from_slice(b"\",");
+    }
+    out.extend_from_slice(b"\"name\":");
+    write_str(out, &event.name);
+    out.extend_from_slice(b",\"level\":\"");
+    out.extend_from_slice(event.level.as_str().as_bytes());
+    out.push(b'"');
+    if !event.tags.is_empty() {
+        out.extend_from_slice(b",\"tags\":{");
+        for (i, (k, v)) in event.tags.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            write_str(out, k);
+            out.push(b':');
+            write_str(out, v);
+        }
+        out.push(b'}');
+    }
+    out.extend_from_slice(b",\"fields\":");
+    write_map(out, &event.fields);
+    if !event.body.is_empty() {
+        out.extend_from_slice(b",\"body\":");
+        write_str(out, &String::from_utf8_lossy(&event.body));
+    }
+    out.push(b'}');
+}
+
+fn encode_human(event: &Event, out: &mut Vec<u8>) {
+    match event.timestamp {
+        Some(ts) => write_rfc3339(out, ts),
+        None => out.push(b'-'),
+    }
+    let _ = write!(out, " {:<5} {}", event.level.as_str().to_uppercase(), event.name);
+    for (k, v) in event.tags.iter() {
+        let _ = write!(out, " #{k}={v}");
+    }
+    if event.fields.is_empty() {
+        out.push(b' ');
+        out.extend_from_slice(&event.body);
+        return;
+    }
+    for (k, v) in &event.fields {
+        let _ = write!(out, " {k}=");
+        match v {
+            Value::String(s) => out.extend_from_slice(s.as_bytes()),
+            other => write_value(out, other),
+        }
+    }
+}
+
+fn write_str(out: &mut Vec<u8>, s: &str) {
+    // serde_json's escaper: correct for every control character and quote.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+fn write_map(out: &mut Vec<u8>, map: &Map) {
+    out.push(b'{');
+    for (i, (k, v)) in map.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(out, k);
+        out.push(b':');
+        write_value(out, v);
+    }
+    out.push(b'}');
+}
+
+/// Writes a value as JSON. Floats keep a decimal point (`1.0`); non-finite floats, which
+/// JSON cannot hold, become `null`; bytes become a string (invalid UTF-8 replaced).
+pub fn write_value(out: &mut Vec<u8>, value: &Value) {
+    match value {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Int(i) => {
+            let _ = write!(out, "{i}");
+        }
+        Value::Uint(u) => {
+            let _ = write!(out, "{u}");
+        }
+        Value::Float(f) if f.is_finite() => {
+            let _ = serde_json::to_writer(&mut *out, f);
+        }
+        Value::Float(_) => out.extend_from_slice(b"null"),
+        Value::String(s) => write_str(out, s),
+        Value::Bytes(b) => write_str(out, &String::from_utf8_lossy(b)),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_value(out, item);
+            }
+            out.push(b']');
+        }
+        Value::Object(map) => write_map(out, map),
+    }
+}
+
+/// Writes nanoseconds since the epoch as RFC 3339 UTC (`2015-05-17T10:05:03Z`, with a
+/// fraction only when there is one).
+pub fn write_rfc3339(out: &mut Vec<u8>, ts_ns: i64) {
+    let secs = ts_ns.div_euclid(1_000_000_000);
+    let nanos = ts_ns.rem_euclid(1_000_000_000);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    let _ = write!(
+        out,
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    );
+    if nanos != 0 {
+        let frac = format!("{nanos:09}");
+        let _ = write!(out, ".{}", frac.trim_end_matches('0'));
+    }
+    out.push(b'Z');
+}
+
+/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Level;
+    use std::sync::Arc;
+
+    #[test]
+    fn rfc3339_dates() {
+        let mut out = Vec::new();
+        write_rfc3339(&mut out, 1_431_857_103_000_000_000);
+        assert_eq!(out, b"2015-05-17T10:05:03Z");
+        out.clear();
+        write_rfc3339(&mut out, -1_500_000_000);
+        assert_eq!(out, b"1969-12-31T23:59:58.5Z");
+    }
+
+    #[test]
+    fn json_keeps_types() {
+        let mut event = Event::from_body(Arc::from("app"), Vec::new());
+        event.level = Level::Warn;
+        event.fields.insert("f".into(), Value::Float(1.0));
+        event.fields.insert("n".into(), Value::Null);
+        event.fields.insert("a".into(), Value::Array(vec![]));
+        event.fields.insert("o".into(), Value::Object(Map::new()));
+        event.fields.insert("u".into(), Value::Uint(u64::MAX));
+        event.tags.set("host", "gw\"1");
+        let mut out = Vec::new();
+        Format::Json.encode(&event, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "{\"name\":\"app\",\"level\":\"warn\",\"tags\":{\"host\":\"gw\\\"1\"},\"fields\":{\"f\":1.0,\"n\":null,\"a\":[],\"o\":{},\"u\":18446744073709551615}}\n"
+        );
+    }
+
+    #[test]
+    fn raw_and_fields_formats() {
+        let mut event = Event::from_body(Arc::from("app"), b"line \xff".to_vec());
+        event.fields.insert("k".into(), Value::Int(1));
+        let mut out = Vec::new();
+        Format::Raw.encode(&event, &mut out);
+        Format::Fields.encode(&event, &mut out);
+        assert_eq!(out, b"line \xff\n{\"k\":1}\n");
+    }
+}

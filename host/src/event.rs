@@ -1,0 +1,165 @@
+//! The event: Runnel's unit of data, after the four-element log model of Flume-era
+//! logging — a *name*, *fields*, *tags* and a *level* — plus a timestamp and the raw body.
+
+use indexmap::IndexMap;
+use std::fmt;
+use std::sync::Arc;
+
+/// Field members in insertion order.
+pub type Map = IndexMap<String, Value>;
+
+/// A typed field value. Types survive plugins and sinks: `Float(1.0)` stays a float,
+/// `Null` stays null, an empty array stays an array.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Int(i64),
+    /// Integers above `i64::MAX` only; smaller ones are `Int` (see [`Value::from_u64`]).
+    Uint(u64),
+    Float(f64),
+    String(String),
+    Bytes(Vec<u8>),
+    Array(Vec<Value>),
+    Object(Map),
+}
+
+impl Value {
+    /// The canonical form of an unsigned integer: `Int` when it fits.
+    pub fn from_u64(u: u64) -> Self {
+        match i64::try_from(u) {
+            Ok(i) => Value::Int(i),
+            Err(_) => Value::Uint(u),
+        }
+    }
+}
+
+/// Severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum Level {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+    Fatal,
+    #[default]
+    Unknown,
+}
+
+impl Level {
+    pub const ALL: [Level; 7] = [
+        Level::Trace,
+        Level::Debug,
+        Level::Info,
+        Level::Warn,
+        Level::Error,
+        Level::Fatal,
+        Level::Unknown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Trace => "trace",
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+            Level::Fatal => "fatal",
+            Level::Unknown => "unknown",
+        }
+    }
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Tags: short string labels (`host=gw-7`), Flume's headers. Setting a key that exists
+/// replaces its value; order is insertion order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tags(Vec<(Arc<str>, Arc<str>)>);
+
+impl Tags {
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| &**k == key).map(|(_, v)| &**v)
+    }
+
+    pub fn set(&mut self, key: impl Into<Arc<str>>, value: impl Into<Arc<str>>) {
+        let key = key.into();
+        let value = value.into();
+        match self.0.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((key, value)),
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (&**k, &**v))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// One log event.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Event {
+    /// Which application or stream the event belongs to.
+    pub name: Arc<str>,
+    /// Nanoseconds since the Unix epoch, UTC.
+    pub timestamp: Option<i64>,
+    pub level: Level,
+    pub tags: Tags,
+    pub fields: Map,
+    /// The raw body, usually the line as read (without its line end).
+    pub body: Vec<u8>,
+}
+
+impl Event {
+    /// A fresh event from a source: a body and the source's name, nothing parsed yet.
+    pub fn from_body(name: Arc<str>, body: Vec<u8>) -> Self {
+        Self {
+            name,
+            body,
+            ..Self::default()
+        }
+    }
+}
+
+/// The tag a step writes when it could not handle an event (`parse_error`, …).
+pub mod error_tags {
+    /// A parser reported that it could not parse the body.
+    pub const PARSE_ERROR: &str = "parse_error";
+    /// A plugin failed on the whole batch (trap, timeout, malformed output).
+    pub const PLUGIN_ERROR: &str = "plugin_error";
+    /// The step (plugin name) that set one of the tags above.
+    pub const ERROR_STEP: &str = "error_step";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_replace_existing_keys_and_keep_order() {
+        let mut tags = Tags::default();
+        tags.set("host", "a");
+        tags.set("env", "prod");
+        tags.set("host", "b");
+        assert_eq!(tags.iter().collect::<Vec<_>>(), vec![("host", "b"), ("env", "prod")]);
+    }
+
+    #[test]
+    fn unsigned_integers_are_canonical() {
+        assert_eq!(Value::from_u64(5), Value::Int(5));
+        assert_eq!(Value::from_u64(u64::MAX), Value::Uint(u64::MAX));
+    }
+}

@@ -1,0 +1,564 @@
+//! The plugin host: compiles WebAssembly components, instantiates them in a sandbox, and
+//! calls them a batch at a time.
+//!
+//! Life of a plugin: [`PluginEngine::load`] compiles the component and finds its role
+//! from its exports → [`Plugin::instantiate`] makes a store, instantiates the component
+//! and calls the role's `create` with the plugin's config → [`PluginInstance::process`]
+//! is called once per batch on that same instance. A call that traps, runs past its
+//! deadline or returns malformed output fails only that batch; the instance is then
+//! discarded and a fresh one made before the next batch.
+
+pub mod bindings;
+mod sandbox;
+pub mod wire;
+
+use crate::event::{Event, Value};
+use crate::metrics::PluginCounters;
+use bindings::{cleaner, interceptor, parser, router, types as wit};
+use sandbox::HostState;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use wasmtime::component::{Component, HasSelf, Linker, ResourceAny};
+use wasmtime::{Engine, Store};
+use wire::{BatchEncoder, LinesEncoder, OutputReader, WireError};
+
+/// The WIT package version this host implements.
+pub const WIT_PACKAGE: &str = "runnel:plugin";
+pub const WIT_VERSION: &str = "0.1.0";
+
+/// How often the epoch advances; deadlines are counted in these ticks.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// The four plugin roles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Parser,
+    Interceptor,
+    Cleaner,
+    Router,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Parser, Role::Interceptor, Role::Cleaner, Role::Router];
+
+    pub fn interface(self) -> &'static str {
+        match self {
+            Role::Parser => "parser",
+            Role::Interceptor => "interceptor",
+            Role::Cleaner => "cleaner",
+            Role::Router => "router",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.interface())
+    }
+}
+
+/// Everything that can go wrong with a plugin, naming the plugin.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    #[error("plugin `{plugin}`: cannot read {path}: {source}")]
+    Read {
+        plugin: String,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("plugin `{plugin}`: not a valid WebAssembly component: {source:#}")]
+    Compile { plugin: String, source: wasmtime::Error },
+    #[error(
+        "plugin `{plugin}`: exports no Runnel role (expected one of {WIT_PACKAGE}/parser, interceptor, cleaner or router @{WIT_VERSION}); it exports: {exports}"
+    )]
+    NoRole { plugin: String, exports: String },
+    #[error(
+        "plugin `{plugin}`: built against {export}, but this agent implements {WIT_PACKAGE}@{WIT_VERSION}"
+    )]
+    Version { plugin: String, export: String },
+    #[error("plugin `{plugin}`: exports more than one role ({roles})")]
+    ManyRoles { plugin: String, roles: String },
+    #[error("plugin `{plugin}`: cannot be instantiated: {source:#}")]
+    Instantiate { plugin: String, source: wasmtime::Error },
+    #[error("plugin `{plugin}`: init failed: {message}")]
+    Init { plugin: String, message: String },
+    #[error("plugin `{plugin}`: {call} failed: {source:#}")]
+    Call {
+        plugin: String,
+        call: &'static str,
+        source: wasmtime::Error,
+    },
+    #[error("plugin `{plugin}`: malformed output: {source}")]
+    Output { plugin: String, source: WireError },
+    #[error("plugin `{plugin}`: declares {count} routes; at most 64 are allowed")]
+    TooManyRoutes { plugin: String, count: usize },
+}
+
+/// Limits that hold for every call of a plugin.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Linear memory cap per instance.
+    pub memory_bytes: usize,
+    /// Wall-clock budget of one call; past it the call traps.
+    pub call_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            memory_bytes: 64 << 20,
+            call_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Compiles and links plugins. One per agent; cheap to clone.
+#[derive(Clone)]
+pub struct PluginEngine {
+    inner: Arc<EngineInner>,
+}
+
+struct EngineInner {
+    engine: Engine,
+    linker: Linker<HostState>,
+    hostname: Arc<str>,
+    stop_ticker: Arc<AtomicBool>,
+}
+
+impl Drop for EngineInner {
+    fn drop(&mut self) {
+        self.stop_ticker.store(true, Ordering::Relaxed);
+    }
+}
+
+impl PluginEngine {
+    pub fn new(hostname: Arc<str>) -> anyhow::Result<Self> {
+        let mut config = wasmtime::Config::new();
+        config.wasm_component_model(true).epoch_interruption(true);
+        let engine = Engine::new(&config)?;
+        let mut linker = Linker::<HostState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        bindings::host::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
+        bindings::types::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
+
+        let stop_ticker = Arc::new(AtomicBool::new(false));
+        let ticker_engine = engine.weak();
+        let stop = stop_ticker.clone();
+        std::thread::Builder::new()
+            .name("runnel-epoch".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    match ticker_engine.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })?;
+        Ok(Self {
+            inner: Arc::new(EngineInner {
+                engine,
+                linker,
+                hostname,
+                stop_ticker,
+            }),
+        })
+    }
+
+    /// Compiles `bytes` (a component) and finds its role.
+    pub fn load(&self, name: &str, bytes: &[u8], config: &Value, limits: Limits) -> Result<Plugin, PluginError> {
+        let component = Component::new(&self.inner.engine, bytes).map_err(|source| PluginError::Compile {
+            plugin: name.to_owned(),
+            source,
+        })?;
+        let role = self.role_of(name, &component)?;
+        Ok(Plugin {
+            inner: Arc::new(PluginInner {
+                name: Arc::from(name),
+                role,
+                component,
+                config: wire::encode_tree(config),
+                limits,
+                engine: self.clone(),
+            }),
+        })
+    }
+
+    /// Reads and compiles a component file.
+    pub fn load_file(&self, name: &str, path: &std::path::Path, config: &Value, limits: Limits) -> Result<Plugin, PluginError> {
+        let bytes = std::fs::read(path).map_err(|source| PluginError::Read {
+            plugin: name.to_owned(),
+            path: path.display().to_string(),
+            source,
+        })?;
+        self.load(name, &bytes, config, limits)
+    }
+
+    fn role_of(&self, name: &str, component: &Component) -> Result<Role, PluginError> {
+        let ty = component.component_type();
+        let exports: Vec<String> = ty.exports(&self.inner.engine).map(|(n, _)| n.to_owned()).collect();
+        let mut found = Vec::new();
+        for export in &exports {
+            let Some(rest) = export.strip_prefix(&format!("{WIT_PACKAGE}/")) else {
+                continue;
+            };
+            let (iface, version) = rest.split_once('@').unwrap_or((rest, ""));
+            let Some(role) = Role::ALL.into_iter().find(|r| r.interface() == iface) else {
+                continue;
+            };
+            if !compatible(version) {
+                return Err(PluginError::Version {
+                    plugin: name.to_owned(),
+                    export: export.clone(),
+                });
+            }
+            found.push(role);
+        }
+        match found.as_slice() {
+            [role] => Ok(*role),
+            [] => Err(PluginError::NoRole {
+                plugin: name.to_owned(),
+                exports: if exports.is_empty() { "nothing".into() } else { exports.join(", ") },
+            }),
+            many => Err(PluginError::ManyRoles {
+                plugin: name.to_owned(),
+                roles: many.iter().map(Role::to_string).collect::<Vec<_>>().join(", "),
+            }),
+        }
+    }
+}
+
+/// Semver compatibility with [`WIT_VERSION`] (0.x: same minor).
+fn compatible(version: &str) -> bool {
+    let mut ours = WIT_VERSION.split('.');
+    let mut theirs = version.split('.');
+    match (ours.next(), theirs.next()) {
+        (Some("0"), Some("0")) => ours.next() == theirs.next(),
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// A compiled plugin: instantiate it as often as needed. Cheap to clone.
+#[derive(Clone)]
+pub struct Plugin {
+    inner: Arc<PluginInner>,
+}
+
+struct PluginInner {
+    name: Arc<str>,
+    role: Role,
+    component: Component,
+    config: wit::Tree,
+    limits: Limits,
+    engine: PluginEngine,
+}
+
+impl Plugin {
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    pub fn role(&self) -> Role {
+        self.inner.role
+    }
+
+    /// A running instance, with `create` called. `counters` receives `host.counter`.
+    pub fn instantiate(&self, counters: Arc<PluginCounters>) -> Result<PluginInstance, PluginError> {
+        let (store, bound) = self.bind(&counters)?;
+        Ok(PluginInstance {
+            plugin: self.clone(),
+            counters,
+            live: Some(Live { store, bound }),
+            lines: LinesEncoder::default(),
+            batch: BatchEncoder::default(),
+        })
+    }
+
+    fn bind(&self, counters: &Arc<PluginCounters>) -> Result<(Store<HostState>, Bound), PluginError> {
+        let p = &*self.inner;
+        let engine = &p.engine.inner;
+        let state = HostState::new(p.name.clone(), engine.hostname.clone(), counters.clone(), p.limits.memory_bytes);
+        let mut store = Store::new(&engine.engine, state);
+        store.limiter(|s| &mut s.limits);
+        store.set_epoch_deadline(deadline_ticks(p.limits.call_timeout));
+        let inst_err = |source| PluginError::Instantiate {
+            plugin: p.name.to_string(),
+            source,
+        };
+        let call_err = |source| PluginError::Call {
+            plugin: p.name.to_string(),
+            call: "create",
+            source,
+        };
+        let init_err = |message| PluginError::Init {
+            plugin: p.name.to_string(),
+            message,
+        };
+        let bound = match p.role {
+            Role::Parser => {
+                let b = parser::ParserPlugin::instantiate(&mut store, &p.component, &engine.linker).map_err(inst_err)?;
+                let res = b.runnel_plugin_parser().instance().call_create(&mut store, &p.config).map_err(call_err)?;
+                Bound::Parser(b, res.map_err(init_err)?)
+            }
+            Role::Interceptor => {
+                let b = interceptor::InterceptorPlugin::instantiate(&mut store, &p.component, &engine.linker)
+                    .map_err(inst_err)?;
+                let res = b
+                    .runnel_plugin_interceptor()
+                    .instance()
+                    .call_create(&mut store, &p.config)
+                    .map_err(call_err)?;
+                Bound::Interceptor(b, res.map_err(init_err)?)
+            }
+            Role::Cleaner => {
+                let b = cleaner::CleanerPlugin::instantiate(&mut store, &p.component, &engine.linker).map_err(inst_err)?;
+                let res = b.runnel_plugin_cleaner().instance().call_create(&mut store, &p.config).map_err(call_err)?;
+                Bound::Cleaner(b, res.map_err(init_err)?)
+            }
+            Role::Router => {
+                let b = router::RouterPlugin::instantiate(&mut store, &p.component, &engine.linker).map_err(inst_err)?;
+                let guest = b.runnel_plugin_router().instance();
+                let res = guest.call_create(&mut store, &p.config).map_err(call_err)?.map_err(init_err)?;
+                let routes = guest.call_routes(&mut store, res).map_err(|source| PluginError::Call {
+                    plugin: p.name.to_string(),
+                    call: "routes",
+                    source,
+                })?;
+                if routes.len() > 64 {
+                    return Err(PluginError::TooManyRoutes {
+                        plugin: p.name.to_string(),
+                        count: routes.len(),
+                    });
+                }
+                Bound::Router(b, res, routes)
+            }
+        };
+        Ok((store, bound))
+    }
+}
+
+fn deadline_ticks(timeout: Duration) -> u64 {
+    (timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64 + 1
+}
+
+enum Bound {
+    Parser(parser::ParserPlugin, ResourceAny),
+    Interceptor(interceptor::InterceptorPlugin, ResourceAny),
+    Cleaner(cleaner::CleanerPlugin, ResourceAny),
+    Router(router::RouterPlugin, ResourceAny, Vec<String>),
+}
+
+struct Live {
+    store: Store<HostState>,
+    bound: Bound,
+}
+
+/// What a plugin decided for one event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Pass the event on (changed or not).
+    Keep,
+    /// The plugin dropped the event (interceptors only).
+    Drop,
+    /// The plugin could not handle the event; it is unchanged. The message says why.
+    Failed(String),
+    /// The routes chosen (routers only): bit i is route i.
+    Route(u64),
+}
+
+/// A running plugin instance. Not shared: each pipeline worker owns its own.
+pub struct PluginInstance {
+    plugin: Plugin,
+    counters: Arc<PluginCounters>,
+    /// `None` after a failed call: the next call makes a fresh instance first.
+    live: Option<Live>,
+    lines: LinesEncoder,
+    batch: BatchEncoder,
+}
+
+impl PluginInstance {
+    pub fn plugin(&self) -> &Plugin {
+        &self.plugin
+    }
+
+    /// The router's route names (empty for other roles).
+    pub fn routes(&self) -> &[String] {
+        match &self.live {
+            Some(Live {
+                bound: Bound::Router(_, _, routes),
+                ..
+            }) => routes,
+            _ => &[],
+        }
+    }
+
+    /// Runs the plugin on `events`, changing them in place, and writes one verdict per
+    /// event into `verdicts`. On `Err` the call failed as a whole and no event was
+    /// changed; the instance is replaced before the next call.
+    pub fn process(&mut self, events: &mut [Event], verdicts: &mut Vec<Verdict>) -> Result<(), PluginError> {
+        verdicts.clear();
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut live = match self.live.take() {
+            Some(live) => live,
+            None => {
+                let (store, bound) = self.plugin.bind(&self.counters)?;
+                Live { store, bound }
+            }
+        };
+        let result = self.call(&mut live, events, verdicts);
+        match &result {
+            Err(PluginError::Call { .. }) => {
+                // A trap poisons the instance: drop it (and its store) here.
+            }
+            _ => self.live = Some(live),
+        }
+        result
+    }
+
+    fn call(&mut self, live: &mut Live, events: &mut [Event], verdicts: &mut Vec<Verdict>) -> Result<(), PluginError> {
+        let p = &*self.plugin.inner;
+        let store = &mut live.store;
+        store.set_epoch_deadline(deadline_ticks(p.limits.call_timeout));
+        let name = || p.name.to_string();
+        let call_err = |call| {
+            move |source| PluginError::Call {
+                plugin: name(),
+                call,
+                source,
+            }
+        };
+        let out_err = |source| PluginError::Output {
+            plugin: name(),
+            source,
+        };
+        let expect = |what, got: usize| {
+            if got == events.len() {
+                Ok(())
+            } else {
+                Err(out_err(WireError::CountMismatch {
+                    what,
+                    expected: events.len(),
+                    got,
+                }))
+            }
+        };
+        match &live.bound {
+            Bound::Parser(b, res) => {
+                let input = self.lines.encode(events);
+                let out = b
+                    .runnel_plugin_parser()
+                    .instance()
+                    .call_parse(&mut *store, *res, input)
+                    .map_err(call_err("parse"))?;
+                expect("parse results", out.results.len())?;
+                let reader = OutputReader::new(&out.data);
+                for (event, result) in events.iter_mut().zip(&out.results) {
+                    verdicts.push(apply_parsed(&reader, event, result));
+                }
+            }
+            Bound::Interceptor(b, res) => {
+                let input = self.batch.encode(events);
+                let out = b
+                    .runnel_plugin_interceptor()
+                    .instance()
+                    .call_intercept(&mut *store, *res, input)
+                    .map_err(call_err("intercept"))?;
+                expect("interceptor actions", out.actions.len())?;
+                let reader = OutputReader::new(&out.data);
+                for (event, action) in events.iter_mut().zip(&out.actions) {
+                    verdicts.push(match action {
+                        interceptor::exports::runnel::plugin::interceptor::Action::Keep => Verdict::Keep,
+                        interceptor::exports::runnel::plugin::interceptor::Action::Drop => Verdict::Drop,
+                        interceptor::exports::runnel::plugin::interceptor::Action::Patch(patch) => {
+                            patched(reader.apply_patch(event, patch))
+                        }
+                    });
+                }
+            }
+            Bound::Cleaner(b, res) => {
+                let input = self.batch.encode(events);
+                let out = b
+                    .runnel_plugin_cleaner()
+                    .instance()
+                    .call_clean(&mut *store, *res, input)
+                    .map_err(call_err("clean"))?;
+                expect("cleaner patches", out.patches.len())?;
+                let reader = OutputReader::new(&out.data);
+                for (event, patch) in events.iter_mut().zip(&out.patches) {
+                    verdicts.push(match patch {
+                        None => Verdict::Keep,
+                        Some(patch) => patched(reader.apply_patch(event, patch)),
+                    });
+                }
+            }
+            Bound::Router(b, res, routes) => {
+                let input = self.batch.encode(events);
+                let masks = b
+                    .runnel_plugin_router()
+                    .instance()
+                    .call_route(&mut *store, *res, input)
+                    .map_err(call_err("route"))?;
+                expect("route masks", masks.len())?;
+                let valid = if routes.len() == 64 { u64::MAX } else { (1u64 << routes.len()) - 1 };
+                for mask in masks {
+                    verdicts.push(if mask & !valid == 0 {
+                        Verdict::Route(mask)
+                    } else {
+                        Verdict::Failed(format!(
+                            "route mask {mask:#x} names a route beyond the {} declared",
+                            routes.len()
+                        ))
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn patched(result: Result<(), WireError>) -> Verdict {
+    match result {
+        Ok(()) => Verdict::Keep,
+        Err(e) => Verdict::Failed(format!("malformed patch: {e}")),
+    }
+}
+
+fn apply_parsed(reader: &OutputReader<'_>, event: &mut Event, result: &parser::exports::runnel::plugin::parser::ParseResult) -> Verdict {
+    use parser::exports::runnel::plugin::parser::ParseResult;
+    match result {
+        ParseResult::Ok(parsed) => {
+            let fields = match reader.object(parsed.fields) {
+                Ok(fields) => fields,
+                Err(e) => return Verdict::Failed(format!("malformed parse result: {e}")),
+            };
+            let name = match parsed.name.map(|span| reader.str(span)).transpose() {
+                Ok(name) => name,
+                Err(e) => return Verdict::Failed(format!("malformed parse result: {e}")),
+            };
+            if event.fields.is_empty() {
+                event.fields = fields;
+            } else {
+                event.fields.extend(fields);
+            }
+            if let Some(level) = parsed.level {
+                event.level = wire::level_from_wit(level);
+            }
+            if let Some(ts) = parsed.timestamp {
+                event.timestamp = Some(ts);
+            }
+            if let Some(name) = name {
+                event.name = Arc::from(name);
+            }
+            Verdict::Keep
+        }
+        ParseResult::Error(span) => Verdict::Failed(match reader.str(*span) {
+            Ok(message) => message.to_owned(),
+            Err(e) => format!("parse error (message unreadable: {e})"),
+        }),
+    }
+}

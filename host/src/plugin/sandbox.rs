@@ -1,0 +1,104 @@
+//! What a plugin's store holds and what the host grants it: a WASI context that grants
+//! nothing (no preopened directories, no environment, no arguments, no stdio, no sockets,
+//! frozen clocks), a memory cap, and the `runnel:plugin/host` imports.
+
+use super::bindings::{host, types};
+use crate::event::Level;
+use crate::metrics::PluginCounters;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use wasmtime::component::ResourceTable;
+use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+/// Per-store state of one plugin instance.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(super) limits: StoreLimits,
+    plugin: Arc<str>,
+    hostname: Arc<str>,
+    counters: Arc<PluginCounters>,
+}
+
+impl HostState {
+    pub fn new(plugin: Arc<str>, hostname: Arc<str>, counters: Arc<PluginCounters>, memory_bytes: usize) -> Self {
+        let wasi = WasiCtxBuilder::new()
+            .wall_clock(FrozenClock)
+            .monotonic_clock(FrozenClock)
+            .build();
+        Self {
+            wasi,
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(memory_bytes)
+                .instances(64)
+                .tables(64)
+                .memories(16)
+                .build(),
+            plugin,
+            hostname,
+            counters,
+        }
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// The WASI clocks a plugin sees: stopped at the epoch. Time comes from `host.now`.
+struct FrozenClock;
+
+impl HostWallClock for FrozenClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl HostMonotonicClock for FrozenClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+impl types::Host for HostState {}
+
+impl host::Host for HostState {
+    fn log(&mut self, level: types::Level, message: String) {
+        let plugin = &*self.plugin;
+        match super::wire::level_from_wit(level) {
+            Level::Trace => tracing::trace!(plugin, "{message}"),
+            Level::Debug => tracing::debug!(plugin, "{message}"),
+            Level::Info | Level::Unknown => tracing::info!(plugin, "{message}"),
+            Level::Warn => tracing::warn!(plugin, "{message}"),
+            Level::Error | Level::Fatal => tracing::error!(plugin, "{message}"),
+        }
+    }
+
+    fn counter(&mut self, name: String, delta: u64) {
+        self.counters.add(&name, delta);
+    }
+
+    fn now(&mut self) -> i64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i64)
+            .unwrap_or(0)
+    }
+
+    fn hostname(&mut self) -> String {
+        self.hostname.to_string()
+    }
+}
