@@ -173,7 +173,7 @@ pub fn write_rfc3339(out: &mut Vec<u8>, ts_ns: i64) {
 }
 
 /// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
+pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);

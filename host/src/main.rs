@@ -1,1 +1,90 @@
-fn main() {}
+use clap::Parser;
+use runnel::cli::{Cli, Command, LogFormat, PluginCommand};
+use runnel::config::{self, AgentSpec, ConfigErrors};
+use runnel::topology::Topology;
+use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    match cli.command {
+        Command::Run { config } => {
+            let spec = match load(config.as_deref()) {
+                Ok(spec) => spec,
+                Err(errors) => return report(&errors),
+            };
+            run(spec)
+        }
+        Command::Validate { config } => {
+            let spec = match load(config.as_deref()) {
+                Ok(spec) => spec,
+                Err(errors) => return report(&errors),
+            };
+            let origin = spec.origin.clone();
+            match Topology::build(spec) {
+                Ok(_) => {
+                    println!("{origin}: ok");
+                    ExitCode::SUCCESS
+                }
+                Err(errors) => report(&errors),
+            }
+        }
+        Command::Plugin {
+            command: PluginCommand::Test(args),
+        } => match runnel::plugin_test::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+fn load(path: Option<&std::path::Path>) -> Result<AgentSpec, ConfigErrors> {
+    match path {
+        Some(path) => config::load_file(path),
+        None => config::load(config::EMBEDDED_DEFAULT, config::EMBEDDED_ORIGIN),
+    }
+}
+
+fn report(errors: &ConfigErrors) -> ExitCode {
+    eprintln!("{errors}");
+    eprintln!("config is invalid ({} problem{})", errors.0.len(), if errors.0.len() == 1 { "" } else { "s" });
+    ExitCode::from(2)
+}
+
+fn run(spec: AgentSpec) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let topology = match Topology::build(spec) {
+            Ok(t) => t,
+            Err(errors) => return report(&errors),
+        };
+        match topology.run(CancellationToken::new()).await {
+            Ok(0) => ExitCode::SUCCESS,
+            Ok(_) => ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+fn init_logging(cli: &Cli) {
+    let filter = EnvFilter::try_from_env("RUNNEL_LOG").unwrap_or_else(|_| EnvFilter::new(&cli.log_level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}

@@ -99,10 +99,12 @@ impl Json {
     }
 
     fn write_body(&self, tree: &mut Tree, body: &[u8]) -> Result<Parsed, String> {
-        let text = std::str::from_utf8(body).map_err(|e| {
-            format!("json: body is not valid UTF-8 at byte {}", e.valid_up_to())
-        })?;
-        let first = text.trim_start_matches([' ', '\t', '\n', '\r']).bytes().next();
+        let text = std::str::from_utf8(body)
+            .map_err(|e| format!("json: body is not valid UTF-8 at byte {}", e.valid_up_to()))?;
+        let first = text
+            .trim_start_matches([' ', '\t', '\n', '\r'])
+            .bytes()
+            .next();
         if first != Some(b'{') {
             return Err(not_an_object(text, first));
         }
@@ -208,8 +210,8 @@ mod component {
 
     impl GuestInstance for super::Json {
         fn create(config: Tree) -> Result<Instance, String> {
-            let config = runnel_plugin_sdk::Config::from_tree(&config)
-                .map_err(|e| format!("json: {e}"))?;
+            let config =
+                runnel_plugin_sdk::Config::from_tree(&config).map_err(|e| format!("json: {e}"))?;
             Ok(Instance::new(super::Json::new(&config)?))
         }
 

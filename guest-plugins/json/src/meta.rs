@@ -97,7 +97,10 @@ fn fraction(b: &[u8]) -> Option<(i64, &[u8])> {
     }
     let mut nanos = 0i64;
     for i in 0..9 {
-        let digit = rest.get(i).filter(|_| i < len).map_or(0, |d| i64::from(d - b'0'));
+        let digit = rest
+            .get(i)
+            .filter(|_| i < len)
+            .map_or(0, |d| i64::from(d - b'0'));
         nanos = nanos * 10 + digit;
     }
     Some((nanos, &rest[len..]))
@@ -173,8 +176,14 @@ mod tests {
         // 2024-05-01T10:00:00Z = 1714557600 s.
         let base = 1_714_557_600 * NANOS_PER_SEC;
         assert_eq!(rfc3339_to_ns("2024-05-01T10:00:00Z"), Some(base));
-        assert_eq!(rfc3339_to_ns("2024-05-01T10:00:00.123Z"), Some(base + 123_000_000));
-        assert_eq!(rfc3339_to_ns("2024-05-01t10:00:00.5z"), Some(base + 500_000_000));
+        assert_eq!(
+            rfc3339_to_ns("2024-05-01T10:00:00.123Z"),
+            Some(base + 123_000_000)
+        );
+        assert_eq!(
+            rfc3339_to_ns("2024-05-01t10:00:00.5z"),
+            Some(base + 500_000_000)
+        );
         assert_eq!(rfc3339_to_ns("2024-05-01T12:00:00+02:00"), Some(base));
         assert_eq!(rfc3339_to_ns("2024-05-01 07:30:00-02:30"), Some(base));
         assert_eq!(
@@ -212,7 +221,10 @@ mod tests {
 
     #[test]
     fn epoch_seconds() {
-        assert_eq!(seconds_to_ns(1_714_557_600), Some(1_714_557_600 * NANOS_PER_SEC));
+        assert_eq!(
+            seconds_to_ns(1_714_557_600),
+            Some(1_714_557_600 * NANOS_PER_SEC)
+        );
         assert_eq!(seconds_to_ns(i64::MAX), None);
         assert_eq!(float_seconds_to_ns(1.5), Some(1_500_000_000));
         assert_eq!(float_seconds_to_ns(-1.5), Some(-1_500_000_000));

@@ -62,7 +62,12 @@ fn error(body: &[u8]) -> String {
 }
 
 fn obj(members: Vec<(&str, Value)>) -> Value {
-    Value::Object(members.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+    Value::Object(
+        members
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect(),
+    )
 }
 
 fn s(text: &str) -> Value {
@@ -70,7 +75,12 @@ fn s(text: &str) -> Value {
 }
 
 fn config(members: Vec<(&str, Value)>) -> Config {
-    Config::from_members(members.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+    Config::from_members(
+        members
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect(),
+    )
 }
 
 fn configured(members: Vec<(&str, Value)>) -> Json {
@@ -111,14 +121,18 @@ fn scalars_keep_their_types() {
 #[test]
 fn uint_node_is_written_only_above_i64() {
     let out = Json::default().parse_lines(&lines(&[br#"{"a":9223372036854775808,"b":5}"#]));
-    assert!(matches!(out.data.nodes[1].value, Wire::Uint(9_223_372_036_854_775_808)));
+    assert!(matches!(
+        out.data.nodes[1].value,
+        Wire::Uint(9_223_372_036_854_775_808)
+    ));
     assert!(matches!(out.data.nodes[2].value, Wire::Int(5)));
 }
 
 #[test]
 fn floats_round_trip_exactly() {
-    let fields = parse_one(r#"{"a":0.1,"b":2.2250738585072014e-308,"c":1.7976931348623157e308,"d":-0}"#)
-        .unwrap();
+    let fields =
+        parse_one(r#"{"a":0.1,"b":2.2250738585072014e-308,"c":1.7976931348623157e308,"d":-0}"#)
+            .unwrap();
     let Value::Object(members) = fields else {
         panic!("not an object")
     };
@@ -162,7 +176,10 @@ fn containers_nest_and_keep_order() {
                 Value::Array(vec![
                     Value::Int(1),
                     Value::Array(vec![Value::Int(2), Value::Array(vec![])]),
-                    obj(vec![("a", obj(vec![("b", Value::Array(vec![Value::Null]))]))]),
+                    obj(vec![(
+                        "a",
+                        obj(vec![("b", Value::Array(vec![Value::Null]))])
+                    )]),
                 ])
             ),
             ("w", obj(vec![("k2", Value::Int(1)), ("k1", Value::Int(2))])),
@@ -175,7 +192,11 @@ fn containers_nest_and_keep_order() {
 fn duplicate_names_are_passed_on_in_order() {
     assert_eq!(
         parse_one(r#"{"a":1,"b":2,"a":3}"#).unwrap(),
-        obj(vec![("a", Value::Int(1)), ("b", Value::Int(2)), ("a", Value::Int(3))])
+        obj(vec![
+            ("a", Value::Int(1)),
+            ("b", Value::Int(2)),
+            ("a", Value::Int(3))
+        ])
     );
 }
 
@@ -194,7 +215,10 @@ fn malformed_json_reports_serde_message_and_column() {
         error(br#"{"a":1 "b":2}"#),
         "json: expected `,` or `}` at line 1 column 8"
     );
-    assert_eq!(error(b""), "json: EOF while parsing a value at line 1 column 0");
+    assert_eq!(
+        error(b""),
+        "json: EOF while parsing a value at line 1 column 0"
+    );
     assert_eq!(
         error(br#"{"a":"#),
         "json: EOF while parsing a value at line 1 column 5"
@@ -254,11 +278,20 @@ fn failed_lines_leave_no_nodes_behind() {
         })
         .collect();
     assert_eq!(ok.len(), 2);
-    assert_eq!(ok.iter().map(|r| r.len).sum::<u32>() as usize, out.data.nodes.len());
+    assert_eq!(
+        ok.iter().map(|r| r.len).sum::<u32>() as usize,
+        out.data.nodes.len()
+    );
     let decoded = decode(&out);
     assert!(decoded[0].is_err() && decoded[2].is_err() && decoded[3].is_err());
-    assert_eq!(decoded[1].as_ref().unwrap().fields, obj(vec![("ok", Value::Bool(true))]));
-    assert_eq!(decoded[4].as_ref().unwrap().fields, obj(vec![("n", Value::Int(2))]));
+    assert_eq!(
+        decoded[1].as_ref().unwrap().fields,
+        obj(vec![("ok", Value::Bool(true))])
+    );
+    assert_eq!(
+        decoded[4].as_ref().unwrap().fields,
+        obj(vec![("n", Value::Int(2))])
+    );
 }
 
 #[test]
@@ -301,8 +334,14 @@ fn level_key_sets_the_level() {
 #[test]
 fn name_key_sets_the_name() {
     let json = configured(vec![("name_key", s("app"))]);
-    let results = parse_with(&json, &[br#"{"app":"billing","x":1}"#, br#"{"app":7}"#, b"{}"]);
-    assert_eq!(results[0].as_ref().unwrap().name.as_deref(), Some("billing"));
+    let results = parse_with(
+        &json,
+        &[br#"{"app":"billing","x":1}"#, br#"{"app":7}"#, b"{}"],
+    );
+    assert_eq!(
+        results[0].as_ref().unwrap().name.as_deref(),
+        Some("billing")
+    );
     assert_eq!(results[1].as_ref().unwrap().name, None);
     assert_eq!(results[2].as_ref().unwrap().name, None);
 }
@@ -350,7 +389,9 @@ fn one_member_can_serve_several_keys() {
         ("name_key", s("v")),
         ("timestamp_key", s("t")),
     ]);
-    let event = parse_with(&json, &[br#"{"v":"info","t":0}"#]).remove(0).unwrap();
+    let event = parse_with(&json, &[br#"{"v":"info","t":0}"#])
+        .remove(0)
+        .unwrap();
     assert_eq!(
         event,
         Event {
@@ -365,9 +406,15 @@ fn one_member_can_serve_several_keys() {
 #[test]
 fn bad_config_names_the_key() {
     let err = Json::new(&config(vec![("level", s("x"))])).unwrap_err();
-    assert!(err.starts_with("json: config: unknown key `level`"), "{err}");
+    assert!(
+        err.starts_with("json: config: unknown key `level`"),
+        "{err}"
+    );
     let err = Json::new(&config(vec![("name_key", Value::Int(1))])).unwrap_err();
-    assert_eq!(err, "json: config: `name_key` must be a string, got integer");
+    assert_eq!(
+        err,
+        "json: config: `name_key` must be a string, got integer"
+    );
     let err = Json::new(&config(vec![("timestamp_key", Value::Bool(true))])).unwrap_err();
     assert!(err.contains("`timestamp_key`"), "{err}");
     assert!(Json::new(&Config::empty()).is_ok());
@@ -397,7 +444,10 @@ fn a_batch_gives_one_result_per_body() {
                 obj(vec![
                     ("i", Value::Int(i)),
                     ("s", s(&format!("line {i}"))),
-                    ("a", Value::Array(vec![Value::Int(i), Value::Float(i as f64 + 0.5)])),
+                    (
+                        "a",
+                        Value::Array(vec![Value::Int(i), Value::Float(i as f64 + 0.5)])
+                    ),
                 ])
             );
         }

@@ -76,8 +76,8 @@ impl RegexParser {
         let pattern = config
             .str("pattern")?
             .ok_or("config: `pattern` is required")?;
-        let regex = Regex::new(pattern)
-            .map_err(|e| format!("config: `pattern` does not compile: {e}"))?;
+        let regex =
+            Regex::new(pattern).map_err(|e| format!("config: `pattern` does not compile: {e}"))?;
         let mut captures = named_captures(&regex);
         if captures.is_empty() {
             return Err(
@@ -215,7 +215,9 @@ fn group_of(config: &Config, captures: &[Capture], key: &str) -> Result<Option<u
 fn apply_types(captures: &mut [Capture], types: &[(String, Value)]) -> Result<(), String> {
     for (name, value) in types {
         let kind = value.as_str().and_then(Kind::from_name).ok_or_else(|| {
-            format!("config: `types.{name}` must be one of \"string\", \"int\", \"float\", \"bool\"")
+            format!(
+                "config: `types.{name}` must be one of \"string\", \"int\", \"float\", \"bool\""
+            )
         })?;
         let capture = captures
             .iter_mut()
@@ -241,8 +243,8 @@ mod component {
 
     impl GuestInstance for super::RegexParser {
         fn create(config: Tree) -> Result<Instance, String> {
-            let config = runnel_plugin_sdk::Config::from_tree(&config)
-                .map_err(|e| format!("regex: {e}"))?;
+            let config =
+                runnel_plugin_sdk::Config::from_tree(&config).map_err(|e| format!("regex: {e}"))?;
             Ok(Instance::new(super::RegexParser::new(&config)?))
         }
 

@@ -69,11 +69,21 @@ fn s(text: &str) -> Value {
 }
 
 fn obj(members: Vec<(&str, Value)>) -> Value {
-    Value::Object(members.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+    Value::Object(
+        members
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect(),
+    )
 }
 
 fn config(members: Vec<(&str, Value)>) -> Config {
-    Config::from_members(members.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+    Config::from_members(
+        members
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect(),
+    )
 }
 
 fn parser(members: Vec<(&str, Value)>) -> RegexParser {
@@ -135,8 +145,7 @@ fn csv_fields(line: &str) -> Vec<String> {
 #[test]
 fn every_zookeeper_line_matches_the_loghub_structure() {
     let log = std::fs::read_to_string(zk_dir() + "Zookeeper_2k.log").expect("shared data");
-    let csv =
-        std::fs::read_to_string(zk_dir() + "Zookeeper_2k.log_structured.csv").expect("csv");
+    let csv = std::fs::read_to_string(zk_dir() + "Zookeeper_2k.log_structured.csv").expect("csv");
     let bodies: Vec<&[u8]> = log.lines().map(str::as_bytes).collect();
     let events = parse(&zk_parser(), &bodies);
     assert_eq!(events.len(), 2000);
@@ -152,7 +161,10 @@ fn every_zookeeper_line_matches_the_loghub_structure() {
         assert_eq!(field("component"), Some(s(&expected[5])), "{record}");
         assert_eq!(field("id"), Some(Value::Int(expected[6].parse().unwrap())));
         let content = field("content").unwrap();
-        assert_eq!(content.as_str().map(str::trim_end), Some(expected[7].trim_end()));
+        assert_eq!(
+            content.as_str().map(str::trim_end),
+            Some(expected[7].trim_end())
+        );
         match event.level {
             Some(Level::Info) => levels[0] += 1,
             Some(Level::Warn) => levels[1] += 1,
@@ -166,8 +178,14 @@ fn every_zookeeper_line_matches_the_loghub_structure() {
 #[test]
 fn non_matching_lines_are_errors() {
     let results = parse(&zk_parser(), &[b"", b"hello", ZK_LINE.as_bytes()]);
-    assert_eq!(results[0], Err("regex: line does not match `pattern`".to_owned()));
-    assert_eq!(results[1], Err("regex: line does not match `pattern`".to_owned()));
+    assert_eq!(
+        results[0],
+        Err("regex: line does not match `pattern`".to_owned())
+    );
+    assert_eq!(
+        results[1],
+        Err("regex: line does not match `pattern`".to_owned())
+    );
     assert!(results[2].is_ok());
 }
 
@@ -197,7 +215,10 @@ fn conversion_failures_name_the_capture_and_text() {
         ])
     );
     assert_eq!(
-        parse_one(&p, "18446744073709551615 0 true").unwrap().fields.get("n"),
+        parse_one(&p, "18446744073709551615 0 true")
+            .unwrap()
+            .fields
+            .get("n"),
         Some(&Value::Uint(u64::MAX))
     );
     assert_eq!(
@@ -241,7 +262,11 @@ fn groups_that_did_not_take_part_are_null() {
     )]);
     assert_eq!(
         parse_one(&p, "42").unwrap().fields,
-        obj(vec![("num", s("42")), ("word", Value::Null), ("rest", Value::Null)])
+        obj(vec![
+            ("num", s("42")),
+            ("word", Value::Null),
+            ("rest", Value::Null)
+        ])
     );
     assert_eq!(
         parse_one(&p, "abc more text").unwrap().fields,
@@ -256,13 +281,20 @@ fn groups_that_did_not_take_part_are_null() {
 #[test]
 fn level_and_name_captures() {
     let p = parser(vec![
-        ("pattern", s(r"^(?<app>\w+)(?: \[(?<lvl>\w+)\])? (?<msg>.*)$")),
+        (
+            "pattern",
+            s(r"^(?<app>\w+)(?: \[(?<lvl>\w+)\])? (?<msg>.*)$"),
+        ),
         ("level_capture", s("lvl")),
         ("name_capture", s("app")),
     ]);
     let events = parse(
         &p,
-        &[b"billing [warning] low", b"auth [NOTICE] hi", b"web no level"],
+        &[
+            b"billing [warning] low",
+            b"auth [NOTICE] hi",
+            b"web no level",
+        ],
     );
     let summary: Vec<_> = events
         .into_iter()
@@ -309,11 +341,23 @@ fn bad_config_names_the_key() {
         "regex: config: `pattern` must be a string, got integer"
     );
     let err = create_error(vec![("pattern", s("(?P<a>"))]);
-    assert!(err.starts_with("regex: config: `pattern` does not compile"), "{err}");
+    assert!(
+        err.starts_with("regex: config: `pattern` does not compile"),
+        "{err}"
+    );
     let err = create_error(vec![("pattern", s(r"(\d+) (.*)"))]);
-    assert!(err.starts_with("regex: config: `pattern` has no named capture"), "{err}");
-    let err = create_error(vec![("pattern", s("(?P<a>x)")), ("typo", Value::Bool(true))]);
-    assert!(err.starts_with("regex: config: unknown key `typo`"), "{err}");
+    assert!(
+        err.starts_with("regex: config: `pattern` has no named capture"),
+        "{err}"
+    );
+    let err = create_error(vec![
+        ("pattern", s("(?P<a>x)")),
+        ("typo", Value::Bool(true)),
+    ]);
+    assert!(
+        err.starts_with("regex: config: unknown key `typo`"),
+        "{err}"
+    );
     assert_eq!(
         create_error(vec![
             ("pattern", s("(?P<a>x)")),
@@ -333,7 +377,10 @@ fn bad_config_names_the_key() {
         "regex: config: `types` must be a table, got string"
     );
     assert_eq!(
-        create_error(vec![("pattern", s("(?P<a>x)")), ("level_capture", s("lvl"))]),
+        create_error(vec![
+            ("pattern", s("(?P<a>x)")),
+            ("level_capture", s("lvl"))
+        ]),
         "regex: config: `level_capture` names `lvl`, which is not a named group of `pattern`"
     );
     assert_eq!(

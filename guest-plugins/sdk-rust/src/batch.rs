@@ -21,7 +21,10 @@ use crate::{span_bytes, span_str};
 
 /// The events of `batch`, in order.
 pub fn events(batch: &Batch) -> impl ExactSizeIterator<Item = EventRef<'_>> {
-    batch.events.iter().map(move |event| EventRef { batch, event })
+    batch
+        .events
+        .iter()
+        .map(move |event| EventRef { batch, event })
 }
 
 /// One event of a batch, with access to the batch's arena, nodes and tags.
@@ -117,7 +120,11 @@ impl<'a> NodeRef<'a> {
         if nodes.is_empty() {
             return None;
         }
-        Some(Self { arena, nodes, at: 0 })
+        Some(Self {
+            arena,
+            nodes,
+            at: 0,
+        })
     }
 
     fn node(&self) -> &'a Node {
@@ -355,8 +362,17 @@ mod tests {
 
     fn sample() -> Batch {
         let nested = obj(&[
-            ("list", Value::Array(vec![Value::Int(1), obj(&[("x", Value::Null)])])),
-            ("http", obj(&[("status", Value::Int(404)), ("path", Value::Str("/a".into()))])),
+            (
+                "list",
+                Value::Array(vec![Value::Int(1), obj(&[("x", Value::Null)])]),
+            ),
+            (
+                "http",
+                obj(&[
+                    ("status", Value::Int(404)),
+                    ("path", Value::Str("/a".into())),
+                ]),
+            ),
             ("msg", Value::Str("hello".into())),
         ]);
         let mut b = BatchBuilder::new();
@@ -381,7 +397,10 @@ mod tests {
         assert_eq!(all[0].timestamp(), Some(7));
         assert_eq!(all[0].tag("host"), Some(&b"b"[..]));
         assert_eq!(all[0].tags().count(), 2);
-        assert_eq!(all[1].tags().collect::<Vec<_>>(), vec![(&b"env"[..], &b"prod"[..])]);
+        assert_eq!(
+            all[1].tags().collect::<Vec<_>>(),
+            vec![(&b"env"[..], &b"prod"[..])]
+        );
         assert!(all[1].fields().is_none());
         assert!(all[1].field(&["msg"]).is_none());
     }
@@ -394,7 +413,10 @@ mod tests {
         assert!(matches!(status.value(), types::Value::Int(404)));
         assert_eq!(status.key(), b"status");
         assert_eq!(event.field(&["http", "path"]).unwrap().as_str(), Some("/a"));
-        assert_eq!(event.field(&["msg"]).unwrap().as_bytes(), Some(&b"hello"[..]));
+        assert_eq!(
+            event.field(&["msg"]).unwrap().as_bytes(),
+            Some(&b"hello"[..])
+        );
         assert!(event.field(&["http", "nope"]).is_none());
         assert!(event.field(&["msg", "deeper"]).is_none());
         // Arrays are not walked by name.
@@ -406,7 +428,10 @@ mod tests {
         let batch = sample();
         let root = events(&batch).next().unwrap().fields().unwrap();
         let keys: Vec<_> = root.children().map(|c| c.key().to_vec()).collect();
-        assert_eq!(keys, vec![b"list".to_vec(), b"http".to_vec(), b"msg".to_vec()]);
+        assert_eq!(
+            keys,
+            vec![b"list".to_vec(), b"http".to_vec(), b"msg".to_vec()]
+        );
         let list = root.get("list").unwrap();
         assert_eq!(list.subtree().unwrap().len(), 4);
         assert_eq!(
@@ -414,7 +439,10 @@ mod tests {
             Value::Array(vec![Value::Int(1), obj(&[("x", Value::Null)])])
         );
         assert_eq!(list.children().count(), 2);
-        assert_eq!(root.subtree().unwrap().len(), batch.events[0].fields.len as usize);
+        assert_eq!(
+            root.subtree().unwrap().len(),
+            batch.events[0].fields.len as usize
+        );
     }
 
     #[test]

@@ -286,6 +286,7 @@ impl Validator<'_> {
             .channels
             .iter()
             .filter_map(|(name, c)| {
+                let raw::ChannelType::Memory = c.kind;
                 let capacity = c.capacity.unwrap_or(10_000);
                 if capacity == 0 {
                     self.error(&["channels", name, "capacity"], "must be at least 1");

@@ -1,1 +1,160 @@
-//! stub
+//! `trap-on-marker`: a test fixture parser that misbehaves on demand, to test how the
+//! host survives a plugin that traps or never returns.
+//!
+//! For each body, in order: a body containing `TRAP` makes the plugin panic (a trap in
+//! WebAssembly); a body containing `SPIN` makes it loop forever; any other body parses
+//! to the field `line` holding the body as text (invalid UTF-8 replaced).
+//!
+//! Config: none.
+
+use runnel_plugin_sdk::Output;
+use runnel_plugin_sdk::parser::{ParseOutput, ParseResult, Parsed};
+use runnel_plugin_sdk::types::Lines;
+
+/// What the fixture does with one body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behaviour {
+    Trap,
+    Spin,
+    Parse,
+}
+
+/// The behaviour a body asks for.
+pub fn behaviour(body: &[u8]) -> Behaviour {
+    let has = |marker: &[u8]| body.windows(marker.len()).any(|w| w == marker);
+    if has(b"TRAP") {
+        Behaviour::Trap
+    } else if has(b"SPIN") {
+        Behaviour::Spin
+    } else {
+        Behaviour::Parse
+    }
+}
+
+/// Parses every body of `input`; traps or spins as the bodies ask.
+pub fn parse_lines(input: &Lines) -> ParseOutput {
+    let mut out = Output::with_capacity(input.bodies.len(), 64, 2);
+    let results = input
+        .bodies
+        .iter()
+        .map(|&span| {
+            let body = runnel_plugin_sdk::span_bytes(&input.arena, span);
+            match behaviour(body) {
+                Behaviour::Trap => panic!("trap-on-marker: TRAP in body"),
+                Behaviour::Spin => spin(),
+                Behaviour::Parse => ParseResult::Ok(line(&mut out, body)),
+            }
+        })
+        .collect();
+    ParseOutput {
+        data: out.finish(),
+        results,
+    }
+}
+
+fn line(out: &mut Output, body: &[u8]) -> Parsed {
+    let mut obj = out.object();
+    obj.str("line", &String::from_utf8_lossy(body));
+    Parsed {
+        fields: obj.finish(),
+        level: None,
+        timestamp: None,
+        name: None,
+    }
+}
+
+/// Loops forever; `black_box` keeps the loop from being optimised away.
+fn spin() -> ! {
+    let mut turns = 0u64;
+    loop {
+        turns = std::hint::black_box(turns.wrapping_add(1));
+        std::hint::spin_loop();
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+mod component {
+    use runnel_plugin_sdk::parser::{Guest, GuestInstance, Instance, ParseOutput};
+    use runnel_plugin_sdk::types::{Lines, Tree};
+
+    struct Plugin;
+
+    struct TrapOnMarker;
+
+    impl Guest for Plugin {
+        type Instance = TrapOnMarker;
+    }
+
+    impl GuestInstance for TrapOnMarker {
+        fn create(config: Tree) -> Result<Instance, String> {
+            runnel_plugin_sdk::Config::from_tree(&config)?.deny_unknown(&[])?;
+            Ok(Instance::new(TrapOnMarker))
+        }
+
+        fn parse(&self, input: Lines) -> ParseOutput {
+            super::parse_lines(&input)
+        }
+    }
+
+    runnel_plugin_sdk::export_parser!(Plugin with_types_in runnel_plugin_sdk::bindings::parser);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use runnel_plugin_sdk::types::Span;
+    use runnel_plugin_sdk::{Value, decode_value};
+
+    fn lines(bodies: &[&[u8]]) -> Lines {
+        let mut arena = Vec::new();
+        let bodies = bodies
+            .iter()
+            .map(|body| {
+                let offset = arena.len() as u32;
+                arena.extend_from_slice(body);
+                Span {
+                    offset,
+                    len: body.len() as u32,
+                }
+            })
+            .collect();
+        Lines { arena, bodies }
+    }
+
+    #[test]
+    fn markers_choose_the_behaviour() {
+        assert_eq!(behaviour(b"a TRAP here"), Behaviour::Trap);
+        assert_eq!(behaviour(b"SPIN"), Behaviour::Spin);
+        assert_eq!(behaviour(b"SPIN then TRAP"), Behaviour::Trap);
+        assert_eq!(behaviour(b"trap spin TRA P"), Behaviour::Parse);
+        assert_eq!(behaviour(b""), Behaviour::Parse);
+    }
+
+    #[test]
+    fn other_bodies_become_the_line_field() {
+        let out = parse_lines(&lines(&[b"hello", b"caf\xe9"]));
+        let fields: Vec<Value> = out
+            .results
+            .iter()
+            .map(|r| match r {
+                ParseResult::Ok(p) => {
+                    decode_value(&out.data.arena, &out.data.nodes, p.fields).unwrap()
+                }
+                ParseResult::Error(_) => panic!("never an error"),
+            })
+            .collect();
+        assert_eq!(
+            fields,
+            vec![
+                Value::Object(vec![("line".into(), Value::Str("hello".into()))]),
+                Value::Object(vec![("line".into(), Value::Str("caf\u{fffd}".into()))]),
+            ]
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "trap-on-marker: TRAP in body")]
+    fn trap_marker_panics() {
+        parse_lines(&lines(&[b"fine", b"please TRAP"]));
+    }
+}

@@ -1,0 +1,64 @@
+//! The command line: `runnel run`, `runnel validate`, `runnel plugin test`.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "runnel", version, about = "A WebAssembly-extensible edge log agent")]
+pub struct Cli {
+    /// How the agent's own logs are written (to standard error).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `runnel=debug`. RUNNEL_LOG
+    /// overrides it.
+    #[arg(long, global = true, default_value = "info")]
+    pub log_level: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the agent.
+    Run {
+        /// The config file; without it, the embedded default config.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Check a config: syntax, unknown keys, references, and every plugin compiled and
+    /// initialised. Exits non-zero with every problem listed.
+    Validate {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Tools for plugin authors.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Run one plugin on lines from standard input and print the events it produces
+    /// (JSON lines on standard output; drops and errors are reported too).
+    Test(PluginTest),
+}
+
+#[derive(Debug, Args)]
+pub struct PluginTest {
+    /// A .wasm component, or the name of a builtin plugin (e.g. `combined`).
+    pub plugin: String,
+    /// The plugin's config: a TOML file, or inline TOML (`'pattern = "..."'`).
+    #[arg(long, short)]
+    pub config: Option<String>,
+    /// Lines per call.
+    #[arg(long, default_value_t = 256)]
+    pub batch_size: usize,
+}

@@ -1,0 +1,92 @@
+//! The channel selector (Flume's multiplexing selector): maps each event's routes to the
+//! source's channels and fans it out, cloning only for the second and later channel.
+
+use super::chain::ChainOutput;
+use crate::channel::MemoryChannel;
+use crate::event::Event;
+use crate::metrics::{Counter, Registry};
+
+/// Where a source's events go.
+pub struct Selector {
+    channels: Vec<MemoryChannel>,
+    default: Vec<usize>,
+    dead_letter: Vec<usize>,
+    /// For each router route (by index): channel indices; empty means "default".
+    routes: Vec<Vec<usize>>,
+    route_counters: Vec<Counter>,
+    default_counter: Counter,
+    dead_letter_counter: Counter,
+}
+
+impl Selector {
+    /// `channels` are the distinct channels this source writes to; the other arguments
+    /// index into it. `routes[i]` holds the name and channels of router route i.
+    pub fn new(
+        source: &str,
+        channels: Vec<MemoryChannel>,
+        default: Vec<usize>,
+        dead_letter: Vec<usize>,
+        routes: Vec<(String, Vec<usize>)>,
+    ) -> Self {
+        let r = Registry::global();
+        Self {
+            route_counters: routes
+                .iter()
+                .map(|(name, _)| r.counter(&format!("route.{source}.{name}"), "events"))
+                .collect(),
+            routes: routes.into_iter().map(|(_, targets)| targets).collect(),
+            default_counter: r.counter(&format!("route.{source}.default"), "events"),
+            dead_letter_counter: r.counter(&format!("route.{source}.dead_letter"), "events"),
+            channels,
+            default,
+            dead_letter,
+        }
+    }
+
+    pub fn channels(&self) -> &[MemoryChannel] {
+        &self.channels
+    }
+
+    /// Splits the chain's output into one batch per channel (indexed like `channels`).
+    pub fn select(&self, output: ChainOutput) -> Vec<Vec<Event>> {
+        let mut per_channel: Vec<Vec<Event>> = (0..self.channels.len()).map(|_| Vec::new()).collect();
+        let mut targets: Vec<usize> = Vec::with_capacity(self.channels.len());
+        let mut default_count = 0u64;
+        for (event, mask) in output.routed {
+            targets.clear();
+            let mut bits = mask;
+            while bits != 0 {
+                let i = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                if let Some(route) = self.routes.get(i) {
+                    self.route_counters[i].add(1);
+                    for &t in route {
+                        if !targets.contains(&t) {
+                            targets.push(t);
+                        }
+                    }
+                }
+            }
+            if targets.is_empty() {
+                default_count += 1;
+                targets.extend_from_slice(&self.default);
+            }
+            fan_out(&mut per_channel, &targets, event);
+        }
+        self.default_counter.add(default_count);
+        self.dead_letter_counter.add(output.dead_letter.len() as u64);
+        for event in output.dead_letter {
+            fan_out(&mut per_channel, &self.dead_letter, event);
+        }
+        per_channel
+    }
+}
+
+fn fan_out(per_channel: &mut [Vec<Event>], targets: &[usize], event: Event) {
+    if let Some((&last, rest)) = targets.split_last() {
+        for &t in rest {
+            per_channel[t].push(event.clone());
+        }
+        per_channel[last].push(event);
+    }
+}

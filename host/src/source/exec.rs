@@ -1,0 +1,82 @@
+//! The `exec` source: runs a command (`sh -c`), reads its standard output line by line,
+//! and restarts it with exponential backoff whenever it exits or fails to start.
+
+use super::Batcher;
+use super::lines::pump;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+use tokio_util::sync::CancellationToken;
+
+/// A run this long resets the backoff: the command was healthy.
+const HEALTHY_RUN: Duration = Duration::from_secs(10);
+
+pub async fn run(
+    source: &str,
+    command: &str,
+    backoff_initial: Duration,
+    backoff_max: Duration,
+    batcher: &mut Batcher,
+    shutdown: &CancellationToken,
+) {
+    let mut backoff = backoff_initial;
+    while !shutdown.is_cancelled() {
+        let started = tokio::time::Instant::now();
+        let outcome = run_once(source, command, batcher, shutdown).await;
+        batcher.flush().await;
+        if shutdown.is_cancelled() {
+            break;
+        }
+        if started.elapsed() >= HEALTHY_RUN {
+            backoff = backoff_initial;
+        }
+        batcher.error(&format!("command `{command}` {outcome}; restarting"), Some(backoff));
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(backoff_max);
+    }
+}
+
+/// Runs the command once; returns how it ended.
+async fn run_once(source: &str, command: &str, batcher: &mut Batcher, shutdown: &CancellationToken) -> String {
+    let mut child = match Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(e) => return format!("could not start: {e}"),
+    };
+    if let Some(stderr) = child.stderr.take() {
+        let source = source.to_owned();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                tracing::warn!(source = %source, "command stderr: {line}");
+            }
+        });
+    }
+    let Some(stdout) = child.stdout.take() else {
+        return "has no stdout".into();
+    };
+    if let Err(e) = pump(stdout, batcher, shutdown).await {
+        let _ = child.kill().await;
+        return format!("stdout failed: {e}");
+    }
+    if shutdown.is_cancelled() {
+        let _ = child.kill().await;
+        let _ = child.wait().await;
+        return "stopped".into();
+    }
+    match child.wait().await {
+        Ok(status) => format!("exited ({status})"),
+        Err(e) => format!("could not be waited for: {e}"),
+    }
+}

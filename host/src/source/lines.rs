@@ -1,0 +1,170 @@
+//! Splitting byte streams into lines, and pumping a reader through a batcher.
+
+use super::Batcher;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio_util::sync::CancellationToken;
+
+/// Splits chunks of bytes into lines (`\n`, with a `\r` before it removed), cutting
+/// lines longer than the limit.
+pub struct LineSplitter {
+    partial: Vec<u8>,
+    max: usize,
+    /// The current line was already cut: discard until its end.
+    skipping: bool,
+}
+
+/// One line out of the splitter.
+pub enum Line {
+    Whole(Vec<u8>),
+    /// The line was longer than the limit; this is its first `max` bytes.
+    Truncated(Vec<u8>),
+}
+
+impl LineSplitter {
+    pub fn new(max: usize) -> Self {
+        Self {
+            partial: Vec::new(),
+            max,
+            skipping: false,
+        }
+    }
+
+    /// Feeds a chunk; calls `emit` for every line it completes.
+    pub fn feed(&mut self, mut chunk: &[u8], mut emit: impl FnMut(Line)) {
+        while !chunk.is_empty() {
+            match memchr::memchr(b'\n', chunk) {
+                Some(pos) => {
+                    let (head, rest) = (&chunk[..pos], &chunk[pos + 1..]);
+                    chunk = rest;
+                    if self.skipping {
+                        self.skipping = false;
+                        continue;
+                    }
+                    if self.partial.len() + head.len() > self.max {
+                        self.partial.extend_from_slice(&head[..self.max.saturating_sub(self.partial.len())]);
+                        emit(Line::Truncated(std::mem::take(&mut self.partial)));
+                        continue;
+                    }
+                    let mut line = if self.partial.is_empty() {
+                        head.to_vec()
+                    } else {
+                        let mut l = std::mem::take(&mut self.partial);
+                        l.extend_from_slice(head);
+                        l
+                    };
+                    if line.last() == Some(&b'\r') {
+                        line.pop();
+                    }
+                    emit(Line::Whole(line));
+                }
+                None => {
+                    if !self.skipping {
+                        let room = self.max.saturating_sub(self.partial.len());
+                        if chunk.len() > room {
+                            self.partial.extend_from_slice(&chunk[..room]);
+                            emit(Line::Truncated(std::mem::take(&mut self.partial)));
+                            self.skipping = true;
+                        } else {
+                            self.partial.extend_from_slice(chunk);
+                        }
+                    }
+                    chunk = &[];
+                }
+            }
+        }
+    }
+
+    /// The unterminated last line, at end of input.
+    pub fn finish(&mut self) -> Option<Vec<u8>> {
+        self.skipping = false;
+        if self.partial.is_empty() {
+            None
+        } else {
+            let mut line = std::mem::take(&mut self.partial);
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            Some(line)
+        }
+    }
+}
+
+/// Reads `reader` to its end (or until shutdown), pushing every line into `batcher`
+/// and flushing due batches while the reader is idle. The last unterminated line is
+/// pushed at end of input.
+pub async fn pump<R: AsyncRead + Unpin>(mut reader: R, batcher: &mut Batcher, shutdown: &CancellationToken) -> std::io::Result<()> {
+    let mut splitter = LineSplitter::new(batcher.max_line_bytes());
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut lines = Vec::new();
+    loop {
+        let n = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            _ = batcher.due() => {
+                batcher.flush().await;
+                continue;
+            }
+            read = reader.read(&mut chunk) => read?,
+        };
+        if n == 0 {
+            break;
+        }
+        splitter.feed(&chunk[..n], |line| lines.push(line));
+        push_lines(&mut lines, batcher).await;
+    }
+    if let Some(last) = splitter.finish() {
+        batcher.push(last).await;
+    }
+    Ok(())
+}
+
+/// Pushes split lines into the batcher, recording truncations.
+pub async fn push_lines(lines: &mut Vec<Line>, batcher: &mut Batcher) {
+    for line in lines.drain(..) {
+        match line {
+            Line::Whole(l) => batcher.push(l).await,
+            Line::Truncated(l) => {
+                batcher.truncated();
+                batcher.push(l).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(max: usize, chunks: &[&[u8]]) -> (Vec<(bool, Vec<u8>)>, Option<Vec<u8>>) {
+        let mut s = LineSplitter::new(max);
+        let mut out = Vec::new();
+        for c in chunks {
+            s.feed(c, |l| {
+                out.push(match l {
+                    Line::Whole(l) => (false, l),
+                    Line::Truncated(l) => (true, l),
+                })
+            });
+        }
+        (out, s.finish())
+    }
+
+    #[test]
+    fn lines_across_chunks_and_crlf() {
+        let (lines, rest) = split(100, &[b"ab", b"c\r\nde\n", b"\nf"]);
+        assert_eq!(
+            lines,
+            vec![(false, b"abc".to_vec()), (false, b"de".to_vec()), (false, b"".to_vec())]
+        );
+        assert_eq!(rest, Some(b"f".to_vec()));
+    }
+
+    #[test]
+    fn long_lines_are_cut_and_the_rest_skipped() {
+        let (lines, rest) = split(4, &[b"abcdefgh", b"ij\nxy\n"]);
+        assert_eq!(lines, vec![(true, b"abcd".to_vec()), (false, b"xy".to_vec())]);
+        assert_eq!(rest, None);
+        let (lines, _) = split(4, &[b"abcdefgh\nok\n"]);
+        assert_eq!(lines, vec![(true, b"abcd".to_vec()), (false, b"ok".to_vec())]);
+    }
+}

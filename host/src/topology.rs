@@ -1,0 +1,264 @@
+//! Builds the running agent from a validated config and runs it: sources → workers
+//! (plugin chains) → channels → sinks, with a graceful shutdown that drains everything.
+
+use crate::builtin;
+use crate::channel::MemoryChannel;
+use crate::config::{AgentSpec, ConfigError, ConfigErrors, PluginCode, SourceSpec};
+use crate::metrics::PluginCounters;
+use crate::pipeline::{Chain, Selector, Step, Worker};
+use crate::plugin::{Plugin, PluginEngine, Role};
+use crate::sink::Sink;
+use crate::source::{self, Batcher};
+use crate::summary::Summary;
+use indexmap::IndexMap;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// A built agent, ready to run: every plugin compiled and initialised.
+pub struct Topology {
+    spec: AgentSpec,
+    sources: Vec<(SourceSpec, Worker)>,
+    channels: IndexMap<String, MemoryChannel>,
+    sinks: Vec<Sink>,
+}
+
+/// Compiles a config's plugins (each once).
+pub fn load_plugins(spec: &AgentSpec, engine: &PluginEngine) -> Result<IndexMap<String, Plugin>, ConfigErrors> {
+    let mut plugins = IndexMap::new();
+    let mut errors = Vec::new();
+    for p in &spec.plugins {
+        let loaded = match &p.code {
+            PluginCode::Builtin(name) => match builtin::find(name) {
+                Some(b) => engine.load(&p.name, b.wasm, &p.config, p.limits),
+                None => unreachable!("builtin names are checked by config validation"),
+            },
+            PluginCode::Path(path) => engine.load_file(&p.name, path, &p.config, p.limits),
+        };
+        match loaded {
+            Ok(plugin) => {
+                plugins.insert(p.name.clone(), plugin);
+            }
+            Err(e) => errors.push(error_at(spec, p.line, &format!("plugins.{}", p.name), e.to_string())),
+        }
+    }
+    if errors.is_empty() { Ok(plugins) } else { Err(ConfigErrors(errors)) }
+}
+
+fn error_at(spec: &AgentSpec, line: Option<usize>, path: &str, message: String) -> ConfigError {
+    ConfigError {
+        origin: spec.origin.clone(),
+        line,
+        path: path.to_owned(),
+        message,
+    }
+}
+
+impl Topology {
+    /// Builds everything; errors name the config key and line they come from.
+    pub fn build(spec: AgentSpec) -> Result<Self, ConfigErrors> {
+        let engine = PluginEngine::new(spec.hostname.clone()).map_err(|e| {
+            ConfigErrors(vec![error_at(&spec, None, "", format!("cannot start the WebAssembly engine: {e:#}"))])
+        })?;
+        let plugins = load_plugins(&spec, &engine)?;
+        let channels: IndexMap<String, MemoryChannel> = spec
+            .channels
+            .iter()
+            .map(|c| (c.name.clone(), MemoryChannel::new(&c.name, c.capacity)))
+            .collect();
+        let mut errors = Vec::new();
+        let mut sources = Vec::new();
+        for s in &spec.sources {
+            match build_worker(&spec, s, &plugins, &channels) {
+                Ok(worker) => sources.push((s.clone(), worker)),
+                Err(mut e) => errors.append(&mut e),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
+        let sinks = spec
+            .sinks
+            .iter()
+            .map(|s| Sink::new(s, channels[&s.channel].clone()))
+            .collect();
+        Ok(Self {
+            spec,
+            sources,
+            channels,
+            sinks,
+        })
+    }
+
+    /// Runs until SIGINT/SIGTERM (or `stop`), or until every source has ended; then
+    /// drains: sources flush, workers finish their chains, channels close, sinks deliver
+    /// what is left. Returns the number of events that could not be delivered before the
+    /// shutdown timeout (0 on a clean stop).
+    pub async fn run(self, stop: CancellationToken) -> anyhow::Result<usize> {
+        let Topology {
+            spec,
+            sources,
+            channels,
+            sinks,
+        } = self;
+        let runtime = tokio::runtime::Handle::current();
+        let abort_sinks = CancellationToken::new();
+        let mut sink_tasks = tokio::task::JoinSet::new();
+        for sink in sinks {
+            sink_tasks.spawn(sink.run(abort_sinks.clone()));
+        }
+        let summary = Summary::new(spec.summary_interval);
+        let summary_task = summary.clone().spawn();
+
+        let stop_sources = CancellationToken::new();
+        let mut source_tasks = tokio::task::JoinSet::new();
+        let mut worker_threads = Vec::new();
+        for (s, worker) in sources {
+            let (handle, thread) = worker.spawn(&s.name, runtime.clone())?;
+            worker_threads.push(thread);
+            let batcher = Batcher::new(&s.name, s.event_name.clone(), s.batch, s.max_line_bytes, handle);
+            source_tasks.spawn(source::run(s, batcher, stop_sources.clone()));
+        }
+        tracing::info!(agent = %spec.name, sources = source_tasks.len(), sinks = sink_tasks.len(), "runnel started");
+
+        let signal = shutdown_signal();
+        tokio::pin!(signal);
+        loop {
+            tokio::select! {
+                _ = &mut signal => {
+                    tracing::info!("shutdown requested; draining");
+                    break;
+                }
+                _ = stop.cancelled() => break,
+                done = source_tasks.join_next() => match done {
+                    Some(_) => continue,
+                    None => {
+                        tracing::info!("every source has ended; draining");
+                        break;
+                    }
+                },
+            }
+        }
+        stop_sources.cancel();
+        while source_tasks.join_next().await.is_some() {}
+        // Sources are gone, so are their batchers: workers drain their queues and end.
+        for thread in worker_threads {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+        for channel in channels.values() {
+            channel.close();
+        }
+        let drained = tokio::time::timeout(spec.shutdown_timeout, async {
+            while sink_tasks.join_next().await.is_some() {}
+        })
+        .await;
+        let undelivered: usize = channels.values().map(MemoryChannel::len).sum();
+        if drained.is_err() {
+            abort_sinks.cancel();
+            while sink_tasks.join_next().await.is_some() {}
+            let undelivered: usize = channels.values().map(MemoryChannel::len).sum();
+            tracing::error!(
+                events = undelivered,
+                timeout_secs = spec.shutdown_timeout.as_secs(),
+                "sinks could not deliver every event before the shutdown timeout; these events are lost"
+            );
+        }
+        summary_task.abort();
+        summary.print_final();
+        Ok(undelivered)
+    }
+}
+
+fn build_worker(
+    spec: &AgentSpec,
+    s: &SourceSpec,
+    plugins: &IndexMap<String, Plugin>,
+    channels: &IndexMap<String, MemoryChannel>,
+) -> Result<Worker, Vec<ConfigError>> {
+    let mut errors = Vec::new();
+    let mut steps = Vec::new();
+    for (i, name) in s.plugins.iter().enumerate() {
+        let Some(plugin) = plugins.get(name) else { continue };
+        let pspec = spec.plugins.iter().find(|p| &p.name == name).expect("validated reference");
+        if plugin.role() == Role::Router && i + 1 != s.plugins.len() {
+            errors.push(error_at(
+                spec,
+                s.line,
+                &format!("sources.{}.plugins[{i}]", s.name),
+                format!("router `{name}` must be the last plugin of the chain"),
+            ));
+            continue;
+        }
+        let counters = Arc::new(PluginCounters::new(format!("step.{}.{name}", s.name)));
+        match plugin.instantiate(counters) {
+            Ok(instance) => steps.push(Step::new(instance, &s.name, pspec.on_error, pspec.keep_body)),
+            Err(e) => errors.push(error_at(spec, pspec.line, &format!("plugins.{name}"), e.to_string())),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let chain = Chain::new(steps);
+
+    // The distinct channels of this source, and index lists into them.
+    let mut used: Vec<String> = Vec::new();
+    let mut index = |name: &String| match used.iter().position(|u| u == name) {
+        Some(i) => i,
+        None => {
+            used.push(name.clone());
+            used.len() - 1
+        }
+    };
+    let default: Vec<usize> = s.channels.iter().map(&mut index).collect();
+    let dead_letter: Vec<usize> = s.dead_letter.iter().map(&mut index).collect();
+    let router_routes = chain.routes().to_vec();
+    for r in &s.routes {
+        if !router_routes.contains(&r.name) {
+            errors.push(error_at(
+                spec,
+                r.line,
+                &format!("sources.{}.routes.{}", s.name, r.name),
+                if router_routes.is_empty() {
+                    "this source's chain has no router, so it has no routes".to_owned()
+                } else {
+                    format!("the router has no route `{}` (its routes: {})", r.name, router_routes.join(", "))
+                },
+            ));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let routes: Vec<(String, Vec<usize>)> = router_routes
+        .iter()
+        .map(|name| {
+            let targets = s
+                .routes
+                .iter()
+                .find(|r| &r.name == name)
+                .map(|r| r.channels.iter().map(&mut index).collect())
+                .unwrap_or_default();
+            (name.clone(), targets)
+        })
+        .collect();
+    let selector = Selector::new(
+        &s.name,
+        used.iter().map(|n| channels[n].clone()).collect(),
+        default,
+        dead_letter,
+        routes,
+    );
+    Ok(Worker { chain, selector })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+        (Ok(mut int), Ok(mut term)) => {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
+    }
+}
