@@ -18,7 +18,8 @@ fn main() {
     let dir = match std::env::var_os("RUNNEL_PLUGIN_DIR") {
         Some(dir) => PathBuf::from(dir),
         None => {
-            let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
+            let manifest =
+                PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
             let target = std::env::var_os("CARGO_TARGET_DIR")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| manifest.join("../target"));

@@ -4,7 +4,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "runnel", version, about = "A WebAssembly-extensible edge log agent")]
+#[command(
+    name = "runnel",
+    version,
+    about = "A WebAssembly-extensible edge log agent"
+)]
 pub struct Cli {
     /// How the agent's own logs are written (to standard error).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]

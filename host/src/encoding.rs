@@ -25,7 +25,9 @@ impl FromStr for Format {
             "fields" => Ok(Format::Fields),
             "raw" => Ok(Format::Raw),
             "human" => Ok(Format::Human),
-            other => Err(format!("unknown format `{other}` (expected json, fields, raw or human)")),
+            other => Err(format!(
+                "unknown format `{other}` (expected json, fields, raw or human)"
+            )),
         }
     }
 }
@@ -81,7 +83,12 @@ fn encode_human(event: &Event, out: &mut Vec<u8>) {
         Some(ts) => write_rfc3339(out, ts),
         None => out.push(b'-'),
     }
-    let _ = write!(out, " {:<5} {}", event.level.as_str().to_uppercase(), event.name);
+    let _ = write!(
+        out,
+        " {:<5} {}",
+        event.level.as_str().to_uppercase(),
+        event.name
+    );
     for (k, v) in event.tags.iter() {
         let _ = write!(out, " #{k}={v}");
     }

@@ -154,7 +154,10 @@ mod tests {
         tags.set("host", "a");
         tags.set("env", "prod");
         tags.set("host", "b");
-        assert_eq!(tags.iter().collect::<Vec<_>>(), vec![("host", "b"), ("env", "prod")]);
+        assert_eq!(
+            tags.iter().collect::<Vec<_>>(),
+            vec![("host", "b"), ("env", "prod")]
+        );
     }
 
     #[test]

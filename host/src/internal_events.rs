@@ -91,7 +91,11 @@ pub struct LineTruncated<'a> {
 impl LineTruncated<'_> {
     pub fn emit(self, c: &SourceCounters) {
         c.truncated.add(1);
-        tracing::warn!(source = self.source, limit = self.limit, "line longer than max_line_bytes truncated");
+        tracing::warn!(
+            source = self.source,
+            limit = self.limit,
+            "line longer than max_line_bytes truncated"
+        );
     }
 }
 
@@ -106,7 +110,12 @@ impl SourceError<'_> {
     pub fn emit(self, c: &SourceCounters) {
         c.errors.add(1);
         match self.retry_in {
-            Some(d) => tracing::warn!(source = self.source, retry_in_ms = d.as_millis() as u64, "{}", self.error),
+            Some(d) => tracing::warn!(
+                source = self.source,
+                retry_in_ms = d.as_millis() as u64,
+                "{}",
+                self.error
+            ),
             None => tracing::warn!(source = self.source, "{}", self.error),
         }
     }
@@ -159,7 +168,12 @@ pub struct PluginCallFailed<'a> {
 impl PluginCallFailed<'_> {
     pub fn emit(self, c: &StepCounters) {
         c.call_failures.add(1);
-        tracing::error!(step = self.step, events = self.events, "{}; the instance will be replaced", self.error);
+        tracing::error!(
+            step = self.step,
+            events = self.events,
+            "{}; the instance will be replaced",
+            self.error
+        );
     }
 }
 

@@ -52,12 +52,19 @@ fn load(path: Option<&std::path::Path>) -> Result<AgentSpec, ConfigErrors> {
 
 fn report(errors: &ConfigErrors) -> ExitCode {
     eprintln!("{errors}");
-    eprintln!("config is invalid ({} problem{})", errors.0.len(), if errors.0.len() == 1 { "" } else { "s" });
+    eprintln!(
+        "config is invalid ({} problem{})",
+        errors.0.len(),
+        if errors.0.len() == 1 { "" } else { "s" }
+    );
     ExitCode::from(2)
 }
 
 fn run(spec: AgentSpec) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -81,8 +88,11 @@ fn run(spec: AgentSpec) -> ExitCode {
 }
 
 fn init_logging(cli: &Cli) {
-    let filter = EnvFilter::try_from_env("RUNNEL_LOG").unwrap_or_else(|_| EnvFilter::new(&cli.log_level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        EnvFilter::try_from_env("RUNNEL_LOG").unwrap_or_else(|_| EnvFilter::new(&cli.log_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match cli.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),

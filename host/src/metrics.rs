@@ -90,6 +90,9 @@ mod tests {
         registry.counter("sink.a", "events").add(2);
         registry.counter("sink.a", "events").add(3);
         assert_eq!(registry.counter("sink.a", "events").get(), 5);
-        assert_eq!(registry.snapshot(), vec![("sink.a".into(), "events".into(), 5)]);
+        assert_eq!(
+            registry.snapshot(),
+            vec![("sink.a".into(), "events".into(), 5)]
+        );
     }
 }

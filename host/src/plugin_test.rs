@@ -21,21 +21,38 @@ pub fn run(args: &PluginTest) -> anyhow::Result<()> {
             } else {
                 c.clone()
             };
-            let table: toml::Table = toml::from_str(&text).context("the plugin config is not a TOML table")?;
+            let table: toml::Table =
+                toml::from_str(&text).context("the plugin config is not a TOML table")?;
             toml_to_value(&toml::Value::Table(table))
         }
     };
     let hostname: Arc<str> = Arc::from("plugin-test");
     let engine = PluginEngine::new(hostname)?;
     let plugin = match builtin::find(&args.plugin) {
-        Some(b) if !std::path::Path::new(&args.plugin).exists() => engine.load(b.name, b.wasm, &config, Limits::default())?,
-        _ => engine.load_file(&args.plugin, std::path::Path::new(&args.plugin), &config, Limits::default())?,
+        Some(b) if !std::path::Path::new(&args.plugin).exists() => {
+            engine.load(b.name, b.wasm, &config, Limits::default())?
+        }
+        _ => engine.load_file(
+            &args.plugin,
+            std::path::Path::new(&args.plugin),
+            &config,
+            Limits::default(),
+        )?,
     };
     let counters = Arc::new(PluginCounters::new(format!("step.test.{}", plugin.name())));
     let instance = plugin.instantiate(counters)?;
     let mut chain = Chain::new(vec![Step::new(instance, "test", OnError::Tag, true)]);
     let routes = chain.routes().to_vec();
-    eprintln!("plugin `{}`: role {}{}", plugin.name(), plugin.role(), if routes.is_empty() { String::new() } else { format!(", routes: {}", routes.join(", ")) });
+    eprintln!(
+        "plugin `{}`: role {}{}",
+        plugin.name(),
+        plugin.role(),
+        if routes.is_empty() {
+            String::new()
+        } else {
+            format!(", routes: {}", routes.join(", "))
+        }
+    );
 
     let name: Arc<str> = Arc::from("stdin");
     let stdin = std::io::stdin();
@@ -60,8 +77,18 @@ pub fn run(args: &PluginTest) -> anyhow::Result<()> {
         let mut buf = Vec::new();
         for (mut event, mask) in output.routed {
             if !routes.is_empty() {
-                let chosen: Vec<&str> = (0..routes.len()).filter(|i| mask & (1 << i) != 0).map(|i| routes[i].as_str()).collect();
-                event.tags.set("routes", if chosen.is_empty() { "(default)".to_owned() } else { chosen.join(",") });
+                let chosen: Vec<&str> = (0..routes.len())
+                    .filter(|i| mask & (1 << i) != 0)
+                    .map(|i| routes[i].as_str())
+                    .collect();
+                event.tags.set(
+                    "routes",
+                    if chosen.is_empty() {
+                        "(default)".to_owned()
+                    } else {
+                        chosen.join(",")
+                    },
+                );
             }
             Format::Json.encode(&event, &mut buf);
             emitted += 1;
@@ -69,6 +96,9 @@ pub fn run(args: &PluginTest) -> anyhow::Result<()> {
         out.write_all(&buf)?;
     }
     out.flush()?;
-    eprintln!("{seen} lines in, {emitted} events out, {} dropped", seen - emitted);
+    eprintln!(
+        "{seen} lines in, {emitted} events out, {} dropped",
+        seen - emitted
+    );
     Ok(())
 }

@@ -22,7 +22,9 @@ impl Summary {
 
     pub fn spawn(self) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
-            let Some(interval) = self.interval else { return };
+            let Some(interval) = self.interval else {
+                return;
+            };
             let mut ticker = tokio::time::interval(interval);
             ticker.tick().await;
             loop {
@@ -49,7 +51,11 @@ impl Summary {
             if *value == 0 && metric != "events_out" && metric != "events" {
                 continue;
             }
-            let prev = last.1.get(&(component.clone(), metric.clone())).copied().unwrap_or(0);
+            let prev = last
+                .1
+                .get(&(component.clone(), metric.clone()))
+                .copied()
+                .unwrap_or(0);
             let rate = (value - prev.min(*value)) as f64 / elapsed;
             let text = if metric.starts_with("events") && rate > 0.0 {
                 format!("{metric}={value} ({rate:.0}/s)")

@@ -23,7 +23,10 @@ pub struct Topology {
 }
 
 /// Compiles a config's plugins (each once).
-pub fn load_plugins(spec: &AgentSpec, engine: &PluginEngine) -> Result<IndexMap<String, Plugin>, ConfigErrors> {
+pub fn load_plugins(
+    spec: &AgentSpec,
+    engine: &PluginEngine,
+) -> Result<IndexMap<String, Plugin>, ConfigErrors> {
     let mut plugins = IndexMap::new();
     let mut errors = Vec::new();
     for p in &spec.plugins {
@@ -38,10 +41,19 @@ pub fn load_plugins(spec: &AgentSpec, engine: &PluginEngine) -> Result<IndexMap<
             Ok(plugin) => {
                 plugins.insert(p.name.clone(), plugin);
             }
-            Err(e) => errors.push(error_at(spec, p.line, &format!("plugins.{}", p.name), e.to_string())),
+            Err(e) => errors.push(error_at(
+                spec,
+                p.line,
+                &format!("plugins.{}", p.name),
+                e.to_string(),
+            )),
         }
     }
-    if errors.is_empty() { Ok(plugins) } else { Err(ConfigErrors(errors)) }
+    if errors.is_empty() {
+        Ok(plugins)
+    } else {
+        Err(ConfigErrors(errors))
+    }
 }
 
 fn error_at(spec: &AgentSpec, line: Option<usize>, path: &str, message: String) -> ConfigError {
@@ -57,7 +69,12 @@ impl Topology {
     /// Builds everything; errors name the config key and line they come from.
     pub fn build(spec: AgentSpec) -> Result<Self, ConfigErrors> {
         let engine = PluginEngine::new(spec.hostname.clone()).map_err(|e| {
-            ConfigErrors(vec![error_at(&spec, None, "", format!("cannot start the WebAssembly engine: {e:#}"))])
+            ConfigErrors(vec![error_at(
+                &spec,
+                None,
+                "",
+                format!("cannot start the WebAssembly engine: {e:#}"),
+            )])
         })?;
         let plugins = load_plugins(&spec, &engine)?;
         let channels: IndexMap<String, MemoryChannel> = spec
@@ -115,7 +132,13 @@ impl Topology {
         for (s, worker) in sources {
             let (handle, thread) = worker.spawn(&s.name, runtime.clone())?;
             worker_threads.push(thread);
-            let batcher = Batcher::new(&s.name, s.event_name.clone(), s.batch, s.max_line_bytes, handle);
+            let batcher = Batcher::new(
+                &s.name,
+                s.event_name.clone(),
+                s.batch,
+                s.max_line_bytes,
+                handle,
+            );
             source_tasks.spawn(source::run(s, batcher, stop_sources.clone()));
         }
         tracing::info!(agent = %spec.name, sources = source_tasks.len(), sinks = sink_tasks.len(), "runnel started");
@@ -177,8 +200,14 @@ fn build_worker(
     let mut errors = Vec::new();
     let mut steps = Vec::new();
     for (i, name) in s.plugins.iter().enumerate() {
-        let Some(plugin) = plugins.get(name) else { continue };
-        let pspec = spec.plugins.iter().find(|p| &p.name == name).expect("validated reference");
+        let Some(plugin) = plugins.get(name) else {
+            continue;
+        };
+        let pspec = spec
+            .plugins
+            .iter()
+            .find(|p| &p.name == name)
+            .expect("validated reference");
         if plugin.role() == Role::Router && i + 1 != s.plugins.len() {
             errors.push(error_at(
                 spec,
@@ -190,8 +219,18 @@ fn build_worker(
         }
         let counters = Arc::new(PluginCounters::new(format!("step.{}.{name}", s.name)));
         match plugin.instantiate(counters) {
-            Ok(instance) => steps.push(Step::new(instance, &s.name, pspec.on_error, pspec.keep_body)),
-            Err(e) => errors.push(error_at(spec, pspec.line, &format!("plugins.{name}"), e.to_string())),
+            Ok(instance) => steps.push(Step::new(
+                instance,
+                &s.name,
+                pspec.on_error,
+                pspec.keep_body,
+            )),
+            Err(e) => errors.push(error_at(
+                spec,
+                pspec.line,
+                &format!("plugins.{name}"),
+                e.to_string(),
+            )),
         }
     }
     if !errors.is_empty() {
@@ -220,7 +259,11 @@ fn build_worker(
                 if router_routes.is_empty() {
                     "this source's chain has no router, so it has no routes".to_owned()
                 } else {
-                    format!("the router has no route `{}` (its routes: {})", r.name, router_routes.join(", "))
+                    format!(
+                        "the router has no route `{}` (its routes: {})",
+                        r.name,
+                        router_routes.join(", ")
+                    )
                 },
             ));
         }
@@ -252,7 +295,10 @@ fn build_worker(
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
         (Ok(mut int), Ok(mut term)) => {
             tokio::select! {
                 _ = int.recv() => {}

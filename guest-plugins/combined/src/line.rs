@@ -81,7 +81,10 @@ impl<'a> Cursor<'a> {
     /// Text up to `close` (not included), then past it.
     fn until(&mut self, close: u8, what: &'static str) -> Result<&'a str, ParseError> {
         let rest = &self.s[self.pos..];
-        let len = rest.bytes().position(|b| b == close).ok_or_else(|| self.err(what))?;
+        let len = rest
+            .bytes()
+            .position(|b| b == close)
+            .ok_or_else(|| self.err(what))?;
         self.pos += len + 1;
         Ok(&rest[..len])
     }
@@ -196,9 +199,7 @@ pub fn parse_time(t: &str) -> Option<i64> {
     if b.len() != 26 || b[2] != b'/' || b[6] != b'/' || b[11] != b':' || b[20] != b' ' {
         return None;
     }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        t.get(r)?.parse::<i64>().ok()
-    };
+    let num = |r: std::ops::Range<usize>| -> Option<i64> { t.get(r)?.parse::<i64>().ok() };
     let day = num(0..2)?;
     let month = match &t[3..6] {
         "Jan" => 1,
@@ -266,9 +267,14 @@ mod tests {
         assert_eq!((l.status, l.size), (200, Some(203023)));
         assert_eq!(
             l.referrer,
-            Some(Some("http://semicomplete.com/presentations/logstash-monitorama-2013/"))
+            Some(Some(
+                "http://semicomplete.com/presentations/logstash-monitorama-2013/"
+            ))
         );
-        assert_eq!(l.agent, Some(Some("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_9_1)")));
+        assert_eq!(
+            l.agent,
+            Some(Some("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_9_1)"))
+        );
     }
 
     #[test]
@@ -298,15 +304,26 @@ mod tests {
 
     #[test]
     fn escaped_quotes_do_not_end_a_field() {
-        let l = parse(br#"1.2.3.4 - - [17/May/2015:10:05:03 +0000] "GET /a\"b HTTP/1.1" 200 5 "-" "x""#)
-            .unwrap();
-        assert!(matches!(l.request, Request::Parts { path: r#"/a\"b"#, .. }));
+        let l = parse(
+            br#"1.2.3.4 - - [17/May/2015:10:05:03 +0000] "GET /a\"b HTTP/1.1" 200 5 "-" "x""#,
+        )
+        .unwrap();
+        assert!(matches!(
+            l.request,
+            Request::Parts {
+                path: r#"/a\"b"#,
+                ..
+            }
+        ));
     }
 
     #[test]
     fn malformed_lines_name_what_is_missing() {
         assert_eq!(parse(b"").unwrap_err().what, "the client address");
-        assert_eq!(parse(b"1.2.3.4 - - 17/May").unwrap_err().what, "`[` before the time");
+        assert_eq!(
+            parse(b"1.2.3.4 - - 17/May").unwrap_err().what,
+            "`[` before the time"
+        );
         assert!(parse(b"1.2.3.4 - - [yesterday] \"GET / HTTP/1.1\" 200 1").is_err());
         assert_eq!(
             parse(br#"1.2.3.4 - - [17/May/2015:10:05:03 +0000] "GET / HTTP/1.1" OK 1"#)
@@ -319,7 +336,10 @@ mod tests {
 
     #[test]
     fn every_line_of_the_shared_access_log_parses() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data/apache_access/apache_logs");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../shared/data/apache_access/apache_logs"
+        );
         let data = std::fs::read_to_string(path).expect("shared data present");
         let mut n = 0;
         for (i, line) in data.lines().enumerate() {

@@ -1,7 +1,9 @@
 //! `field-filter`: keeps or drops events by comparing one field with a value.
 //!
 //! ```toml
-//! [sources.web.interceptors.config]
+//! [plugins.server-errors]
+//! builtin = "field-filter"
+//! [plugins.server-errors.config]
 //! field = "http.status"
 //! op = "ge"
 //! value = 500

@@ -34,7 +34,7 @@ pub enum Predicate {
     Ne(Operand),
     /// Matches when the comparison of field to operand is one of the orderings.
     Cmp(Operand, [bool; 3]),
-    Contains(Finder<'static>),
+    Contains(Box<Finder<'static>>),
     Prefix(Vec<u8>),
 }
 
@@ -70,7 +70,7 @@ impl Predicate {
                     return Err(format!("config: op `{op}` needs a string `value`"));
                 };
                 Ok(if op == "contains" {
-                    Self::Contains(Finder::new(text.as_bytes()).into_owned())
+                    Self::Contains(Box::new(Finder::new(text.as_bytes()).into_owned()))
                 } else {
                     Self::Prefix(text.as_bytes().to_vec())
                 })

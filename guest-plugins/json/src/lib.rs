@@ -53,15 +53,17 @@ pub struct Json {
 impl Json {
     /// Reads the config; errors name the offending key.
     pub fn new(config: &Config) -> Result<Self, String> {
-        let build = || -> Result<Self, String> {
-            config.deny_unknown(KEYS)?;
-            Ok(Self {
-                level_key: config.str("level_key")?.map(str::to_owned),
-                name_key: config.str("name_key")?.map(str::to_owned),
-                timestamp_key: config.str("timestamp_key")?.map(str::to_owned),
-            })
-        };
-        build().map_err(|e| format!("json: {e}"))
+        Self::build(config).map_err(|e| format!("json: {e}"))
+    }
+
+    fn build(config: &Config) -> Result<Self, String> {
+        config.deny_unknown(KEYS)?;
+        let key = |name: &str| Ok::<_, String>(config.str(name)?.map(str::to_owned));
+        Ok(Self {
+            level_key: key("level_key")?,
+            name_key: key("name_key")?,
+            timestamp_key: key("timestamp_key")?,
+        })
     }
 
     /// Parses every body of `input`: one result per body, in order.
@@ -165,8 +167,8 @@ impl<'k> Found<'k> {
     }
 }
 
-fn is_key(configured: &Option<String>, key: &[u8]) -> bool {
-    configured.as_deref().is_some_and(|k| k.as_bytes() == key)
+fn is_key(configured: Option<&str>, key: &[u8]) -> bool {
+    configured.is_some_and(|k| k.as_bytes() == key)
 }
 
 impl RootMembers for Found<'_> {
@@ -177,16 +179,16 @@ impl RootMembers for Found<'_> {
             Wire::Str(span) => std::str::from_utf8(tree.bytes(*span)).ok(),
             _ => None,
         };
-        if is_key(&self.keys.level_key, key) {
+        if is_key(self.keys.level_key.as_deref(), key) {
             self.level = text(value).map(meta::level_from_text);
         }
-        if is_key(&self.keys.name_key, key) {
+        if is_key(self.keys.name_key.as_deref(), key) {
             self.name = match value {
                 Wire::Str(span) => Some(*span),
                 _ => None,
             };
         }
-        if is_key(&self.keys.timestamp_key, key) {
+        if is_key(self.keys.timestamp_key.as_deref(), key) {
             self.timestamp = match value {
                 Wire::Str(_) => text(value).and_then(meta::rfc3339_to_ns),
                 Wire::Int(secs) => meta::seconds_to_ns(*secs),

@@ -1,7 +1,9 @@
 //! `level-router`: chooses routes by event level.
 //!
 //! ```toml
-//! [sources.app.router.config.routes]
+//! [plugins.by-level]
+//! builtin = "level-router"
+//! [plugins.by-level.config.routes]
 //! alerts = ["error", "fatal"]
 //! everything_but_debug = ["info", "warn", "error", "fatal", "unknown"]
 //! ```
@@ -80,13 +82,9 @@ impl LevelRouter {
     }
 
     fn one_route_per_level() -> Self {
-        let mut masks = [0; 7];
-        for (bit, mask) in masks.iter_mut().enumerate() {
-            *mask = 1 << bit;
-        }
         Self {
             names: LEVELS.iter().map(|&l| level_name(l).to_owned()).collect(),
-            masks,
+            masks: std::array::from_fn(|bit| 1 << bit),
         }
     }
 

@@ -2,7 +2,9 @@
 //! fields.
 //!
 //! ```toml
-//! [sources.zk.parser.config]
+//! [plugins.zookeeper]
+//! builtin = "regex"
+//! [plugins.zookeeper.config]
 //! pattern = '^(?P<date>\S+) (?P<time>\S+) - (?P<level>[A-Z]+)\s+\[(?P<node>[^:]*):(?P<component>[^@]*)@(?P<id>\d+)\] - (?P<content>.*)$'
 //! types = { id = "int" }
 //! level_capture = "level"
@@ -39,7 +41,7 @@ pub mod level;
 use convert::{Field, Kind};
 use regex::{CaptureLocations, Regex};
 use runnel_plugin_sdk::parser::{ParseOutput, ParseResult, Parsed};
-use runnel_plugin_sdk::types::Lines;
+use runnel_plugin_sdk::types::{Lines, Range};
 use runnel_plugin_sdk::{Config, Output, Value, span_bytes};
 
 /// The config keys.
@@ -160,12 +162,7 @@ impl RegexParser {
         })
     }
 
-    fn write_fields(
-        &self,
-        out: &mut Output,
-        fields: &[Field],
-        line: &str,
-    ) -> runnel_plugin_sdk::types::Range {
+    fn write_fields(&self, out: &mut Output, fields: &[Field], line: &str) -> Range {
         let mut obj = out.object();
         for (capture, field) in self.captures.iter().zip(fields) {
             let key = capture.name.as_str();

@@ -200,10 +200,18 @@ impl<'a> NodeRef<'a> {
 
     /// The first member named `key` of an object.
     pub fn get(&self, key: &str) -> Option<NodeRef<'a>> {
-        if !matches!(self.value(), types::Value::Object(_)) {
+        let types::Value::Object(members) = *self.value() else {
             return None;
+        };
+        let mut at = self.at + 1;
+        for _ in 0..members {
+            let member = self.nodes.get(at)?;
+            if span_bytes(self.arena, member.key) == key.as_bytes() {
+                return Some(NodeRef { at, ..*self });
+            }
+            at += subtree_len(self.nodes, at)?;
         }
-        self.children().find(|child| child.key() == key.as_bytes())
+        None
     }
 
     /// The node reached by following member names from this one.

@@ -15,13 +15,18 @@ impl Config {
     pub fn from_tree(tree: &Tree) -> Result<Self, String> {
         match decode_tree(tree).map_err(|e| format!("config: {e}"))? {
             Value::Object(members) => Ok(Self { members }),
-            other => Err(format!("config: expected a table, got {}", other.type_name())),
+            other => Err(format!(
+                "config: expected a table, got {}",
+                other.type_name()
+            )),
         }
     }
 
     /// An empty config (for native tests).
     pub fn empty() -> Self {
-        Self { members: Vec::new() }
+        Self {
+            members: Vec::new(),
+        }
     }
 
     /// A config from members (for native tests).
@@ -35,7 +40,11 @@ impl Config {
 
     /// Fails on the first key not in `known`.
     pub fn deny_unknown(&self, known: &[&str]) -> Result<(), String> {
-        match self.members.iter().find(|(k, _)| !known.contains(&k.as_str())) {
+        match self
+            .members
+            .iter()
+            .find(|(k, _)| !known.contains(&k.as_str()))
+        {
             Some((key, _)) => Err(format!(
                 "config: unknown key `{key}` (known keys: {})",
                 known.join(", ")
@@ -95,5 +104,8 @@ impl Config {
 }
 
 fn wrong_type(key: &str, expected: &str, got: &Value) -> String {
-    format!("config: `{key}` must be {expected}, got {}", got.type_name())
+    format!(
+        "config: `{key}` must be {expected}, got {}",
+        got.type_name()
+    )
 }

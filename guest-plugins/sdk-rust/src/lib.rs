@@ -13,8 +13,8 @@
 //! runnel_plugin_sdk::export_parser!(Plugin with_types_in runnel_plugin_sdk::bindings::parser);
 //! ```
 
-pub mod bindings;
 mod batch;
+pub mod bindings;
 mod config;
 mod output;
 mod value;

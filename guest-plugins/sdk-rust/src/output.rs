@@ -218,13 +218,20 @@ mod tests {
             ("d".into(), Value::Null),
             (
                 "e".into(),
-                Value::Array(vec![Value::Int(-3), Value::Str("é".into()), Value::Uint(u64::MAX)]),
+                Value::Array(vec![
+                    Value::Int(-3),
+                    Value::Str("é".into()),
+                    Value::Uint(u64::MAX),
+                ]),
             ),
         ]);
         let mut out = Output::new();
         let range = out.tree(&original);
         let data = out.finish();
-        assert_eq!(decode_value(&data.arena, &data.nodes, range).unwrap(), original);
+        assert_eq!(
+            decode_value(&data.arena, &data.nodes, range).unwrap(),
+            original
+        );
     }
 
     #[test]
@@ -247,7 +254,10 @@ mod tests {
             Value::Object(vec![
                 ("host".into(), Value::Str("10.0.0.1".into())),
                 ("status".into(), Value::Int(200)),
-                ("geo".into(), Value::Object(vec![("lat".into(), Value::Float(1.5))])),
+                (
+                    "geo".into(),
+                    Value::Object(vec![("lat".into(), Value::Float(1.5))])
+                ),
                 ("user".into(), Value::Null),
             ])
         );

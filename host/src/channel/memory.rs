@@ -121,7 +121,10 @@ impl MemoryChannel {
                 let mut state = self.shared.lock();
                 let available = state.queue.len();
                 let expired = deadline.is_some_and(|d| Instant::now() >= d);
-                if available >= max || (available > 0 && (expired || state.closed)) || (available == 0 && state.closed) {
+                if available >= max
+                    || (available > 0 && (expired || state.closed))
+                    || (available == 0 && state.closed)
+                {
                     let n = available.min(max);
                     let events: Vec<Event> = state.queue.drain(..n).collect();
                     state.in_flight += n;
@@ -230,7 +233,10 @@ mod tests {
     }
 
     fn bodies(take: &Take) -> Vec<String> {
-        take.events().iter().map(|e| String::from_utf8(e.body.clone()).unwrap()).collect()
+        take.events()
+            .iter()
+            .map(|e| String::from_utf8(e.body.clone()).unwrap())
+            .collect()
     }
 
     #[tokio::test]

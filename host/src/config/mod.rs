@@ -256,7 +256,10 @@ pub fn toml_to_value(value: &toml::Value) -> Value {
 }
 
 fn table_to_map(table: &toml::Table) -> Map {
-    table.iter().map(|(k, v)| (k.clone(), toml_to_value(v))).collect()
+    table
+        .iter()
+        .map(|(k, v)| (k.clone(), toml_to_value(v)))
+        .collect()
 }
 
 struct Validator<'a> {
@@ -302,7 +305,10 @@ impl Validator<'_> {
         let plugin_names: Vec<&str> = raw.plugins.keys().map(String::as_str).collect();
 
         if raw.sources.is_empty() {
-            self.error(&[], "no [sources.*] defined: an agent needs at least one source");
+            self.error(
+                &[],
+                "no [sources.*] defined: an agent needs at least one source",
+            );
         }
         let mut sources = Vec::new();
         for (name, s) in &raw.sources {
@@ -342,39 +348,51 @@ impl Validator<'_> {
         let at = |key: &'static str| ["plugins", name, key];
         let code = match (&p.builtin, &p.path) {
             (Some(b), None) => match builtin::find(b) {
-                Some(builtin) => PluginCode::Builtin(builtin.name),
+                Some(builtin) => Some(PluginCode::Builtin(builtin.name)),
                 None => {
                     self.error(
                         &at("builtin"),
-                        format!("no builtin plugin `{b}` (builtins: {})", builtin::names().join(", ")),
+                        format!(
+                            "no builtin plugin `{b}` (builtins: {})",
+                            builtin::names().join(", ")
+                        ),
                     );
-                    return None;
+                    None
                 }
             },
-            (None, Some(path)) => PluginCode::Path(PathBuf::from(path)),
+            (None, Some(path)) => Some(PluginCode::Path(PathBuf::from(path))),
             (Some(_), Some(_)) => {
-                self.error(&["plugins", name], "set either `builtin` or `path`, not both");
-                return None;
+                self.error(
+                    &["plugins", name],
+                    "set either `builtin` or `path`, not both",
+                );
+                None
             }
             (None, None) => {
-                self.error(&["plugins", name], "set `builtin` (a shipped plugin) or `path` (a .wasm file)");
-                return None;
+                self.error(
+                    &["plugins", name],
+                    "set `builtin` (a shipped plugin) or `path` (a .wasm file)",
+                );
+                None
             }
         };
         let on_error = match p.on_error.as_deref() {
-            None | Some("tag") => OnError::Tag,
-            Some("dead-letter") => OnError::DeadLetter,
-            Some("drop") => OnError::Drop,
+            None | Some("tag") => Some(OnError::Tag),
+            Some("dead-letter") => Some(OnError::DeadLetter),
+            Some("drop") => Some(OnError::Drop),
             Some(other) => {
                 self.error(
                     &at("on_error"),
                     format!("unknown value `{other}` (expected tag, dead-letter or drop)"),
                 );
-                return None;
+                None
             }
         };
+        let (code, on_error) = (code?, on_error?);
         let defaults = Limits::default();
-        let timeout_ms = p.timeout_ms.unwrap_or(defaults.call_timeout.as_millis() as u64);
+        let timeout_ms = p
+            .timeout_ms
+            .unwrap_or(defaults.call_timeout.as_millis() as u64);
         if timeout_ms == 0 {
             self.error(&at("timeout_ms"), "must be at least 1");
         }
@@ -396,7 +414,14 @@ impl Validator<'_> {
         })
     }
 
-    fn batch(&mut self, section: &str, name: &str, size: Option<usize>, timeout_ms: Option<u64>, default_timeout: u64) -> BatchSpec {
+    fn batch(
+        &mut self,
+        section: &str,
+        name: &str,
+        size: Option<usize>,
+        timeout_ms: Option<u64>,
+        default_timeout: u64,
+    ) -> BatchSpec {
         let size = size.unwrap_or(512);
         if size == 0 {
             self.error(&[section, name, "batch_size"], "must be at least 1");
@@ -417,7 +442,11 @@ impl Validator<'_> {
                     &p,
                     format!(
                         "{what} `{n}` is not defined (defined: {})",
-                        if defined.is_empty() { "none".to_owned() } else { defined.join(", ") }
+                        if defined.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            defined.join(", ")
+                        }
                     ),
                 );
             }
@@ -434,14 +463,37 @@ impl Validator<'_> {
     ) -> Option<SourceSpec> {
         let errors_before = self.errors.len();
         let kind = self.source_kind(name, s);
-        self.refs(&["sources", name, "plugins"], &s.plugins, plugin_names, "plugin");
-        self.refs(&["sources", name, "channels"], &s.channels, channels, "channel");
-        self.refs(&["sources", name, "dead_letter"], &s.dead_letter, channels, "channel");
+        self.refs(
+            &["sources", name, "plugins"],
+            &s.plugins,
+            plugin_names,
+            "plugin",
+        );
+        self.refs(
+            &["sources", name, "channels"],
+            &s.channels,
+            channels,
+            "channel",
+        );
+        self.refs(
+            &["sources", name, "dead_letter"],
+            &s.dead_letter,
+            channels,
+            "channel",
+        );
         if s.channels.is_empty() {
-            self.error(&["sources", name], "set `channels`: where this source's events go");
+            self.error(
+                &["sources", name],
+                "set `channels`: where this source's events go",
+            );
         }
         for (route, targets) in &s.routes {
-            self.refs(&["sources", name, "routes", route], targets, channels, "channel");
+            self.refs(
+                &["sources", name, "routes", route],
+                targets,
+                channels,
+                "channel",
+            );
         }
         let needs_dead_letter = s
             .plugins
@@ -455,7 +507,10 @@ impl Validator<'_> {
             );
         }
         if !s.routes.is_empty() && s.plugins.is_empty() {
-            self.error(&["sources", name, "routes"], "routes need a router plugin in `plugins`");
+            self.error(
+                &["sources", name, "routes"],
+                "routes need a router plugin in `plugins`",
+            );
         }
         let batch = self.batch("sources", name, s.batch_size, s.batch_timeout_ms, 200);
         let max_line_bytes = s.max_line_bytes.unwrap_or(1 << 20);
@@ -494,7 +549,10 @@ impl Validator<'_> {
                 if *set {
                     v.error(
                         &["sources", name, key],
-                        format!("`{key}` is not a setting of a `{}` source", type_name(s.kind)),
+                        format!(
+                            "`{key}` is not a setting of a `{}` source",
+                            type_name(s.kind)
+                        ),
                     );
                 }
             }
@@ -580,7 +638,13 @@ impl Validator<'_> {
                     }
                 };
                 let mut kinds = Vec::new();
-                for (i, k) in s.kinds.clone().unwrap_or_else(|| vec!["access".into(), "app".into(), "syslog".into()]).iter().enumerate() {
+                for (i, k) in s
+                    .kinds
+                    .clone()
+                    .unwrap_or_else(|| vec!["access".into(), "app".into(), "syslog".into()])
+                    .iter()
+                    .enumerate()
+                {
                     match GeneratedKind::NAMES.iter().find(|(n, _)| n == k) {
                         Some((_, kind)) => kinds.push(*kind),
                         None => self.error(
@@ -612,7 +676,11 @@ impl Validator<'_> {
                 format!(
                     "channel `{}` is not defined (defined: {})",
                     s.channel,
-                    if channels.is_empty() { "none".to_owned() } else { channels.join(", ") }
+                    if channels.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        channels.join(", ")
+                    }
                 ),
             );
         }
@@ -628,7 +696,10 @@ impl Validator<'_> {
         let kind = match s.kind {
             SinkType::Console => {
                 if s.path.is_some() {
-                    self.error(&["sinks", name, "path"], "`path` is not a setting of a `console` sink");
+                    self.error(
+                        &["sinks", name, "path"],
+                        "`path` is not a setting of a `console` sink",
+                    );
                 }
                 let stream = match s.stream.as_deref() {
                     None | Some("stdout") => Stream::Stdout,
@@ -648,7 +719,10 @@ impl Validator<'_> {
             }
             SinkType::File => {
                 if s.stream.is_some() {
-                    self.error(&["sinks", name, "stream"], "`stream` is not a setting of a `file` sink");
+                    self.error(
+                        &["sinks", name, "stream"],
+                        "`stream` is not a setting of a `file` sink",
+                    );
                 }
                 let Some(path) = &s.path else {
                     self.error(&["sinks", name], "a file sink needs `path`");
@@ -679,7 +753,9 @@ impl Validator<'_> {
             if !consumed.contains(name) {
                 self.error(
                     &["channels", name],
-                    format!("no sink takes from channel `{name}`; events put there would never leave"),
+                    format!(
+                        "no sink takes from channel `{name}`; events put there would never leave"
+                    ),
                 );
             }
         }
@@ -751,7 +827,13 @@ channel = "main"
         let spec = load(GOOD, "t.toml").unwrap();
         assert_eq!(spec.sources[0].event_name.as_ref(), "web");
         assert_eq!(spec.channels[0].capacity, 100);
-        assert!(matches!(spec.sources[0].kind, SourceKind::File { read_from: ReadFrom::End, .. }));
+        assert!(matches!(
+            spec.sources[0].kind,
+            SourceKind::File {
+                read_from: ReadFrom::End,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -768,12 +850,18 @@ channel = "main"
         let e = &errors(&text)[0];
         assert_eq!(e.path, "sources.web.channels[0]");
         assert_eq!(e.line, Some(9));
-        assert!(e.message.contains("`mian` is not defined (defined: main)"), "{e}");
+        assert!(
+            e.message.contains("`mian` is not defined (defined: main)"),
+            "{e}"
+        );
     }
 
     #[test]
     fn settings_of_another_source_type_are_refused() {
-        let text = GOOD.replace("type = \"file\"", "type = \"file\"\ncommand = \"tail -F x\"");
+        let text = GOOD.replace(
+            "type = \"file\"",
+            "type = \"file\"\ncommand = \"tail -F x\"",
+        );
         let e = &errors(&text)[0];
         assert_eq!(e.path, "sources.web.command");
         assert!(e.message.contains("not a setting of a `file` source"));
@@ -781,7 +869,10 @@ channel = "main"
 
     #[test]
     fn unknown_builtin_and_bad_enum_values() {
-        let text = GOOD.replace("builtin = \"combined\"", "builtin = \"nope\"\non_error = \"explode\"");
+        let text = GOOD.replace(
+            "builtin = \"combined\"",
+            "builtin = \"nope\"\non_error = \"explode\"",
+        );
         let all = errors(&text);
         assert!(all.iter().any(|e| e.path == "plugins.access.builtin"));
         assert!(all.iter().any(|e| e.path == "plugins.access.on_error"));
@@ -791,7 +882,10 @@ channel = "main"
     fn a_channel_nobody_drains_is_refused() {
         let text = format!("{GOOD}\n[channels.orphan]\ntype = \"memory\"\n");
         let e = errors(&text);
-        assert!(e.iter().any(|e| e.path == "channels.orphan" && e.message.contains("no sink")));
+        assert!(
+            e.iter()
+                .any(|e| e.path == "channels.orphan" && e.message.contains("no sink"))
+        );
     }
 
     #[test]

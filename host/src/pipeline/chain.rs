@@ -108,7 +108,9 @@ impl Chain {
                                 } else {
                                     error_tags::PLUGIN_ERROR
                                 };
-                                if let Some(event) = handle_failure(step, event, tag, &message, &mut out.dead_letter) {
+                                if let Some(event) =
+                                    handle_failure(step, event, tag, &message, &mut out.dead_letter)
+                                {
                                     if is_router {
                                         step_masks.push(0);
                                     }
@@ -132,7 +134,13 @@ impl Chain {
                     let message = error.to_string();
                     for event in events.drain(..) {
                         failed += 1;
-                        if let Some(event) = handle_failure(step, event, error_tags::PLUGIN_ERROR, &message, &mut out.dead_letter) {
+                        if let Some(event) = handle_failure(
+                            step,
+                            event,
+                            error_tags::PLUGIN_ERROR,
+                            &message,
+                            &mut out.dead_letter,
+                        ) {
                             kept.push(event);
                         }
                     }
@@ -148,7 +156,11 @@ impl Chain {
                 }
                 .emit(&step.counters);
             }
-            let dropped_by_policy = if step.on_error == OnError::Drop { failed } else { 0 };
+            let dropped_by_policy = if step.on_error == OnError::Drop {
+                failed
+            } else {
+                0
+            };
             StepProcessed {
                 events_in: n_in,
                 events_out: kept.len() as u64,
@@ -169,12 +181,20 @@ impl Chain {
 
 /// Applies the step's `on_error` to an event it could not handle; returns the event when
 /// it goes on down the chain.
-fn handle_failure(step: &Step, mut event: Event, tag: &str, message: &str, dead: &mut Vec<Event>) -> Option<Event> {
+fn handle_failure(
+    step: &Step,
+    mut event: Event,
+    tag: &str,
+    message: &str,
+    dead: &mut Vec<Event>,
+) -> Option<Event> {
     match step.on_error {
         OnError::Drop => None,
         OnError::Tag | OnError::DeadLetter => {
             event.tags.set(tag, message);
-            event.tags.set(error_tags::ERROR_STEP, step.instance.plugin().name());
+            event
+                .tags
+                .set(error_tags::ERROR_STEP, step.instance.plugin().name());
             if step.on_error == OnError::DeadLetter {
                 dead.push(event);
                 None

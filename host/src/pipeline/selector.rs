@@ -49,7 +49,8 @@ impl Selector {
 
     /// Splits the chain's output into one batch per channel (indexed like `channels`).
     pub fn select(&self, output: ChainOutput) -> Vec<Vec<Event>> {
-        let mut per_channel: Vec<Vec<Event>> = (0..self.channels.len()).map(|_| Vec::new()).collect();
+        let mut per_channel: Vec<Vec<Event>> =
+            (0..self.channels.len()).map(|_| Vec::new()).collect();
         let mut targets: Vec<usize> = Vec::with_capacity(self.channels.len());
         let mut default_count = 0u64;
         for (event, mask) in output.routed {
@@ -74,7 +75,8 @@ impl Selector {
             fan_out(&mut per_channel, &targets, event);
         }
         self.default_counter.add(default_count);
-        self.dead_letter_counter.add(output.dead_letter.len() as u64);
+        self.dead_letter_counter
+            .add(output.dead_letter.len() as u64);
         for event in output.dead_letter {
             fan_out(&mut per_channel, &self.dead_letter, event);
         }

@@ -69,7 +69,10 @@ pub enum PluginError {
         source: std::io::Error,
     },
     #[error("plugin `{plugin}`: not a valid WebAssembly component: {source:#}")]
-    Compile { plugin: String, source: wasmtime::Error },
+    Compile {
+        plugin: String,
+        source: wasmtime::Error,
+    },
     #[error(
         "plugin `{plugin}`: exports no Runnel role (expected one of {WIT_PACKAGE}/parser, interceptor, cleaner or router @{WIT_VERSION}); it exports: {exports}"
     )]
@@ -81,7 +84,10 @@ pub enum PluginError {
     #[error("plugin `{plugin}`: exports more than one role ({roles})")]
     ManyRoles { plugin: String, roles: String },
     #[error("plugin `{plugin}`: cannot be instantiated: {source:#}")]
-    Instantiate { plugin: String, source: wasmtime::Error },
+    Instantiate {
+        plugin: String,
+        source: wasmtime::Error,
+    },
     #[error("plugin `{plugin}`: init failed: {message}")]
     Init { plugin: String, message: String },
     #[error("plugin `{plugin}`: {call} failed: {source:#}")]
@@ -168,11 +174,18 @@ impl PluginEngine {
     }
 
     /// Compiles `bytes` (a component) and finds its role.
-    pub fn load(&self, name: &str, bytes: &[u8], config: &Value, limits: Limits) -> Result<Plugin, PluginError> {
-        let component = Component::new(&self.inner.engine, bytes).map_err(|source| PluginError::Compile {
-            plugin: name.to_owned(),
-            source,
-        })?;
+    pub fn load(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        config: &Value,
+        limits: Limits,
+    ) -> Result<Plugin, PluginError> {
+        let component =
+            Component::new(&self.inner.engine, bytes).map_err(|source| PluginError::Compile {
+                plugin: name.to_owned(),
+                source,
+            })?;
         let role = self.role_of(name, &component)?;
         Ok(Plugin {
             inner: Arc::new(PluginInner {
@@ -187,7 +200,13 @@ impl PluginEngine {
     }
 
     /// Reads and compiles a component file.
-    pub fn load_file(&self, name: &str, path: &std::path::Path, config: &Value, limits: Limits) -> Result<Plugin, PluginError> {
+    pub fn load_file(
+        &self,
+        name: &str,
+        path: &std::path::Path,
+        config: &Value,
+        limits: Limits,
+    ) -> Result<Plugin, PluginError> {
         let bytes = std::fs::read(path).map_err(|source| PluginError::Read {
             plugin: name.to_owned(),
             path: path.display().to_string(),
@@ -198,7 +217,10 @@ impl PluginEngine {
 
     fn role_of(&self, name: &str, component: &Component) -> Result<Role, PluginError> {
         let ty = component.component_type();
-        let exports: Vec<String> = ty.exports(&self.inner.engine).map(|(n, _)| n.to_owned()).collect();
+        let exports: Vec<String> = ty
+            .exports(&self.inner.engine)
+            .map(|(n, _)| n.to_owned())
+            .collect();
         let mut found = Vec::new();
         for export in &exports {
             let Some(rest) = export.strip_prefix(&format!("{WIT_PACKAGE}/")) else {
@@ -220,11 +242,19 @@ impl PluginEngine {
             [role] => Ok(*role),
             [] => Err(PluginError::NoRole {
                 plugin: name.to_owned(),
-                exports: if exports.is_empty() { "nothing".into() } else { exports.join(", ") },
+                exports: if exports.is_empty() {
+                    "nothing".into()
+                } else {
+                    exports.join(", ")
+                },
             }),
             many => Err(PluginError::ManyRoles {
                 plugin: name.to_owned(),
-                roles: many.iter().map(Role::to_string).collect::<Vec<_>>().join(", "),
+                roles: many
+                    .iter()
+                    .map(Role::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
             }),
         }
     }
@@ -266,7 +296,10 @@ impl Plugin {
     }
 
     /// A running instance, with `create` called. `counters` receives `host.counter`.
-    pub fn instantiate(&self, counters: Arc<PluginCounters>) -> Result<PluginInstance, PluginError> {
+    pub fn instantiate(
+        &self,
+        counters: Arc<PluginCounters>,
+    ) -> Result<PluginInstance, PluginError> {
         let (store, bound) = self.bind(&counters)?;
         Ok(PluginInstance {
             plugin: self.clone(),
@@ -277,10 +310,18 @@ impl Plugin {
         })
     }
 
-    fn bind(&self, counters: &Arc<PluginCounters>) -> Result<(Store<HostState>, Bound), PluginError> {
+    fn bind(
+        &self,
+        counters: &Arc<PluginCounters>,
+    ) -> Result<(Store<HostState>, Bound), PluginError> {
         let p = &*self.inner;
         let engine = &p.engine.inner;
-        let state = HostState::new(p.name.clone(), engine.hostname.clone(), counters.clone(), p.limits.memory_bytes);
+        let state = HostState::new(
+            p.name.clone(),
+            engine.hostname.clone(),
+            counters.clone(),
+            p.limits.memory_bytes,
+        );
         let mut store = Store::new(&engine.engine, state);
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(deadline_ticks(p.limits.call_timeout));
@@ -299,13 +340,22 @@ impl Plugin {
         };
         let bound = match p.role {
             Role::Parser => {
-                let b = parser::ParserPlugin::instantiate(&mut store, &p.component, &engine.linker).map_err(inst_err)?;
-                let res = b.runnel_plugin_parser().instance().call_create(&mut store, &p.config).map_err(call_err)?;
+                let b = parser::ParserPlugin::instantiate(&mut store, &p.component, &engine.linker)
+                    .map_err(inst_err)?;
+                let res = b
+                    .runnel_plugin_parser()
+                    .instance()
+                    .call_create(&mut store, &p.config)
+                    .map_err(call_err)?;
                 Bound::Parser(b, res.map_err(init_err)?)
             }
             Role::Interceptor => {
-                let b = interceptor::InterceptorPlugin::instantiate(&mut store, &p.component, &engine.linker)
-                    .map_err(inst_err)?;
+                let b = interceptor::InterceptorPlugin::instantiate(
+                    &mut store,
+                    &p.component,
+                    &engine.linker,
+                )
+                .map_err(inst_err)?;
                 let res = b
                     .runnel_plugin_interceptor()
                     .instance()
@@ -314,19 +364,32 @@ impl Plugin {
                 Bound::Interceptor(b, res.map_err(init_err)?)
             }
             Role::Cleaner => {
-                let b = cleaner::CleanerPlugin::instantiate(&mut store, &p.component, &engine.linker).map_err(inst_err)?;
-                let res = b.runnel_plugin_cleaner().instance().call_create(&mut store, &p.config).map_err(call_err)?;
+                let b =
+                    cleaner::CleanerPlugin::instantiate(&mut store, &p.component, &engine.linker)
+                        .map_err(inst_err)?;
+                let res = b
+                    .runnel_plugin_cleaner()
+                    .instance()
+                    .call_create(&mut store, &p.config)
+                    .map_err(call_err)?;
                 Bound::Cleaner(b, res.map_err(init_err)?)
             }
             Role::Router => {
-                let b = router::RouterPlugin::instantiate(&mut store, &p.component, &engine.linker).map_err(inst_err)?;
+                let b = router::RouterPlugin::instantiate(&mut store, &p.component, &engine.linker)
+                    .map_err(inst_err)?;
                 let guest = b.runnel_plugin_router().instance();
-                let res = guest.call_create(&mut store, &p.config).map_err(call_err)?.map_err(init_err)?;
-                let routes = guest.call_routes(&mut store, res).map_err(|source| PluginError::Call {
-                    plugin: p.name.to_string(),
-                    call: "routes",
-                    source,
-                })?;
+                let res = guest
+                    .call_create(&mut store, &p.config)
+                    .map_err(call_err)?
+                    .map_err(init_err)?;
+                let routes =
+                    guest
+                        .call_routes(&mut store, res)
+                        .map_err(|source| PluginError::Call {
+                            plugin: p.name.to_string(),
+                            call: "routes",
+                            source,
+                        })?;
                 if routes.len() > 64 {
                     return Err(PluginError::TooManyRoutes {
                         plugin: p.name.to_string(),
@@ -398,7 +461,11 @@ impl PluginInstance {
     /// Runs the plugin on `events`, changing them in place, and writes one verdict per
     /// event into `verdicts`. On `Err` the call failed as a whole and no event was
     /// changed; the instance is replaced before the next call.
-    pub fn process(&mut self, events: &mut [Event], verdicts: &mut Vec<Verdict>) -> Result<(), PluginError> {
+    pub fn process(
+        &mut self,
+        events: &mut [Event],
+        verdicts: &mut Vec<Verdict>,
+    ) -> Result<(), PluginError> {
         verdicts.clear();
         if events.is_empty() {
             return Ok(());
@@ -420,7 +487,12 @@ impl PluginInstance {
         result
     }
 
-    fn call(&mut self, live: &mut Live, events: &mut [Event], verdicts: &mut Vec<Verdict>) -> Result<(), PluginError> {
+    fn call(
+        &mut self,
+        live: &mut Live,
+        events: &mut [Event],
+        verdicts: &mut Vec<Verdict>,
+    ) -> Result<(), PluginError> {
         let p = &*self.plugin.inner;
         let store = &mut live.store;
         store.set_epoch_deadline(deadline_ticks(p.limits.call_timeout));
@@ -472,8 +544,12 @@ impl PluginInstance {
                 let reader = OutputReader::new(&out.data);
                 for (event, action) in events.iter_mut().zip(&out.actions) {
                     verdicts.push(match action {
-                        interceptor::exports::runnel::plugin::interceptor::Action::Keep => Verdict::Keep,
-                        interceptor::exports::runnel::plugin::interceptor::Action::Drop => Verdict::Drop,
+                        interceptor::exports::runnel::plugin::interceptor::Action::Keep => {
+                            Verdict::Keep
+                        }
+                        interceptor::exports::runnel::plugin::interceptor::Action::Drop => {
+                            Verdict::Drop
+                        }
                         interceptor::exports::runnel::plugin::interceptor::Action::Patch(patch) => {
                             patched(reader.apply_patch(event, patch))
                         }
@@ -504,7 +580,11 @@ impl PluginInstance {
                     .call_route(&mut *store, *res, input)
                     .map_err(call_err("route"))?;
                 expect("route masks", masks.len())?;
-                let valid = if routes.len() == 64 { u64::MAX } else { (1u64 << routes.len()) - 1 };
+                let valid = if routes.len() == 64 {
+                    u64::MAX
+                } else {
+                    (1u64 << routes.len()) - 1
+                };
                 for mask in masks {
                     verdicts.push(if mask & !valid == 0 {
                         Verdict::Route(mask)
@@ -528,7 +608,11 @@ fn patched(result: Result<(), WireError>) -> Verdict {
     }
 }
 
-fn apply_parsed(reader: &OutputReader<'_>, event: &mut Event, result: &parser::exports::runnel::plugin::parser::ParseResult) -> Verdict {
+fn apply_parsed(
+    reader: &OutputReader<'_>,
+    event: &mut Event,
+    result: &parser::exports::runnel::plugin::parser::ParseResult,
+) -> Verdict {
     use parser::exports::runnel::plugin::parser::ParseResult;
     match result {
         ParseResult::Ok(parsed) => {

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use wasmtime::component::ResourceTable;
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
-use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::{
+    HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
+};
 
 /// Per-store state of one plugin instance.
 pub struct HostState {
@@ -22,7 +24,12 @@ pub struct HostState {
 }
 
 impl HostState {
-    pub fn new(plugin: Arc<str>, hostname: Arc<str>, counters: Arc<PluginCounters>, memory_bytes: usize) -> Self {
+    pub fn new(
+        plugin: Arc<str>,
+        hostname: Arc<str>,
+        counters: Arc<PluginCounters>,
+        memory_bytes: usize,
+    ) -> Self {
         let wasi = WasiCtxBuilder::new()
             .wall_clock(FrozenClock)
             .monotonic_clock(FrozenClock)

@@ -22,7 +22,11 @@ pub enum WireError {
     #[error("string at arena offset {offset} is not UTF-8")]
     NotUtf8 { offset: u32 },
     #[error("range {start}+{len} is outside the {available}-element list")]
-    RangeOutOfBounds { start: u32, len: u32, available: usize },
+    RangeOutOfBounds {
+        start: u32,
+        len: u32,
+        available: usize,
+    },
     #[error("malformed value tree: {0}")]
     MalformedTree(&'static str),
     #[error("fields must be an object")]
@@ -248,7 +252,12 @@ impl<'a> OutputReader<'a> {
         }
     }
 
-    fn value_at(&self, nodes: &[wit::Node], pos: &mut usize, depth: usize) -> Result<Value, WireError> {
+    fn value_at(
+        &self,
+        nodes: &[wit::Node],
+        pos: &mut usize,
+        depth: usize,
+    ) -> Result<Value, WireError> {
         if depth > MAX_DEPTH {
             return Err(WireError::TooDeep);
         }
@@ -278,7 +287,9 @@ impl<'a> OutputReader<'a> {
                 for _ in 0..n {
                     let key = nodes
                         .get(*pos)
-                        .ok_or(WireError::MalformedTree("object ends before its last member"))?
+                        .ok_or(WireError::MalformedTree(
+                            "object ends before its last member",
+                        ))?
                         .key;
                     let key = self.str(key)?.to_owned();
                     let value = self.value_at(nodes, pos, depth + 1)?;
@@ -294,7 +305,9 @@ impl<'a> OutputReader<'a> {
     fn child_count(&self, nodes: &[wit::Node], pos: usize, n: u32) -> Result<usize, WireError> {
         let n = n as usize;
         if n > nodes.len() - pos {
-            return Err(WireError::MalformedTree("container claims more children than remain"));
+            return Err(WireError::MalformedTree(
+                "container claims more children than remain",
+            ));
         }
         Ok(n)
     }
@@ -355,7 +368,11 @@ mod tests {
         fields.insert("empty".into(), Value::Array(vec![]));
         fields.insert(
             "mixed".into(),
-            Value::Array(vec![Value::Bool(true), Value::String("é".into()), Value::Bytes(vec![0, 255])]),
+            Value::Array(vec![
+                Value::Bool(true),
+                Value::String("é".into()),
+                Value::Bytes(vec![0, 255]),
+            ]),
         );
         fields.insert("nested".into(), Value::Object(inner));
         fields
@@ -403,7 +420,10 @@ mod tests {
             Err(WireError::NotUtf8 { .. })
         ));
         assert!(matches!(
-            r.bytes(wit::Span { offset: u32::MAX, len: u32::MAX }),
+            r.bytes(wit::Span {
+                offset: u32::MAX,
+                len: u32::MAX
+            }),
             Err(WireError::SpanOutOfRange { .. })
         ));
     }

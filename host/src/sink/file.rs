@@ -19,7 +19,11 @@ impl FileWriter {
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             tokio::fs::create_dir_all(dir).await?;
         }
-        OpenOptions::new().create(true).append(true).open(&self.path).await
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .await
     }
 
     pub async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {

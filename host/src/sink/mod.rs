@@ -24,8 +24,13 @@ pub enum Writer {
 impl Writer {
     pub fn build(kind: &SinkKind) -> (Self, Format) {
         match kind {
-            SinkKind::Console { format, stream } => (Writer::Console(console::ConsoleWriter::new(*stream)), *format),
-            SinkKind::File { path, format } => (Writer::File(file::FileWriter::new(path.clone())), *format),
+            SinkKind::Console { format, stream } => (
+                Writer::Console(console::ConsoleWriter::new(*stream)),
+                *format,
+            ),
+            SinkKind::File { path, format } => {
+                (Writer::File(file::FileWriter::new(path.clone())), *format)
+            }
         }
     }
 

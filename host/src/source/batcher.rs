@@ -22,7 +22,13 @@ pub struct Batcher {
 }
 
 impl Batcher {
-    pub fn new(source: &str, event_name: Arc<str>, batch: BatchSpec, max_line_bytes: usize, worker: WorkerHandle) -> Self {
+    pub fn new(
+        source: &str,
+        event_name: Arc<str>,
+        batch: BatchSpec,
+        max_line_bytes: usize,
+        worker: WorkerHandle,
+    ) -> Self {
         Self {
             source: Arc::from(source),
             event_name,

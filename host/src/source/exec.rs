@@ -31,7 +31,10 @@ pub async fn run(
         if started.elapsed() >= HEALTHY_RUN {
             backoff = backoff_initial;
         }
-        batcher.error(&format!("command `{command}` {outcome}; restarting"), Some(backoff));
+        batcher.error(
+            &format!("command `{command}` {outcome}; restarting"),
+            Some(backoff),
+        );
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(backoff) => {}
@@ -41,7 +44,12 @@ pub async fn run(
 }
 
 /// Runs the command once; returns how it ended.
-async fn run_once(source: &str, command: &str, batcher: &mut Batcher, shutdown: &CancellationToken) -> String {
+async fn run_once(
+    source: &str,
+    command: &str,
+    batcher: &mut Batcher,
+    shutdown: &CancellationToken,
+) -> String {
     let mut child = match Command::new("sh")
         .arg("-c")
         .arg(command)

@@ -32,7 +32,11 @@ pub async fn run(
 ) {
     let (wake_tx, mut wake_rx) = mpsc::channel::<()>(1);
     let _watcher = watch(path, wake_tx).map_err(|e| {
-        tracing::debug!(source, "no change notifications for {}: {e}; polling", path.display());
+        tracing::debug!(
+            source,
+            "no change notifications for {}: {e}; polling",
+            path.display()
+        );
     });
     let mut splitter = LineSplitter::new(batcher.max_line_bytes());
     let mut lines = Vec::new();
@@ -43,7 +47,16 @@ pub async fn run(
 
     while !shutdown.is_cancelled() {
         if followed.is_none() {
-            match open(path, if first_open { read_from } else { ReadFrom::Start }).await {
+            match open(
+                path,
+                if first_open {
+                    read_from
+                } else {
+                    ReadFrom::Start
+                },
+            )
+            .await
+            {
                 Ok(f) => {
                     followed = Some(f);
                     first_open = false;
@@ -51,7 +64,10 @@ pub async fn run(
                 }
                 Err(e) => {
                     if !reported_missing {
-                        batcher.error(&format!("cannot open {}: {e}; waiting for it", path.display()), Some(poll_interval));
+                        batcher.error(
+                            &format!("cannot open {}: {e}; waiting for it", path.display()),
+                            Some(poll_interval),
+                        );
                         reported_missing = true;
                     }
                     first_open = false;
@@ -83,7 +99,11 @@ pub async fn run(
         if let Some(f) = &followed {
             match tokio::fs::metadata(path).await {
                 Ok(meta) if meta.ino() != f.inode => {
-                    tracing::info!(source, "{} was rotated; following the new file", path.display());
+                    tracing::info!(
+                        source,
+                        "{} was rotated; following the new file",
+                        path.display()
+                    );
                     if let Some(last) = splitter.finish() {
                         batcher.push(last).await;
                     }
@@ -91,7 +111,11 @@ pub async fn run(
                     continue;
                 }
                 Ok(meta) if meta.len() < f.pos => {
-                    tracing::info!(source, "{} was truncated; reading from its start", path.display());
+                    tracing::info!(
+                        source,
+                        "{} was truncated; reading from its start",
+                        path.display()
+                    );
                     splitter.finish();
                     followed = None;
                     continue;
@@ -121,7 +145,10 @@ async fn open(path: &Path, from: ReadFrom) -> std::io::Result<Followed> {
 /// Watches the file's directory (so re-creation is seen too); any change wakes the
 /// reader. Extra wake-ups are coalesced.
 fn watch(path: &Path, wake: mpsc::Sender<()>) -> notify::Result<notify::RecommendedWatcher> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let mut watcher = notify::recommended_watcher(move |_event: notify::Result<notify::Event>| {
         let _ = wake.try_send(());
     })?;

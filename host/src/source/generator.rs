@@ -14,14 +14,24 @@ use tokio_util::sync::CancellationToken;
 /// Finest pacing step: a rate is met on average over ticks of at least this length.
 const MIN_TICK: Duration = Duration::from_millis(10);
 
-pub async fn run(spec: &SourceSpec, generator_spec: &GeneratorSpec, batcher: Batcher, shutdown: &CancellationToken) {
+pub async fn run(
+    spec: &SourceSpec,
+    generator_spec: &GeneratorSpec,
+    batcher: Batcher,
+    shutdown: &CancellationToken,
+) {
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..generator_spec.apps {
         let kind = generator_spec.kinds[i % generator_spec.kinds.len()];
         let name: Arc<str> = Arc::from(format!("{}-{i}", kind_name(kind)));
         let app = App {
             kind,
-            rng: Rng::new(generator_spec.seed.wrapping_add(i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+            rng: Rng::new(
+                generator_spec
+                    .seed
+                    .wrapping_add(i as u64)
+                    .wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            ),
             host: format!("{}-{:02}", spec.name, i),
         };
         let batcher = batcher.clone_for_task();
@@ -47,7 +57,14 @@ struct App {
 }
 
 impl App {
-    async fn run(mut self, name: Arc<str>, mut batcher: Batcher, rate: Option<f64>, count: Option<u64>, shutdown: CancellationToken) {
+    async fn run(
+        mut self,
+        name: Arc<str>,
+        mut batcher: Batcher,
+        rate: Option<f64>,
+        count: Option<u64>,
+        shutdown: CancellationToken,
+    ) {
         let mut written = 0u64;
         let remaining = |written: u64| count.map_or(u64::MAX, |c| c.saturating_sub(written));
         match rate {
@@ -87,7 +104,9 @@ impl App {
     }
 
     fn line(&mut self) -> Vec<u8> {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
         match self.kind {
             GeneratedKind::Access => self.access_line(now),
             GeneratedKind::App => self.app_line(now),
@@ -98,11 +117,34 @@ impl App {
 
     fn access_line(&mut self, now: Duration) -> String {
         const PATHS: &[&str] = &[
-            "/", "/index.html", "/api/v1/orders", "/api/v1/orders/{id}", "/api/v1/cart", "/static/app.js",
-            "/static/style.css", "/images/logo.png", "/login", "/search?q=edge+gateway", "/health",
+            "/",
+            "/index.html",
+            "/api/v1/orders",
+            "/api/v1/orders/{id}",
+            "/api/v1/cart",
+            "/static/app.js",
+            "/static/style.css",
+            "/images/logo.png",
+            "/login",
+            "/search?q=edge+gateway",
+            "/health",
         ];
-        const METHODS: &[(&str, u32)] = &[("GET", 80), ("POST", 12), ("PUT", 4), ("DELETE", 2), ("HEAD", 2)];
-        const STATUSES: &[(u16, u32)] = &[(200, 78), (304, 8), (301, 2), (404, 6), (401, 2), (500, 3), (503, 1)];
+        const METHODS: &[(&str, u32)] = &[
+            ("GET", 80),
+            ("POST", 12),
+            ("PUT", 4),
+            ("DELETE", 2),
+            ("HEAD", 2),
+        ];
+        const STATUSES: &[(u16, u32)] = &[
+            (200, 78),
+            (304, 8),
+            (301, 2),
+            (404, 6),
+            (401, 2),
+            (500, 3),
+            (503, 1),
+        ];
         const AGENTS: &[&str] = &[
             "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36",
             "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Safari/605.1.15",
@@ -111,12 +153,26 @@ impl App {
             "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
         ];
         let r = &mut self.rng;
-        let ip = format!("{}.{}.{}.{}", 10 + r.below(200), r.below(256), r.below(256), 1 + r.below(254));
+        let ip = format!(
+            "{}.{}.{}.{}",
+            10 + r.below(200),
+            r.below(256),
+            r.below(256),
+            1 + r.below(254)
+        );
         let method = r.weighted(METHODS);
         let path = r.pick(PATHS).replace("{id}", &r.below(100_000).to_string());
         let status = r.weighted(STATUSES);
-        let size = if status == 304 { "-".to_owned() } else { (200 + r.below(50_000)).to_string() };
-        let referrer = if r.below(3) == 0 { "-".to_owned() } else { format!("https://{}/", self.host) };
+        let size = if status == 304 {
+            "-".to_owned()
+        } else {
+            (200 + r.below(50_000)).to_string()
+        };
+        let referrer = if r.below(3) == 0 {
+            "-".to_owned()
+        } else {
+            format!("https://{}/", self.host)
+        };
         let user = if r.below(10) == 0 { "alice" } else { "-" };
         format!(
             "{ip} - {user} [{}] \"{method} {path} HTTP/1.1\" {status} {size} \"{referrer}\" \"{}\"",
@@ -126,21 +182,45 @@ impl App {
     }
 
     fn app_line(&mut self, now: Duration) -> String {
-        const LEVELS: &[(&str, u32)] = &[("DEBUG", 20), ("INFO", 60), ("WARN", 12), ("ERROR", 7), ("FATAL", 1)];
+        const LEVELS: &[(&str, u32)] = &[
+            ("DEBUG", 20),
+            ("INFO", 60),
+            ("WARN", 12),
+            ("ERROR", 7),
+            ("FATAL", 1),
+        ];
         const LOGGERS: &[&str] = &[
-            "com.shop.OrderService", "com.shop.PaymentClient", "com.shop.Inventory", "io.edge.SensorPoller",
+            "com.shop.OrderService",
+            "com.shop.PaymentClient",
+            "com.shop.Inventory",
+            "io.edge.SensorPoller",
             "io.edge.Uplink",
         ];
         let r = &mut self.rng;
         let level = r.weighted(LEVELS);
         let message = match level {
-            "DEBUG" => format!("cache lookup key=sku-{} hit={}", r.below(9999), r.below(2) == 1),
+            "DEBUG" => format!(
+                "cache lookup key=sku-{} hit={}",
+                r.below(9999),
+                r.below(2) == 1
+            ),
             "INFO" => format!("order {} placed in {} ms", r.below(1_000_000), r.below(400)),
-            "WARN" => format!("slow response from upstream after {} ms (retry {})", 500 + r.below(4000), r.below(3)),
-            "ERROR" => format!("payment {} declined: \u{1b}[31mcard expired\u{1b}[0m", r.below(1_000_000)),
+            "WARN" => format!(
+                "slow response from upstream after {} ms (retry {})",
+                500 + r.below(4000),
+                r.below(3)
+            ),
+            "ERROR" => format!(
+                "payment {} declined: \u{1b}[31mcard expired\u{1b}[0m",
+                r.below(1_000_000)
+            ),
             _ => "uplink lost: giving up after 5 retries\u{7}".to_owned(),
         };
-        let message = if r.below(50) == 0 { format!("{message}\u{0}\u{8}") } else { message };
+        let message = if r.below(50) == 0 {
+            format!("{message}\u{0}\u{8}")
+        } else {
+            message
+        };
         format!(
             "{} {level:<5} [worker-{}] {} - {message}",
             iso_time(now),
@@ -151,32 +231,64 @@ impl App {
 
     fn syslog_line(&mut self, now: Duration) -> String {
         const PROGRAMS: &[(&str, &[&str])] = &[
-            ("sshd", &["Accepted publickey for admin from 10.0.3.7 port 51234 ssh2", "Failed password for invalid user pi from 203.0.113.9 port 40022 ssh2"]),
-            ("kernel", &["usb 1-1: new high-speed USB device number 5 using ehci-pci", "eth0: link up, 100Mbps, full-duplex"]),
+            (
+                "sshd",
+                &[
+                    "Accepted publickey for admin from 10.0.3.7 port 51234 ssh2",
+                    "Failed password for invalid user pi from 203.0.113.9 port 40022 ssh2",
+                ],
+            ),
+            (
+                "kernel",
+                &[
+                    "usb 1-1: new high-speed USB device number 5 using ehci-pci",
+                    "eth0: link up, 100Mbps, full-duplex",
+                ],
+            ),
             ("CRON", &["(root) CMD (/usr/local/bin/rotate-logs)"]),
-            ("dnsmasq-dhcp", &["DHCPACK(br0) 192.168.1.23 02:42:ac:11:00:02 kiosk-3"]),
+            (
+                "dnsmasq-dhcp",
+                &["DHCPACK(br0) 192.168.1.23 02:42:ac:11:00:02 kiosk-3"],
+            ),
         ];
         let r = &mut self.rng;
         let (program, messages) = PROGRAMS[r.below(PROGRAMS.len() as u64) as usize];
         let message = r.pick(messages);
         let pid = 100 + r.below(30_000);
-        format!("{} {} {program}[{pid}]: {message}", syslog_time(now), self.host)
+        format!(
+            "{} {} {program}[{pid}]: {message}",
+            syslog_time(now),
+            self.host
+        )
     }
 }
 
-const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
 
 fn civil(now: Duration) -> (i64, u32, u32, u64, u64, u64, u32) {
     let secs = now.as_secs();
     let (y, m, d) = civil_from_days((secs / 86_400) as i64);
     let sod = secs % 86_400;
-    (y, m, d, sod / 3600, sod % 3600 / 60, sod % 60, now.subsec_millis())
+    (
+        y,
+        m,
+        d,
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60,
+        now.subsec_millis(),
+    )
 }
 
 /// `17/May/2015:10:05:03 +0000`
 fn clf_time(now: Duration) -> String {
     let (y, m, d, h, mi, s, _) = civil(now);
-    format!("{d:02}/{}/{y}:{h:02}:{mi:02}:{s:02} +0000", MONTHS[m as usize - 1])
+    format!(
+        "{d:02}/{}/{y}:{h:02}:{mi:02}:{s:02} +0000",
+        MONTHS[m as usize - 1]
+    )
 }
 
 /// `2015-05-17T10:05:03.123Z`

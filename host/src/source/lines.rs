@@ -41,7 +41,9 @@ impl LineSplitter {
                         continue;
                     }
                     if self.partial.len() + head.len() > self.max {
-                        self.partial.extend_from_slice(&head[..self.max.saturating_sub(self.partial.len())]);
+                        self.partial.extend_from_slice(
+                            &head[..self.max.saturating_sub(self.partial.len())],
+                        );
                         emit(Line::Truncated(std::mem::take(&mut self.partial)));
                         continue;
                     }
@@ -92,7 +94,11 @@ impl LineSplitter {
 /// Reads `reader` to its end (or until shutdown), pushing every line into `batcher`
 /// and flushing due batches while the reader is idle. The last unterminated line is
 /// pushed at end of input.
-pub async fn pump<R: AsyncRead + Unpin>(mut reader: R, batcher: &mut Batcher, shutdown: &CancellationToken) -> std::io::Result<()> {
+pub async fn pump<R: AsyncRead + Unpin>(
+    mut reader: R,
+    batcher: &mut Batcher,
+    shutdown: &CancellationToken,
+) -> std::io::Result<()> {
     let mut splitter = LineSplitter::new(batcher.max_line_bytes());
     let mut chunk = vec![0u8; 64 * 1024];
     let mut lines = Vec::new();
@@ -154,7 +160,11 @@ mod tests {
         let (lines, rest) = split(100, &[b"ab", b"c\r\nde\n", b"\nf"]);
         assert_eq!(
             lines,
-            vec![(false, b"abc".to_vec()), (false, b"de".to_vec()), (false, b"".to_vec())]
+            vec![
+                (false, b"abc".to_vec()),
+                (false, b"de".to_vec()),
+                (false, b"".to_vec())
+            ]
         );
         assert_eq!(rest, Some(b"f".to_vec()));
     }
@@ -162,9 +172,15 @@ mod tests {
     #[test]
     fn long_lines_are_cut_and_the_rest_skipped() {
         let (lines, rest) = split(4, &[b"abcdefgh", b"ij\nxy\n"]);
-        assert_eq!(lines, vec![(true, b"abcd".to_vec()), (false, b"xy".to_vec())]);
+        assert_eq!(
+            lines,
+            vec![(true, b"abcd".to_vec()), (false, b"xy".to_vec())]
+        );
         assert_eq!(rest, None);
         let (lines, _) = split(4, &[b"abcdefgh\nok\n"]);
-        assert_eq!(lines, vec![(true, b"abcd".to_vec()), (false, b"ok".to_vec())]);
+        assert_eq!(
+            lines,
+            vec![(true, b"abcd".to_vec()), (false, b"ok".to_vec())]
+        );
     }
 }

@@ -21,19 +21,41 @@ pub async fn run(spec: SourceSpec, mut batcher: Batcher, shutdown: CancellationT
             command,
             backoff_initial,
             backoff_max,
-        } => exec::run(&spec.name, command, *backoff_initial, *backoff_max, &mut batcher, &shutdown).await,
+        } => {
+            exec::run(
+                &spec.name,
+                command,
+                *backoff_initial,
+                *backoff_max,
+                &mut batcher,
+                &shutdown,
+            )
+            .await
+        }
         SourceKind::File {
             path,
             read_from,
             poll_interval,
-        } => file::run(&spec.name, path, *read_from, *poll_interval, &mut batcher, &shutdown).await,
+        } => {
+            file::run(
+                &spec.name,
+                path,
+                *read_from,
+                *poll_interval,
+                &mut batcher,
+                &shutdown,
+            )
+            .await
+        }
         SourceKind::Stdin => {
             let result = lines::pump(tokio::io::stdin(), &mut batcher, &shutdown).await;
             if let Err(e) = result {
                 batcher.error(&format!("reading stdin: {e}"), None);
             }
         }
-        SourceKind::Generator(g) => generator::run(&spec, g, batcher.clone_for_task(), &shutdown).await,
+        SourceKind::Generator(g) => {
+            generator::run(&spec, g, batcher.clone_for_task(), &shutdown).await
+        }
     }
     batcher.flush().await;
 }

@@ -1,0 +1,215 @@
+//! Helpers shared by the end-to-end tests.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The agent binary under test.
+pub fn runnel() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_runnel"));
+    cmd.env("RUNNEL_LOG", "warn");
+    cmd
+}
+
+/// A file of the shared, read-only test data.
+pub fn data(rel: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/data")
+        .join(rel);
+    assert!(p.exists(), "test data missing: {}", p.display());
+    p
+}
+
+/// A plugin built by scripts/build-plugins.sh (test fixtures included).
+pub fn built_plugin(file: &str) -> PathBuf {
+    let p = Path::new(env!("RUNNEL_PLUGIN_DIR")).join(file);
+    assert!(
+        p.exists(),
+        "plugin not built: {} (run scripts/build-plugins.sh)",
+        p.display()
+    );
+    p
+}
+
+/// Writes a config into `dir` and returns its path.
+pub fn write_config(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("runnel.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Runs `runnel run --config CONFIG` with `stdin` as standard input, to completion.
+pub fn run_with_stdin(config: &Path, stdin: &Path) -> Output {
+    let output = runnel()
+        .args(["run", "--config"])
+        .arg(config)
+        .stdin(std::fs::File::open(stdin).unwrap())
+        .output()
+        .unwrap();
+    output
+}
+
+/// Parses a JSON-lines file.
+pub fn json_lines(path: &Path) -> Vec<serde_json::Value> {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    BufReader::new(file)
+        .lines()
+        .map(|l| serde_json::from_str(&l.unwrap()).expect("sink output is JSON"))
+        .collect()
+}
+
+/// Number of lines in a file (0 when it does not exist yet).
+pub fn count_lines(path: &Path) -> usize {
+    std::fs::read(path)
+        .map(|b| b.iter().filter(|&&c| c == b'\n').count())
+        .unwrap_or(0)
+}
+
+/// Waits until `path` has at least `n` lines, or panics after `timeout`.
+pub fn wait_for_lines(path: &Path, n: usize, timeout: Duration) {
+    let start = Instant::now();
+    while count_lines(path) < n {
+        assert!(
+            start.elapsed() < timeout,
+            "{} has {} lines after {timeout:?}, expected {n}",
+            path.display(),
+            count_lines(path)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Sends SIGTERM and waits for the agent to exit; returns its status and stderr.
+pub fn terminate(mut child: Child) -> (ExitStatus, String) {
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut stderr = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                std::io::Read::read_to_string(&mut e, &mut stderr).unwrap();
+            }
+            return (status, stderr);
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("agent did not stop within 30 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Starts `runnel run --config CONFIG` in the background.
+pub fn spawn(config: &Path) -> Child {
+    runnel()
+        .args(["run", "--config"])
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// The value of a counter in the agent's final summary (`metric=value` on the line of
+/// `component`).
+pub fn summary_counter(stderr: &str, component: &str, metric: &str) -> Option<u64> {
+    let final_part = stderr.rsplit("runnel final").next()?;
+    final_part
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(component))?
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix(&format!("{metric}=")))
+        .and_then(|v| v.parse().ok())
+}
+
+/// Parses a combined log line with an independent regex (not the plugin's code).
+pub struct Expected {
+    pub host: String,
+    pub user: Option<String>,
+    pub time: String,
+    pub method: String,
+    pub path: String,
+    pub protocol: String,
+    pub status: i64,
+    pub size: Option<i64>,
+    pub referrer: Option<String>,
+    pub agent: Option<String>,
+}
+
+pub fn expected_combined(line: &str) -> Expected {
+    let re = regex::Regex::new(
+        r#"^(\S+) \S+ (\S+) \[([^\]]+)\] "(\S+) (\S+) (\S+)" (\d{3}) (\d+|-) "([^"]*)" "([^"]*)"?$"#,
+    )
+    .unwrap();
+    let c = re
+        .captures(line)
+        .unwrap_or_else(|| panic!("test regex does not match: {line}"));
+    let dash = |s: &str| if s == "-" { None } else { Some(s.to_owned()) };
+    Expected {
+        host: c[1].to_owned(),
+        user: dash(&c[2]),
+        time: c[3].to_owned(),
+        method: c[4].to_owned(),
+        path: c[5].to_owned(),
+        protocol: c[6].to_owned(),
+        status: c[7].parse().unwrap(),
+        size: c[8].parse().ok(),
+        referrer: dash(&c[9]),
+        agent: dash(&c[10]),
+    }
+}
+
+/// `17/May/2015:10:05:03 +0000` → `2015-05-17T10:05:03Z` (the shared log is all UTC).
+pub fn clf_to_rfc3339(t: &str) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    assert!(t.ends_with(" +0000"), "{t}");
+    let month = MONTHS.iter().position(|m| *m == &t[3..6]).unwrap() + 1;
+    format!("{}-{month:02}-{}T{}Z", &t[7..11], &t[0..2], &t[12..20])
+}
+
+/// Checks one sink event against the independent parse of its line.
+pub fn assert_combined_event(event: &serde_json::Value, line: &str) {
+    let e = expected_combined(line);
+    let f = &event["fields"];
+    let s = |v: &Option<String>| {
+        v.clone()
+            .map(serde_json::Value::String)
+            .unwrap_or(serde_json::Value::Null)
+    };
+    assert_eq!(f["host"], e.host.as_str(), "{line}");
+    assert_eq!(f["user"], s(&e.user), "{line}");
+    assert_eq!(f["method"], e.method.as_str(), "{line}");
+    assert_eq!(f["path"], e.path.as_str(), "{line}");
+    assert_eq!(f["protocol"], e.protocol.as_str(), "{line}");
+    assert_eq!(f["status"], e.status, "{line}");
+    assert_eq!(
+        f["size"],
+        e.size
+            .map(serde_json::Value::from)
+            .unwrap_or(serde_json::Value::Null),
+        "{line}"
+    );
+    assert_eq!(f["referrer"], s(&e.referrer), "{line}");
+    assert_eq!(f["agent"], s(&e.agent), "{line}");
+    assert_eq!(
+        event["timestamp"],
+        clf_to_rfc3339(&e.time).as_str(),
+        "{line}"
+    );
+    let level = match e.status {
+        500.. => "error",
+        400..=499 => "warn",
+        _ => "info",
+    };
+    assert_eq!(event["level"], level, "{line}");
+    assert!(event["tags"].get("parse_error").is_none(), "{line}");
+}

@@ -1,0 +1,11 @@
+//! End-to-end tests: each runs the real `runnel` binary on a config, with real files,
+//! commands and data from ../shared/data, and checks what comes out.
+
+mod common;
+
+mod apache_corpus;
+mod default_config;
+mod exec_tail;
+mod json_roundtrip;
+mod trap;
+mod validate;

@@ -1,0 +1,186 @@
+//! (c) `runnel validate` refuses bad configs with messages that name the problem, the
+//! key and the line.
+
+use crate::common::*;
+
+const GOOD: &str = r#"[agent]
+summary_interval_secs = 0
+
+[plugins.access]
+builtin = "combined"
+
+[plugins.by-level]
+builtin = "level-router"
+
+[sources.web]
+type = "stdin"
+plugins = ["access", "by-level"]
+channels = ["main"]
+routes = { error = ["main"] }
+
+[channels.main]
+type = "memory"
+capacity = 100
+
+[sinks.out]
+type = "console"
+channel = "main"
+"#;
+
+/// Runs `runnel validate` on `text`; returns (success, stdout + stderr).
+fn validate(text: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), text);
+    let out = runnel()
+        .args(["validate", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        out.status.success(),
+        text.replace(&*config.to_string_lossy(), "CONFIG"),
+    )
+}
+
+fn assert_rejected(text: &str, expected: &[&str]) {
+    let (ok, msg) = validate(text);
+    assert!(!ok, "config should be rejected:\n{text}");
+    for e in expected {
+        assert!(msg.contains(e), "expected `{e}` in:\n{msg}");
+    }
+}
+
+#[test]
+fn a_good_config_validates_with_its_plugins_compiled_and_initialised() {
+    let (ok, msg) = validate(GOOD);
+    assert!(ok, "{msg}");
+    assert!(msg.contains("CONFIG: ok"), "{msg}");
+}
+
+#[test]
+fn an_unknown_key_is_rejected_with_its_line() {
+    assert_rejected(
+        &GOOD.replace("capacity = 100", "capacity = 100\ncapasity = 5"),
+        &[
+            "CONFIG:19:",
+            "unknown field `capasity`",
+            "expected `type` or `capacity`",
+        ],
+    );
+}
+
+#[test]
+fn an_undefined_channel_is_rejected_naming_the_key() {
+    assert_rejected(
+        &GOOD.replace("channels = [\"main\"]", "channels = [\"mian\"]"),
+        &[
+            "CONFIG:13:",
+            "`sources.web.channels[0]`",
+            "channel `mian` is not defined (defined: main)",
+        ],
+    );
+}
+
+#[test]
+fn a_value_of_the_wrong_type_is_rejected() {
+    assert_rejected(
+        &GOOD.replace("capacity = 100", "capacity = \"lots\""),
+        &[
+            "CONFIG:18:",
+            "invalid type: string \"lots\"",
+            "expected usize",
+        ],
+    );
+}
+
+#[test]
+fn a_toml_syntax_error_is_rejected_with_its_line() {
+    assert_rejected(
+        &GOOD.replace("[channels.main]", "[channels.main"),
+        &["CONFIG:16:", "unclosed table"],
+    );
+}
+
+#[test]
+fn an_unknown_builtin_plugin_is_rejected() {
+    assert_rejected(
+        &GOOD.replace("builtin = \"combined\"", "builtin = \"combinde\""),
+        &[
+            "CONFIG:5:",
+            "`plugins.access.builtin`",
+            "no builtin plugin `combinde`",
+            "combined",
+        ],
+    );
+}
+
+#[test]
+fn a_plugin_whose_init_fails_is_rejected_with_its_message() {
+    let text = GOOD.replace(
+        "builtin = \"combined\"",
+        "builtin = \"regex\"\n[plugins.access.config]\npattern = \"(?P<open\"",
+    );
+    assert_rejected(
+        &text,
+        &["CONFIG:4:", "plugin `access`: init failed", "pattern"],
+    );
+}
+
+#[test]
+fn a_missing_or_invalid_wasm_file_is_rejected() {
+    assert_rejected(
+        &GOOD.replace("builtin = \"combined\"", "path = \"/nonexistent/p.wasm\""),
+        &["plugin `access`: cannot read /nonexistent/p.wasm"],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let bogus = dir.path().join("bogus.wasm");
+    std::fs::write(&bogus, b"not wasm at all").unwrap();
+    assert_rejected(
+        &GOOD.replace(
+            "builtin = \"combined\"",
+            &format!("path = \"{}\"", bogus.display()),
+        ),
+        &["plugin `access`: not a valid WebAssembly component"],
+    );
+}
+
+#[test]
+fn a_route_the_router_does_not_declare_is_rejected() {
+    assert_rejected(
+        &GOOD.replace(
+            "routes = { error = [\"main\"] }",
+            "routes = { errors = [\"main\"] }",
+        ),
+        &[
+            "CONFIG:14:",
+            "the router has no route `errors`",
+            "trace, debug, info, warn, error, fatal, unknown",
+        ],
+    );
+}
+
+#[test]
+fn a_router_that_is_not_last_is_rejected() {
+    assert_rejected(
+        &GOOD.replace(
+            "plugins = [\"access\", \"by-level\"]",
+            "plugins = [\"by-level\", \"access\"]",
+        ),
+        &["router `by-level` must be the last plugin of the chain"],
+    );
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let text = GOOD
+        .replace("channels = [\"main\"]", "channels = [\"nope\"]")
+        .replace("builtin = \"level-router\"", "builtin = \"nope\"");
+    let (ok, msg) = validate(&text);
+    assert!(!ok);
+    assert!(msg.contains("2 problems"), "{msg}");
+}
