@@ -125,6 +125,9 @@ pub enum SourceKind {
         path: PathBuf,
         read_from: ReadFrom,
         poll_interval: Duration,
+        /// Stop at the end of the file instead of following it (Fluent Bit's
+        /// `Exit_On_Eof`): for replaying a file, and for benchmarks.
+        exit_on_eof: bool,
     },
     Stdin,
     Generator(GeneratorSpec),
@@ -566,6 +569,7 @@ impl Validator<'_> {
             ("path", s.path.is_some()),
             ("read_from", s.read_from.is_some()),
             ("poll_interval_ms", s.poll_interval_ms.is_some()),
+            ("exit_on_eof", s.exit_on_eof.is_some()),
         ];
         let gen_keys = [
             ("apps", s.apps.is_some()),
@@ -612,6 +616,7 @@ impl Validator<'_> {
                     path: PathBuf::from(path),
                     read_from,
                     poll_interval: Duration::from_millis(s.poll_interval_ms.unwrap_or(250).max(10)),
+                    exit_on_eof: s.exit_on_eof.unwrap_or(false),
                 })
             }
             SourceType::Stdin => {

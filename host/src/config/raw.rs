@@ -64,6 +64,7 @@ pub struct RawSource {
     pub path: Option<String>,
     pub read_from: Option<String>,
     pub poll_interval_ms: Option<u64>,
+    pub exit_on_eof: Option<bool>,
     // generator
     pub apps: Option<usize>,
     pub rate: Option<f64>,

@@ -22,14 +22,19 @@ struct Followed {
     pos: u64,
 }
 
-pub async fn run(
-    source: &str,
-    path: &Path,
-    read_from: ReadFrom,
-    poll_interval: Duration,
-    batcher: &mut Batcher,
-    shutdown: &CancellationToken,
-) {
+/// How a file is followed.
+pub struct Follow {
+    pub read_from: ReadFrom,
+    pub poll_interval: Duration,
+    pub exit_on_eof: bool,
+}
+
+pub async fn run(source: &str, path: &Path, follow: Follow, batcher: &mut Batcher, shutdown: &CancellationToken) {
+    let Follow {
+        read_from,
+        poll_interval,
+        exit_on_eof,
+    } = follow;
     let (wake_tx, mut wake_rx) = mpsc::channel::<()>(1);
     let _watcher = watch(path, wake_tx).map_err(|e| {
         tracing::debug!(
@@ -121,6 +126,12 @@ pub async fn run(
                     continue;
                 }
                 _ => {}
+            }
+            if exit_on_eof {
+                if let Some(last) = splitter.finish() {
+                    batcher.push(last).await;
+                }
+                return;
             }
         }
         tokio::select! {

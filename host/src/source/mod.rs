@@ -36,16 +36,14 @@ pub async fn run(spec: SourceSpec, mut batcher: Batcher, shutdown: CancellationT
             path,
             read_from,
             poll_interval,
+            exit_on_eof,
         } => {
-            file::run(
-                &spec.name,
-                path,
-                *read_from,
-                *poll_interval,
-                &mut batcher,
-                &shutdown,
-            )
-            .await
+            let follow = file::Follow {
+                read_from: *read_from,
+                poll_interval: *poll_interval,
+                exit_on_eof: *exit_on_eof,
+            };
+            file::run(&spec.name, path, follow, &mut batcher, &shutdown).await
         }
         SourceKind::Stdin => {
             let result = lines::pump(tokio::io::stdin(), &mut batcher, &shutdown).await;
