@@ -487,6 +487,30 @@ impl PluginInstance {
         result
     }
 
+    /// Calls a parser on the bodies of `events` without applying its output to them:
+    /// encoding, the call, and lifting and checking the output. This is the cost of the
+    /// boundary plus the guest's work, for benchmarks. `None` for other roles.
+    pub fn parse_detached(&mut self, events: &[Event]) -> Option<Result<usize, PluginError>> {
+        let live = self.live.as_mut()?;
+        let Bound::Parser(b, res) = &live.bound else {
+            return None;
+        };
+        let p = &*self.plugin.inner;
+        live.store.set_epoch_deadline(deadline_ticks(p.limits.call_timeout));
+        let input = self.lines.encode(events);
+        let result = b
+            .runnel_plugin_parser()
+            .instance()
+            .call_parse(&mut live.store, *res, input)
+            .map(|out| out.results.len())
+            .map_err(|source| PluginError::Call {
+                plugin: p.name.to_string(),
+                call: "parse",
+                source,
+            });
+        Some(result)
+    }
+
     fn call(
         &mut self,
         live: &mut Live,
