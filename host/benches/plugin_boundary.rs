@@ -20,22 +20,39 @@ const ROUNDS: usize = 5;
 const MIN_EVENTS_PER_ROUND: usize = 200_000;
 
 fn main() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data/apache_access/apache_logs");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/data/apache_access/apache_logs"
+    );
     let text = std::fs::read_to_string(path).expect("the shared access log");
     let name: Arc<str> = Arc::from("bench");
-    let events: Vec<Event> = text.lines().map(|l| Event::from_body(name.clone(), l.as_bytes().to_vec())).collect();
+    let events: Vec<Event> = text
+        .lines()
+        .map(|l| Event::from_body(name.clone(), l.as_bytes().to_vec()))
+        .collect();
 
     let engine = PluginEngine::new(Arc::from("bench")).expect("engine");
     let builtin = runnel::builtin::find("combined").expect("builtin combined");
     let plugin = engine
-        .load("combined", builtin.wasm, &runnel::event::Value::Object(Default::default()), Limits::default())
+        .load(
+            "combined",
+            builtin.wasm,
+            &runnel::event::Value::Object(Default::default()),
+            Limits::default(),
+        )
         .expect("compiles");
     let mut instance = plugin
         .instantiate(Arc::new(PluginCounters::new("bench.combined".into())))
         .expect("instantiates");
 
-    println!("combined parser, ns/event over {} real access-log lines (best of {ROUNDS} rounds)", events.len());
-    println!("{:>6} {:>10} {:>10} {:>10} {:>14}", "batch", "native", "wasm call", "wasm step", "wasm/native");
+    println!(
+        "combined parser, ns/event over {} real access-log lines (best of {ROUNDS} rounds)",
+        events.len()
+    );
+    println!(
+        "{:>6} {:>10} {:>10} {:>10} {:>14}",
+        "batch", "native", "wasm call", "wasm step", "wasm/native"
+    );
     for batch in [1usize, 64, 1024] {
         let native = best(|| native_round(&events, batch));
         let call = best(|| call_round(&mut instance, &events, batch));
@@ -45,7 +62,9 @@ fn main() {
             100.0 * native / call
         );
     }
-    println!("(wasm/native: the component's throughput as a share of native throughput, wasm call column)");
+    println!(
+        "(wasm/native: the component's throughput as a share of native throughput, wasm call column)"
+    );
 }
 
 /// The best ns/event of several rounds.
@@ -91,7 +110,10 @@ fn call_round(instance: &mut PluginInstance, events: &[Event], batch: usize) -> 
     let start = Instant::now();
     for _ in 0..passes(events) {
         for chunk in events.chunks(batch) {
-            n += instance.parse_detached(chunk).expect("a parser").expect("call succeeds");
+            n += instance
+                .parse_detached(chunk)
+                .expect("a parser")
+                .expect("call succeeds");
         }
     }
     (start.elapsed(), n)
@@ -105,7 +127,9 @@ fn step_round(instance: &mut PluginInstance, events: &[Event], batch: usize) -> 
         for chunk in events.chunks(batch) {
             let mut fresh = chunk.to_vec();
             let start = Instant::now();
-            instance.process(&mut fresh, &mut verdicts).expect("call succeeds");
+            instance
+                .process(&mut fresh, &mut verdicts)
+                .expect("call succeeds");
             elapsed += start.elapsed();
             n += verdicts.iter().filter(|v| **v == Verdict::Keep).count();
             black_box(&fresh);

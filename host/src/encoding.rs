@@ -1,6 +1,8 @@
 //! Turning events into bytes for sinks: one encoder per format, shared by every sink.
 
-use crate::event::{Event, Map, Value};
+use crate::event::{Event, Fields, FieldsRepr, Map, Value};
+use crate::plugin::bindings::types as wit;
+use crate::plugin::wire::WireObject;
 use std::io::Write;
 use std::str::FromStr;
 
@@ -37,7 +39,7 @@ impl Format {
     pub fn encode(self, event: &Event, out: &mut Vec<u8>) {
         match self {
             Format::Json => encode_envelope(event, out),
-            Format::Fields => write_map(out, &event.fields),
+            Format::Fields => write_fields(out, &event.fields),
             Format::Raw => out.extend_from_slice(&event.body),
             Format::Human => encode_human(event, out),
         }
@@ -70,7 +72,7 @@ fn encode_envelope(event: &Event, out: &mut Vec<u8>) {
         out.push(b'}');
     }
     out.extend_from_slice(b",\"fields\":");
-    write_map(out, &event.fields);
+    write_fields(out, &event.fields);
     if !event.body.is_empty() {
         out.extend_from_slice(b",\"body\":");
         write_str(out, &String::from_utf8_lossy(&event.body));
@@ -97,7 +99,7 @@ fn encode_human(event: &Event, out: &mut Vec<u8>) {
         out.extend_from_slice(&event.body);
         return;
     }
-    for (k, v) in &event.fields {
+    for (k, v) in &event.fields.to_map() {
         let _ = write!(out, " {k}=");
         match v {
             Value::String(s) => out.extend_from_slice(s.as_bytes()),
@@ -109,6 +111,55 @@ fn encode_human(event: &Event, out: &mut Vec<u8>) {
 fn write_str(out: &mut Vec<u8>, s: &str) {
     // serde_json's escaper: correct for every control character and quote.
     let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// Writes fields as a JSON object, straight from the wire form when they are in it.
+pub fn write_fields(out: &mut Vec<u8>, fields: &Fields) {
+    match fields.repr() {
+        FieldsRepr::Owned(map) => write_map(out, map),
+        FieldsRepr::Wire(object) => {
+            let mut pos = 0;
+            write_wire(out, object, object.nodes(), &mut pos);
+        }
+    }
+}
+
+/// Writes the subtree at `pos` of a (checked) wire object as JSON.
+fn write_wire(out: &mut Vec<u8>, object: &WireObject, nodes: &[wit::Node], pos: &mut usize) {
+    let node = nodes[*pos];
+    *pos += 1;
+    match node.value {
+        wit::Value::Null => out.extend_from_slice(b"null"),
+        wit::Value::Boolean(true) => out.extend_from_slice(b"true"),
+        wit::Value::Boolean(false) => out.extend_from_slice(b"false"),
+        wit::Value::Int(i) => write_value(out, &Value::Int(i)),
+        wit::Value::Uint(u) => write_value(out, &Value::from_u64(u)),
+        wit::Value::Float(f) => write_value(out, &Value::Float(f)),
+        wit::Value::Str(span) => write_str(out, object.str(span)),
+        wit::Value::Bytes(span) => write_str(out, &String::from_utf8_lossy(object.bytes(span))),
+        wit::Value::Array(n) => {
+            out.push(b'[');
+            for i in 0..n {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_wire(out, object, nodes, pos);
+            }
+            out.push(b']');
+        }
+        wit::Value::Object(n) => {
+            out.push(b'{');
+            for i in 0..n {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_str(out, object.str(nodes[*pos].key));
+                out.push(b':');
+                write_wire(out, object, nodes, pos);
+            }
+            out.push(b'}');
+        }
+    }
 }
 
 fn write_map(out: &mut Vec<u8>, map: &Map) {
@@ -213,11 +264,11 @@ mod tests {
     fn json_keeps_types() {
         let mut event = Event::from_body(Arc::from("app"), Vec::new());
         event.level = Level::Warn;
-        event.fields.insert("f".into(), Value::Float(1.0));
-        event.fields.insert("n".into(), Value::Null);
-        event.fields.insert("a".into(), Value::Array(vec![]));
-        event.fields.insert("o".into(), Value::Object(Map::new()));
-        event.fields.insert("u".into(), Value::Uint(u64::MAX));
+        event.fields.insert("f", Value::Float(1.0));
+        event.fields.insert("n", Value::Null);
+        event.fields.insert("a", Value::Array(vec![]));
+        event.fields.insert("o", Value::Object(Map::new()));
+        event.fields.insert("u", Value::Uint(u64::MAX));
         event.tags.set("host", "gw\"1");
         let mut out = Vec::new();
         Format::Json.encode(&event, &mut out);
@@ -230,7 +281,7 @@ mod tests {
     #[test]
     fn raw_and_fields_formats() {
         let mut event = Event::from_body(Arc::from("app"), b"line \xff".to_vec());
-        event.fields.insert("k".into(), Value::Int(1));
+        event.fields.insert("k", Value::Int(1));
         let mut out = Vec::new();
         Format::Raw.encode(&event, &mut out);
         Format::Fields.encode(&event, &mut out);

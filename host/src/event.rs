@@ -1,6 +1,7 @@
 //! The event: Runnel's unit of data, after the four-element log model of Flume-era
 //! logging — a *name*, *fields*, *tags* and a *level* — plus a timestamp and the raw body.
 
+use crate::plugin::wire::WireObject;
 use indexmap::IndexMap;
 use std::fmt;
 use std::sync::Arc;
@@ -77,6 +78,107 @@ impl fmt::Display for Level {
     }
 }
 
+/// An event's fields: an object of named, typed values. Fields a plugin produced stay in
+/// the plugin's output (a [`WireObject`], shared by the batch) until something changes
+/// them, so a parsed event is not copied member by member into the host and back out to
+/// the next plugin or the sink.
+#[derive(Clone)]
+pub struct Fields(FieldsRepr);
+
+/// How [`Fields`] are held (for encoders that read either form).
+#[derive(Clone)]
+pub enum FieldsRepr {
+    Owned(Map),
+    Wire(WireObject),
+}
+
+impl Default for Fields {
+    fn default() -> Self {
+        Fields(FieldsRepr::Owned(Map::new()))
+    }
+}
+
+impl From<Map> for Fields {
+    fn from(map: Map) -> Self {
+        Fields(FieldsRepr::Owned(map))
+    }
+}
+
+impl From<WireObject> for Fields {
+    fn from(object: WireObject) -> Self {
+        Fields(FieldsRepr::Wire(object))
+    }
+}
+
+impl Fields {
+    pub fn repr(&self) -> &FieldsRepr {
+        &self.0
+    }
+
+    pub fn len(&self) -> usize {
+        match &self.0 {
+            FieldsRepr::Owned(map) => map.len(),
+            FieldsRepr::Wire(object) => object.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A copy as an owned map.
+    pub fn to_map(&self) -> Map {
+        match &self.0 {
+            FieldsRepr::Owned(map) => map.clone(),
+            FieldsRepr::Wire(object) => object.to_map(),
+        }
+    }
+
+    /// The fields as an owned map, to change them (copied out of the wire form first).
+    pub fn make_mut(&mut self) -> &mut Map {
+        if let FieldsRepr::Wire(object) = &self.0 {
+            self.0 = FieldsRepr::Owned(object.to_map());
+        }
+        match &mut self.0 {
+            FieldsRepr::Owned(map) => map,
+            FieldsRepr::Wire(_) => unreachable!("converted above"),
+        }
+    }
+
+    pub fn insert(&mut self, key: impl Into<String>, value: Value) {
+        self.make_mut().insert(key.into(), value);
+    }
+
+    /// A copy of the value of `key`.
+    pub fn get(&self, key: &str) -> Option<Value> {
+        match &self.0 {
+            FieldsRepr::Owned(map) => map.get(key).cloned(),
+            FieldsRepr::Wire(object) => object.to_map().swap_remove(key),
+        }
+    }
+
+    /// Sets the members of `object`, keeping the others.
+    pub fn merge(&mut self, object: WireObject) {
+        if self.is_empty() {
+            *self = Fields::from(object);
+        } else {
+            self.make_mut().extend(object.to_map());
+        }
+    }
+}
+
+impl PartialEq for Fields {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_map() == other.to_map()
+    }
+}
+
+impl fmt::Debug for Fields {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.to_map().fmt(f)
+    }
+}
+
 /// Tags: short string labels (`host=gw-7`), Flume's headers. Setting a key that exists
 /// replaces its value; order is insertion order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -118,7 +220,7 @@ pub struct Event {
     pub timestamp: Option<i64>,
     pub level: Level,
     pub tags: Tags,
-    pub fields: Map,
+    pub fields: Fields,
     /// The raw body, usually the line as read (without its line end).
     pub body: Vec<u8>,
 }

@@ -27,7 +27,10 @@ pub struct Enrich {
 impl Enrich {
     pub fn new(config: &Config) -> Result<Self, String> {
         config.deny_unknown(&["fields"])?;
-        let fields = config.table("fields")?.map(<[_]>::to_vec).unwrap_or_default();
+        let fields = config
+            .table("fields")?
+            .map(<[_]>::to_vec)
+            .unwrap_or_default();
         Ok(Self { fields })
     }
 
@@ -106,16 +109,27 @@ mod tests {
         builder.event(b"", &Value::Object(vec![]));
         let out = plugin.intercept(&builder.finish());
         assert!(matches!(out.actions[1], Action::Drop));
-        let Action::Patch(Patch { fields: Some(FieldsUpdate::Merge(range)), .. }) = out.actions[0] else {
+        let Action::Patch(Patch {
+            fields: Some(FieldsUpdate::Merge(range)),
+            ..
+        }) = out.actions[0]
+        else {
             panic!("expected a merge patch");
         };
         let added = decode_value(&out.data.arena, &out.data.nodes, range).unwrap();
-        assert_eq!(added, Value::Object(vec![("env".into(), Value::Str("prod".into()))]));
+        assert_eq!(
+            added,
+            Value::Object(vec![("env".into(), Value::Str("prod".into()))])
+        );
     }
 
     #[test]
     fn unknown_config_keys_are_refused() {
         let config = Config::from_members(vec![("feilds".into(), Value::Null)]);
-        assert!(Enrich::new(&config).unwrap_err().contains("unknown key `feilds`"));
+        assert!(
+            Enrich::new(&config)
+                .unwrap_err()
+                .contains("unknown key `feilds`")
+        );
     }
 }

@@ -496,7 +496,8 @@ impl PluginInstance {
             return None;
         };
         let p = &*self.plugin.inner;
-        live.store.set_epoch_deadline(deadline_ticks(p.limits.call_timeout));
+        live.store
+            .set_epoch_deadline(deadline_ticks(p.limits.call_timeout));
         let input = self.lines.encode(events);
         let result = b
             .runnel_plugin_parser()
@@ -552,7 +553,7 @@ impl PluginInstance {
                     .call_parse(&mut *store, *res, input)
                     .map_err(call_err("parse"))?;
                 expect("parse results", out.results.len())?;
-                let reader = OutputReader::new(&out.data);
+                let reader = OutputReader::new(out.data);
                 for (event, result) in events.iter_mut().zip(&out.results) {
                     verdicts.push(apply_parsed(&reader, event, result));
                 }
@@ -565,7 +566,7 @@ impl PluginInstance {
                     .call_intercept(&mut *store, *res, input)
                     .map_err(call_err("intercept"))?;
                 expect("interceptor actions", out.actions.len())?;
-                let reader = OutputReader::new(&out.data);
+                let reader = OutputReader::new(out.data);
                 for (event, action) in events.iter_mut().zip(&out.actions) {
                     verdicts.push(match action {
                         interceptor::exports::runnel::plugin::interceptor::Action::Keep => {
@@ -588,7 +589,7 @@ impl PluginInstance {
                     .call_clean(&mut *store, *res, input)
                     .map_err(call_err("clean"))?;
                 expect("cleaner patches", out.patches.len())?;
-                let reader = OutputReader::new(&out.data);
+                let reader = OutputReader::new(out.data);
                 for (event, patch) in events.iter_mut().zip(&out.patches) {
                     verdicts.push(match patch {
                         None => Verdict::Keep,
@@ -633,7 +634,7 @@ fn patched(result: Result<(), WireError>) -> Verdict {
 }
 
 fn apply_parsed(
-    reader: &OutputReader<'_>,
+    reader: &OutputReader,
     event: &mut Event,
     result: &parser::exports::runnel::plugin::parser::ParseResult,
 ) -> Verdict {
@@ -648,11 +649,7 @@ fn apply_parsed(
                 Ok(name) => name,
                 Err(e) => return Verdict::Failed(format!("malformed parse result: {e}")),
             };
-            if event.fields.is_empty() {
-                event.fields = fields;
-            } else {
-                event.fields.extend(fields);
-            }
+            event.fields.merge(fields);
             if let Some(level) = parsed.level {
                 event.level = wire::level_from_wit(level);
             }

@@ -5,7 +5,7 @@
 //! the host side once the buffers have grown to the batch size.
 
 use super::bindings::types as wit;
-use crate::event::{Event, Level, Map, Tags, Value};
+use crate::event::{Event, Fields, FieldsRepr, Level, Map, Tags, Value};
 use std::sync::Arc;
 
 /// Deepest value tree accepted from a plugin; deeper trees are malformed output (they
@@ -166,7 +166,10 @@ impl BatchEncoder {
             let name = push_span(&mut b.arena, event.name.as_bytes());
             let body = push_span(&mut b.arena, &event.body);
             let fields_start = b.nodes.len();
-            push_object(&mut b.arena, &mut b.nodes, NO_KEY, &event.fields);
+            match event.fields.repr() {
+                FieldsRepr::Owned(map) => push_object(&mut b.arena, &mut b.nodes, NO_KEY, map),
+                FieldsRepr::Wire(object) => object.encode_into(&mut b.arena, &mut b.nodes),
+            }
             let tags_start = b.tags.len();
             for (k, v) in event.tags.iter() {
                 let key = push_span(&mut b.arena, k.as_bytes());
@@ -192,41 +195,144 @@ impl BatchEncoder {
     }
 }
 
-/// Reads what a plugin returned, checking every span, range and tree.
-pub struct OutputReader<'a> {
-    arena: &'a [u8],
-    nodes: &'a [wit::Node],
-    tags: &'a [wit::Tag],
+/// A plugin's output arena and nodes, shared by the events whose fields point into it.
+pub struct SharedOutput {
+    arena: Vec<u8>,
+    nodes: Vec<wit::Node>,
 }
 
-impl<'a> OutputReader<'a> {
-    pub fn new(data: &'a wit::OutputData) -> Self {
-        Self {
-            arena: &data.arena,
-            nodes: &data.nodes,
-            tags: &data.tags,
+/// An object tree inside a plugin's output: an event's fields, kept in the wire form
+/// instead of being copied out into a [`Map`]. Only [`OutputReader::object`] makes one,
+/// after checking the tree, so every span in it is in range and every string is UTF-8.
+#[derive(Clone)]
+pub struct WireObject {
+    output: Arc<SharedOutput>,
+    start: u32,
+    len: u32,
+}
+
+impl WireObject {
+    /// The tree's nodes, root first.
+    pub fn nodes(&self) -> &[wit::Node] {
+        &self.output.nodes[self.start as usize..(self.start + self.len) as usize]
+    }
+
+    /// The bytes of a span of this tree (checked at construction).
+    pub fn bytes(&self, span: wit::Span) -> &[u8] {
+        &self.output.arena[span.offset as usize..(span.offset + span.len) as usize]
+    }
+
+    /// The text of a string span of this tree (checked UTF-8 at construction).
+    pub fn str(&self, span: wit::Span) -> &str {
+        std::str::from_utf8(self.bytes(span)).unwrap_or_default()
+    }
+
+    /// Members of the root object.
+    pub fn len(&self) -> usize {
+        match self.nodes().first().map(|n| n.value) {
+            Some(wit::Value::Object(n)) => n as usize,
+            _ => 0,
         }
     }
 
-    pub fn bytes(&self, span: wit::Span) -> Result<&'a [u8], WireError> {
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Copies the tree out into an owned map.
+    pub fn to_map(&self) -> Map {
+        let nodes = self.nodes();
+        let mut pos = 1;
+        let mut map = Map::with_capacity(self.len());
+        for _ in 0..self.len() {
+            let key = self.str(nodes[pos].key).to_owned();
+            let value = self.value_at(nodes, &mut pos);
+            map.insert(key, value);
+        }
+        map
+    }
+
+    fn value_at(&self, nodes: &[wit::Node], pos: &mut usize) -> Value {
+        let node = nodes[*pos];
+        *pos += 1;
+        match node.value {
+            wit::Value::Null => Value::Null,
+            wit::Value::Boolean(b) => Value::Bool(b),
+            wit::Value::Int(i) => Value::Int(i),
+            wit::Value::Uint(u) => Value::from_u64(u),
+            wit::Value::Float(f) => Value::Float(f),
+            wit::Value::Str(span) => Value::String(self.str(span).to_owned()),
+            wit::Value::Bytes(span) => Value::Bytes(self.bytes(span).to_vec()),
+            wit::Value::Array(n) => {
+                Value::Array((0..n).map(|_| self.value_at(nodes, pos)).collect())
+            }
+            wit::Value::Object(n) => {
+                let mut map = Map::with_capacity(n as usize);
+                for _ in 0..n {
+                    let key = self.str(nodes[*pos].key).to_owned();
+                    let value = self.value_at(nodes, pos);
+                    map.insert(key, value);
+                }
+                Value::Object(map)
+            }
+        }
+    }
+
+    /// Appends the tree to an encoding batch, copying its strings into `arena`.
+    fn encode_into(&self, arena: &mut Vec<u8>, nodes: &mut Vec<wit::Node>) {
+        for (i, node) in self.nodes().iter().enumerate() {
+            let key = if i == 0 || node.key.len == 0 {
+                NO_KEY
+            } else {
+                push_span(arena, self.bytes(node.key))
+            };
+            let value = match node.value {
+                wit::Value::Str(span) => wit::Value::Str(push_span(arena, self.bytes(span))),
+                wit::Value::Bytes(span) => wit::Value::Bytes(push_span(arena, self.bytes(span))),
+                other => other,
+            };
+            nodes.push(wit::Node { key, value });
+        }
+    }
+}
+
+/// Reads what a plugin returned, checking every span, range and tree.
+pub struct OutputReader {
+    output: Arc<SharedOutput>,
+    tags: Vec<wit::Tag>,
+}
+
+impl OutputReader {
+    pub fn new(data: wit::OutputData) -> Self {
+        Self {
+            output: Arc::new(SharedOutput {
+                arena: data.arena,
+                nodes: data.nodes,
+            }),
+            tags: data.tags,
+        }
+    }
+
+    pub fn bytes(&self, span: wit::Span) -> Result<&[u8], WireError> {
+        let arena = &self.output.arena;
         let start = span.offset as usize;
         start
             .checked_add(span.len as usize)
-            .and_then(|end| self.arena.get(start..end))
+            .and_then(|end| arena.get(start..end))
             .ok_or(WireError::SpanOutOfRange {
                 offset: span.offset,
                 len: span.len,
-                arena: self.arena.len(),
+                arena: arena.len(),
             })
     }
 
-    pub fn str(&self, span: wit::Span) -> Result<&'a str, WireError> {
+    pub fn str(&self, span: wit::Span) -> Result<&str, WireError> {
         std::str::from_utf8(self.bytes(span)?).map_err(|_| WireError::NotUtf8 {
             offset: span.offset,
         })
     }
 
-    fn range<T>(list: &'a [T], range: wit::Range) -> Result<&'a [T], WireError> {
+    fn range<T>(list: &[T], range: wit::Range) -> Result<&[T], WireError> {
         let start = range.start as usize;
         start
             .checked_add(range.len as usize)
@@ -238,26 +344,36 @@ impl<'a> OutputReader<'a> {
             })
     }
 
-    /// The object tree that fills exactly `range`.
-    pub fn object(&self, range: wit::Range) -> Result<Map, WireError> {
-        let nodes = Self::range(self.nodes, range)?;
+    /// The object tree that fills exactly `range`, checked.
+    pub fn object(&self, range: wit::Range) -> Result<WireObject, WireError> {
+        let nodes = Self::range(&self.output.nodes, range)?;
+        if !matches!(nodes.first().map(|n| n.value), Some(wit::Value::Object(_))) {
+            return Err(if nodes.is_empty() {
+                WireError::MalformedTree("empty range")
+            } else {
+                WireError::FieldsNotObject
+            });
+        }
         let mut pos = 0;
-        let value = self.value_at(nodes, &mut pos, 0)?;
+        self.check_at(nodes, &mut pos, 0, false)?;
         if pos != nodes.len() {
             return Err(WireError::MalformedTree("range holds nodes after the tree"));
         }
-        match value {
-            Value::Object(map) => Ok(map),
-            _ => Err(WireError::FieldsNotObject),
-        }
+        Ok(WireObject {
+            output: self.output.clone(),
+            start: range.start,
+            len: range.len,
+        })
     }
 
-    fn value_at(
+    /// Checks the subtree at `pos` (and its key, when it is an object member).
+    fn check_at(
         &self,
         nodes: &[wit::Node],
         pos: &mut usize,
         depth: usize,
-    ) -> Result<Value, WireError> {
+        keyed: bool,
+    ) -> Result<(), WireError> {
         if depth > MAX_DEPTH {
             return Err(WireError::TooDeep);
         }
@@ -265,55 +381,34 @@ impl<'a> OutputReader<'a> {
             .get(*pos)
             .ok_or(WireError::MalformedTree("tree ends before its last child"))?;
         *pos += 1;
-        Ok(match node.value {
-            wit::Value::Null => Value::Null,
-            wit::Value::Boolean(b) => Value::Bool(b),
-            wit::Value::Int(i) => Value::Int(i),
-            wit::Value::Uint(u) => Value::from_u64(u),
-            wit::Value::Float(f) => Value::Float(f),
-            wit::Value::Str(span) => Value::String(self.str(span)?.to_owned()),
-            wit::Value::Bytes(span) => Value::Bytes(self.bytes(span)?.to_vec()),
-            wit::Value::Array(n) => {
-                let n = self.child_count(nodes, *pos, n)?;
-                let mut items = Vec::with_capacity(n);
-                for _ in 0..n {
-                    items.push(self.value_at(nodes, pos, depth + 1)?);
-                }
-                Value::Array(items)
-            }
-            wit::Value::Object(n) => {
-                let n = self.child_count(nodes, *pos, n)?;
-                let mut map = Map::with_capacity(n);
-                for _ in 0..n {
-                    let key = nodes
-                        .get(*pos)
-                        .ok_or(WireError::MalformedTree(
-                            "object ends before its last member",
-                        ))?
-                        .key;
-                    let key = self.str(key)?.to_owned();
-                    let value = self.value_at(nodes, pos, depth + 1)?;
-                    map.insert(key, value);
-                }
-                Value::Object(map)
-            }
-        })
-    }
-
-    /// A container's child count, refused when more children than nodes remain (so a
-    /// hostile count cannot make the host reserve huge memory).
-    fn child_count(&self, nodes: &[wit::Node], pos: usize, n: u32) -> Result<usize, WireError> {
-        let n = n as usize;
-        if n > nodes.len() - pos {
-            return Err(WireError::MalformedTree(
-                "container claims more children than remain",
-            ));
+        if keyed {
+            self.str(node.key)?;
         }
-        Ok(n)
+        match node.value {
+            wit::Value::Str(span) => {
+                self.str(span)?;
+            }
+            wit::Value::Bytes(span) => {
+                self.bytes(span)?;
+            }
+            wit::Value::Array(n) | wit::Value::Object(n) => {
+                if n as usize > nodes.len() - *pos {
+                    return Err(WireError::MalformedTree(
+                        "container claims more children than remain",
+                    ));
+                }
+                let members = matches!(node.value, wit::Value::Object(_));
+                for _ in 0..n {
+                    self.check_at(nodes, pos, depth + 1, members)?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     fn set_tags(&self, tags: &mut Tags, range: wit::Range) -> Result<(), WireError> {
-        for tag in Self::range(self.tags, range)? {
+        for tag in Self::range(&self.tags, range)? {
             tags.set(self.str(tag.key)?, self.str(tag.value)?);
         }
         Ok(())
@@ -332,8 +427,8 @@ impl<'a> OutputReader<'a> {
         self.set_tags(&mut tags, patch.tags)?;
 
         match fields {
-            Some((true, map)) => event.fields = map,
-            Some((false, map)) => event.fields.extend(map),
+            Some((true, object)) => event.fields = Fields::from(object),
+            Some((false, object)) => event.fields.merge(object),
             None => {}
         }
         event.tags = tags;
@@ -381,7 +476,7 @@ mod tests {
     #[test]
     fn encoded_batch_decodes_to_the_same_fields() {
         let mut event = Event::from_body(Arc::from("app"), b"raw".to_vec());
-        event.fields = sample_fields();
+        event.fields = Fields::from(sample_fields());
         let mut encoder = BatchEncoder::default();
         let batch = encoder.encode(std::slice::from_ref(&event));
         let data = wit::OutputData {
@@ -389,11 +484,26 @@ mod tests {
             nodes: batch.nodes.clone(),
             tags: batch.tags.clone(),
         };
-        let reader = OutputReader::new(&data);
-        let decoded = reader.object(batch.events[0].fields).unwrap();
-        assert_eq!(decoded, event.fields);
+        let reader = OutputReader::new(data);
+        let decoded = reader.object(batch.events[0].fields).unwrap().to_map();
+        assert_eq!(decoded, sample_fields());
         // Order is kept too.
-        assert!(decoded.keys().eq(event.fields.keys()));
+        assert!(decoded.keys().eq(sample_fields().keys()));
+
+        // Fields kept in the wire form encode to the same batch again.
+        let mut again = event.clone();
+        again.fields = Fields::from(reader.object(batch.events[0].fields).unwrap());
+        let mut encoder2 = BatchEncoder::default();
+        let batch2 = encoder2.encode(std::slice::from_ref(&again));
+        let reader2 = OutputReader::new(wit::OutputData {
+            arena: batch2.arena.clone(),
+            nodes: batch2.nodes.clone(),
+            tags: batch2.tags.clone(),
+        });
+        assert_eq!(
+            reader2.object(batch2.events[0].fields).unwrap().to_map(),
+            sample_fields()
+        );
     }
 
     #[test]
@@ -406,7 +516,7 @@ mod tests {
             }],
             tags: vec![],
         };
-        let r = OutputReader::new(&data);
+        let r = OutputReader::new(data);
         assert!(matches!(
             r.object(wit::Range { start: 0, len: 1 }),
             Err(WireError::MalformedTree(_))
@@ -448,10 +558,10 @@ mod tests {
             tags: vec![],
         };
         let len = data.nodes.len() as u32;
-        assert_eq!(
-            OutputReader::new(&data).object(wit::Range { start: 0, len }),
+        assert!(matches!(
+            OutputReader::new(data).object(wit::Range { start: 0, len }),
             Err(WireError::TooDeep)
-        );
+        ));
     }
 
     #[test]
@@ -470,9 +580,9 @@ mod tests {
                 tags: vec![wit::Tag { key: k, value: v }],
             }
         };
-        let reader = OutputReader::new(&data);
+        let reader = OutputReader::new(data);
         let mut event = Event::default();
-        event.fields.insert("kept".into(), Value::Null);
+        event.fields.insert("kept", Value::Null);
         let patch = wit::Patch {
             fields: Some(wit::FieldsUpdate::Merge(wit::Range { start: 0, len: 2 })),
             tags: wit::Range { start: 0, len: 1 },
@@ -491,6 +601,9 @@ mod tests {
             ..patch
         };
         reader.apply_patch(&mut event, &replace).unwrap();
-        assert_eq!(event.fields.keys().collect::<Vec<_>>(), vec!["added"]);
+        assert_eq!(
+            event.fields.to_map().keys().collect::<Vec<_>>(),
+            vec!["added"]
+        );
     }
 }

@@ -29,7 +29,13 @@ pub struct Follow {
     pub exit_on_eof: bool,
 }
 
-pub async fn run(source: &str, path: &Path, follow: Follow, batcher: &mut Batcher, shutdown: &CancellationToken) {
+pub async fn run(
+    source: &str,
+    path: &Path,
+    follow: Follow,
+    batcher: &mut Batcher,
+    shutdown: &CancellationToken,
+) {
     let Follow {
         read_from,
         poll_interval,
