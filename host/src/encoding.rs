@@ -1,8 +1,7 @@
 //! Turning events into bytes for sinks: one encoder per format, shared by every sink.
 
 use crate::event::{Event, Fields, FieldsRepr, Map, Value};
-use crate::plugin::bindings::types as wit;
-use crate::plugin::wire::WireObject;
+use crate::plugin::wire::{WireObject, kind};
 use std::io::Write;
 use std::str::FromStr;
 
@@ -108,9 +107,54 @@ fn encode_human(event: &Event, out: &mut Vec<u8>) {
     }
 }
 
+/// What a byte becomes in a JSON string: 0 = itself, `u` = `\u00XX`, else `\` + it.
+static ESCAPE: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        table[i] = b'u';
+        i += 1;
+    }
+    table[0x08] = b'b';
+    table[0x09] = b't';
+    table[0x0a] = b'n';
+    table[0x0c] = b'f';
+    table[0x0d] = b'r';
+    table[b'"' as usize] = b'"';
+    table[b'\\' as usize] = b'\\';
+    table
+};
+
+/// Writes `s` as a JSON string: quotes, backslashes and control characters escaped,
+/// everything else copied as it is (it is UTF-8 already).
 fn write_str(out: &mut Vec<u8>, s: &str) {
-    // serde_json's escaper: correct for every control character and quote.
-    let _ = serde_json::to_writer(&mut *out, s);
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape = ESCAPE[b as usize];
+        if escape == 0 {
+            continue;
+        }
+        out.extend_from_slice(&bytes[start..i]);
+        if escape == b'u' {
+            out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[(b >> 4) as usize],
+                HEX[(b & 0xf) as usize],
+            ]);
+        } else {
+            out.extend_from_slice(&[b'\\', escape]);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
 }
 
 /// Writes fields as a JSON object, straight from the wire form when they are in it.
@@ -119,46 +163,46 @@ pub fn write_fields(out: &mut Vec<u8>, fields: &Fields) {
         FieldsRepr::Owned(map) => write_map(out, map),
         FieldsRepr::Wire(object) => {
             let mut pos = 0;
-            write_wire(out, object, object.nodes(), &mut pos);
+            write_wire(out, object, &mut pos);
         }
     }
 }
 
 /// Writes the subtree at `pos` of a (checked) wire object as JSON.
-fn write_wire(out: &mut Vec<u8>, object: &WireObject, nodes: &[wit::Node], pos: &mut usize) {
-    let node = nodes[*pos];
+fn write_wire(out: &mut Vec<u8>, object: &WireObject, pos: &mut usize) {
+    let node = object.node(*pos);
     *pos += 1;
-    match node.value {
-        wit::Value::Null => out.extend_from_slice(b"null"),
-        wit::Value::Boolean(true) => out.extend_from_slice(b"true"),
-        wit::Value::Boolean(false) => out.extend_from_slice(b"false"),
-        wit::Value::Int(i) => write_value(out, &Value::Int(i)),
-        wit::Value::Uint(u) => write_value(out, &Value::from_u64(u)),
-        wit::Value::Float(f) => write_value(out, &Value::Float(f)),
-        wit::Value::Str(span) => write_str(out, object.str(span)),
-        wit::Value::Bytes(span) => write_str(out, &String::from_utf8_lossy(object.bytes(span))),
-        wit::Value::Array(n) => {
+    match node.kind {
+        kind::BOOL if node.payload != 0 => out.extend_from_slice(b"true"),
+        kind::BOOL => out.extend_from_slice(b"false"),
+        kind::INT => write_value(out, &Value::Int(node.payload as i64)),
+        kind::UINT => write_value(out, &Value::from_u64(node.payload)),
+        kind::FLOAT => write_value(out, &Value::Float(f64::from_bits(node.payload))),
+        kind::STR => write_str(out, object.str(node.payload)),
+        kind::BYTES => write_str(out, &String::from_utf8_lossy(object.bytes(node.payload))),
+        kind::ARRAY => {
             out.push(b'[');
-            for i in 0..n {
+            for i in 0..node.payload {
                 if i > 0 {
                     out.push(b',');
                 }
-                write_wire(out, object, nodes, pos);
+                write_wire(out, object, pos);
             }
             out.push(b']');
         }
-        wit::Value::Object(n) => {
+        kind::OBJECT => {
             out.push(b'{');
-            for i in 0..n {
+            for i in 0..node.payload {
                 if i > 0 {
                     out.push(b',');
                 }
-                write_str(out, object.str(nodes[*pos].key));
+                write_str(out, object.str(object.node(*pos).key));
                 out.push(b':');
-                write_wire(out, object, nodes, pos);
+                write_wire(out, object, pos);
             }
             out.push(b'}');
         }
+        _ => out.extend_from_slice(b"null"),
     }
 }
 
@@ -182,12 +226,8 @@ pub fn write_value(out: &mut Vec<u8>, value: &Value) {
         Value::Null => out.extend_from_slice(b"null"),
         Value::Bool(true) => out.extend_from_slice(b"true"),
         Value::Bool(false) => out.extend_from_slice(b"false"),
-        Value::Int(i) => {
-            let _ = write!(out, "{i}");
-        }
-        Value::Uint(u) => {
-            let _ = write!(out, "{u}");
-        }
+        Value::Int(i) => out.extend_from_slice(itoa::Buffer::new().format(*i).as_bytes()),
+        Value::Uint(u) => out.extend_from_slice(itoa::Buffer::new().format(*u).as_bytes()),
         Value::Float(f) if f.is_finite() => {
             let _ = serde_json::to_writer(&mut *out, f);
         }
@@ -276,6 +316,23 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "{\"name\":\"app\",\"level\":\"warn\",\"tags\":{\"host\":\"gw\\\"1\"},\"fields\":{\"f\":1.0,\"n\":null,\"a\":[],\"o\":{},\"u\":18446744073709551615}}\n"
         );
+    }
+
+    #[test]
+    fn strings_are_escaped_like_serde_json() {
+        for s in [
+            "plain",
+            "quote\" back\\slash",
+            "tab\tnl\nnul\u{0}esc\u{1b}del\u{7f}",
+            "é😀\u{2028}",
+        ] {
+            let mut ours = Vec::new();
+            write_str(&mut ours, s);
+            assert_eq!(
+                String::from_utf8(ours).unwrap(),
+                serde_json::to_string(s).unwrap()
+            );
+        }
     }
 
     #[test]

@@ -36,7 +36,7 @@ pub mod predicate;
 
 use predicate::Predicate;
 use runnel_plugin_sdk::interceptor::{Action, InterceptOutput};
-use runnel_plugin_sdk::types::{Batch, OutputData};
+use runnel_plugin_sdk::types::{Batch, Nodes, OutputData};
 use runnel_plugin_sdk::{Config, EventRef, events};
 
 /// The config keys.
@@ -93,7 +93,7 @@ impl FieldFilter {
         InterceptOutput {
             data: OutputData {
                 arena: Vec::new(),
-                nodes: Vec::new(),
+                nodes: Nodes::new(),
                 tags: Vec::new(),
             },
             actions: events(batch).map(|event| self.action(event)).collect(),
@@ -108,10 +108,9 @@ impl FieldFilter {
                 .then(|| event.fields()?.get(&self.name))
                 .flatten()
         });
-        self.predicate.matches(
-            node.as_ref()
-                .map(|n| (n.value(), n.as_bytes().unwrap_or_default())),
-        )
+        let found = node.map(|n| (n.value(), n.as_bytes().unwrap_or_default()));
+        self.predicate
+            .matches(found.as_ref().map(|(value, bytes)| (value, *bytes)))
     }
 
     fn action(&self, event: EventRef<'_>) -> Action {

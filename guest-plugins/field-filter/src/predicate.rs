@@ -1,8 +1,8 @@
 //! The comparison, compiled once from `op` and `value` and applied to one node per event.
 
 use memchr::memmem::Finder;
+use runnel_plugin_sdk::NodeValue as Wire;
 use runnel_plugin_sdk::Value;
-use runnel_plugin_sdk::types::Value as Wire;
 use std::cmp::Ordering;
 
 /// The operators, by config name.

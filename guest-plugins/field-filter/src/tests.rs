@@ -207,8 +207,10 @@ fn a_large_batch_is_filtered_in_order() {
 #[test]
 fn malformed_fields_do_not_panic() {
     let mut b = batch(&[obj(vec![("a", obj(vec![("b", Value::Int(1))]))])]);
-    b.nodes[0].value = runnel_plugin_sdk::types::Value::Object(9);
-    b.nodes[1].value = runnel_plugin_sdk::types::Value::Object(u32::MAX);
+    b.nodes
+        .set_value(0, runnel_plugin_sdk::NodeValue::Object(9));
+    b.nodes
+        .set_value(1, runnel_plugin_sdk::NodeValue::Object(u32::MAX));
     let f = filter(vec![("field", s("a.b")), ("op", s("exists"))]);
     assert_eq!(f.intercept(&b).actions.len(), 1);
     b.events[0].fields.start = 1_000;

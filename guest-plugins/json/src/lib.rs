@@ -34,8 +34,8 @@ pub mod meta;
 mod tree;
 
 use runnel_plugin_sdk::parser::{ParseOutput, ParseResult, Parsed};
-use runnel_plugin_sdk::types::{Level, Lines, OutputData, Range, Span, Value as Wire};
-use runnel_plugin_sdk::{Config, span_bytes};
+use runnel_plugin_sdk::types::{Level, Lines, OutputData, Range, Span};
+use runnel_plugin_sdk::{Config, NodeValue as Wire, span_bytes};
 use serde::de::{DeserializeSeed, IgnoredAny};
 use tree::{RootMembers, RootSeed, Tree};
 
@@ -110,7 +110,7 @@ impl Json {
         if first != Some(b'{') {
             return Err(not_an_object(text, first));
         }
-        let start = tree.nodes.len();
+        let start = tree.len();
         let mut found = Found::new(self);
         let mut de = serde_json::Deserializer::from_str(text);
         RootSeed {
@@ -123,7 +123,7 @@ impl Json {
         Ok(Parsed {
             fields: Range {
                 start: start as u32,
-                len: (tree.nodes.len() - start) as u32,
+                len: (tree.len() - start) as u32,
             },
             level: found.level,
             timestamp: found.timestamp,
@@ -174,7 +174,7 @@ fn is_key(configured: Option<&str>, key: &[u8]) -> bool {
 impl RootMembers for Found<'_> {
     fn member(&mut self, tree: &Tree, key: Span, at: usize) {
         let key = tree.bytes(key);
-        let value = &tree.nodes[at].value;
+        let value = &tree.value(at);
         let text = |value: &Wire| match value {
             Wire::Str(span) => std::str::from_utf8(tree.bytes(*span)).ok(),
             _ => None,

@@ -10,10 +10,10 @@ fn lines(bodies: &[&[u8]]) -> Lines {
         .map(|body| {
             let offset = arena.len() as u32;
             arena.extend_from_slice(body);
-            Span {
+            runnel_plugin_sdk::pack(Span {
                 offset,
                 len: body.len() as u32,
-            }
+            })
         })
         .collect();
     Lines {
@@ -122,10 +122,10 @@ fn scalars_keep_their_types() {
 fn uint_node_is_written_only_above_i64() {
     let out = Json::default().parse_lines(&lines(&[br#"{"a":9223372036854775808,"b":5}"#]));
     assert!(matches!(
-        out.data.nodes[1].value,
+        out.data.nodes.value(1).unwrap(),
         Wire::Uint(9_223_372_036_854_775_808)
     ));
-    assert!(matches!(out.data.nodes[2].value, Wire::Int(5)));
+    assert!(matches!(out.data.nodes.value(2).unwrap(), Wire::Int(5)));
 }
 
 #[test]

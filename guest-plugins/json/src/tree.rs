@@ -1,17 +1,18 @@
 //! Streams JSON into the flat node encoding: serde_json drives a [`DeserializeSeed`] that
 //! appends each value as it is read, so no intermediate tree is built.
 
-use runnel_plugin_sdk::types::{Node, Span, Value as Wire};
+use runnel_plugin_sdk::types::{Nodes, Span};
+use runnel_plugin_sdk::{NodeValue as Wire, kind, pack};
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use std::fmt;
 
 const NO_KEY: Span = Span { offset: 0, len: 0 };
 
-/// The arena and node list of one parse call.
+/// The arena and node columns of one parse call.
 #[derive(Debug, Default)]
 pub struct Tree {
     pub arena: Vec<u8>,
-    pub nodes: Vec<Node>,
+    pub nodes: Nodes,
 }
 
 /// Where the tree ended before a line was written, to undo a line that failed.
@@ -25,7 +26,7 @@ impl Tree {
     pub fn with_capacity(bytes: usize, nodes: usize) -> Self {
         Self {
             arena: Vec::with_capacity(bytes),
-            nodes: Vec::with_capacity(nodes),
+            nodes: Nodes::with_capacity(nodes),
         }
     }
 
@@ -45,7 +46,7 @@ impl Tree {
     pub fn mark(&self) -> Mark {
         Mark {
             arena: self.arena.len(),
-            nodes: self.nodes.len(),
+            nodes: self.nodes.kinds.len(),
         }
     }
 
@@ -54,16 +55,27 @@ impl Tree {
         self.nodes.truncate(mark.nodes);
     }
 
-    fn push(&mut self, key: Span, value: Wire) -> usize {
-        self.nodes.push(Node { key, value });
-        self.nodes.len() - 1
+    /// The number of nodes written.
+    pub fn len(&self) -> usize {
+        self.nodes.kinds.len()
+    }
+
+    /// The value of node `at`.
+    pub fn value(&self, at: usize) -> Wire {
+        Wire::from_raw(self.nodes.kinds[at], self.nodes.payloads[at]).unwrap_or(Wire::Null)
+    }
+
+    #[inline]
+    fn push(&mut self, key: Span, kind: u8, payload: u64) -> usize {
+        let at = self.nodes.kinds.len();
+        self.nodes.kinds.push(kind);
+        self.nodes.keys.push(pack(key));
+        self.nodes.payloads.push(payload);
+        at
     }
 
     fn set_count(&mut self, at: usize, count: u32) {
-        self.nodes[at].value = match self.nodes[at].value {
-            Wire::Array(_) => Wire::Array(count),
-            _ => Wire::Object(count),
-        };
+        self.nodes.payloads[at] = u64::from(count);
     }
 }
 
@@ -124,43 +136,40 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
     }
 
     fn visit_unit<E>(self) -> Result<(), E> {
-        self.tree.push(self.key, Wire::Null);
+        self.tree.push(self.key, kind::NULL, 0);
         Ok(())
     }
 
     fn visit_bool<E>(self, v: bool) -> Result<(), E> {
-        self.tree.push(self.key, Wire::Boolean(v));
+        self.tree.push(self.key, kind::BOOL, v as u64);
         Ok(())
     }
 
     fn visit_i64<E>(self, v: i64) -> Result<(), E> {
-        self.tree.push(self.key, Wire::Int(v));
+        self.tree.push(self.key, kind::INT, v as u64);
         Ok(())
     }
 
     fn visit_u64<E>(self, v: u64) -> Result<(), E> {
-        let value = match i64::try_from(v) {
-            Ok(i) => Wire::Int(i),
-            Err(_) => Wire::Uint(v),
-        };
-        self.tree.push(self.key, value);
+        let (kind, payload) = Wire::Uint(v).to_raw();
+        self.tree.push(self.key, kind, payload);
         Ok(())
     }
 
     fn visit_f64<E>(self, v: f64) -> Result<(), E> {
-        self.tree.push(self.key, Wire::Float(v));
+        self.tree.push(self.key, kind::FLOAT, v.to_bits());
         Ok(())
     }
 
     fn visit_str<E>(self, v: &str) -> Result<(), E> {
         let span = self.tree.span(v.as_bytes());
-        self.tree.push(self.key, Wire::Str(span));
+        self.tree.push(self.key, kind::STR, pack(span));
         Ok(())
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let tree = self.tree;
-        let at = tree.push(self.key, Wire::Array(0));
+        let at = tree.push(self.key, kind::ARRAY, 0);
         let mut count = 0u32;
         while seq
             .next_element_seed(ValueSeed {
@@ -187,10 +196,10 @@ fn write_members<'de, A: MapAccess<'de>>(
     mut map: A,
     mut written: impl FnMut(&Tree, Span, usize),
 ) -> Result<(), A::Error> {
-    let at = tree.push(key, Wire::Object(0));
+    let at = tree.push(key, kind::OBJECT, 0);
     let mut count = 0u32;
     while let Some(key) = map.next_key_seed(KeySeed { tree: &mut *tree })? {
-        let member = tree.nodes.len();
+        let member = tree.len();
         map.next_value_seed(ValueSeed {
             tree: &mut *tree,
             key,

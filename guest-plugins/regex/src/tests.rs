@@ -21,10 +21,10 @@ fn lines(bodies: &[&[u8]]) -> Lines {
         .map(|body| {
             let offset = arena.len() as u32;
             arena.extend_from_slice(body);
-            Span {
+            runnel_plugin_sdk::pack(Span {
                 offset,
                 len: body.len() as u32,
-            }
+            })
         })
         .collect();
     Lines {

@@ -7,14 +7,15 @@
 //! ```ignore
 //! for event in runnel_plugin_sdk::events(&batch) {
 //!     if let Some(status) = event.field(&["http", "status"]) {
-//!         if let types::Value::Int(code) = status.value() { /* … */ }
+//!         if let NodeValue::Int(code) = status.value() { /* … */ }
 //!     }
 //! }
 //! ```
 //!
 //! [`BatchBuilder`] writes batches for native tests.
 
-use crate::bindings::types::{self, Batch, Event, Level, Node, Range, Span};
+use crate::bindings::types::{Batch, Event, Level, Range, Span};
+use crate::nodes::{NodeValue, NodesRef, unpack};
 use crate::output::Output;
 use crate::value::{DecodeError, Value, decode_value};
 use crate::{span_bytes, span_str};
@@ -60,18 +61,7 @@ impl<'a> EventRef<'a> {
     /// The root of the fields (an object), or `None` when the range is empty or out of
     /// bounds.
     pub fn fields(&self) -> Option<NodeRef<'a>> {
-        let range = self.event.fields;
-        let start = range.start as usize;
-        let end = start.checked_add(range.len as usize)?;
-        let nodes = self.batch.nodes.get(start..end)?;
-        if nodes.is_empty() {
-            return None;
-        }
-        Some(NodeRef {
-            arena: &self.batch.arena,
-            nodes,
-            at: 0,
-        })
+        NodeRef::root(&self.batch.arena, &self.batch.nodes, self.event.fields)
     }
 
     /// The field at `path` (member names from the root, one per level of nesting).
@@ -107,16 +97,18 @@ impl<'a> EventRef<'a> {
 pub struct NodeRef<'a> {
     arena: &'a [u8],
     /// The whole tree the node belongs to.
-    nodes: &'a [Node],
+    nodes: NodesRef<'a>,
     at: usize,
 }
 
 impl<'a> NodeRef<'a> {
     /// A view of the root of the tree that fills `range` of `nodes` (for trees outside a
     /// batch, such as the nodes of an output).
-    pub fn root(arena: &'a [u8], nodes: &'a [Node], range: Range) -> Option<Self> {
+    pub fn root(arena: &'a [u8], nodes: impl Into<NodesRef<'a>>, range: Range) -> Option<Self> {
         let start = range.start as usize;
-        let nodes = nodes.get(start..start.checked_add(range.len as usize)?)?;
+        let nodes = nodes
+            .into()
+            .slice(start, start.checked_add(range.len as usize)?)?;
         if nodes.is_empty() {
             return None;
         }
@@ -127,24 +119,31 @@ impl<'a> NodeRef<'a> {
         })
     }
 
-    fn node(&self) -> &'a Node {
-        &self.nodes[self.at]
+    /// The node's value: a scalar, or the child count of a container. A malformed node
+    /// (unknown kind, see [`NodeValue::from_raw`]) reads as `Null`.
+    pub fn value(&self) -> NodeValue {
+        self.nodes.value(self.at).unwrap_or(NodeValue::Null)
     }
 
-    /// The node's value: a scalar, or the child count of a container.
-    pub fn value(&self) -> &'a types::Value {
-        &self.node().value
+    /// The node's kind number (see [`crate::kind`]).
+    pub fn kind(&self) -> u8 {
+        self.nodes.kinds[self.at]
+    }
+
+    /// The node's raw payload.
+    pub fn payload(&self) -> u64 {
+        self.nodes.payloads[self.at]
     }
 
     /// The member name when the parent is an object, empty otherwise.
     pub fn key(&self) -> &'a [u8] {
-        span_bytes(self.arena, self.node().key)
+        span_bytes(self.arena, unpack(self.nodes.keys[self.at]))
     }
 
     /// The text of a `str` node (`None` for other nodes and for invalid UTF-8).
     pub fn as_str(&self) -> Option<&'a str> {
         match self.value() {
-            types::Value::Str(span) => std::str::from_utf8(span_bytes(self.arena, *span)).ok(),
+            NodeValue::Str(span) => std::str::from_utf8(span_bytes(self.arena, span)).ok(),
             _ => None,
         }
     }
@@ -152,9 +151,7 @@ impl<'a> NodeRef<'a> {
     /// The bytes of a `str` or `bytes` node.
     pub fn as_bytes(&self) -> Option<&'a [u8]> {
         match self.value() {
-            types::Value::Str(span) | types::Value::Bytes(span) => {
-                Some(span_bytes(self.arena, *span))
-            }
+            NodeValue::Str(span) | NodeValue::Bytes(span) => Some(span_bytes(self.arena, span)),
             _ => None,
         }
     }
@@ -165,9 +162,9 @@ impl<'a> NodeRef<'a> {
     }
 
     /// The nodes of the whole subtree, this node first; `None` when the tree is malformed.
-    pub fn subtree(&self) -> Option<&'a [Node]> {
+    pub fn subtree(&self) -> Option<NodesRef<'a>> {
         let len = subtree_len(self.nodes, self.at)?;
-        Some(&self.nodes[self.at..self.at + len])
+        self.nodes.slice(self.at, self.at + len)
     }
 
     /// Decodes the subtree into an owned [`Value`].
@@ -187,7 +184,7 @@ impl<'a> NodeRef<'a> {
     /// The elements of an array or the members of an object (nothing for scalars).
     pub fn children(&self) -> Children<'a> {
         let remaining = match self.value() {
-            types::Value::Array(n) | types::Value::Object(n) => *n,
+            NodeValue::Array(n) | NodeValue::Object(n) => n,
             _ => 0,
         };
         Children {
@@ -200,13 +197,13 @@ impl<'a> NodeRef<'a> {
 
     /// The first member named `key` of an object.
     pub fn get(&self, key: &str) -> Option<NodeRef<'a>> {
-        let types::Value::Object(members) = *self.value() else {
+        let NodeValue::Object(members) = self.value() else {
             return None;
         };
         let mut at = self.at + 1;
         for _ in 0..members {
-            let member = self.nodes.get(at)?;
-            if span_bytes(self.arena, member.key) == key.as_bytes() {
+            let member = *self.nodes.keys.get(at)?;
+            if span_bytes(self.arena, unpack(member)) == key.as_bytes() {
                 return Some(NodeRef { at, ..*self });
             }
             at += subtree_len(self.nodes, at)?;
@@ -226,7 +223,7 @@ impl<'a> NodeRef<'a> {
 #[derive(Debug, Clone)]
 pub struct Children<'a> {
     arena: &'a [u8],
-    nodes: &'a [Node],
+    nodes: NodesRef<'a>,
     next: usize,
     remaining: u32,
 }
@@ -254,17 +251,16 @@ impl<'a> Iterator for Children<'a> {
 }
 
 /// The number of nodes in the subtree at `at`, or `None` when it runs past `nodes`.
-fn subtree_len(nodes: &[Node], at: usize) -> Option<usize> {
+fn subtree_len(nodes: NodesRef<'_>, at: usize) -> Option<usize> {
     let mut pending: u64 = 1;
     let mut i = at;
     while pending > 0 {
-        let node = nodes.get(i)?;
-        let children = match node.value {
-            types::Value::Array(n) | types::Value::Object(n) => u64::from(n),
-            _ => 0,
-        };
+        if i >= nodes.len() {
+            return None;
+        }
+        let children = nodes.children(i);
         i += 1;
-        pending = pending - 1 + children;
+        pending = (pending - 1).saturating_add(children);
         if pending > (nodes.len() - i) as u64 {
             return None;
         }
@@ -418,7 +414,7 @@ mod tests {
         let batch = sample();
         let event = events(&batch).next().unwrap();
         let status = event.field(&["http", "status"]).unwrap();
-        assert!(matches!(status.value(), types::Value::Int(404)));
+        assert!(matches!(status.value(), NodeValue::Int(404)));
         assert_eq!(status.key(), b"status");
         assert_eq!(event.field(&["http", "path"]).unwrap().as_str(), Some("/a"));
         assert_eq!(
@@ -457,7 +453,7 @@ mod tests {
     fn malformed_trees_do_not_panic() {
         let mut batch = sample();
         // The root claims more members than the range holds.
-        batch.nodes[0].value = types::Value::Object(50);
+        batch.nodes.set_value(0, NodeValue::Object(50));
         let root = events(&batch).next().unwrap().fields().unwrap();
         assert!(root.subtree().is_none());
         assert!(root.decode().is_err());
@@ -470,7 +466,7 @@ mod tests {
         };
         assert!(events(&batch).next().unwrap().fields().is_none());
         // A huge child count in a short tree.
-        batch.nodes[0].value = types::Value::Array(u32::MAX);
+        batch.nodes.set_value(0, NodeValue::Array(u32::MAX));
         let root = NodeRef::root(&batch.arena, &batch.nodes, Range { start: 0, len: 2 }).unwrap();
         assert!(root.subtree().is_none());
     }

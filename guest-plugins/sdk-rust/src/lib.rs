@@ -2,7 +2,7 @@
 //!
 //! It holds the bindings of the `runnel:plugin` WIT package (one module per plugin role),
 //! an owned [`Value`] tree with its decoder, and [`Output`], the builder that writes the
-//! flat arena + node encoding that plugins return. A plugin crate implements the role's
+//! flat arena + column-wise node encoding that plugins return. A plugin crate implements the role's
 //! `Guest` traits and calls the role's export macro:
 //!
 //! ```ignore
@@ -16,12 +16,14 @@
 mod batch;
 pub mod bindings;
 mod config;
+mod nodes;
 mod output;
 mod value;
 
 pub use batch::{BatchBuilder, Children, EventRef, NodeRef, events};
 pub use bindings::types;
 pub use config::Config;
+pub use nodes::{NodeValue, NodesRef, kind, pack, unpack};
 pub use output::{ObjectWriter, Output};
 pub use value::{DecodeError, Value, decode_tree, decode_value};
 
@@ -46,16 +48,29 @@ pub mod host {
     pub use crate::bindings::host::*;
 }
 
-/// The bytes of `span` in `arena`, or an empty slice when the span is out of range.
-pub fn span_bytes<'a>(arena: &'a [u8], span: types::Span) -> &'a [u8] {
+/// The bytes of `span` (a [`types::Span`] or a packed span) in `arena`, or an empty slice
+/// when the span is out of range.
+pub fn span_bytes(arena: &[u8], span: impl Into<types::Span>) -> &[u8] {
+    let span = span.into();
     let start = span.offset as usize;
     let end = start.saturating_add(span.len as usize);
     arena.get(start..end).unwrap_or(&[])
 }
 
-/// The text of `span` in `arena`; invalid UTF-8 is replaced, out-of-range is empty.
-pub fn span_str(arena: &[u8], span: types::Span) -> std::borrow::Cow<'_, str> {
+/// The text of `span` (a [`types::Span`] or a packed span) in `arena`; invalid UTF-8 is
+/// replaced, out-of-range is empty.
+pub fn span_str(arena: &[u8], span: impl Into<types::Span>) -> std::borrow::Cow<'_, str> {
     String::from_utf8_lossy(span_bytes(arena, span))
+}
+
+/// The bytes of a packed span in `arena`, or an empty slice when out of range.
+pub fn packed_bytes(arena: &[u8], packed: u64) -> &[u8] {
+    span_bytes(arena, unpack(packed))
+}
+
+/// The text of a packed span in `arena`; invalid UTF-8 is replaced, out-of-range is empty.
+pub fn packed_str(arena: &[u8], packed: u64) -> std::borrow::Cow<'_, str> {
+    span_str(arena, unpack(packed))
 }
 
 pub use bindings::cleaner::export_cleaner;

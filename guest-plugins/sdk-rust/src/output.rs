@@ -1,15 +1,19 @@
 //! [`Output`]: writes the arena, nodes and tags that a plugin returns.
 
-use crate::bindings::types::{self, Node, OutputData, Range, Span, Tag};
+use crate::bindings::types::{Nodes, OutputData, Range, Span, Tag};
+use crate::nodes::{NodeValue, kind, pack};
 use crate::value::Value;
 
-const NO_KEY: Span = Span { offset: 0, len: 0 };
+/// The packed key of a node whose parent is not an object.
+const NO_KEY: u64 = 0;
 
-/// The arena, node list and tag list a plugin fills while it handles one batch.
+/// The arena, node columns and tag list a plugin fills while it handles one batch.
 #[derive(Debug, Default)]
 pub struct Output {
     arena: Vec<u8>,
-    nodes: Vec<Node>,
+    kinds: Vec<u8>,
+    keys: Vec<u64>,
+    payloads: Vec<u64>,
     tags: Vec<Tag>,
 }
 
@@ -21,9 +25,12 @@ impl Output {
     /// An output sized for `events` events of about `bytes_per_event` bytes and
     /// `nodes_per_event` nodes each.
     pub fn with_capacity(events: usize, bytes_per_event: usize, nodes_per_event: usize) -> Self {
+        let nodes = events * nodes_per_event;
         Self {
             arena: Vec::with_capacity(events * bytes_per_event),
-            nodes: Vec::with_capacity(events * nodes_per_event),
+            kinds: Vec::with_capacity(nodes),
+            keys: Vec::with_capacity(nodes),
+            payloads: Vec::with_capacity(nodes),
             tags: Vec::new(),
         }
     }
@@ -38,13 +45,24 @@ impl Output {
         }
     }
 
+    /// Copies `bytes` into the arena; returns the packed span.
+    #[inline]
+    fn packed(&mut self, bytes: &[u8]) -> u64 {
+        pack(self.span(bytes))
+    }
+
+    #[inline]
+    fn push(&mut self, key: u64, kind: u8, payload: u64) -> usize {
+        let at = self.kinds.len();
+        self.kinds.push(kind);
+        self.keys.push(key);
+        self.payloads.push(payload);
+        at
+    }
+
     /// Starts an object at the root of a new tree (fields, a merge, a replacement).
     pub fn object(&mut self) -> ObjectWriter<'_> {
-        let root = self.nodes.len();
-        self.nodes.push(Node {
-            key: NO_KEY,
-            value: types::Value::Object(0),
-        });
+        let root = self.push(NO_KEY, kind::OBJECT, 0);
         ObjectWriter {
             out: self,
             root,
@@ -54,11 +72,11 @@ impl Output {
 
     /// Writes `value` as a new tree and returns its range.
     pub fn tree(&mut self, value: &Value) -> Range {
-        let start = self.nodes.len();
+        let start = self.kinds.len();
         self.push_value(NO_KEY, value);
         Range {
             start: start as u32,
-            len: (self.nodes.len() - start) as u32,
+            len: (self.kinds.len() - start) as u32,
         }
     }
 
@@ -80,46 +98,41 @@ impl Output {
     pub fn finish(self) -> OutputData {
         OutputData {
             arena: self.arena,
-            nodes: self.nodes,
+            nodes: Nodes {
+                kinds: self.kinds,
+                keys: self.keys,
+                payloads: self.payloads,
+            },
             tags: self.tags,
         }
     }
 
-    fn push_value(&mut self, key: Span, value: &Value) {
-        let node = match value {
-            Value::Null => types::Value::Null,
-            Value::Bool(b) => types::Value::Boolean(*b),
-            Value::Int(i) => types::Value::Int(*i),
-            Value::Uint(u) => match i64::try_from(*u) {
-                Ok(i) => types::Value::Int(i),
-                Err(_) => types::Value::Uint(*u),
-            },
-            Value::Float(f) => types::Value::Float(*f),
-            Value::Str(s) => types::Value::Str(self.span(s.as_bytes())),
-            Value::Bytes(b) => types::Value::Bytes(self.span(b)),
+    fn push_value(&mut self, key: u64, value: &Value) {
+        let (kind, payload) = match value {
+            Value::Null => (kind::NULL, 0),
+            Value::Bool(b) => (kind::BOOL, *b as u64),
+            Value::Int(i) => (kind::INT, *i as u64),
+            Value::Uint(u) => NodeValue::Uint(*u).to_raw(),
+            Value::Float(f) => (kind::FLOAT, f.to_bits()),
+            Value::Str(s) => (kind::STR, self.packed(s.as_bytes())),
+            Value::Bytes(b) => (kind::BYTES, self.packed(b)),
             Value::Array(items) => {
-                self.nodes.push(Node {
-                    key,
-                    value: types::Value::Array(items.len() as u32),
-                });
+                self.push(key, kind::ARRAY, items.len() as u64);
                 for item in items {
                     self.push_value(NO_KEY, item);
                 }
                 return;
             }
             Value::Object(members) => {
-                self.nodes.push(Node {
-                    key,
-                    value: types::Value::Object(members.len() as u32),
-                });
+                self.push(key, kind::OBJECT, members.len() as u64);
                 for (k, v) in members {
-                    let k = self.span(k.as_bytes());
+                    let k = self.packed(k.as_bytes());
                     self.push_value(k, v);
                 }
                 return;
             }
         };
-        self.nodes.push(Node { key, value: node });
+        self.push(key, kind, payload);
     }
 }
 
@@ -132,42 +145,43 @@ pub struct ObjectWriter<'a> {
 }
 
 impl ObjectWriter<'_> {
-    fn member(&mut self, key: &str, value: types::Value) -> &mut Self {
-        let key = self.out.span(key.as_bytes());
-        self.out.nodes.push(Node { key, value });
+    #[inline]
+    fn member(&mut self, key: &str, kind: u8, payload: u64) -> &mut Self {
+        let key = self.out.packed(key.as_bytes());
+        self.out.push(key, kind, payload);
         self.count += 1;
         self
     }
 
     pub fn str(&mut self, key: &str, value: &str) -> &mut Self {
-        let span = self.out.span(value.as_bytes());
-        self.member(key, types::Value::Str(span))
+        let span = self.out.packed(value.as_bytes());
+        self.member(key, kind::STR, span)
     }
 
     pub fn bytes(&mut self, key: &str, value: &[u8]) -> &mut Self {
-        let span = self.out.span(value);
-        self.member(key, types::Value::Bytes(span))
+        let span = self.out.packed(value);
+        self.member(key, kind::BYTES, span)
     }
 
     pub fn int(&mut self, key: &str, value: i64) -> &mut Self {
-        self.member(key, types::Value::Int(value))
+        self.member(key, kind::INT, value as u64)
     }
 
     pub fn float(&mut self, key: &str, value: f64) -> &mut Self {
-        self.member(key, types::Value::Float(value))
+        self.member(key, kind::FLOAT, value.to_bits())
     }
 
     pub fn bool(&mut self, key: &str, value: bool) -> &mut Self {
-        self.member(key, types::Value::Boolean(value))
+        self.member(key, kind::BOOL, value as u64)
     }
 
     pub fn null(&mut self, key: &str) -> &mut Self {
-        self.member(key, types::Value::Null)
+        self.member(key, kind::NULL, 0)
     }
 
     /// A member holding any value tree.
     pub fn value(&mut self, key: &str, value: &Value) -> &mut Self {
-        let key = self.out.span(key.as_bytes());
+        let key = self.out.packed(key.as_bytes());
         self.out.push_value(key, value);
         self.count += 1;
         self
@@ -175,12 +189,8 @@ impl ObjectWriter<'_> {
 
     /// A member holding a nested object, written through the returned writer.
     pub fn object(&mut self, key: &str) -> ObjectWriter<'_> {
-        let key = self.out.span(key.as_bytes());
-        let root = self.out.nodes.len();
-        self.out.nodes.push(Node {
-            key,
-            value: types::Value::Object(0),
-        });
+        let key = self.out.packed(key.as_bytes());
+        let root = self.out.push(key, kind::OBJECT, 0);
         self.count += 1;
         ObjectWriter {
             out: self.out,
@@ -193,14 +203,14 @@ impl ObjectWriter<'_> {
     pub fn finish(self) -> Range {
         Range {
             start: self.root as u32,
-            len: (self.out.nodes.len() - self.root) as u32,
+            len: (self.out.kinds.len() - self.root) as u32,
         }
     }
 }
 
 impl Drop for ObjectWriter<'_> {
     fn drop(&mut self) {
-        self.out.nodes[self.root].value = types::Value::Object(self.count);
+        self.out.payloads[self.root] = u64::from(self.count);
     }
 }
 

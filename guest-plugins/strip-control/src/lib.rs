@@ -164,8 +164,8 @@ impl StripControl {
     /// Whether a string anywhere in the member's subtree needs cleaning (read in place).
     fn has_dirty_string(&self, member: NodeRef<'_>) -> bool {
         member.subtree().is_some_and(|nodes| {
-            nodes.iter().any(|node| match node.value {
-                runnel_plugin_sdk::types::Value::Str(span) => {
+            nodes.values().any(|node| match node {
+                Some(runnel_plugin_sdk::NodeValue::Str(span)) => {
                     std::str::from_utf8(member.span_bytes(span))
                         .is_ok_and(|text| self.stripper.needs_cleaning(text))
                 }

@@ -20,6 +20,7 @@ use runnel_plugin_sdk::types::{Batch, FieldsUpdate, Patch, Range};
 use runnel_plugin_sdk::{Config, Output, Value, events};
 
 /// The configured plugin: built once in `create`, used for every batch.
+#[derive(Debug)]
 pub struct Enrich {
     fields: Vec<(String, Value)>,
 }

@@ -1,5 +1,5 @@
 //! The wire form: host [`Event`]s to and from the flat WIT encoding (one arena of bytes,
-//! spans into it, value trees as pre-order node lists).
+//! spans into it, value trees as pre-order node lists stored column-wise).
 //!
 //! Encoders are kept by each plugin instance and reused, so a call allocates nothing on
 //! the host side once the buffers have grown to the batch size.
@@ -12,7 +12,28 @@ use std::sync::Arc;
 /// would otherwise exhaust the host's stack).
 pub const MAX_DEPTH: usize = 128;
 
-const NO_KEY: wit::Span = wit::Span { offset: 0, len: 0 };
+/// Node kinds of the column-wise node lists (`nodes.kinds`).
+pub mod kind {
+    pub const NULL: u8 = 0;
+    pub const BOOL: u8 = 1;
+    pub const INT: u8 = 2;
+    pub const UINT: u8 = 3;
+    pub const FLOAT: u8 = 4;
+    pub const STR: u8 = 5;
+    pub const BYTES: u8 = 6;
+    pub const ARRAY: u8 = 7;
+    pub const OBJECT: u8 = 8;
+}
+
+/// A span packed into one number, as the WIT `packed-span`: `offset << 32 | len`.
+pub fn pack(offset: u32, len: u32) -> u64 {
+    u64::from(offset) << 32 | u64::from(len)
+}
+
+/// `(offset, len)` of a packed span.
+pub fn unpack(packed: u64) -> (u32, u32) {
+    ((packed >> 32) as u32, packed as u32)
+}
 
 /// Plugin output that does not follow the contract.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -74,22 +95,44 @@ fn push_span(arena: &mut Vec<u8>, bytes: &[u8]) -> wit::Span {
     }
 }
 
-fn push_value(arena: &mut Vec<u8>, nodes: &mut Vec<wit::Node>, key: wit::Span, value: &Value) {
-    let node = match value {
-        Value::Null => wit::Value::Null,
-        Value::Bool(b) => wit::Value::Boolean(*b),
-        Value::Int(i) => wit::Value::Int(*i),
-        Value::Uint(u) => wit::Value::Uint(*u),
-        Value::Float(f) => wit::Value::Float(*f),
-        Value::String(s) => wit::Value::Str(push_span(arena, s.as_bytes())),
-        Value::Bytes(b) => wit::Value::Bytes(push_span(arena, b)),
+fn push_packed(arena: &mut Vec<u8>, bytes: &[u8]) -> u64 {
+    let span = push_span(arena, bytes);
+    pack(span.offset, span.len)
+}
+
+fn empty_nodes() -> wit::Nodes {
+    wit::Nodes {
+        kinds: Vec::new(),
+        keys: Vec::new(),
+        payloads: Vec::new(),
+    }
+}
+
+fn clear_nodes(nodes: &mut wit::Nodes) {
+    nodes.kinds.clear();
+    nodes.keys.clear();
+    nodes.payloads.clear();
+}
+
+fn push_node(nodes: &mut wit::Nodes, kind: u8, key: u64, payload: u64) {
+    nodes.kinds.push(kind);
+    nodes.keys.push(key);
+    nodes.payloads.push(payload);
+}
+
+fn push_value(arena: &mut Vec<u8>, nodes: &mut wit::Nodes, key: u64, value: &Value) {
+    let (k, payload) = match value {
+        Value::Null => (kind::NULL, 0),
+        Value::Bool(b) => (kind::BOOL, u64::from(*b)),
+        Value::Int(i) => (kind::INT, *i as u64),
+        Value::Uint(u) => (kind::UINT, *u),
+        Value::Float(f) => (kind::FLOAT, f.to_bits()),
+        Value::String(s) => (kind::STR, push_packed(arena, s.as_bytes())),
+        Value::Bytes(b) => (kind::BYTES, push_packed(arena, b)),
         Value::Array(items) => {
-            nodes.push(wit::Node {
-                key,
-                value: wit::Value::Array(items.len() as u32),
-            });
+            push_node(nodes, kind::ARRAY, key, items.len() as u64);
             for item in items {
-                push_value(arena, nodes, NO_KEY, item);
+                push_value(arena, nodes, 0, item);
             }
             return;
         }
@@ -98,16 +141,13 @@ fn push_value(arena: &mut Vec<u8>, nodes: &mut Vec<wit::Node>, key: wit::Span, v
             return;
         }
     };
-    nodes.push(wit::Node { key, value: node });
+    push_node(nodes, k, key, payload);
 }
 
-fn push_object(arena: &mut Vec<u8>, nodes: &mut Vec<wit::Node>, key: wit::Span, map: &Map) {
-    nodes.push(wit::Node {
-        key,
-        value: wit::Value::Object(map.len() as u32),
-    });
+fn push_object(arena: &mut Vec<u8>, nodes: &mut wit::Nodes, key: u64, map: &Map) {
+    push_node(nodes, kind::OBJECT, key, map.len() as u64);
     for (k, v) in map {
-        let k = push_span(arena, k.as_bytes());
+        let k = push_packed(arena, k.as_bytes());
         push_value(arena, nodes, k, v);
     }
 }
@@ -116,9 +156,9 @@ fn push_object(arena: &mut Vec<u8>, nodes: &mut Vec<wit::Node>, key: wit::Span, 
 pub fn encode_tree(value: &Value) -> wit::Tree {
     let mut tree = wit::Tree {
         arena: Vec::new(),
-        nodes: Vec::new(),
+        nodes: empty_nodes(),
     };
-    push_value(&mut tree.arena, &mut tree.nodes, NO_KEY, value);
+    push_value(&mut tree.arena, &mut tree.nodes, 0, value);
     tree
 }
 
@@ -137,7 +177,7 @@ impl LinesEncoder {
         lines.arena.clear();
         lines.bodies.clear();
         for event in events {
-            let span = push_span(&mut lines.arena, &event.body);
+            let span = push_packed(&mut lines.arena, &event.body);
             lines.bodies.push(span);
         }
         lines
@@ -154,20 +194,20 @@ impl BatchEncoder {
     pub fn encode(&mut self, events: &[Event]) -> &wit::Batch {
         let b = self.batch.get_or_insert_with(|| wit::Batch {
             arena: Vec::new(),
-            nodes: Vec::new(),
+            nodes: empty_nodes(),
             tags: Vec::new(),
             events: Vec::new(),
         });
         b.arena.clear();
-        b.nodes.clear();
+        clear_nodes(&mut b.nodes);
         b.tags.clear();
         b.events.clear();
         for event in events {
             let name = push_span(&mut b.arena, event.name.as_bytes());
             let body = push_span(&mut b.arena, &event.body);
-            let fields_start = b.nodes.len();
+            let fields_start = b.nodes.kinds.len();
             match event.fields.repr() {
-                FieldsRepr::Owned(map) => push_object(&mut b.arena, &mut b.nodes, NO_KEY, map),
+                FieldsRepr::Owned(map) => push_object(&mut b.arena, &mut b.nodes, 0, map),
                 FieldsRepr::Wire(object) => object.encode_into(&mut b.arena, &mut b.nodes),
             }
             let tags_start = b.tags.len();
@@ -183,7 +223,7 @@ impl BatchEncoder {
                 body,
                 fields: wit::Range {
                     start: fields_start as u32,
-                    len: (b.nodes.len() - fields_start) as u32,
+                    len: (b.nodes.kinds.len() - fields_start) as u32,
                 },
                 tags: wit::Range {
                     start: tags_start as u32,
@@ -198,12 +238,21 @@ impl BatchEncoder {
 /// A plugin's output arena and nodes, shared by the events whose fields point into it.
 pub struct SharedOutput {
     arena: Vec<u8>,
-    nodes: Vec<wit::Node>,
+    nodes: wit::Nodes,
+}
+
+/// One node of a checked tree.
+#[derive(Debug, Clone, Copy)]
+pub struct NodeView {
+    pub kind: u8,
+    pub key: u64,
+    pub payload: u64,
 }
 
 /// An object tree inside a plugin's output: an event's fields, kept in the wire form
 /// instead of being copied out into a [`Map`]. Only [`OutputReader::object`] makes one,
-/// after checking the tree, so every span in it is in range and every string is UTF-8.
+/// after checking the tree, so every kind is known, every span is in range and every
+/// string is UTF-8.
 #[derive(Clone)]
 pub struct WireObject {
     output: Arc<SharedOutput>,
@@ -212,27 +261,42 @@ pub struct WireObject {
 }
 
 impl WireObject {
-    /// The tree's nodes, root first.
-    pub fn nodes(&self) -> &[wit::Node] {
-        &self.output.nodes[self.start as usize..(self.start + self.len) as usize]
+    /// Number of nodes in the tree, root included.
+    pub fn node_count(&self) -> usize {
+        self.len as usize
     }
 
-    /// The bytes of a span of this tree (checked at construction).
-    pub fn bytes(&self, span: wit::Span) -> &[u8] {
-        &self.output.arena[span.offset as usize..(span.offset + span.len) as usize]
+    /// Node `i` of the tree (0 is the root).
+    pub fn node(&self, i: usize) -> NodeView {
+        let at = self.start as usize + i;
+        let n = &self.output.nodes;
+        NodeView {
+            kind: n.kinds[at],
+            key: n.keys[at],
+            payload: n.payloads[at],
+        }
+    }
+
+    /// The bytes of a packed span of this tree (checked at construction).
+    pub fn bytes(&self, packed: u64) -> &[u8] {
+        let (offset, len) = unpack(packed);
+        &self.output.arena[offset as usize..(offset + len) as usize]
     }
 
     /// The text of a string span of this tree (checked UTF-8 at construction).
-    pub fn str(&self, span: wit::Span) -> &str {
-        std::str::from_utf8(self.bytes(span)).unwrap_or_default()
+    pub fn str(&self, packed: u64) -> &str {
+        let bytes = self.bytes(packed);
+        debug_assert!(std::str::from_utf8(bytes).is_ok());
+        // SAFETY: `OutputReader::object` checked that every string and key span of this
+        // tree is UTF-8 before making the `WireObject`, and the shared output is never
+        // mutated afterwards (it sits behind an `Arc` with no `&mut` access). Only the
+        // spans of this tree's own string and key nodes are passed here.
+        unsafe { std::str::from_utf8_unchecked(bytes) }
     }
 
     /// Members of the root object.
     pub fn len(&self) -> usize {
-        match self.nodes().first().map(|n| n.value) {
-            Some(wit::Value::Object(n)) => n as usize,
-            _ => 0,
-        }
+        self.node(0).payload as usize
     }
 
     pub fn is_empty(&self) -> bool {
@@ -241,57 +305,54 @@ impl WireObject {
 
     /// Copies the tree out into an owned map.
     pub fn to_map(&self) -> Map {
-        let nodes = self.nodes();
         let mut pos = 1;
         let mut map = Map::with_capacity(self.len());
         for _ in 0..self.len() {
-            let key = self.str(nodes[pos].key).to_owned();
-            let value = self.value_at(nodes, &mut pos);
+            let key = self.str(self.node(pos).key).to_owned();
+            let value = self.value_at(&mut pos);
             map.insert(key, value);
         }
         map
     }
 
-    fn value_at(&self, nodes: &[wit::Node], pos: &mut usize) -> Value {
-        let node = nodes[*pos];
+    fn value_at(&self, pos: &mut usize) -> Value {
+        let node = self.node(*pos);
         *pos += 1;
-        match node.value {
-            wit::Value::Null => Value::Null,
-            wit::Value::Boolean(b) => Value::Bool(b),
-            wit::Value::Int(i) => Value::Int(i),
-            wit::Value::Uint(u) => Value::from_u64(u),
-            wit::Value::Float(f) => Value::Float(f),
-            wit::Value::Str(span) => Value::String(self.str(span).to_owned()),
-            wit::Value::Bytes(span) => Value::Bytes(self.bytes(span).to_vec()),
-            wit::Value::Array(n) => {
-                Value::Array((0..n).map(|_| self.value_at(nodes, pos)).collect())
-            }
-            wit::Value::Object(n) => {
-                let mut map = Map::with_capacity(n as usize);
-                for _ in 0..n {
-                    let key = self.str(nodes[*pos].key).to_owned();
-                    let value = self.value_at(nodes, pos);
+        match node.kind {
+            kind::BOOL => Value::Bool(node.payload != 0),
+            kind::INT => Value::Int(node.payload as i64),
+            kind::UINT => Value::from_u64(node.payload),
+            kind::FLOAT => Value::Float(f64::from_bits(node.payload)),
+            kind::STR => Value::String(self.str(node.payload).to_owned()),
+            kind::BYTES => Value::Bytes(self.bytes(node.payload).to_vec()),
+            kind::ARRAY => Value::Array((0..node.payload).map(|_| self.value_at(pos)).collect()),
+            kind::OBJECT => {
+                let mut map = Map::with_capacity(node.payload as usize);
+                for _ in 0..node.payload {
+                    let key = self.str(self.node(*pos).key).to_owned();
+                    let value = self.value_at(pos);
                     map.insert(key, value);
                 }
                 Value::Object(map)
             }
+            _ => Value::Null,
         }
     }
 
     /// Appends the tree to an encoding batch, copying its strings into `arena`.
-    fn encode_into(&self, arena: &mut Vec<u8>, nodes: &mut Vec<wit::Node>) {
-        for (i, node) in self.nodes().iter().enumerate() {
-            let key = if i == 0 || node.key.len == 0 {
-                NO_KEY
+    fn encode_into(&self, arena: &mut Vec<u8>, nodes: &mut wit::Nodes) {
+        for i in 0..self.node_count() {
+            let node = self.node(i);
+            let key = if i == 0 || node.key == 0 {
+                0
             } else {
-                push_span(arena, self.bytes(node.key))
+                push_packed(arena, self.bytes(node.key))
             };
-            let value = match node.value {
-                wit::Value::Str(span) => wit::Value::Str(push_span(arena, self.bytes(span))),
-                wit::Value::Bytes(span) => wit::Value::Bytes(push_span(arena, self.bytes(span))),
-                other => other,
+            let payload = match node.kind {
+                kind::STR | kind::BYTES => push_packed(arena, self.bytes(node.payload)),
+                _ => node.payload,
             };
-            nodes.push(wit::Node { key, value });
+            push_node(nodes, node.kind, key, payload);
         }
     }
 }
@@ -332,6 +393,16 @@ impl OutputReader {
         })
     }
 
+    fn packed_str(&self, packed: u64) -> Result<&str, WireError> {
+        let (offset, len) = unpack(packed);
+        self.str(wit::Span { offset, len })
+    }
+
+    fn packed_bytes(&self, packed: u64) -> Result<&[u8], WireError> {
+        let (offset, len) = unpack(packed);
+        self.bytes(wit::Span { offset, len })
+    }
+
     fn range<T>(list: &[T], range: wit::Range) -> Result<&[T], WireError> {
         let start = range.start as usize;
         start
@@ -346,17 +417,22 @@ impl OutputReader {
 
     /// The object tree that fills exactly `range`, checked.
     pub fn object(&self, range: wit::Range) -> Result<WireObject, WireError> {
-        let nodes = Self::range(&self.output.nodes, range)?;
-        if !matches!(nodes.first().map(|n| n.value), Some(wit::Value::Object(_))) {
-            return Err(if nodes.is_empty() {
-                WireError::MalformedTree("empty range")
-            } else {
-                WireError::FieldsNotObject
-            });
+        let nodes = &self.output.nodes;
+        let columns = nodes.kinds.len();
+        if nodes.keys.len() != columns || nodes.payloads.len() != columns {
+            return Err(WireError::MalformedTree("node columns differ in length"));
         }
-        let mut pos = 0;
-        self.check_at(nodes, &mut pos, 0, false)?;
-        if pos != nodes.len() {
+        let kinds = Self::range(&nodes.kinds, range)?;
+        match kinds.first() {
+            None => return Err(WireError::MalformedTree("empty range")),
+            Some(&kind::OBJECT) => {}
+            Some(_) => return Err(WireError::FieldsNotObject),
+        }
+        let start = range.start as usize;
+        let end = start + range.len as usize;
+        let mut pos = start;
+        self.check_at(end, &mut pos, 0, false)?;
+        if pos != end {
             return Err(WireError::MalformedTree("range holds nodes after the tree"));
         }
         Ok(WireObject {
@@ -366,10 +442,11 @@ impl OutputReader {
         })
     }
 
-    /// Checks the subtree at `pos` (and its key, when it is an object member).
+    /// Checks the subtree at `pos` (and its key, when it is an object member); the tree
+    /// must end before `end`.
     fn check_at(
         &self,
-        nodes: &[wit::Node],
+        end: usize,
         pos: &mut usize,
         depth: usize,
         keyed: bool,
@@ -377,32 +454,39 @@ impl OutputReader {
         if depth > MAX_DEPTH {
             return Err(WireError::TooDeep);
         }
-        let node = nodes
-            .get(*pos)
-            .ok_or(WireError::MalformedTree("tree ends before its last child"))?;
+        if *pos >= end {
+            return Err(WireError::MalformedTree("tree ends before its last child"));
+        }
+        let nodes = &self.output.nodes;
+        let (k, key, payload) = (nodes.kinds[*pos], nodes.keys[*pos], nodes.payloads[*pos]);
         *pos += 1;
         if keyed {
-            self.str(node.key)?;
+            self.packed_str(key)?;
         }
-        match node.value {
-            wit::Value::Str(span) => {
-                self.str(span)?;
+        match k {
+            kind::BOOL if payload > 1 => {
+                return Err(WireError::MalformedTree(
+                    "boolean payload other than 0 or 1",
+                ));
             }
-            wit::Value::Bytes(span) => {
-                self.bytes(span)?;
+            kind::NULL | kind::BOOL | kind::INT | kind::UINT | kind::FLOAT => {}
+            kind::STR => {
+                self.packed_str(payload)?;
             }
-            wit::Value::Array(n) | wit::Value::Object(n) => {
-                if n as usize > nodes.len() - *pos {
+            kind::BYTES => {
+                self.packed_bytes(payload)?;
+            }
+            kind::ARRAY | kind::OBJECT => {
+                if payload > (end - *pos) as u64 {
                     return Err(WireError::MalformedTree(
                         "container claims more children than remain",
                     ));
                 }
-                let members = matches!(node.value, wit::Value::Object(_));
-                for _ in 0..n {
-                    self.check_at(nodes, pos, depth + 1, members)?;
+                for _ in 0..payload {
+                    self.check_at(end, pos, depth + 1, k == kind::OBJECT)?;
                 }
             }
-            _ => {}
+            _ => return Err(WireError::MalformedTree("unknown node kind")),
         }
         Ok(())
     }
@@ -473,50 +557,60 @@ mod tests {
         fields
     }
 
+    fn output(arena: Vec<u8>, nodes: &[(u8, u64, u64)], tags: Vec<wit::Tag>) -> wit::OutputData {
+        wit::OutputData {
+            arena,
+            nodes: wit::Nodes {
+                kinds: nodes.iter().map(|n| n.0).collect(),
+                keys: nodes.iter().map(|n| n.1).collect(),
+                payloads: nodes.iter().map(|n| n.2).collect(),
+            },
+            tags,
+        }
+    }
+
+    fn as_output(batch: &wit::Batch) -> wit::OutputData {
+        wit::OutputData {
+            arena: batch.arena.clone(),
+            nodes: wit::Nodes {
+                kinds: batch.nodes.kinds.clone(),
+                keys: batch.nodes.keys.clone(),
+                payloads: batch.nodes.payloads.clone(),
+            },
+            tags: batch.tags.clone(),
+        }
+    }
+
     #[test]
     fn encoded_batch_decodes_to_the_same_fields() {
         let mut event = Event::from_body(Arc::from("app"), b"raw".to_vec());
         event.fields = Fields::from(sample_fields());
         let mut encoder = BatchEncoder::default();
         let batch = encoder.encode(std::slice::from_ref(&event));
-        let data = wit::OutputData {
-            arena: batch.arena.clone(),
-            nodes: batch.nodes.clone(),
-            tags: batch.tags.clone(),
-        };
-        let reader = OutputReader::new(data);
-        let decoded = reader.object(batch.events[0].fields).unwrap().to_map();
+        let range = batch.events[0].fields;
+        let reader = OutputReader::new(as_output(batch));
+        let decoded = reader.object(range).unwrap().to_map();
         assert_eq!(decoded, sample_fields());
         // Order is kept too.
         assert!(decoded.keys().eq(sample_fields().keys()));
 
         // Fields kept in the wire form encode to the same batch again.
         let mut again = event.clone();
-        again.fields = Fields::from(reader.object(batch.events[0].fields).unwrap());
+        again.fields = Fields::from(reader.object(range).unwrap());
         let mut encoder2 = BatchEncoder::default();
         let batch2 = encoder2.encode(std::slice::from_ref(&again));
-        let reader2 = OutputReader::new(wit::OutputData {
-            arena: batch2.arena.clone(),
-            nodes: batch2.nodes.clone(),
-            tags: batch2.tags.clone(),
-        });
-        assert_eq!(
-            reader2.object(batch2.events[0].fields).unwrap().to_map(),
-            sample_fields()
-        );
+        let range2 = batch2.events[0].fields;
+        let reader2 = OutputReader::new(as_output(batch2));
+        assert_eq!(reader2.object(range2).unwrap().to_map(), sample_fields());
     }
 
     #[test]
     fn hostile_output_is_rejected_not_trusted() {
-        let data = wit::OutputData {
-            arena: b"abc\xff".to_vec(),
-            nodes: vec![wit::Node {
-                key: NO_KEY,
-                value: wit::Value::Object(u32::MAX),
-            }],
-            tags: vec![],
-        };
-        let r = OutputReader::new(data);
+        let r = OutputReader::new(output(
+            b"abc\xff".to_vec(),
+            &[(kind::OBJECT, 0, u64::from(u32::MAX))],
+            vec![],
+        ));
         assert!(matches!(
             r.object(wit::Range { start: 0, len: 1 }),
             Err(WireError::MalformedTree(_))
@@ -536,30 +630,45 @@ mod tests {
             }),
             Err(WireError::SpanOutOfRange { .. })
         ));
+        // A string whose span leaves the arena, an unknown kind, a member key that is not UTF-8.
+        let bad_span = OutputReader::new(output(
+            b"x".to_vec(),
+            &[(kind::OBJECT, 0, 1), (kind::STR, pack(0, 1), pack(0, 5))],
+            vec![],
+        ));
+        assert!(matches!(
+            bad_span.object(wit::Range { start: 0, len: 2 }),
+            Err(WireError::SpanOutOfRange { .. })
+        ));
+        let bad_kind = OutputReader::new(output(
+            b"x".to_vec(),
+            &[(kind::OBJECT, 0, 1), (42, pack(0, 1), 0)],
+            vec![],
+        ));
+        assert!(matches!(
+            bad_kind.object(wit::Range { start: 0, len: 2 }),
+            Err(WireError::MalformedTree(_))
+        ));
+        let bad_key = OutputReader::new(output(
+            b"\xff".to_vec(),
+            &[(kind::OBJECT, 0, 1), (kind::NULL, pack(0, 1), 0)],
+            vec![],
+        ));
+        assert!(matches!(
+            bad_key.object(wit::Range { start: 0, len: 2 }),
+            Err(WireError::NotUtf8 { .. })
+        ));
     }
 
     #[test]
     fn deep_trees_are_refused() {
-        let nodes = (0..MAX_DEPTH + 2)
-            .map(|_| wit::Node {
-                key: NO_KEY,
-                value: wit::Value::Array(1),
-            })
-            .chain([wit::Node {
-                key: NO_KEY,
-                value: wit::Value::Null,
-            }])
-            .collect::<Vec<_>>();
-        let mut nodes = nodes;
-        nodes[0].value = wit::Value::Object(1);
-        let data = wit::OutputData {
-            arena: vec![],
-            nodes,
-            tags: vec![],
-        };
-        let len = data.nodes.len() as u32;
+        let mut nodes = vec![(kind::OBJECT, 0, 1)];
+        nodes.extend((0..MAX_DEPTH + 2).map(|_| (kind::ARRAY, 0, 1)));
+        nodes.push((kind::NULL, 0, 0));
+        let len = nodes.len() as u32;
+        let reader = OutputReader::new(output(Vec::new(), &nodes, vec![]));
         assert!(matches!(
-            OutputReader::new(data).object(wit::Range { start: 0, len }),
+            reader.object(wit::Range { start: 0, len }),
             Err(WireError::TooDeep)
         ));
     }
@@ -568,10 +677,10 @@ mod tests {
     fn patches_merge_replace_and_set() {
         let data = {
             let mut arena = Vec::new();
-            let mut nodes = Vec::new();
+            let mut nodes = empty_nodes();
             let mut m = Map::new();
             m.insert("added".into(), Value::Int(1));
-            push_object(&mut arena, &mut nodes, NO_KEY, &m);
+            push_object(&mut arena, &mut nodes, 0, &m);
             let k = push_span(&mut arena, b"host");
             let v = push_span(&mut arena, b"gw-1");
             wit::OutputData {

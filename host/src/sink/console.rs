@@ -12,7 +12,8 @@ impl ConsoleWriter {
         Self { stream }
     }
 
-    pub async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+    pub async fn write(&mut self, bytes: &mut Vec<u8>) -> std::io::Result<()> {
+        let bytes = &bytes[..];
         match self.stream {
             Stream::Stdout => {
                 let mut out = tokio::io::stdout();

@@ -1,9 +1,10 @@
-//! The `file` sink's writer: appends to a file, creating it (and its directory). After a
-//! failed write the file is reopened for the retry.
+//! The `file` sink's writer: appends to a file, creating it (and its directory). Writes
+//! run on tokio's blocking pool with the encoded batch moved there and back, so the
+//! batch is not copied. After a failed write the file is reopened for the retry.
 
+use std::fs::{File, OpenOptions};
+use std::io::Write;
 use std::path::PathBuf;
-use tokio::fs::{File, OpenOptions};
-use tokio::io::AsyncWriteExt;
 
 pub struct FileWriter {
     path: PathBuf,
@@ -15,30 +16,38 @@ impl FileWriter {
         Self { path, file: None }
     }
 
-    async fn open(&self) -> std::io::Result<File> {
-        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            tokio::fs::create_dir_all(dir).await?;
-        }
-        OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-            .await
+    /// Appends `buf` (left as it was on return).
+    pub async fn write(&mut self, buf: &mut Vec<u8>) -> std::io::Result<()> {
+        let file = self.file.take();
+        let path = self.path.clone();
+        let bytes = std::mem::take(buf);
+        let (file, bytes, result) = tokio::task::spawn_blocking(move || {
+            let result = (|| {
+                let mut file = match file {
+                    Some(f) => f,
+                    None => open(&path)?,
+                };
+                file.write_all(&bytes)?;
+                Ok(file)
+            })();
+            match result {
+                Ok(file) => (Some(file), bytes, Ok(())),
+                Err(e) => (None, bytes, Err(e)),
+            }
+        })
+        .await
+        .map_err(std::io::Error::other)?;
+        *buf = bytes;
+        self.file = file;
+        result.map_err(|e: std::io::Error| {
+            std::io::Error::new(e.kind(), format!("{}: {e}", self.path.display()))
+        })
     }
+}
 
-    pub async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        let file = match &mut self.file {
-            Some(f) => f,
-            None => self.file.insert(self.open().await?),
-        };
-        let result = async {
-            file.write_all(bytes).await?;
-            file.flush().await
-        }
-        .await;
-        if result.is_err() {
-            self.file = None;
-        }
-        result.map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", self.path.display())))
+fn open(path: &std::path::Path) -> std::io::Result<File> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
     }
+    OpenOptions::new().create(true).append(true).open(path)
 }

@@ -34,7 +34,8 @@ impl Writer {
         }
     }
 
-    async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+    /// Writes `bytes` (left as they were on return, so the buffer can be reused).
+    async fn write(&mut self, bytes: &mut Vec<u8>) -> std::io::Result<()> {
         match self {
             Writer::Console(w) => w.write(bytes).await,
             Writer::File(w) => w.write(bytes).await,
@@ -84,7 +85,7 @@ impl Sink {
             let mut attempt = 0u32;
             let mut delay = RETRY_INITIAL;
             loop {
-                match self.writer.write(&buf).await {
+                match self.writer.write(&mut buf).await {
                     Ok(()) => {
                         BatchDelivered {
                             events: take.len() as u64,

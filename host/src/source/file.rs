@@ -51,7 +51,7 @@ pub async fn run(
     });
     let mut splitter = LineSplitter::new(batcher.max_line_bytes());
     let mut lines = Vec::new();
-    let mut chunk = vec![0u8; 64 * 1024];
+    let mut chunk = vec![0u8; 256 * 1024];
     let mut followed: Option<Followed> = None;
     let mut first_open = true;
     let mut reported_missing = false;

@@ -100,7 +100,7 @@ pub async fn pump<R: AsyncRead + Unpin>(
     shutdown: &CancellationToken,
 ) -> std::io::Result<()> {
     let mut splitter = LineSplitter::new(batcher.max_line_bytes());
-    let mut chunk = vec![0u8; 64 * 1024];
+    let mut chunk = vec![0u8; 256 * 1024];
     let mut lines = Vec::new();
     loop {
         let n = tokio::select! {

@@ -112,10 +112,10 @@ mod tests {
             .map(|body| {
                 let offset = arena.len() as u32;
                 arena.extend_from_slice(body);
-                Span {
+                runnel_plugin_sdk::pack(Span {
                     offset,
                     len: body.len() as u32,
-                }
+                })
             })
             .collect();
         Lines { arena, bodies }
