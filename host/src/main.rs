@@ -6,11 +6,6 @@ use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
-// Events are allocated on source threads and freed on sink tasks; glibc's allocator
-// serialises that on arena locks. mimalloc's thread-local heaps do not.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli);
