@@ -93,10 +93,10 @@ fn native_round(events: &[Event], batch: usize) -> (Duration, usize) {
             for e in chunk {
                 let offset = lines.arena.len() as u32;
                 lines.arena.extend_from_slice(&e.body);
-                lines.bodies.push(Span {
+                lines.bodies.push(runnel_plugin_sdk::pack(Span {
                     offset,
                     len: e.body.len() as u32,
-                });
+                }));
             }
             let out = runnel_plugin_combined::parse_lines(black_box(&lines));
             n += black_box(out.results.len());

@@ -60,7 +60,7 @@ impl<'a> Cursor<'a> {
     fn word(&mut self, what: &'static str) -> Result<&'a str, ParseError> {
         self.skip_spaces();
         let rest = &self.s[self.pos..];
-        let len = rest.find(' ').unwrap_or(rest.len());
+        let len = memchr::memchr(b' ', rest.as_bytes()).unwrap_or(rest.len());
         if len == 0 {
             return Err(self.err(what));
         }
@@ -96,15 +96,14 @@ impl<'a> Cursor<'a> {
         let bytes = self.s.as_bytes();
         let start = self.pos;
         let mut i = start;
-        while i < bytes.len() {
-            match bytes[i] {
-                b'\\' => i += 2,
-                b'"' => {
-                    self.pos = i + 1;
-                    return Ok(&self.s[start..i]);
-                }
-                _ => i += 1,
+        while let Some(found) = memchr::memchr2(b'"', b'\\', &bytes[i..]) {
+            let at = i + found;
+            if bytes[at] == b'"' {
+                self.pos = at + 1;
+                return Ok(&self.s[start..at]);
             }
+            // A backslash: the next byte is escaped.
+            i = (at + 2).min(bytes.len());
         }
         self.pos = bytes.len();
         Ok(&self.s[start..])
