@@ -125,6 +125,19 @@ static ESCAPE: [u8; 256] = {
     table
 };
 
+/// Whether any byte of `word` is a control character, `"` or `\\` (SWAR: a byte is
+/// flagged when subtracting from it borrows, i.e. it is below the bound or equal).
+fn needs_escape(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGH;
+    let quote = word ^ (ONES * u64::from(b'"'));
+    let quote = quote.wrapping_sub(ONES) & !quote & HIGH;
+    let backslash = word ^ (ONES * u64::from(b'\\'));
+    let backslash = backslash.wrapping_sub(ONES) & !backslash & HIGH;
+    (below_space | quote | backslash) != 0
+}
+
 /// Writes `s` as a JSON string: quotes, backslashes and control characters escaped,
 /// everything else copied as it is (it is UTF-8 already).
 fn write_str(out: &mut Vec<u8>, s: &str) {
@@ -133,11 +146,23 @@ fn write_str(out: &mut Vec<u8>, s: &str) {
     out.reserve(bytes.len() + 2);
     out.push(b'"');
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    let mut i = 0;
+    while i < bytes.len() {
+        // Skip eight bytes at a time while none of them needs escaping.
+        if let Some(chunk) = bytes.get(i..i + 8) {
+            let word = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+            if !needs_escape(word) {
+                i += 8;
+                continue;
+            }
+        }
+        let b = bytes[i];
+        i += 1;
         let escape = ESCAPE[b as usize];
         if escape == 0 {
             continue;
         }
+        let i = i - 1;
         out.extend_from_slice(&bytes[start..i]);
         if escape == b'u' {
             out.extend_from_slice(&[
@@ -256,18 +281,34 @@ pub fn write_rfc3339(out: &mut Vec<u8>, ts_ns: i64) {
     let days = secs.div_euclid(86_400);
     let sod = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    let _ = write!(
-        out,
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60
-    );
+    if (0..=9999).contains(&y) {
+        let y = y as u32;
+        push_digits(out, y / 100);
+        push_digits(out, y % 100);
+    } else {
+        let _ = write!(out, "{y:04}");
+    }
+    out.push(b'-');
+    push_digits(out, m);
+    out.push(b'-');
+    push_digits(out, d);
+    out.push(b'T');
+    push_digits(out, (sod / 3600) as u32);
+    out.push(b':');
+    push_digits(out, (sod % 3600 / 60) as u32);
+    out.push(b':');
+    push_digits(out, (sod % 60) as u32);
     if nanos != 0 {
         let frac = format!("{nanos:09}");
-        let _ = write!(out, ".{}", frac.trim_end_matches('0'));
+        out.push(b'.');
+        out.extend_from_slice(frac.trim_end_matches('0').as_bytes());
     }
     out.push(b'Z');
+}
+
+/// Two decimal digits of `n` (< 100).
+fn push_digits(out: &mut Vec<u8>, n: u32) {
+    out.extend_from_slice(&[b'0' + (n / 10) as u8, b'0' + (n % 10) as u8]);
 }
 
 /// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant).

@@ -202,12 +202,23 @@ impl BatchEncoder {
         clear_nodes(&mut b.nodes);
         b.tags.clear();
         b.events.clear();
+        // Events fresh from one parser call share its output: copy that arena once, at
+        // offset 0, and their node columns in bulk, spans unchanged.
+        let shared = common_output(events);
+        if let Some(output) = shared {
+            b.arena.extend_from_slice(&output.arena);
+        }
         for event in events {
             let name = push_span(&mut b.arena, event.name.as_bytes());
             let body = push_span(&mut b.arena, &event.body);
             let fields_start = b.nodes.kinds.len();
             match event.fields.repr() {
                 FieldsRepr::Owned(map) => push_object(&mut b.arena, &mut b.nodes, 0, map),
+                FieldsRepr::Wire(object)
+                    if shared.is_some_and(|s| Arc::ptr_eq(s, &object.output)) =>
+                {
+                    object.copy_columns_into(&mut b.nodes)
+                }
                 FieldsRepr::Wire(object) => object.encode_into(&mut b.arena, &mut b.nodes),
             }
             let tags_start = b.tags.len();
@@ -233,6 +244,22 @@ impl BatchEncoder {
         }
         b
     }
+}
+
+/// The plugin output that every wire-form event of `events` points into, if they all
+/// point into the same one (and at least one does).
+fn common_output(events: &[Event]) -> Option<&Arc<SharedOutput>> {
+    let mut common: Option<&Arc<SharedOutput>> = None;
+    for event in events {
+        if let FieldsRepr::Wire(object) = event.fields.repr() {
+            match common {
+                None => common = Some(&object.output),
+                Some(c) if Arc::ptr_eq(c, &object.output) => {}
+                Some(_) => return None,
+            }
+        }
+    }
+    common
 }
 
 /// A plugin's output arena and nodes, shared by the events whose fields point into it.
@@ -337,6 +364,16 @@ impl WireObject {
             }
             _ => Value::Null,
         }
+    }
+
+    /// Appends the tree's node columns as they are, for a batch whose arena starts with
+    /// this tree's whole output arena.
+    fn copy_columns_into(&self, nodes: &mut wit::Nodes) {
+        let range = self.start as usize..(self.start + self.len) as usize;
+        let from = &self.output.nodes;
+        nodes.kinds.extend_from_slice(&from.kinds[range.clone()]);
+        nodes.keys.extend_from_slice(&from.keys[range.clone()]);
+        nodes.payloads.extend_from_slice(&from.payloads[range]);
     }
 
     /// Appends the tree to an encoding batch, copying its strings into `arena`.
