@@ -15,19 +15,20 @@
 pub mod line;
 
 use line::{AccessLine, Request};
-use runnel_plugin_sdk::Output;
 use runnel_plugin_sdk::parser::{ParseOutput, ParseResult, Parsed};
 use runnel_plugin_sdk::types::{Level, Lines};
+use runnel_plugin_sdk::{Key, Output};
 
 /// Parses every body of `input`. This is the whole plugin: the WASM export calls it, and
 /// benchmarks call it natively.
 pub fn parse_lines(input: &Lines) -> ParseOutput {
     let mut out = Output::with_capacity(input.bodies.len(), 200, 12);
+    let keys = Keys::new(&mut out);
     let mut results = Vec::with_capacity(input.bodies.len());
     for &span in &input.bodies {
         let body = runnel_plugin_sdk::span_bytes(&input.arena, span);
         let result = match line::parse(body) {
-            Ok(parsed) => ParseResult::Ok(write(&mut out, &parsed)),
+            Ok(parsed) => ParseResult::Ok(write(&mut out, &keys, &parsed)),
             Err(err) => ParseResult::Error(out.span(err.to_string().as_bytes())),
         };
         results.push(result);
@@ -38,34 +39,67 @@ pub fn parse_lines(input: &Lines) -> ParseOutput {
     }
 }
 
-fn write(out: &mut Output, line: &AccessLine<'_>) -> Parsed {
+/// The member names, written once per batch.
+struct Keys {
+    host: Key,
+    ident: Key,
+    user: Key,
+    method: Key,
+    path: Key,
+    protocol: Key,
+    request: Key,
+    status: Key,
+    size: Key,
+    referrer: Key,
+    agent: Key,
+}
+
+impl Keys {
+    fn new(out: &mut Output) -> Self {
+        Self {
+            host: out.key("host"),
+            ident: out.key("ident"),
+            user: out.key("user"),
+            method: out.key("method"),
+            path: out.key("path"),
+            protocol: out.key("protocol"),
+            request: out.key("request"),
+            status: out.key("status"),
+            size: out.key("size"),
+            referrer: out.key("referrer"),
+            agent: out.key("agent"),
+        }
+    }
+}
+
+fn write(out: &mut Output, k: &Keys, line: &AccessLine<'_>) -> Parsed {
     let mut obj = out.object();
-    obj.str("host", line.host);
-    opt_str(&mut obj, "ident", line.ident);
-    opt_str(&mut obj, "user", line.user);
+    obj.str(k.host, line.host);
+    opt_str(&mut obj, k.ident, line.ident);
+    opt_str(&mut obj, k.user, line.user);
     match line.request {
         Request::Parts {
             method,
             path,
             protocol,
         } => {
-            obj.str("method", method).str("path", path);
-            opt_str(&mut obj, "protocol", protocol);
+            obj.str(k.method, method).str(k.path, path);
+            opt_str(&mut obj, k.protocol, protocol);
         }
         Request::Raw(raw) => {
-            obj.str("request", raw);
+            obj.str(k.request, raw);
         }
     }
-    obj.int("status", i64::from(line.status));
+    obj.int(k.status, i64::from(line.status));
     match line.size {
-        Some(size) => obj.int("size", size),
-        None => obj.null("size"),
+        Some(size) => obj.int(k.size, size),
+        None => obj.null(k.size),
     };
     if let Some(referrer) = line.referrer {
-        opt_str(&mut obj, "referrer", referrer);
+        opt_str(&mut obj, k.referrer, referrer);
     }
     if let Some(agent) = line.agent {
-        opt_str(&mut obj, "agent", agent);
+        opt_str(&mut obj, k.agent, agent);
     }
     let fields = obj.finish();
     Parsed {
@@ -80,7 +114,7 @@ fn write(out: &mut Output, line: &AccessLine<'_>) -> Parsed {
     }
 }
 
-fn opt_str(obj: &mut runnel_plugin_sdk::ObjectWriter<'_>, key: &str, value: Option<&str>) {
+fn opt_str(obj: &mut runnel_plugin_sdk::ObjectWriter<'_>, key: Key, value: Option<&str>) {
     match value {
         Some(v) => obj.str(key, v),
         None => obj.null(key),

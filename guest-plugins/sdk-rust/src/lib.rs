@@ -24,7 +24,7 @@ pub use batch::{BatchBuilder, Children, EventRef, NodeRef, events};
 pub use bindings::types;
 pub use config::Config;
 pub use nodes::{NodeValue, NodesRef, kind, pack, unpack};
-pub use output::{ObjectWriter, Output};
+pub use output::{Key, MemberKey, ObjectWriter, Output};
 pub use value::{DecodeError, Value, decode_tree, decode_value};
 
 /// The parser role: raw bodies in, fields out.

@@ -7,6 +7,31 @@ use crate::value::Value;
 /// The packed key of a node whose parent is not an object.
 const NO_KEY: u64 = 0;
 
+/// A member name written once into an [`Output`] and reused by every object of the batch
+/// (see [`Output::key`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Key(u64);
+
+/// A member name for [`ObjectWriter`]: a `&str` (copied into the arena each time) or a
+/// [`Key`] (written once per output).
+pub trait MemberKey {
+    fn packed(self, out: &mut Output) -> u64;
+}
+
+impl<S: AsRef<str>> MemberKey for S {
+    #[inline]
+    fn packed(self, out: &mut Output) -> u64 {
+        out.packed(self.as_ref().as_bytes())
+    }
+}
+
+impl MemberKey for Key {
+    #[inline]
+    fn packed(self, _: &mut Output) -> u64 {
+        self.0
+    }
+}
+
 /// The arena, node columns and tag list a plugin fills while it handles one batch.
 #[derive(Debug, Default)]
 pub struct Output {
@@ -43,6 +68,13 @@ impl Output {
             offset,
             len: bytes.len() as u32,
         }
+    }
+
+    /// Writes a member name once, for objects that all have it: a parser that writes the
+    /// same dozen names for each of a thousand events writes them a dozen times, and the
+    /// batch crossing the boundary is that much smaller.
+    pub fn key(&mut self, name: &str) -> Key {
+        Key(self.packed(name.as_bytes()))
     }
 
     /// Copies `bytes` into the arena; returns the packed span.
@@ -146,50 +178,50 @@ pub struct ObjectWriter<'a> {
 
 impl ObjectWriter<'_> {
     #[inline]
-    fn member(&mut self, key: &str, kind: u8, payload: u64) -> &mut Self {
-        let key = self.out.packed(key.as_bytes());
+    fn member(&mut self, key: impl MemberKey, kind: u8, payload: u64) -> &mut Self {
+        let key = key.packed(self.out);
         self.out.push(key, kind, payload);
         self.count += 1;
         self
     }
 
-    pub fn str(&mut self, key: &str, value: &str) -> &mut Self {
+    pub fn str(&mut self, key: impl MemberKey, value: &str) -> &mut Self {
         let span = self.out.packed(value.as_bytes());
         self.member(key, kind::STR, span)
     }
 
-    pub fn bytes(&mut self, key: &str, value: &[u8]) -> &mut Self {
+    pub fn bytes(&mut self, key: impl MemberKey, value: &[u8]) -> &mut Self {
         let span = self.out.packed(value);
         self.member(key, kind::BYTES, span)
     }
 
-    pub fn int(&mut self, key: &str, value: i64) -> &mut Self {
+    pub fn int(&mut self, key: impl MemberKey, value: i64) -> &mut Self {
         self.member(key, kind::INT, value as u64)
     }
 
-    pub fn float(&mut self, key: &str, value: f64) -> &mut Self {
+    pub fn float(&mut self, key: impl MemberKey, value: f64) -> &mut Self {
         self.member(key, kind::FLOAT, value.to_bits())
     }
 
-    pub fn bool(&mut self, key: &str, value: bool) -> &mut Self {
+    pub fn bool(&mut self, key: impl MemberKey, value: bool) -> &mut Self {
         self.member(key, kind::BOOL, value as u64)
     }
 
-    pub fn null(&mut self, key: &str) -> &mut Self {
+    pub fn null(&mut self, key: impl MemberKey) -> &mut Self {
         self.member(key, kind::NULL, 0)
     }
 
     /// A member holding any value tree.
-    pub fn value(&mut self, key: &str, value: &Value) -> &mut Self {
-        let key = self.out.packed(key.as_bytes());
+    pub fn value(&mut self, key: impl MemberKey, value: &Value) -> &mut Self {
+        let key = key.packed(self.out);
         self.out.push_value(key, value);
         self.count += 1;
         self
     }
 
     /// A member holding a nested object, written through the returned writer.
-    pub fn object(&mut self, key: &str) -> ObjectWriter<'_> {
-        let key = self.out.packed(key.as_bytes());
+    pub fn object(&mut self, key: impl MemberKey) -> ObjectWriter<'_> {
+        let key = key.packed(self.out);
         let root = self.out.push(key, kind::OBJECT, 0);
         self.count += 1;
         ObjectWriter {
@@ -271,6 +303,32 @@ mod tests {
                 ("user".into(), Value::Null),
             ])
         );
+    }
+
+    #[test]
+    fn keys_written_once_are_shared_by_objects() {
+        let mut out = Output::new();
+        let host = out.key("host");
+        let ranges: Vec<Range> = ["a", "b"]
+            .iter()
+            .map(|v| {
+                let mut obj = out.object();
+                obj.str(host, v).int("n", 1);
+                obj.finish()
+            })
+            .collect();
+        let data = out.finish();
+        for (range, v) in ranges.iter().zip(["a", "b"]) {
+            assert_eq!(
+                decode_value(&data.arena, &data.nodes, *range).unwrap(),
+                Value::Object(vec![
+                    ("host".into(), Value::Str(v.into())),
+                    ("n".into(), Value::Int(1))
+                ])
+            );
+        }
+        // "host" once, "a", "n", "b", "n".
+        assert_eq!(data.arena, b"hostanbn");
     }
 
     #[test]

@@ -246,6 +246,11 @@ impl BatchEncoder {
     }
 }
 
+/// A UTF-8 continuation byte (`10xxxxxx`): never the start of a character.
+fn is_continuation(b: u8) -> bool {
+    b & 0xC0 == 0x80
+}
+
 /// The plugin output that every wire-form event of `events` points into, if they all
 /// point into the same one (and at least one does).
 fn common_output(events: &[Event]) -> Option<&Arc<SharedOutput>> {
@@ -398,16 +403,21 @@ impl WireObject {
 pub struct OutputReader {
     output: Arc<SharedOutput>,
     tags: Vec<wit::Tag>,
+    /// The whole arena is UTF-8: then a span is UTF-8 exactly when it starts and ends on
+    /// character boundaries, and one bulk check replaces one per string.
+    arena_is_utf8: bool,
 }
 
 impl OutputReader {
     pub fn new(data: wit::OutputData) -> Self {
+        let arena_is_utf8 = std::str::from_utf8(&data.arena).is_ok();
         Self {
             output: Arc::new(SharedOutput {
                 arena: data.arena,
                 nodes: data.nodes,
             }),
             tags: data.tags,
+            arena_is_utf8,
         }
     }
 
@@ -425,7 +435,23 @@ impl OutputReader {
     }
 
     pub fn str(&self, span: wit::Span) -> Result<&str, WireError> {
-        std::str::from_utf8(self.bytes(span)?).map_err(|_| WireError::NotUtf8 {
+        let bytes = self.bytes(span)?;
+        let on_boundaries = |at: usize| {
+            self.output
+                .arena
+                .get(at)
+                .is_none_or(|&b| !is_continuation(b))
+        };
+        if self.arena_is_utf8
+            && on_boundaries(span.offset as usize)
+            && on_boundaries((span.offset + span.len) as usize)
+        {
+            // SAFETY: the arena is valid UTF-8 (checked in `new`, never mutated), and a
+            // slice of valid UTF-8 that starts and ends on character boundaries is valid
+            // UTF-8.
+            return Ok(unsafe { std::str::from_utf8_unchecked(bytes) });
+        }
+        std::str::from_utf8(bytes).map_err(|_| WireError::NotUtf8 {
             offset: span.offset,
         })
     }
