@@ -185,6 +185,7 @@ fn write_str(out: &mut Vec<u8>, s: &str) {
 /// Writes fields as a JSON object, straight from the wire form when they are in it.
 pub fn write_fields(out: &mut Vec<u8>, fields: &Fields) {
     match fields.repr() {
+        FieldsRepr::Empty => out.extend_from_slice(b"{}"),
         FieldsRepr::Owned(map) => write_map(out, map),
         FieldsRepr::Wire(object) => {
             let mut pos = 0;

@@ -88,19 +88,22 @@ pub struct Fields(FieldsRepr);
 /// How [`Fields`] are held (for encoders that read either form).
 #[derive(Clone)]
 pub enum FieldsRepr {
-    Owned(Map),
+    /// No fields (an event fresh from a source): nothing allocated.
+    Empty,
+    /// Boxed: events move through vectors and queues, and a small event moves cheaply.
+    Owned(Box<Map>),
     Wire(WireObject),
 }
 
 impl Default for Fields {
     fn default() -> Self {
-        Fields(FieldsRepr::Owned(Map::new()))
+        Fields(FieldsRepr::Empty)
     }
 }
 
 impl From<Map> for Fields {
     fn from(map: Map) -> Self {
-        Fields(FieldsRepr::Owned(map))
+        Fields(FieldsRepr::Owned(Box::new(map)))
     }
 }
 
@@ -117,6 +120,7 @@ impl Fields {
 
     pub fn len(&self) -> usize {
         match &self.0 {
+            FieldsRepr::Empty => 0,
             FieldsRepr::Owned(map) => map.len(),
             FieldsRepr::Wire(object) => object.len(),
         }
@@ -129,19 +133,22 @@ impl Fields {
     /// A copy as an owned map.
     pub fn to_map(&self) -> Map {
         match &self.0 {
-            FieldsRepr::Owned(map) => map.clone(),
+            FieldsRepr::Empty => Map::new(),
+            FieldsRepr::Owned(map) => (**map).clone(),
             FieldsRepr::Wire(object) => object.to_map(),
         }
     }
 
     /// The fields as an owned map, to change them (copied out of the wire form first).
     pub fn make_mut(&mut self) -> &mut Map {
-        if let FieldsRepr::Wire(object) = &self.0 {
-            self.0 = FieldsRepr::Owned(object.to_map());
+        match &self.0 {
+            FieldsRepr::Empty => self.0 = FieldsRepr::Owned(Box::default()),
+            FieldsRepr::Wire(object) => self.0 = FieldsRepr::Owned(Box::new(object.to_map())),
+            FieldsRepr::Owned(_) => {}
         }
         match &mut self.0 {
             FieldsRepr::Owned(map) => map,
-            FieldsRepr::Wire(_) => unreachable!("converted above"),
+            FieldsRepr::Empty | FieldsRepr::Wire(_) => unreachable!("made owned above"),
         }
     }
 
@@ -152,6 +159,7 @@ impl Fields {
     /// A copy of the value of `key`.
     pub fn get(&self, key: &str) -> Option<Value> {
         match &self.0 {
+            FieldsRepr::Empty => None,
             FieldsRepr::Owned(map) => map.get(key).cloned(),
             FieldsRepr::Wire(object) => object.to_map().swap_remove(key),
         }

@@ -75,7 +75,9 @@ pub fn run(args: &PluginTest) -> anyhow::Result<()> {
         seen += batch.len();
         let output = chain.run(batch);
         let mut buf = Vec::new();
-        for (mut event, mask) in output.routed {
+        let masks = output.masks;
+        for (i, mut event) in output.events.into_iter().enumerate() {
+            let mask = masks.get(i).copied().unwrap_or(0);
             if !routes.is_empty() {
                 let chosen: Vec<&str> = (0..routes.len())
                     .filter(|i| mask & (1 << i) != 0)

@@ -39,8 +39,11 @@ impl Step {
 /// Where the events of one batch go after the chain.
 #[derive(Debug, Default)]
 pub struct ChainOutput {
-    /// Events with their route mask (0: no route chosen, or no router).
-    pub routed: Vec<(Event, u64)>,
+    /// The events that came through, in order.
+    pub events: Vec<Event>,
+    /// One route mask per event when the chain ends with a router (bit i: route i; 0 for
+    /// none); empty otherwise.
+    pub masks: Vec<u64>,
     /// Events a step with `on_error = "dead-letter"` could not handle.
     pub dead_letter: Vec<Event>,
 }
@@ -68,85 +71,63 @@ impl Chain {
         }
     }
 
-    /// Runs every step on `events`. Nothing is lost: every event ends in the output,
-    /// in the dead letters, or in a step's `events_dropped` count.
+    /// Runs every step on `events`, in place. Nothing is lost: every event ends in the
+    /// output, in the dead letters, or in a step's `events_dropped` count.
     pub fn run(&mut self, mut events: Vec<Event>) -> ChainOutput {
-        let mut out = ChainOutput::default();
-        let mut masks: Option<Vec<u64>> = None;
+        let mut dead_letter = Vec::new();
+        let mut masks = Vec::new();
         for step in &mut self.steps {
             if events.is_empty() {
                 break;
             }
             let n_in = events.len() as u64;
             let result = step.instance.process(&mut events, &mut self.verdicts);
-            let mut kept = Vec::with_capacity(events.len());
-            let mut dropped = 0u64;
-            let mut failed = 0u64;
-            let mut first_error: Option<String> = None;
-            match result {
-                Ok(()) => {
-                    let is_router = step.role() == Role::Router;
-                    let clear_body = step.role() == Role::Parser && !step.keep_body;
-                    let mut step_masks = Vec::new();
-                    for (mut event, verdict) in events.drain(..).zip(self.verdicts.drain(..)) {
-                        match verdict {
-                            Verdict::Keep => {
-                                if clear_body {
-                                    event.body = Vec::new();
-                                }
-                                kept.push(event);
-                            }
-                            Verdict::Route(mask) => {
-                                kept.push(event);
-                                step_masks.push(mask);
-                            }
-                            Verdict::Drop => dropped += 1,
-                            Verdict::Failed(message) => {
-                                failed += 1;
-                                let tag = if step.role() == Role::Parser {
-                                    error_tags::PARSE_ERROR
-                                } else {
-                                    error_tags::PLUGIN_ERROR
-                                };
-                                if let Some(event) =
-                                    handle_failure(step, event, tag, &message, &mut out.dead_letter)
-                                {
-                                    if is_router {
-                                        step_masks.push(0);
-                                    }
-                                    kept.push(event);
-                                }
-                                first_error.get_or_insert(message);
-                            }
-                        }
-                    }
-                    if is_router {
-                        masks = Some(step_masks);
-                    }
+            if let Err(error) = &result {
+                PluginCallFailed {
+                    step: &step.component,
+                    events: n_in,
+                    error,
                 }
-                Err(error) => {
-                    PluginCallFailed {
-                        step: &step.component,
-                        events: n_in,
-                        error: &error,
-                    }
-                    .emit(&step.counters);
-                    let message = error.to_string();
-                    for event in events.drain(..) {
-                        failed += 1;
-                        if let Some(event) = handle_failure(
-                            step,
-                            event,
-                            error_tags::PLUGIN_ERROR,
-                            &message,
-                            &mut out.dead_letter,
-                        ) {
-                            kept.push(event);
-                        }
-                    }
-                    first_error = Some(message);
-                }
+                .emit(&step.counters);
+                let message = error.to_string();
+                self.verdicts.clear();
+                self.verdicts.resize(events.len(), Verdict::Failed(message));
             }
+            let tag = match (&result, step.role()) {
+                (Ok(()), Role::Parser) => error_tags::PARSE_ERROR,
+                _ => error_tags::PLUGIN_ERROR,
+            };
+            let is_router = step.role() == Role::Router;
+            let clear_body = step.role() == Role::Parser && !step.keep_body;
+            let (mut dropped, mut failed) = (0u64, 0u64);
+            let mut first_error: Option<String> = None;
+            let mut verdicts = self.verdicts.drain(..);
+            events.retain_mut(|event| match verdicts.next() {
+                Some(Verdict::Keep) | None => {
+                    if clear_body {
+                        event.body = Vec::new();
+                    }
+                    true
+                }
+                Some(Verdict::Route(mask)) => {
+                    masks.push(mask);
+                    true
+                }
+                Some(Verdict::Drop) => {
+                    dropped += 1;
+                    false
+                }
+                Some(Verdict::Failed(message)) => {
+                    failed += 1;
+                    let keep = handle_failure(step, event, tag, &message, &mut dead_letter);
+                    if keep && is_router {
+                        masks.push(0);
+                    }
+                    first_error.get_or_insert(message);
+                    keep
+                }
+            });
+            drop(verdicts);
             if failed > 0 {
                 EventsFailed {
                     step: &step.component,
@@ -163,44 +144,44 @@ impl Chain {
             };
             StepProcessed {
                 events_in: n_in,
-                events_out: kept.len() as u64,
+                events_out: events.len() as u64,
                 dropped: dropped + dropped_by_policy,
             }
             .emit(&step.counters);
-            events = kept;
         }
-        let masks = masks.unwrap_or_default();
-        out.routed = events
-            .into_iter()
-            .enumerate()
-            .map(|(i, e)| (e, masks.get(i).copied().unwrap_or(0)))
-            .collect();
-        out
+        ChainOutput {
+            events,
+            masks,
+            dead_letter,
+        }
     }
 }
 
-/// Applies the step's `on_error` to an event it could not handle; returns the event when
-/// it goes on down the chain.
+/// Applies the step's `on_error` to an event it could not handle; returns whether the
+/// event goes on down the chain (otherwise it was moved to the dead letters, or dropped).
 fn handle_failure(
     step: &Step,
-    mut event: Event,
+    event: &mut Event,
     tag: &str,
     message: &str,
     dead: &mut Vec<Event>,
-) -> Option<Event> {
+) -> bool {
     match step.on_error {
-        OnError::Drop => None,
-        OnError::Tag | OnError::DeadLetter => {
+        OnError::Drop => false,
+        OnError::Tag => {
             event.tags.set(tag, message);
             event
                 .tags
                 .set(error_tags::ERROR_STEP, step.instance.plugin().name());
-            if step.on_error == OnError::DeadLetter {
-                dead.push(event);
-                None
-            } else {
-                Some(event)
-            }
+            true
+        }
+        OnError::DeadLetter => {
+            event.tags.set(tag, message);
+            event
+                .tags
+                .set(error_tags::ERROR_STEP, step.instance.plugin().name());
+            dead.push(std::mem::take(event));
+            false
         }
     }
 }

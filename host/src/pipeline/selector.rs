@@ -49,35 +49,51 @@ impl Selector {
 
     /// Splits the chain's output into one batch per channel (indexed like `channels`).
     pub fn select(&self, output: ChainOutput) -> Vec<Vec<Event>> {
+        let ChainOutput {
+            events,
+            masks,
+            dead_letter,
+        } = output;
         let mut per_channel: Vec<Vec<Event>> =
             (0..self.channels.len()).map(|_| Vec::new()).collect();
-        let mut targets: Vec<usize> = Vec::with_capacity(self.channels.len());
-        let mut default_count = 0u64;
-        for (event, mask) in output.routed {
-            targets.clear();
-            let mut bits = mask;
-            while bits != 0 {
-                let i = bits.trailing_zeros() as usize;
-                bits &= bits - 1;
-                if let Some(route) = self.routes.get(i) {
-                    self.route_counters[i].add(1);
-                    for &t in route {
-                        if !targets.contains(&t) {
-                            targets.push(t);
+        self.dead_letter_counter.add(dead_letter.len() as u64);
+        let routed = masks.iter().any(|&m| m != 0);
+        if !routed {
+            // Every event goes to the default channels: hand the batch over whole.
+            self.default_counter.add(events.len() as u64);
+            if let Some((&last, rest)) = self.default.split_last() {
+                for &t in rest {
+                    per_channel[t].extend(events.iter().cloned());
+                }
+                per_channel[last] = events;
+            }
+        } else {
+            let mut targets: Vec<usize> = Vec::with_capacity(self.channels.len());
+            let mut default_count = 0u64;
+            for (event, &mask) in events.into_iter().zip(&masks) {
+                targets.clear();
+                let mut bits = mask;
+                while bits != 0 {
+                    let i = bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    if let Some(route) = self.routes.get(i) {
+                        self.route_counters[i].add(1);
+                        for &t in route {
+                            if !targets.contains(&t) {
+                                targets.push(t);
+                            }
                         }
                     }
                 }
+                if targets.is_empty() {
+                    default_count += 1;
+                    targets.extend_from_slice(&self.default);
+                }
+                fan_out(&mut per_channel, &targets, event);
             }
-            if targets.is_empty() {
-                default_count += 1;
-                targets.extend_from_slice(&self.default);
-            }
-            fan_out(&mut per_channel, &targets, event);
+            self.default_counter.add(default_count);
         }
-        self.default_counter.add(default_count);
-        self.dead_letter_counter
-            .add(output.dead_letter.len() as u64);
-        for event in output.dead_letter {
+        for event in dead_letter {
             fan_out(&mut per_channel, &self.dead_letter, event);
         }
         per_channel

@@ -213,6 +213,7 @@ impl BatchEncoder {
             let body = push_span(&mut b.arena, &event.body);
             let fields_start = b.nodes.kinds.len();
             match event.fields.repr() {
+                FieldsRepr::Empty => push_node(&mut b.nodes, kind::OBJECT, 0, 0),
                 FieldsRepr::Owned(map) => push_object(&mut b.arena, &mut b.nodes, 0, map),
                 FieldsRepr::Wire(object)
                     if shared.is_some_and(|s| Arc::ptr_eq(s, &object.output)) =>
