@@ -6,10 +6,13 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// When the last summary was rendered, and the counters then.
+type LastRender = (Instant, BTreeMap<(String, String), u64>);
+
 #[derive(Clone)]
 pub struct Summary {
     interval: Option<Duration>,
-    last: Arc<Mutex<(Instant, BTreeMap<(String, String), u64>)>>,
+    last: Arc<Mutex<LastRender>>,
 }
 
 impl Summary {

@@ -41,13 +41,12 @@ pub fn write_config(dir: &Path, text: &str) -> PathBuf {
 
 /// Runs `runnel run --config CONFIG` with `stdin` as standard input, to completion.
 pub fn run_with_stdin(config: &Path, stdin: &Path) -> Output {
-    let output = runnel()
+    runnel()
         .args(["run", "--config"])
         .arg(config)
         .stdin(std::fs::File::open(stdin).unwrap())
         .output()
-        .unwrap();
-    output
+        .unwrap()
 }
 
 /// Parses a JSON-lines file.

@@ -635,7 +635,7 @@ impl Validator<'_> {
                 }
                 let rate = match s.rate {
                     None => Some(10.0),
-                    Some(r) if r == 0.0 => None,
+                    Some(0.0) => None,
                     Some(r) if r.is_finite() && r > 0.0 => Some(r),
                     Some(_) => {
                         self.error(&["sources", name, "rate"], "must be a positive number of lines per second, or 0 for as fast as possible");

@@ -12,8 +12,7 @@ impl ConsoleWriter {
         Self { stream }
     }
 
-    pub async fn write(&mut self, bytes: &mut Vec<u8>) -> std::io::Result<()> {
-        let bytes = &bytes[..];
+    pub async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         match self.stream {
             Stream::Stdout => {
                 let mut out = tokio::io::stdout();

@@ -73,7 +73,7 @@ impl App {
                     let line = self.line();
                     batcher.push_named(name.clone(), line).await;
                     written += 1;
-                    if written % 256 == 0 {
+                    if written.is_multiple_of(256) {
                         tokio::task::yield_now().await;
                     }
                 }

@@ -141,7 +141,10 @@ pub async fn push_lines(lines: &mut Vec<Line>, batcher: &mut Batcher) {
 mod tests {
     use super::*;
 
-    fn split(max: usize, chunks: &[&[u8]]) -> (Vec<(bool, Vec<u8>)>, Option<Vec<u8>>) {
+    /// (truncated, line) pairs, and what is left unterminated.
+    type Split = (Vec<(bool, Vec<u8>)>, Option<Vec<u8>>);
+
+    fn split(max: usize, chunks: &[&[u8]]) -> Split {
         let mut s = LineSplitter::new(max);
         let mut out = Vec::new();
         for c in chunks {
