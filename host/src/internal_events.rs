@@ -191,7 +191,7 @@ impl BatchDelivered {
     }
 }
 
-/// A sink failed to write a batch; it was rolled back and will be retried.
+/// A sink failed to write a batch; the batch stays taken (uncommitted) and is retried.
 pub struct SinkWriteFailed<'a> {
     pub sink: &'a str,
     pub error: &'a dyn std::fmt::Display,
@@ -206,7 +206,7 @@ impl SinkWriteFailed<'_> {
             sink = self.sink,
             attempt = self.attempt,
             retry_in_ms = self.retry_in.as_millis() as u64,
-            "write failed, batch rolled back: {}",
+            "write failed; the batch stays in its transaction and is retried: {}",
             self.error
         );
     }

@@ -5,7 +5,9 @@ mod common;
 
 mod apache_corpus;
 mod default_config;
+mod delivery;
 mod exec_tail;
 mod json_roundtrip;
+mod sources;
 mod trap;
 mod validate;

@@ -1,6 +1,7 @@
 //! Sinks: take batches from a channel in a transaction, encode them (the request
 //! builder), write them (the driver retries with backoff), and commit only what was
-//! written. A failed write rolls the batch back into the channel; nothing is lost.
+//! written. While a write fails the batch stays taken and uncommitted (order is kept);
+//! if the agent must stop first, the batch is rolled back into the channel.
 
 mod console;
 mod file;
