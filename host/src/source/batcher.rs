@@ -34,7 +34,7 @@ impl Batcher {
             event_name,
             batch,
             max_line_bytes,
-            events: Vec::with_capacity(batch.size),
+            events: Vec::new(),
             bytes: 0,
             due: None,
             worker,
@@ -49,7 +49,7 @@ impl Batcher {
             event_name: self.event_name.clone(),
             batch: self.batch,
             max_line_bytes: self.max_line_bytes,
-            events: Vec::with_capacity(self.batch.size),
+            events: Vec::new(),
             bytes: 0,
             due: None,
             worker: self.worker.clone(),
@@ -104,7 +104,10 @@ impl Batcher {
         if self.events.is_empty() {
             return;
         }
-        let events = std::mem::replace(&mut self.events, Vec::with_capacity(self.batch.size));
+        // The next batch will likely be as large as this one: size it so, and no larger
+        // (a generator with thousands of slow apps holds thousands of small batches).
+        let next = Vec::with_capacity(self.events.len());
+        let events = std::mem::replace(&mut self.events, next);
         LinesRead {
             count: events.len() as u64,
             bytes: std::mem::take(&mut self.bytes),
