@@ -11,7 +11,6 @@
 use runnel::event::Event;
 use runnel::metrics::PluginCounters;
 use runnel::plugin::{Limits, PluginEngine, PluginInstance, Verdict};
-use runnel_plugin_sdk::types::{Lines, Span};
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -86,18 +85,8 @@ fn native_round(events: &[Event], batch: usize) -> (Duration, usize) {
     let start = Instant::now();
     for _ in 0..passes(events) {
         for chunk in events.chunks(batch) {
-            let mut lines = Lines {
-                arena: Vec::new(),
-                bodies: Vec::with_capacity(chunk.len()),
-            };
-            for e in chunk {
-                let offset = lines.arena.len() as u32;
-                lines.arena.extend_from_slice(&e.body);
-                lines.bodies.push(runnel_plugin_sdk::pack(Span {
-                    offset,
-                    len: e.body.len() as u32,
-                }));
-            }
+            let bodies: Vec<&[u8]> = chunk.iter().map(|e| e.body.as_slice()).collect();
+            let lines = runnel_plugin_sdk::lines(&bodies);
             let out = runnel_plugin_combined::parse_lines(black_box(&lines));
             n += black_box(out.results.len());
         }

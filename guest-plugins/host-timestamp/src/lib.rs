@@ -149,12 +149,7 @@ mod tests {
     const NOW: i64 = 1_714_557_600_000_000_000;
 
     fn config(members: Vec<(&str, Value)>) -> Config {
-        Config::from_members(
-            members
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), v))
-                .collect(),
-        )
+        Config::from_members(members)
     }
 
     fn plugin(members: Vec<(&str, Value)>) -> HostTimestamp {

@@ -180,7 +180,7 @@ impl RootMembers for Found<'_> {
             _ => None,
         };
         if is_key(self.keys.level_key.as_deref(), key) {
-            self.level = text(value).map(meta::level_from_text);
+            self.level = text(value).map(runnel_plugin_sdk::level_from_text);
         }
         if is_key(self.keys.name_key.as_deref(), key) {
             self.name = match value {

@@ -1,33 +1,4 @@
-//! Level names and timestamps: the text of a member → the event's level or timestamp.
-
-use runnel_plugin_sdk::types::Level;
-
-/// Level names, matched case-insensitively.
-const LEVEL_NAMES: &[(&str, Level)] = &[
-    ("trace", Level::Trace),
-    ("debug", Level::Debug),
-    ("info", Level::Info),
-    ("warn", Level::Warn),
-    ("warning", Level::Warn),
-    ("error", Level::Error),
-    ("err", Level::Error),
-    ("fatal", Level::Fatal),
-    ("critical", Level::Fatal),
-    ("crit", Level::Fatal),
-    ("emerg", Level::Fatal),
-    ("alert", Level::Fatal),
-    ("panic", Level::Fatal),
-];
-
-/// The level a text names (surrounding whitespace ignored); unknown text is
-/// [`Level::Unknown`].
-pub fn level_from_text(text: &str) -> Level {
-    let text = text.trim();
-    LEVEL_NAMES
-        .iter()
-        .find(|(name, _)| name.eq_ignore_ascii_case(text))
-        .map_or(Level::Unknown, |&(_, level)| level)
-}
+//! Timestamps: the text or number of a member → the event's timestamp.
 
 const NANOS_PER_SEC: i64 = 1_000_000_000;
 
@@ -145,31 +116,6 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn level_names_and_aliases_ignore_case() {
-        let cases = [
-            ("trace", Level::Trace),
-            ("DEBUG", Level::Debug),
-            ("Info", Level::Info),
-            ("warn", Level::Warn),
-            ("WARNING", Level::Warn),
-            ("error", Level::Error),
-            ("ERR", Level::Error),
-            ("fatal", Level::Fatal),
-            ("Critical", Level::Fatal),
-            ("crit", Level::Fatal),
-            ("emerg", Level::Fatal),
-            ("alert", Level::Fatal),
-            ("PANIC", Level::Fatal),
-            (" info ", Level::Info),
-            ("notice", Level::Unknown),
-            ("", Level::Unknown),
-        ];
-        for (text, level) in cases {
-            assert_eq!(level_from_text(text), level, "{text:?}");
-        }
-    }
 
     #[test]
     fn rfc3339_utc_and_offsets() {

@@ -1,25 +1,9 @@
 use super::*;
 use runnel_plugin_sdk::parser::ParseOutput;
-use runnel_plugin_sdk::types::Span;
 use runnel_plugin_sdk::{Value, decode_value, span_str};
 
 fn lines(bodies: &[&[u8]]) -> Lines {
-    let mut arena = Vec::new();
-    let spans = bodies
-        .iter()
-        .map(|body| {
-            let offset = arena.len() as u32;
-            arena.extend_from_slice(body);
-            runnel_plugin_sdk::pack(Span {
-                offset,
-                len: body.len() as u32,
-            })
-        })
-        .collect();
-    Lines {
-        arena,
-        bodies: spans,
-    }
+    runnel_plugin_sdk::lines(bodies)
 }
 
 /// What one body parsed into, decoded back from the output.
@@ -75,12 +59,7 @@ fn s(text: &str) -> Value {
 }
 
 fn config(members: Vec<(&str, Value)>) -> Config {
-    Config::from_members(
-        members
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect(),
-    )
+    Config::from_members(members)
 }
 
 fn configured(members: Vec<(&str, Value)>) -> Json {

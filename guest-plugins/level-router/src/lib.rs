@@ -23,7 +23,7 @@
 //! Fields: none are read or written.
 
 use runnel_plugin_sdk::types::{Batch, Level};
-use runnel_plugin_sdk::{Config, Value};
+use runnel_plugin_sdk::{Config, Value, level_by_name, level_name};
 
 /// The config keys.
 const KEYS: &[&str] = &["routes"];
@@ -40,24 +40,6 @@ const LEVELS: [Level; 7] = [
     Level::Error,
     Level::Fatal,
     Level::Unknown,
-];
-
-/// Level names and aliases, matched case-insensitively.
-const LEVEL_NAMES: &[(&str, Level)] = &[
-    ("trace", Level::Trace),
-    ("debug", Level::Debug),
-    ("info", Level::Info),
-    ("warn", Level::Warn),
-    ("warning", Level::Warn),
-    ("error", Level::Error),
-    ("err", Level::Error),
-    ("fatal", Level::Fatal),
-    ("critical", Level::Fatal),
-    ("crit", Level::Fatal),
-    ("emerg", Level::Fatal),
-    ("alert", Level::Fatal),
-    ("panic", Level::Fatal),
-    ("unknown", Level::Unknown),
 ];
 
 /// A configured router: its route names and, per level, the mask of routes it chooses.
@@ -152,25 +134,6 @@ fn describe(value: &Value) -> String {
     match value {
         Value::Str(s) => format!("`{s}`"),
         other => format!("a value of type {}", other.type_name()),
-    }
-}
-
-fn level_by_name(name: &str) -> Option<Level> {
-    LEVEL_NAMES
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|&(_, level)| level)
-}
-
-fn level_name(level: Level) -> &'static str {
-    match level {
-        Level::Trace => "trace",
-        Level::Debug => "debug",
-        Level::Info => "info",
-        Level::Warn => "warn",
-        Level::Error => "error",
-        Level::Fatal => "fatal",
-        Level::Unknown => "unknown",
     }
 }
 
@@ -334,12 +297,12 @@ mod tests {
             router(&[]).unwrap_err(),
             "level-router: config: `routes` names no route"
         );
-        let bad_type = Config::from_members(vec![("routes".into(), list(&["info"]))]);
+        let bad_type = Config::from_members(vec![("routes", list(&["info"]))]);
         assert_eq!(
             LevelRouter::new(&bad_type).unwrap_err(),
             "level-router: config: `routes` must be a table, got array"
         );
-        let unknown = Config::from_members(vec![("route".into(), Value::Null)]);
+        let unknown = Config::from_members(vec![("route", Value::Null)]);
         assert!(
             LevelRouter::new(&unknown)
                 .unwrap_err()

@@ -36,7 +36,6 @@
 //! The level and name captures stay in the fields too.
 
 mod convert;
-pub mod level;
 
 use convert::{Field, Kind};
 use regex::{CaptureLocations, Regex};
@@ -151,7 +150,7 @@ impl RegexParser {
             let (start, end) = locs.get(group?)?;
             Some(&line[start..end])
         };
-        let level = text(self.level_group).map(level::level_from_text);
+        let level = text(self.level_group).map(runnel_plugin_sdk::level_from_text);
         let name = text(self.name_group).map(|name| out.span(name.as_bytes()));
         let fields = self.write_fields(out, fields, line);
         Ok(Parsed {

@@ -1,5 +1,5 @@
 use super::*;
-use runnel_plugin_sdk::types::{Level, Span};
+use runnel_plugin_sdk::types::Level;
 use runnel_plugin_sdk::{decode_value, span_str};
 
 const ZK_PATTERN: &str = r"^(?P<date>\d{4}-\d{2}-\d{2}) (?P<time>\d{2}:\d{2}:\d{2},\d{3}) - (?P<level>[A-Z]+)\s+\[(?P<node>[^:]*):(?P<component>[^@]*)@(?P<id>\d+)\] - (?P<content>.*)$";
@@ -15,22 +15,7 @@ fn zk_dir() -> String {
 }
 
 fn lines(bodies: &[&[u8]]) -> Lines {
-    let mut arena = Vec::new();
-    let spans = bodies
-        .iter()
-        .map(|body| {
-            let offset = arena.len() as u32;
-            arena.extend_from_slice(body);
-            runnel_plugin_sdk::pack(Span {
-                offset,
-                len: body.len() as u32,
-            })
-        })
-        .collect();
-    Lines {
-        arena,
-        bodies: spans,
-    }
+    runnel_plugin_sdk::lines(bodies)
 }
 
 #[derive(Debug, PartialEq)]
@@ -78,12 +63,7 @@ fn obj(members: Vec<(&str, Value)>) -> Value {
 }
 
 fn config(members: Vec<(&str, Value)>) -> Config {
-    Config::from_members(
-        members
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect(),
-    )
+    Config::from_members(members)
 }
 
 fn parser(members: Vec<(&str, Value)>) -> RegexParser {

@@ -30,8 +30,10 @@ impl Config {
     }
 
     /// A config from members (for native tests).
-    pub fn from_members(members: Vec<(String, Value)>) -> Self {
-        Self { members }
+    pub fn from_members<K: Into<String>>(members: impl IntoIterator<Item = (K, Value)>) -> Self {
+        Self {
+            members: members.into_iter().map(|(k, v)| (k.into(), v)).collect(),
+        }
     }
 
     pub fn get(&self, key: &str) -> Option<&Value> {

@@ -16,6 +16,7 @@
 mod batch;
 pub mod bindings;
 mod config;
+mod level;
 mod nodes;
 mod output;
 mod value;
@@ -23,6 +24,7 @@ mod value;
 pub use batch::{BatchBuilder, Children, EventRef, NodeRef, events};
 pub use bindings::types;
 pub use config::Config;
+pub use level::{level_by_name, level_from_text, level_name};
 pub use nodes::{NodeValue, NodesRef, kind, pack, unpack};
 pub use output::{Key, MemberKey, ObjectWriter, Output};
 pub use value::{DecodeError, Value, decode_tree, decode_value};
@@ -46,6 +48,28 @@ pub mod router {
 /// What the host offers: log, counter, now, hostname.
 pub mod host {
     pub use crate::bindings::host::*;
+}
+
+/// A parser's input made from bodies (for native tests and benchmarks: the host builds
+/// it the same way).
+pub fn lines<B: AsRef<[u8]>>(bodies: &[B]) -> types::Lines {
+    let mut arena = Vec::with_capacity(bodies.iter().map(|b| b.as_ref().len()).sum());
+    let spans = bodies
+        .iter()
+        .map(|body| {
+            let body = body.as_ref();
+            let offset = arena.len() as u32;
+            arena.extend_from_slice(body);
+            pack(types::Span {
+                offset,
+                len: body.len() as u32,
+            })
+        })
+        .collect();
+    types::Lines {
+        arena,
+        bodies: spans,
+    }
 }
 
 /// The bytes of `span` (a [`types::Span`] or a packed span) in `arena`, or an empty slice

@@ -15,12 +15,7 @@ fn obj(members: Vec<(&str, Value)>) -> Value {
 }
 
 fn config(members: Vec<(&str, Value)>) -> Config {
-    Config::from_members(
-        members
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect(),
-    )
+    Config::from_members(members)
 }
 
 fn cleaner(members: Vec<(&str, Value)>) -> StripControl {

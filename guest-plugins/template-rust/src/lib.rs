@@ -101,7 +101,7 @@ mod tests {
     #[test]
     fn adds_the_configured_fields_and_drops_empty_bodies() {
         let config = Config::from_members(vec![(
-            "fields".into(),
+            "fields",
             Value::Object(vec![("env".into(), Value::Str("prod".into()))]),
         )]);
         let plugin = Enrich::new(&config).unwrap();
@@ -126,7 +126,7 @@ mod tests {
 
     #[test]
     fn unknown_config_keys_are_refused() {
-        let config = Config::from_members(vec![("feilds".into(), Value::Null)]);
+        let config = Config::from_members([("feilds", Value::Null)]);
         assert!(
             Enrich::new(&config)
                 .unwrap_err()

@@ -102,23 +102,10 @@ mod component {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use runnel_plugin_sdk::types::Span;
     use runnel_plugin_sdk::{Value, decode_value};
 
     fn lines(bodies: &[&[u8]]) -> Lines {
-        let mut arena = Vec::new();
-        let bodies = bodies
-            .iter()
-            .map(|body| {
-                let offset = arena.len() as u32;
-                arena.extend_from_slice(body);
-                runnel_plugin_sdk::pack(Span {
-                    offset,
-                    len: body.len() as u32,
-                })
-            })
-            .collect();
-        Lines { arena, bodies }
+        runnel_plugin_sdk::lines(bodies)
     }
 
     #[test]
