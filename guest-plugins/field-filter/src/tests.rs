@@ -2,16 +2,11 @@ use super::*;
 use runnel_plugin_sdk::{BatchBuilder, Value};
 
 fn s(text: &str) -> Value {
-    Value::Str(text.to_owned())
+    Value::str(text)
 }
 
 fn obj(members: Vec<(&str, Value)>) -> Value {
-    Value::Object(
-        members
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect(),
-    )
+    Value::object(members)
 }
 
 fn config(members: Vec<(&str, Value)>) -> Config {

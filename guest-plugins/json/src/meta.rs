@@ -46,7 +46,11 @@ pub fn rfc3339_to_ns(text: &str) -> Option<i64> {
     }
     let (nanos, rest) = fraction(&b[19..])?;
     let offset = utc_offset_secs(rest)?;
-    let secs = days_from_civil(year, month, day) * 86_400 + hour * 3600 + min * 60 + sec - offset;
+    let secs = runnel_plugin_sdk::time::days_from_civil(year, month, day) * 86_400
+        + hour * 3600
+        + min * 60
+        + sec
+        - offset;
     seconds_to_ns(secs)?.checked_add(nanos)
 }
 
@@ -100,17 +104,6 @@ fn days_in_month(year: i64, month: i64) -> i64 {
         4 | 6 | 9 | 11 => 30,
         _ => 31,
     }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]

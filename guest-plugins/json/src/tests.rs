@@ -46,16 +46,11 @@ fn error(body: &[u8]) -> String {
 }
 
 fn obj(members: Vec<(&str, Value)>) -> Value {
-    Value::Object(
-        members
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect(),
-    )
+    Value::object(members)
 }
 
 fn s(text: &str) -> Value {
-    Value::Str(text.to_owned())
+    Value::str(text)
 }
 
 fn config(members: Vec<(&str, Value)>) -> Config {

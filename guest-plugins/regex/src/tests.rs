@@ -50,16 +50,11 @@ fn parse_one(parser: &RegexParser, body: &str) -> Result<Event, String> {
 }
 
 fn s(text: &str) -> Value {
-    Value::Str(text.to_owned())
+    Value::str(text)
 }
 
 fn obj(members: Vec<(&str, Value)>) -> Value {
-    Value::Object(
-        members
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect(),
-    )
+    Value::object(members)
 }
 
 fn config(members: Vec<(&str, Value)>) -> Config {

@@ -19,6 +19,7 @@ mod config;
 mod level;
 mod nodes;
 mod output;
+pub mod time;
 mod value;
 
 pub use batch::{BatchBuilder, Children, EventRef, NodeRef, events};

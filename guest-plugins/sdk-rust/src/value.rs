@@ -22,6 +22,16 @@ pub enum Value {
 }
 
 impl Value {
+    /// A string value.
+    pub fn str(text: impl Into<String>) -> Value {
+        Value::Str(text.into())
+    }
+
+    /// An object value from `(name, value)` members, in order.
+    pub fn object<K: Into<String>>(members: impl IntoIterator<Item = (K, Value)>) -> Value {
+        Value::Object(members.into_iter().map(|(k, v)| (k.into(), v)).collect())
+    }
+
     /// The member `key` of an object.
     pub fn get(&self, key: &str) -> Option<&Value> {
         match self {
