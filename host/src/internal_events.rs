@@ -6,6 +6,31 @@ use crate::config::OnError;
 use crate::metrics::{Counter, Registry};
 use std::time::Duration;
 
+/// The agent-wide count of accepted events that were not delivered (`agent`
+/// `events_lost`): only a forced stop can make it non-zero.
+pub fn lost_counter() -> Counter {
+    Registry::global().counter("agent", "events_lost")
+}
+
+/// Events were given up at a forced stop.
+pub struct EventsLost<'a> {
+    pub count: u64,
+    pub at: &'a str,
+    pub reason: &'a dyn std::fmt::Display,
+}
+
+impl EventsLost<'_> {
+    pub fn emit(self) {
+        lost_counter().add(self.count);
+        tracing::error!(
+            events = self.count,
+            at = self.at,
+            "events lost: {}",
+            self.reason
+        );
+    }
+}
+
 /// A source's counters (`source.<name>`).
 pub struct SourceCounters {
     pub events: Counter,

@@ -71,7 +71,7 @@ fn run(spec: AgentSpec) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async move {
+    let code = runtime.block_on(async move {
         let topology = match Topology::build(spec) {
             Ok(t) => t,
             Err(errors) => return report(&errors),
@@ -84,7 +84,10 @@ fn run(spec: AgentSpec) -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-    })
+    });
+    // A stdin read cannot be cancelled; do not wait for the next line or EOF to exit.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    code
 }
 
 fn init_logging(cli: &Cli) {

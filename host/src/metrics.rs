@@ -53,8 +53,14 @@ impl Registry {
     }
 }
 
+/// Distinct counter names one plugin step may create; more go to `plugin.overflow`.
+const MAX_PLUGIN_COUNTERS: usize = 256;
+/// Longest counter name a plugin may use; longer ones go to `plugin.overflow`.
+const MAX_COUNTER_NAME: usize = 128;
+
 /// The counters a plugin bumps through `host.counter`, reported as
-/// `plugin.<name>` metrics of its step.
+/// `plugin.<name>` metrics of its step. A plugin cannot grow the registry without
+/// bound: names are capped in number and length.
 pub struct PluginCounters {
     component: String,
     cache: Mutex<BTreeMap<String, Counter>>,
@@ -74,6 +80,12 @@ impl PluginCounters {
             counter.add(delta);
             return;
         }
+        if cache.len() >= MAX_PLUGIN_COUNTERS || name.len() > MAX_COUNTER_NAME {
+            Registry::global()
+                .counter(&self.component, "plugin.overflow")
+                .add(delta);
+            return;
+        }
         let counter = Registry::global().counter(&self.component, &format!("plugin.{name}"));
         counter.add(delta);
         cache.insert(name.to_owned(), counter);
@@ -83,6 +95,25 @@ impl PluginCounters {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plugin_counter_names_are_capped() {
+        let counters = PluginCounters::new("step.test.capped".into());
+        for i in 0..MAX_PLUGIN_COUNTERS + 10 {
+            counters.add(&format!("n{i}"), 1);
+        }
+        counters.add(&"x".repeat(MAX_COUNTER_NAME + 1), 5);
+        let snapshot = Registry::global().snapshot();
+        let mine: Vec<_> = snapshot
+            .iter()
+            .filter(|(c, _, _)| c == "step.test.capped")
+            .collect();
+        assert_eq!(mine.len(), MAX_PLUGIN_COUNTERS + 1);
+        assert!(
+            mine.iter()
+                .any(|(_, m, v)| m == "plugin.overflow" && *v == 15)
+        );
+    }
 
     #[test]
     fn counters_are_shared_by_key() {

@@ -14,6 +14,9 @@ use indexmap::IndexMap;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
+/// After a forced stop, how long tasks get to notice it.
+const HARD_STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A built agent, ready to run: every plugin compiled and initialised.
 pub struct Topology {
     spec: AgentSpec,
@@ -108,8 +111,8 @@ impl Topology {
 
     /// Runs until SIGINT/SIGTERM (or `stop`), or until every source has ended; then
     /// drains: sources flush, workers finish their chains, channels close, sinks deliver
-    /// what is left. Returns the number of events that could not be delivered before the
-    /// shutdown timeout (0 on a clean stop).
+    /// what is left. Returns the number of accepted events that were not delivered
+    /// (0 on a clean stop).
     pub async fn run(self, stop: CancellationToken) -> anyhow::Result<usize> {
         let Topology {
             spec,
@@ -118,10 +121,11 @@ impl Topology {
             sinks,
         } = self;
         let runtime = tokio::runtime::Handle::current();
-        let abort_sinks = CancellationToken::new();
+        // Cancelled when the agent must stop without waiting for a clean drain.
+        let hard_stop = CancellationToken::new();
         let mut sink_tasks = tokio::task::JoinSet::new();
         for sink in sinks {
-            sink_tasks.spawn(sink.run(abort_sinks.clone()));
+            sink_tasks.spawn(sink.run(hard_stop.clone()));
         }
         let summary = Summary::new(spec.summary_interval);
         let summary_task = summary.clone().spawn();
@@ -138,6 +142,7 @@ impl Topology {
                 s.batch,
                 s.max_line_bytes,
                 handle,
+                hard_stop.clone(),
             );
             source_tasks.spawn(source::run(s, batcher, stop_sources.clone()));
         }
@@ -162,32 +167,59 @@ impl Topology {
             }
         }
         stop_sources.cancel();
-        while source_tasks.join_next().await.is_some() {}
-        // Sources are gone, so are their batchers: workers drain their queues and end.
-        for thread in worker_threads {
-            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-        }
-        for channel in channels.values() {
-            channel.close();
-        }
-        let drained = tokio::time::timeout(spec.shutdown_timeout, async {
+
+        // Drain: sources flush, workers finish their queues, channels close and sinks
+        // empty them — all within the shutdown timeout. A second signal, or the timeout,
+        // stops waiting: blocked hand-overs give up (their events are counted as lost),
+        // sinks stop retrying and roll their batches back.
+        let drain = async {
+            while source_tasks.join_next().await.is_some() {}
+            for thread in worker_threads {
+                let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+            }
+            for channel in channels.values() {
+                channel.close();
+            }
             while sink_tasks.join_next().await.is_some() {}
-        })
-        .await;
-        let undelivered: usize = channels.values().map(MemoryChannel::len).sum();
-        if drained.is_err() {
-            abort_sinks.cancel();
-            while sink_tasks.join_next().await.is_some() {}
-            let undelivered: usize = channels.values().map(MemoryChannel::len).sum();
+        };
+        tokio::pin!(drain);
+        let clean = tokio::select! {
+            _ = &mut drain => true,
+            _ = tokio::time::sleep(spec.shutdown_timeout) => {
+                tracing::error!(timeout_secs = spec.shutdown_timeout.as_secs(), "could not drain before the shutdown timeout; stopping");
+                false
+            }
+            _ = shutdown_signal() => {
+                tracing::warn!("second shutdown request; stopping without draining");
+                false
+            }
+        };
+        if !clean {
+            hard_stop.cancel();
+            for channel in channels.values() {
+                channel.close();
+            }
+            if tokio::time::timeout(HARD_STOP_GRACE, &mut drain)
+                .await
+                .is_err()
+            {
+                tracing::error!(
+                    "some tasks did not stop within {HARD_STOP_GRACE:?}; exiting anyway"
+                );
+            }
+        }
+        let undelivered = channels.values().map(MemoryChannel::len).sum::<usize>() as u64;
+        let lost = crate::internal_events::lost_counter();
+        lost.add(undelivered);
+        if lost.get() > 0 {
             tracing::error!(
-                events = undelivered,
-                timeout_secs = spec.shutdown_timeout.as_secs(),
-                "sinks could not deliver every event before the shutdown timeout; these events are lost"
+                events = lost.get(),
+                "events accepted by sources were not delivered"
             );
         }
         summary_task.abort();
         summary.print_final();
-        Ok(undelivered)
+        Ok(lost.get() as usize)
     }
 }
 

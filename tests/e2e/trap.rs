@@ -1,5 +1,6 @@
-//! (d) A plugin that traps, or runs past its deadline, does not stop the agent; the
-//! batch it failed on is kept and tagged, and the plugin is restarted.
+//! (d) A plugin that traps, runs past its deadline, or tries to block in a WASI call
+//! does not stop the agent; the batch it failed on is kept and tagged, and the plugin is
+//! restarted.
 
 use crate::common::*;
 
@@ -14,6 +15,7 @@ fn a_trapping_or_spinning_plugin_does_not_stop_the_agent_or_lose_events() {
         lines.push(match i {
             15 | 151 => format!("line {i} TRAP"),
             42 => format!("line {i} SPIN"),
+            277 => format!("line {i} SLEEP"),
             _ => format!("line {i}"),
         });
     }
@@ -53,7 +55,7 @@ path = "{out}"
 
     let events = json_lines(&out);
     assert_eq!(events.len(), 300, "no event lost");
-    let failed_batches = [1usize, 4, 15];
+    let failed_batches = [1usize, 4, 15, 27];
     for (i, event) in events.iter().enumerate() {
         let body_or_field = event["fields"]["line"]
             .as_str()
@@ -72,14 +74,16 @@ path = "{out}"
         spin.as_str().unwrap().contains("interrupt"),
         "deadline named: {spin}"
     );
+    let sleep = events[277]["tags"]["plugin_error"].as_str().unwrap();
+    assert!(sleep.contains("may not block"), "blocking refused: {sleep}");
     assert_eq!(
         summary_counter(&stderr, "step.in.fragile", "call_failures"),
-        Some(3),
+        Some(4),
         "{stderr}"
     );
     assert_eq!(
         summary_counter(&stderr, "step.in.fragile", "events_failed"),
-        Some(30),
+        Some(40),
         "{stderr}"
     );
 }

@@ -134,7 +134,11 @@ impl MemoryChannel {
                         open: true,
                     };
                 }
-                if available > 0 && deadline.is_none() {
+                if available == 0 {
+                    // Another taker got there first: wait for the next put, not the old
+                    // deadline (which would spin).
+                    deadline = None;
+                } else if deadline.is_none() {
                     deadline = Some(Instant::now() + timeout);
                 }
             }

@@ -636,9 +636,9 @@ impl Validator<'_> {
                 let rate = match s.rate {
                     None => Some(10.0),
                     Some(0.0) => None,
-                    Some(r) if r.is_finite() && r > 0.0 => Some(r),
+                    Some(r) if r.is_finite() && (0.001..=10_000_000.0).contains(&r) => Some(r),
                     Some(_) => {
-                        self.error(&["sources", name, "rate"], "must be a positive number of lines per second, or 0 for as fast as possible");
+                        self.error(&["sources", name, "rate"], "must be between 0.001 and 10000000 lines per second, or 0 for as fast as possible");
                         return None;
                     }
                 };

@@ -4,6 +4,8 @@
 
 use super::{Chain, Selector};
 use crate::event::Event;
+use crate::internal_events::EventsLost;
+use std::panic::AssertUnwindSafe;
 use tokio::sync::mpsc;
 
 /// Where a source sends its batches.
@@ -32,17 +34,35 @@ impl Worker {
             .name(format!("runnel-{source}"))
             .spawn(move || {
                 while let Some(batch) = rx.blocking_recv() {
-                    let output = chain.run(batch);
+                    let n = batch.len() as u64;
+                    // A bug in the host must not kill the source's pipeline for good.
+                    let output =
+                        match std::panic::catch_unwind(AssertUnwindSafe(|| chain.run(batch))) {
+                            Ok(output) => output,
+                            Err(_) => {
+                                EventsLost {
+                                    count: n,
+                                    at: &source,
+                                    reason: &"the plugin chain panicked (a bug in the agent)",
+                                }
+                                .emit();
+                                continue;
+                            }
+                        };
                     for (channel, events) in selector.channels().iter().zip(selector.select(output))
                     {
                         if events.is_empty() {
                             continue;
                         }
-                        let n = events.len();
+                        let n = events.len() as u64;
                         if let Err(e) = runtime.block_on(channel.put(events)) {
-                            // Channels close only after every worker has finished, so this
-                            // is a bug, not a normal path; say so loudly with the count.
-                            tracing::error!(source = %source, events = n, "events lost: {e}");
+                            // Channels close before workers finish only at a forced stop.
+                            EventsLost {
+                                count: n,
+                                at: &source,
+                                reason: &e,
+                            }
+                            .emit();
                         }
                     }
                 }

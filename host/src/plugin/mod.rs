@@ -146,6 +146,7 @@ impl PluginEngine {
         let engine = Engine::new(&config)?;
         let mut linker = Linker::<HostState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        deny_blocking(&mut linker)?;
         bindings::host::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
         bindings::types::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
 
@@ -258,6 +259,27 @@ impl PluginEngine {
             }),
         }
     }
+}
+
+/// The WASI version whose `poll` the host replaces.
+const WASI_IO_POLL: &str = "wasi:io/poll@0.2.12";
+
+/// Replaces WASI's blocking waits (`poll`, `pollable.block` — what `sleep` and every
+/// blocking read end in) with a trap. Epoch deadlines interrupt wasm code, not a host
+/// call that sleeps, so a plugin that waited could hold its worker past `timeout_ms`;
+/// plugins have nothing to wait for anyway (no sockets, files or stdin are granted).
+fn deny_blocking(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
+    linker.allow_shadowing(true);
+    let mut poll = linker.instance(WASI_IO_POLL)?;
+    for name in ["poll", "[method]pollable.block"] {
+        poll.func_new(name, move |_, _, _, _| {
+            Err(wasmtime::Error::msg(format!(
+                "plugins may not block: `{WASI_IO_POLL}` `{name}` is not granted"
+            )))
+        })?;
+    }
+    linker.allow_shadowing(false);
+    Ok(())
 }
 
 /// Semver compatibility with [`WIT_VERSION`] (0.x: same minor).
@@ -479,9 +501,9 @@ impl PluginInstance {
         };
         let result = self.call(&mut live, events, verdicts);
         match &result {
-            Err(PluginError::Call { .. }) => {
-                // A trap poisons the instance: drop it (and its store) here.
-            }
+            // A trap poisons the instance, and one that broke the contract may be in any
+            // state: drop it (and its store) here; the next call makes a fresh one.
+            Err(PluginError::Call { .. } | PluginError::Output { .. }) => {}
             _ => self.live = Some(live),
         }
         result
@@ -649,7 +671,9 @@ fn apply_parsed(
                 Ok(name) => name,
                 Err(e) => return Verdict::Failed(format!("malformed parse result: {e}")),
             };
-            event.fields.merge(fields);
+            if let Err(e) = reader.merge(&mut event.fields, fields) {
+                return Verdict::Failed(format!("malformed parse result: {e}"));
+            }
             if let Some(level) = parsed.level {
                 event.level = wire::level_from_wit(level);
             }

@@ -6,11 +6,21 @@
 
 use super::bindings::types as wit;
 use crate::event::{Event, Fields, FieldsRepr, Level, Map, Tags, Value};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Deepest value tree accepted from a plugin; deeper trees are malformed output (they
 /// would otherwise exhaust the host's stack).
 pub const MAX_DEPTH: usize = 128;
+
+/// Most tags one patch may set.
+pub const MAX_TAGS_PER_PATCH: u32 = 1024;
+
+/// Work allowed per output beyond its own size: nodes copied when trees are merged into
+/// fields that already exist (a plugin may point every patch at one shared tree, which is
+/// fine, but not make the host copy a huge tree once per event).
+const MERGE_ALLOWANCE: usize = 1 << 16;
 
 /// Node kinds of the column-wise node lists (`nodes.kinds`).
 pub mod kind {
@@ -54,6 +64,10 @@ pub enum WireError {
     FieldsNotObject,
     #[error("value tree deeper than {MAX_DEPTH}")]
     TooDeep,
+    #[error("output reuses its trees for more work than it is large (over {limit} nodes copied)")]
+    TooMuchWork { limit: usize },
+    #[error("a patch sets {count} tags; at most {MAX_TAGS_PER_PATCH} are allowed")]
+    TooManyTags { count: u32 },
     #[error("{what}: expected {expected} entries (one per input event), got {got}")]
     CountMismatch {
         what: &'static str,
@@ -295,12 +309,12 @@ pub struct WireObject {
 
 impl WireObject {
     /// Number of nodes in the tree, root included.
-    pub fn node_count(&self) -> usize {
+    pub(crate) fn node_count(&self) -> usize {
         self.len as usize
     }
 
     /// Node `i` of the tree (0 is the root).
-    pub fn node(&self, i: usize) -> NodeView {
+    pub(crate) fn node(&self, i: usize) -> NodeView {
         let at = self.start as usize + i;
         let n = &self.output.nodes;
         NodeView {
@@ -310,14 +324,17 @@ impl WireObject {
         }
     }
 
-    /// The bytes of a packed span of this tree (checked at construction).
-    pub fn bytes(&self, packed: u64) -> &[u8] {
+    /// The bytes of a packed span of this tree: a string, bytes or key span of one of its
+    /// nodes (checked at construction).
+    pub(crate) fn bytes(&self, packed: u64) -> &[u8] {
         let (offset, len) = unpack(packed);
         &self.output.arena[offset as usize..(offset + len) as usize]
     }
 
-    /// The text of a string span of this tree (checked UTF-8 at construction).
-    pub fn str(&self, packed: u64) -> &str {
+    /// The text of a string span of this tree: the payload of one of its string nodes or
+    /// the key of one of its object members — nothing else (checked UTF-8 at
+    /// construction).
+    pub(crate) fn str(&self, packed: u64) -> &str {
         let bytes = self.bytes(packed);
         debug_assert!(std::str::from_utf8(bytes).is_ok());
         // SAFETY: `OutputReader::object` checked that every string and key span of this
@@ -404,6 +421,10 @@ impl WireObject {
 pub struct OutputReader {
     output: Arc<SharedOutput>,
     tags: Vec<wit::Tag>,
+    /// Trees already checked, by range: patches may all point at one tree.
+    checked: RefCell<HashMap<(u32, u32), WireObject>>,
+    /// Nodes still allowed to be copied by merges (see [`MERGE_ALLOWANCE`]).
+    merge_budget: Cell<usize>,
     /// The whole arena is UTF-8: then a span is UTF-8 exactly when it starts and ends on
     /// character boundaries, and one bulk check replaces one per string.
     arena_is_utf8: bool,
@@ -412,7 +433,10 @@ pub struct OutputReader {
 impl OutputReader {
     pub fn new(data: wit::OutputData) -> Self {
         let arena_is_utf8 = std::str::from_utf8(&data.arena).is_ok();
+        let merge_budget = 4 * data.nodes.kinds.len() + MERGE_ALLOWANCE;
         Self {
+            checked: RefCell::new(HashMap::new()),
+            merge_budget: Cell::new(merge_budget),
             output: Arc::new(SharedOutput {
                 arena: data.arena,
                 nodes: data.nodes,
@@ -479,8 +503,36 @@ impl OutputReader {
             })
     }
 
-    /// The object tree that fills exactly `range`, checked.
+    /// The object tree that fills exactly `range`, checked (once per distinct range).
     pub fn object(&self, range: wit::Range) -> Result<WireObject, WireError> {
+        if let Some(object) = self.checked.borrow().get(&(range.start, range.len)) {
+            return Ok(object.clone());
+        }
+        let object = self.check_object(range)?;
+        self.checked
+            .borrow_mut()
+            .insert((range.start, range.len), object.clone());
+        Ok(object)
+    }
+
+    /// Merges `object` into `fields`, charging the copy a merge into existing fields
+    /// makes against this output's budget.
+    pub fn merge(&self, fields: &mut Fields, object: WireObject) -> Result<(), WireError> {
+        if !fields.is_empty() {
+            let cost = object.node_count();
+            let left = self.merge_budget.get();
+            if cost > left {
+                return Err(WireError::TooMuchWork {
+                    limit: 4 * self.output.nodes.kinds.len() + MERGE_ALLOWANCE,
+                });
+            }
+            self.merge_budget.set(left - cost);
+        }
+        fields.merge(object);
+        Ok(())
+    }
+
+    fn check_object(&self, range: wit::Range) -> Result<WireObject, WireError> {
         let nodes = &self.output.nodes;
         let columns = nodes.kinds.len();
         if nodes.keys.len() != columns || nodes.payloads.len() != columns {
@@ -526,6 +578,10 @@ impl OutputReader {
         *pos += 1;
         if keyed {
             self.packed_str(key)?;
+        } else if key != 0 {
+            return Err(WireError::MalformedTree(
+                "a node that is not an object member has a key",
+            ));
         }
         match k {
             kind::BOOL if payload > 1 => {
@@ -571,15 +627,27 @@ impl OutputReader {
         };
         let name = patch.name.map(|span| self.str(span)).transpose()?;
         let body = patch.body.map(|span| self.bytes(span)).transpose()?;
-        let mut tags = event.tags.clone();
-        self.set_tags(&mut tags, patch.tags)?;
+        if patch.tags.len > MAX_TAGS_PER_PATCH {
+            return Err(WireError::TooManyTags {
+                count: patch.tags.len,
+            });
+        }
+        let tags = if patch.tags.len == 0 {
+            None
+        } else {
+            let mut tags = event.tags.clone();
+            self.set_tags(&mut tags, patch.tags)?;
+            Some(tags)
+        };
 
         match fields {
             Some((true, object)) => event.fields = Fields::from(object),
-            Some((false, object)) => event.fields.merge(object),
+            Some((false, object)) => self.merge(&mut event.fields, object)?,
             None => {}
         }
-        event.tags = tags;
+        if let Some(tags) = tags {
+            event.tags = tags;
+        }
         if let Some(level) = patch.level {
             event.level = level_from_wit(level);
         }
@@ -721,6 +789,59 @@ mod tests {
         assert!(matches!(
             bad_key.object(wit::Range { start: 0, len: 2 }),
             Err(WireError::NotUtf8 { .. })
+        ));
+    }
+
+    #[test]
+    fn one_tree_may_serve_every_patch_but_not_copy_without_bound() {
+        // One object of 2,000 members, pointed at by every patch.
+        let mut members = Map::new();
+        for i in 0..2000 {
+            members.insert(format!("k{i}"), Value::Int(i));
+        }
+        let mut arena = Vec::new();
+        let mut nodes = empty_nodes();
+        push_object(&mut arena, &mut nodes, 0, &members);
+        let len = nodes.kinds.len() as u32;
+        let reader = OutputReader::new(wit::OutputData {
+            arena,
+            nodes,
+            tags: vec![],
+        });
+        let range = wit::Range { start: 0, len };
+        // Into empty fields: shared, no copy, any number of times.
+        for _ in 0..10_000 {
+            let mut fields = Fields::default();
+            reader
+                .merge(&mut fields, reader.object(range).unwrap())
+                .unwrap();
+        }
+        // Into existing fields: a copy each time, within a budget.
+        let mut results = (0..1000).map(|_| {
+            let mut fields = Fields::from(Map::from_iter([("x".to_owned(), Value::Null)]));
+            reader.merge(&mut fields, reader.object(range).unwrap())
+        });
+        assert!(results.by_ref().take(10).all(|r| r.is_ok()));
+        assert!(matches!(
+            results.last(),
+            Some(Err(WireError::TooMuchWork { .. }))
+        ));
+    }
+
+    #[test]
+    fn a_key_on_a_node_that_is_not_a_member_is_refused() {
+        let reader = OutputReader::new(output(
+            b"k".to_vec(),
+            &[
+                (kind::OBJECT, 0, 1),
+                (kind::ARRAY, pack(0, 1), 1),
+                (kind::NULL, pack(0, 1), 0),
+            ],
+            vec![],
+        ));
+        assert!(matches!(
+            reader.object(wit::Range { start: 0, len: 3 }),
+            Err(WireError::MalformedTree(_))
         ));
     }
 

@@ -1,6 +1,7 @@
 //! The `file` sink's writer: appends to a file, creating it (and its directory). Writes
 //! run on tokio's blocking pool with the encoded batch moved there and back, so the
-//! batch is not copied. After a failed write the file is reopened for the retry.
+//! batch is not copied. A write that fails part-way is cut back to where it started, and
+//! the file is reopened for the retry.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -27,7 +28,12 @@ impl FileWriter {
                     Some(f) => f,
                     None => open(&path)?,
                 };
-                file.write_all(&bytes)?;
+                let before = file.metadata()?.len();
+                if let Err(e) = file.write_all(&bytes) {
+                    // Leave no torn line behind: the retry writes the whole batch again.
+                    let _ = file.set_len(before);
+                    return Err(e);
+                }
                 Ok(file)
             })();
             match result {

@@ -86,7 +86,20 @@ impl Sink {
             let mut attempt = 0u32;
             let mut delay = RETRY_INITIAL;
             loop {
-                match self.writer.write(&mut buf).await {
+                let written = tokio::select! {
+                    written = self.writer.write(&mut buf) => written,
+                    _ = abort.cancelled() => {
+                        take.rollback();
+                        return;
+                    }
+                };
+                if buf.is_empty() && !take.is_empty() {
+                    // The writer lost the buffer (its blocking task failed): encode again.
+                    for event in take.events() {
+                        self.format.encode(event, &mut buf);
+                    }
+                }
+                match written {
                     Ok(()) => {
                         BatchDelivered {
                             events: take.len() as u64,

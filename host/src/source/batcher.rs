@@ -3,11 +3,12 @@
 
 use crate::config::BatchSpec;
 use crate::event::Event;
-use crate::internal_events::{LineTruncated, LinesRead, SourceCounters, SourceError};
+use crate::internal_events::{EventsLost, LineTruncated, LinesRead, SourceCounters, SourceError};
 use crate::pipeline::WorkerHandle;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 pub struct Batcher {
     source: Arc<str>,
@@ -18,6 +19,9 @@ pub struct Batcher {
     bytes: u64,
     due: Option<Instant>,
     worker: WorkerHandle,
+    /// Cancelled when the agent stops without draining: a hand-over waiting for a busy
+    /// worker gives up then.
+    hard_stop: CancellationToken,
     counters: Arc<SourceCounters>,
 }
 
@@ -28,6 +32,7 @@ impl Batcher {
         batch: BatchSpec,
         max_line_bytes: usize,
         worker: WorkerHandle,
+        hard_stop: CancellationToken,
     ) -> Self {
         Self {
             source: Arc::from(source),
@@ -38,6 +43,7 @@ impl Batcher {
             bytes: 0,
             due: None,
             worker,
+            hard_stop,
             counters: Arc::new(SourceCounters::new(source)),
         }
     }
@@ -53,6 +59,7 @@ impl Batcher {
             bytes: 0,
             due: None,
             worker: self.worker.clone(),
+            hard_stop: self.hard_stop.clone(),
             counters: self.counters.clone(),
         }
     }
@@ -113,8 +120,18 @@ impl Batcher {
             bytes: std::mem::take(&mut self.bytes),
         }
         .emit(&self.counters);
-        if self.worker.send(events).await.is_err() {
-            tracing::error!(source = %self.source, "pipeline worker is gone; batch not delivered");
+        let n = events.len() as u64;
+        let outcome = tokio::select! {
+            sent = self.worker.send(events) => sent.map_err(|_| "the pipeline worker is gone"),
+            _ = self.hard_stop.cancelled() => Err("the agent stopped before the pipeline took the batch"),
+        };
+        if let Err(reason) = outcome {
+            EventsLost {
+                count: n,
+                at: &self.source,
+                reason: &reason,
+            }
+            .emit();
         }
     }
 

@@ -1,7 +1,9 @@
 //! The `file` source: follows one file like `tail -F`. It starts at the end (or the
 //! start), reads what is appended, and notices rotation (the path now names another
-//! file) and truncation, reopening from the start. Change notifications (inotify, via
-//! `notify`) wake it at once; a poll interval covers filesystems without them.
+//! file) and truncation. After a rotation the old file is still read until it has been
+//! quiet for a grace period, so lines the application writes before it reopens its log
+//! are not lost. Change notifications (inotify, via `notify`) wake it at once; a poll
+//! interval covers filesystems without them.
 
 use super::Batcher;
 use super::lines::{LineSplitter, push_lines};
@@ -14,19 +16,69 @@ use std::time::Duration;
 use tokio::fs::File;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-struct Followed {
-    file: File,
-    inode: u64,
-    pos: u64,
-}
+/// How long a rotated-away file is still read after its last new data.
+const ROTATED_GRACE: Duration = Duration::from_secs(2);
 
 /// How a file is followed.
 pub struct Follow {
     pub read_from: ReadFrom,
     pub poll_interval: Duration,
     pub exit_on_eof: bool,
+}
+
+/// An open file being read, with its own partial line.
+struct Followed {
+    file: File,
+    inode: u64,
+    pos: u64,
+    splitter: LineSplitter,
+}
+
+impl Followed {
+    async fn open(path: &Path, from: ReadFrom, max_line_bytes: usize) -> std::io::Result<Self> {
+        let mut file = File::open(path).await?;
+        let inode = file.metadata().await?.ino();
+        let pos = match from {
+            ReadFrom::Start => 0,
+            ReadFrom::End => file.seek(SeekFrom::End(0)).await?,
+        };
+        Ok(Self {
+            file,
+            inode,
+            pos,
+            splitter: LineSplitter::new(max_line_bytes),
+        })
+    }
+
+    /// Reads to the current end; returns whether there was new data.
+    async fn read_available(
+        &mut self,
+        chunk: &mut [u8],
+        batcher: &mut Batcher,
+    ) -> std::io::Result<bool> {
+        let mut lines = Vec::new();
+        let mut any = false;
+        loop {
+            let n = self.file.read(chunk).await?;
+            if n == 0 {
+                return Ok(any);
+            }
+            any = true;
+            self.pos += n as u64;
+            self.splitter.feed(&chunk[..n], |l| lines.push(l));
+            push_lines(&mut lines, batcher).await;
+        }
+    }
+
+    /// Pushes the unterminated last line, if any: the file will not be read further.
+    async fn finish(mut self, batcher: &mut Batcher) {
+        if let Some(last) = self.splitter.finish() {
+            batcher.push(last).await;
+        }
+    }
 }
 
 pub async fn run(
@@ -41,6 +93,7 @@ pub async fn run(
         poll_interval,
         exit_on_eof,
     } = follow;
+    let max_line = batcher.max_line_bytes();
     let (wake_tx, mut wake_rx) = mpsc::channel::<()>(1);
     let _watcher = watch(path, wake_tx).map_err(|e| {
         tracing::debug!(
@@ -49,65 +102,63 @@ pub async fn run(
             path.display()
         );
     });
-    let mut splitter = LineSplitter::new(batcher.max_line_bytes());
-    let mut lines = Vec::new();
     let mut chunk = vec![0u8; 256 * 1024];
-    let mut followed: Option<Followed> = None;
+    let mut current: Option<Followed> = None;
+    // A rotated-away file still being read, and when it last had new data.
+    let mut rotated: Option<(Followed, Instant)> = None;
     let mut first_open = true;
     let mut reported_missing = false;
 
     while !shutdown.is_cancelled() {
-        if followed.is_none() {
-            match open(
-                path,
-                if first_open {
-                    read_from
-                } else {
-                    ReadFrom::Start
-                },
-            )
-            .await
-            {
+        if current.is_none() {
+            let from = if first_open {
+                read_from
+            } else {
+                ReadFrom::Start
+            };
+            match Followed::open(path, from, max_line).await {
                 Ok(f) => {
-                    followed = Some(f);
-                    first_open = false;
+                    current = Some(f);
                     reported_missing = false;
                 }
-                Err(e) => {
-                    if !reported_missing {
+                Err(e) if !reported_missing => {
+                    let message = format!("cannot open {}: {e}; waiting for it", path.display());
+                    batcher.error(&message, Some(poll_interval));
+                    reported_missing = true;
+                }
+                Err(_) => {}
+            }
+            first_open = false;
+        }
+        if let Some((old, last_data)) = rotated.as_mut() {
+            match old.read_available(&mut chunk, batcher).await {
+                Ok(true) => *last_data = Instant::now(),
+                Ok(false) if last_data.elapsed() < ROTATED_GRACE => {}
+                result => {
+                    if let Err(e) = result {
                         batcher.error(
-                            &format!("cannot open {}: {e}; waiting for it", path.display()),
-                            Some(poll_interval),
+                            &format!("reading the rotated {}: {e}", path.display()),
+                            None,
                         );
-                        reported_missing = true;
                     }
-                    first_open = false;
+                    if let Some((old, _)) = rotated.take() {
+                        old.finish(batcher).await;
+                    }
                 }
             }
         }
-        // Read everything there is.
-        if let Some(f) = followed.as_mut() {
-            loop {
-                match f.file.read(&mut chunk).await {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        f.pos += n as u64;
-                        splitter.feed(&chunk[..n], |l| lines.push(l));
-                        push_lines(&mut lines, batcher).await;
-                    }
-                    Err(e) => {
-                        batcher.error(&format!("reading {}: {e}", path.display()), None);
-                        followed = None;
-                        break;
-                    }
-                }
-                if shutdown.is_cancelled() {
-                    return;
-                }
-            }
+        if let Some(f) = current.as_mut()
+            && let Err(e) = f.read_available(&mut chunk, batcher).await
+        {
+            batcher.error(&format!("reading {}: {e}", path.display()), None);
+            current = None;
+            continue;
+        }
+        if shutdown.is_cancelled() {
+            break;
         }
         // At the end: has the file been rotated or truncated?
-        if let Some(f) = &followed {
+        if let Some(f) = &current {
             match tokio::fs::metadata(path).await {
                 Ok(meta) if meta.ino() != f.inode => {
                     tracing::info!(
@@ -115,10 +166,10 @@ pub async fn run(
                         "{} was rotated; following the new file",
                         path.display()
                     );
-                    if let Some(last) = splitter.finish() {
-                        batcher.push(last).await;
+                    if let Some((older, _)) = rotated.take() {
+                        older.finish(batcher).await;
                     }
-                    followed = None;
+                    rotated = current.take().map(|f| (f, Instant::now()));
                     continue;
                 }
                 Ok(meta) if meta.len() < f.pos => {
@@ -127,17 +178,15 @@ pub async fn run(
                         "{} was truncated; reading from its start",
                         path.display()
                     );
-                    splitter.finish();
-                    followed = None;
+                    if let Some(f) = current.take() {
+                        f.finish(batcher).await;
+                    }
                     continue;
                 }
                 _ => {}
             }
             if exit_on_eof {
-                if let Some(last) = splitter.finish() {
-                    batcher.push(last).await;
-                }
-                return;
+                break;
             }
         }
         tokio::select! {
@@ -147,16 +196,9 @@ pub async fn run(
             _ = tokio::time::sleep(poll_interval) => {}
         }
     }
-}
-
-async fn open(path: &Path, from: ReadFrom) -> std::io::Result<Followed> {
-    let mut file = File::open(path).await?;
-    let inode = file.metadata().await?.ino();
-    let pos = match from {
-        ReadFrom::Start => 0,
-        ReadFrom::End => file.seek(SeekFrom::End(0)).await?,
-    };
-    Ok(Followed { file, inode, pos })
+    for f in [rotated.map(|(f, _)| f), current].into_iter().flatten() {
+        f.finish(batcher).await;
+    }
 }
 
 /// Watches the file's directory (so re-creation is seen too); any change wakes the

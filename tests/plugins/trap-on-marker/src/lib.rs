@@ -2,8 +2,10 @@
 //! host survives a plugin that traps or never returns.
 //!
 //! For each body, in order: a body containing `TRAP` makes the plugin panic (a trap in
-//! WebAssembly); a body containing `SPIN` makes it loop forever; any other body parses
-//! to the field `line` holding the body as text (invalid UTF-8 replaced).
+//! WebAssembly); a body containing `SPIN` makes it loop forever; a body containing
+//! `SLEEP` makes it sleep for an hour (a blocking WASI call, which the host must not
+//! honour); any other body parses to the field `line` holding the body as text (invalid
+//! UTF-8 replaced).
 //!
 //! Config: none.
 
@@ -16,6 +18,7 @@ use runnel_plugin_sdk::types::Lines;
 pub enum Behaviour {
     Trap,
     Spin,
+    Sleep,
     Parse,
 }
 
@@ -26,6 +29,8 @@ pub fn behaviour(body: &[u8]) -> Behaviour {
         Behaviour::Trap
     } else if has(b"SPIN") {
         Behaviour::Spin
+    } else if has(b"SLEEP") {
+        Behaviour::Sleep
     } else {
         Behaviour::Parse
     }
@@ -42,6 +47,10 @@ pub fn parse_lines(input: &Lines) -> ParseOutput {
             match behaviour(body) {
                 Behaviour::Trap => panic!("trap-on-marker: TRAP in body"),
                 Behaviour::Spin => spin(),
+                Behaviour::Sleep => {
+                    std::thread::sleep(std::time::Duration::from_secs(3600));
+                    ParseResult::Ok(line(&mut out, body))
+                }
                 Behaviour::Parse => ParseResult::Ok(line(&mut out, body)),
             }
         })
@@ -112,6 +121,7 @@ mod tests {
     fn markers_choose_the_behaviour() {
         assert_eq!(behaviour(b"a TRAP here"), Behaviour::Trap);
         assert_eq!(behaviour(b"SPIN"), Behaviour::Spin);
+        assert_eq!(behaviour(b"SLEEP"), Behaviour::Sleep);
         assert_eq!(behaviour(b"SPIN then TRAP"), Behaviour::Trap);
         assert_eq!(behaviour(b"trap spin TRA P"), Behaviour::Parse);
         assert_eq!(behaviour(b""), Behaviour::Parse);
