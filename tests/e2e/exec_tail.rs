@@ -29,7 +29,7 @@ builtin = "combined"
 
 [sources.tail]
 type = "exec"
-command = "tail -n +1 -F '{log}'"
+command = "tail -n +1 -F '{log}' | cat"
 plugins = ["access"]
 channels = ["main"]
 batch_size = 64
@@ -67,6 +67,18 @@ batch_timeout_ms = 50
     wait_for_lines(&out, lines.len(), Duration::from_secs(30));
     let (status, stderr) = terminate(agent);
     assert!(status.success(), "agent failed: {stderr}");
+    // The whole pipeline stopped with the agent, not just its shell.
+    std::thread::sleep(Duration::from_millis(200));
+    let left = std::process::Command::new("pgrep")
+        .arg("-f")
+        .arg(log.to_str().unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        left.stdout.is_empty(),
+        "processes left: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
 
     let events = json_lines(&out);
     assert_eq!(events.len(), lines.len(), "every line exactly once");

@@ -43,6 +43,19 @@ pub async fn run(
     }
 }
 
+/// Stops the command's whole process group (SIGTERM), then reaps the shell.
+async fn stop_group(child: &mut tokio::process::Child) {
+    if let Some(pid) = child.id() {
+        // SAFETY: `killpg` only sends a signal; the group is the one the child leads
+        // (spawned with `process_group(0)`), and the child has not been reaped yet, so
+        // its id cannot have been reused.
+        unsafe {
+            libc::killpg(pid as libc::pid_t, libc::SIGTERM);
+        }
+    }
+    let _ = child.kill().await;
+}
+
 /// Runs the command once; returns how it ended.
 async fn run_once(
     source: &str,
@@ -57,6 +70,9 @@ async fn run_once(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
+        // Its own process group, so that stopping it stops a whole pipeline
+        // (`tail -F x | grep y`), not just the shell.
+        .process_group(0)
         .spawn()
     {
         Ok(child) => child,
@@ -75,11 +91,11 @@ async fn run_once(
         return "has no stdout".into();
     };
     if let Err(e) = pump(stdout, batcher, shutdown).await {
-        let _ = child.kill().await;
+        stop_group(&mut child).await;
         return format!("stdout failed: {e}");
     }
     if shutdown.is_cancelled() {
-        let _ = child.kill().await;
+        stop_group(&mut child).await;
         let _ = child.wait().await;
         return "stopped".into();
     }
