@@ -7,7 +7,6 @@
 use super::bindings::types as wit;
 use crate::event::{Event, Fields, FieldsRepr, Level, Map, Tags, Value};
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Deepest value tree accepted from a plugin; deeper trees are malformed output (they
@@ -64,7 +63,9 @@ pub enum WireError {
     FieldsNotObject,
     #[error("value tree deeper than {MAX_DEPTH}")]
     TooDeep,
-    #[error("output reuses its trees for more work than it is large (over {limit} nodes copied)")]
+    #[error(
+        "output reuses its trees for more work than it is large (over {limit} nodes checked or copied)"
+    )]
     TooMuchWork { limit: usize },
     #[error("a patch sets {count} tags; at most {MAX_TAGS_PER_PATCH} are allowed")]
     TooManyTags { count: u32 },
@@ -421,10 +422,12 @@ impl WireObject {
 pub struct OutputReader {
     output: Arc<SharedOutput>,
     tags: Vec<wit::Tag>,
-    /// Trees already checked, by range: patches may all point at one tree.
-    checked: RefCell<HashMap<(u32, u32), WireObject>>,
-    /// Nodes still allowed to be copied by merges (see [`MERGE_ALLOWANCE`]).
-    merge_budget: Cell<usize>,
+    /// The tree checked last: patches may all point at one tree, checked once.
+    last_checked: RefCell<Option<WireObject>>,
+    /// Nodes still allowed to be checked or copied (see [`MERGE_ALLOWANCE`]): a
+    /// well-formed output checks each of its nodes once; pointing many events at large
+    /// trees costs more, up to this bound.
+    work_budget: Cell<usize>,
     /// The whole arena is UTF-8: then a span is UTF-8 exactly when it starts and ends on
     /// character boundaries, and one bulk check replaces one per string.
     arena_is_utf8: bool,
@@ -433,10 +436,10 @@ pub struct OutputReader {
 impl OutputReader {
     pub fn new(data: wit::OutputData) -> Self {
         let arena_is_utf8 = std::str::from_utf8(&data.arena).is_ok();
-        let merge_budget = 4 * data.nodes.kinds.len() + MERGE_ALLOWANCE;
+        let work_budget = 4 * data.nodes.kinds.len() + MERGE_ALLOWANCE;
         Self {
-            checked: RefCell::new(HashMap::new()),
-            merge_budget: Cell::new(merge_budget),
+            last_checked: RefCell::new(None),
+            work_budget: Cell::new(work_budget),
             output: Arc::new(SharedOutput {
                 arena: data.arena,
                 nodes: data.nodes,
@@ -503,15 +506,17 @@ impl OutputReader {
             })
     }
 
-    /// The object tree that fills exactly `range`, checked (once per distinct range).
+    /// The object tree that fills exactly `range`, checked (a range asked for twice in a
+    /// row is checked once).
     pub fn object(&self, range: wit::Range) -> Result<WireObject, WireError> {
-        if let Some(object) = self.checked.borrow().get(&(range.start, range.len)) {
-            return Ok(object.clone());
+        if let Some(last) = self.last_checked.borrow().as_ref()
+            && (last.start, last.len) == (range.start, range.len)
+        {
+            return Ok(last.clone());
         }
+        self.charge(range.len as usize)?;
         let object = self.check_object(range)?;
-        self.checked
-            .borrow_mut()
-            .insert((range.start, range.len), object.clone());
+        *self.last_checked.borrow_mut() = Some(object.clone());
         Ok(object)
     }
 
@@ -519,16 +524,20 @@ impl OutputReader {
     /// makes against this output's budget.
     pub fn merge(&self, fields: &mut Fields, object: WireObject) -> Result<(), WireError> {
         if !fields.is_empty() {
-            let cost = object.node_count();
-            let left = self.merge_budget.get();
-            if cost > left {
-                return Err(WireError::TooMuchWork {
-                    limit: 4 * self.output.nodes.kinds.len() + MERGE_ALLOWANCE,
-                });
-            }
-            self.merge_budget.set(left - cost);
+            self.charge(object.node_count())?;
         }
         fields.merge(object);
+        Ok(())
+    }
+
+    fn charge(&self, nodes: usize) -> Result<(), WireError> {
+        let left = self.work_budget.get();
+        if nodes > left {
+            return Err(WireError::TooMuchWork {
+                limit: 4 * self.output.nodes.kinds.len() + MERGE_ALLOWANCE,
+            });
+        }
+        self.work_budget.set(left - nodes);
         Ok(())
     }
 
