@@ -182,3 +182,57 @@ fn plugin_test_prints_the_events_a_plugin_makes() {
     assert_eq!(first["fields"]["host"], "83.149.9.216");
     assert!(String::from_utf8_lossy(&combined.stderr).contains("10000 lines in, 10000 events out"));
 }
+
+#[test]
+fn a_stuck_sink_cannot_hold_up_shutdown_and_what_is_given_up_is_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        r#"
+[agent]
+summary_interval_secs = 3600
+shutdown_timeout_secs = 1
+
+[sources.gen]
+type = "generator"
+apps = 2
+rate = 0
+channels = ["main"]
+
+[channels.main]
+type = "memory"
+capacity = 2000
+
+[sinks.out]
+type = "console"
+channel = "main"
+format = "raw"
+"#,
+    );
+    // Standard output is a pipe nobody reads: the console sink blocks once it is full.
+    let agent = runnel()
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let started = std::time::Instant::now();
+    let (status, stderr) = terminate(agent);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "stopped in {:?}",
+        started.elapsed()
+    );
+    assert!(!status.success(), "losses make the exit status non-zero");
+    assert!(
+        stderr.contains("could not drain before the shutdown timeout"),
+        "{stderr}"
+    );
+    assert!(
+        summary_counter(&stderr, "agent", "events_lost").unwrap_or(0) > 0,
+        "{stderr}"
+    );
+}
