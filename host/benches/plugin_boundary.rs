@@ -1,6 +1,7 @@
 //! The cost of the WASM boundary: the `combined` parser run as a WebAssembly component
 //! through the agent's plugin host, against the very same parsing code compiled natively,
-//! at batch sizes 1, 64 and 1024, on the 10,000 real access-log lines.
+//! at batch sizes 1, 64, 512 (the agent's default) and 1024, on the 10,000 real
+//! access-log lines.
 //!
 //! Run with `cargo bench -p runnel --bench plugin_boundary` (scripts/bench.sh runs it).
 //! Columns, all in ns per event:
@@ -52,7 +53,7 @@ fn main() {
         "{:>6} {:>10} {:>10} {:>10} {:>14}",
         "batch", "native", "wasm call", "wasm step", "wasm/native"
     );
-    for batch in [1usize, 64, 1024] {
+    for batch in [1usize, 64, 512, 1024] {
         let native = best(|| native_round(&events, batch));
         let call = best(|| call_round(&mut instance, &events, batch));
         let step = best(|| step_round(&mut instance, &events, batch));

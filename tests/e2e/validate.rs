@@ -184,3 +184,36 @@ fn every_problem_is_reported_at_once() {
     assert!(!ok);
     assert!(msg.contains("2 problems"), "{msg}");
 }
+
+#[test]
+fn every_shipped_config_validates() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut configs = Vec::new();
+    for dir in [
+        "config",
+        "config/bench",
+        "examples/json-stdin",
+        "examples/exec-journal",
+    ] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                configs.push(path);
+            }
+        }
+    }
+    assert!(configs.len() >= 5, "{configs:?}");
+    for config in configs {
+        let out = runnel()
+            .args(["validate", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            config.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
