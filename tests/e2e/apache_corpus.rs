@@ -21,16 +21,8 @@ type = "stdin"
 plugins = ["access"]
 channels = ["main"]
 batch_size = 1000
-
-[channels.main]
-type = "memory"
-
-[sinks.out]
-type = "file"
-channel = "main"
-path = "{}"
-"#,
-            out.display()
+{tail}"#,
+            tail = main_channel_to_file(&out, "json"),
         ),
     );
     let input = data("apache_access/apache_logs");

@@ -39,6 +39,25 @@ pub fn write_config(dir: &Path, text: &str) -> PathBuf {
     path
 }
 
+/// The config tail most tests share: the memory channel `main` and the file sink `out`
+/// writing `format` to `out` (sources send to `channels = ["main"]`).
+pub fn main_channel_to_file(out: &Path, format: &str) -> String {
+    format!(
+        r#"
+[channels.main]
+type = "memory"
+
+[sinks.out]
+type = "file"
+channel = "main"
+path = "{}"
+format = "{format}"
+batch_timeout_ms = 20
+"#,
+        out.display()
+    )
+}
+
 /// Runs `runnel run --config CONFIG` with `stdin` as standard input, to completion.
 pub fn run_with_stdin(config: &Path, stdin: &Path) -> Output {
     runnel()

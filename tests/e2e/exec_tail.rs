@@ -34,19 +34,9 @@ plugins = ["access"]
 channels = ["main"]
 batch_size = 64
 batch_timeout_ms = 50
-
-[channels.main]
-type = "memory"
-capacity = 1000
-
-[sinks.out]
-type = "file"
-channel = "main"
-path = "{out}"
-batch_timeout_ms = 50
-"#,
+{tail}"#,
+            tail = main_channel_to_file(&out, "json"),
             log = log.display(),
-            out = out.display()
         ),
     );
     let agent = spawn(&config);

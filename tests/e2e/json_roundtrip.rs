@@ -50,17 +50,8 @@ builtin = "json"
 type = "stdin"
 plugins = ["json"]
 channels = ["main"]
-
-[channels.main]
-type = "memory"
-
-[sinks.out]
-type = "file"
-channel = "main"
-path = "{}"
-format = "json"
-"#,
-            out.display()
+{tail}"#,
+            tail = main_channel_to_file(&out, "json"),
         ),
     );
     let output = run_with_stdin(&config, &input);

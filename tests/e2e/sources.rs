@@ -39,19 +39,9 @@ read_from = "start"
 poll_interval_ms = 50
 channels = ["main"]
 batch_timeout_ms = 20
-
-[channels.main]
-type = "memory"
-
-[sinks.out]
-type = "file"
-channel = "main"
-path = "{out}"
-format = "raw"
-batch_timeout_ms = 20
-"#,
+{tail}"#,
+            tail = main_channel_to_file(&out, "raw"),
             log = log.display(),
-            out = out.display()
         ),
     );
     let agent = spawn(&config);
@@ -106,19 +96,9 @@ restart_backoff_ms = 50
 restart_backoff_max_ms = 100
 channels = ["main"]
 batch_timeout_ms = 20
-
-[channels.main]
-type = "memory"
-
-[sinks.out]
-type = "file"
-channel = "main"
-path = "{out}"
-format = "raw"
-batch_timeout_ms = 20
-"#,
+{tail}"#,
+            tail = main_channel_to_file(&out, "raw"),
             runs = runs.display(),
-            out = out.display()
         ),
     );
     let agent = spawn(&config);

@@ -36,17 +36,9 @@ type = "stdin"
 plugins = ["fragile"]
 channels = ["main"]
 batch_size = 10
-
-[channels.main]
-type = "memory"
-
-[sinks.out]
-type = "file"
-channel = "main"
-path = "{out}"
-"#,
+{tail}"#,
+            tail = main_channel_to_file(&out, "json"),
             plugin = built_plugin("runnel_test_trap_on_marker.wasm").display(),
-            out = out.display()
         ),
     );
     let output = run_with_stdin(&config, &input);
