@@ -79,3 +79,57 @@ batch_size = 10
         "{stderr}"
     );
 }
+
+#[test]
+fn a_plugin_sees_no_files_environment_arguments_or_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.jsonl");
+    let input = dir.path().join("in.log");
+    std::fs::write(&input, "PROBE\n").unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            r#"
+[agent]
+summary_interval_secs = 0
+
+[plugins.probe]
+path = "{plugin}"
+
+[sources.in]
+type = "stdin"
+plugins = ["probe"]
+channels = ["main"]
+{tail}"#,
+            plugin = built_plugin("runnel_test_trap_on_marker.wasm").display(),
+            tail = main_channel_to_file(&out, "fields"),
+        ),
+    );
+    let output = runnel()
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("SECRET_TOKEN", "must-not-leak")
+        .stdin(std::fs::File::open(&input).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let seen = &json_lines(&out)[0];
+    assert!(
+        seen["file"].as_str().unwrap().starts_with("denied"),
+        "{seen}"
+    );
+    assert!(
+        seen["dir"].as_str().unwrap().starts_with("denied"),
+        "{seen}"
+    );
+    assert_eq!(seen["env"], 0, "{seen}");
+    assert_eq!(seen["args"], 0, "{seen}");
+    assert_eq!(
+        seen["clock_secs"], 0,
+        "the WASI clock is stopped at the epoch: {seen}"
+    );
+}

@@ -4,8 +4,10 @@
 //! For each body, in order: a body containing `TRAP` makes the plugin panic (a trap in
 //! WebAssembly); a body containing `SPIN` makes it loop forever; a body containing
 //! `SLEEP` makes it sleep for an hour (a blocking WASI call, which the host must not
-//! honour); any other body parses to the field `line` holding the body as text (invalid
-//! UTF-8 replaced).
+//! honour); a body containing `PROBE` reports what the sandbox lets it see (fields
+//! `file`, `dir`, `env`, `args`, `clock_secs`: what reading a file, listing `/`, the
+//! environment, the arguments and the wall clock gave); any other body parses to the
+//! field `line` holding the body as text (invalid UTF-8 replaced).
 //!
 //! Config: none.
 
@@ -19,6 +21,7 @@ pub enum Behaviour {
     Trap,
     Spin,
     Sleep,
+    Probe,
     Parse,
 }
 
@@ -31,6 +34,8 @@ pub fn behaviour(body: &[u8]) -> Behaviour {
         Behaviour::Spin
     } else if has(b"SLEEP") {
         Behaviour::Sleep
+    } else if has(b"PROBE") {
+        Behaviour::Probe
     } else {
         Behaviour::Parse
     }
@@ -51,6 +56,7 @@ pub fn parse_lines(input: &Lines) -> ParseOutput {
                     std::thread::sleep(std::time::Duration::from_secs(3600));
                     ParseResult::Ok(line(&mut out, body))
                 }
+                Behaviour::Probe => ParseResult::Ok(probe(&mut out)),
                 Behaviour::Parse => ParseResult::Ok(line(&mut out, body)),
             }
         })
@@ -64,6 +70,34 @@ pub fn parse_lines(input: &Lines) -> ParseOutput {
 fn line(out: &mut Output, body: &[u8]) -> Parsed {
     let mut obj = out.object();
     obj.str("line", &String::from_utf8_lossy(body));
+    Parsed {
+        fields: obj.finish(),
+        level: None,
+        timestamp: None,
+        name: None,
+    }
+}
+
+/// What the sandbox grants: each field says what an attempt gave.
+fn probe(out: &mut Output) -> Parsed {
+    let outcome = |r: std::io::Result<String>| match r {
+        Ok(text) => format!("granted: {}", text.len()),
+        Err(e) => format!("denied: {e}"),
+    };
+    let file = outcome(std::fs::read_to_string("/etc/hostname"));
+    let dir = outcome(std::fs::read_dir("/").map(|d| d.count().to_string()));
+    let env = std::env::vars().count() as i64;
+    let args = std::env::args().count() as i64;
+    let clock_secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(-1);
+    let mut obj = out.object();
+    obj.str("file", &file)
+        .str("dir", &dir)
+        .int("env", env)
+        .int("args", args)
+        .int("clock_secs", clock_secs);
     Parsed {
         fields: obj.finish(),
         level: None,
@@ -122,6 +156,7 @@ mod tests {
         assert_eq!(behaviour(b"a TRAP here"), Behaviour::Trap);
         assert_eq!(behaviour(b"SPIN"), Behaviour::Spin);
         assert_eq!(behaviour(b"SLEEP"), Behaviour::Sleep);
+        assert_eq!(behaviour(b"PROBE"), Behaviour::Probe);
         assert_eq!(behaviour(b"SPIN then TRAP"), Behaviour::Trap);
         assert_eq!(behaviour(b"trap spin TRA P"), Behaviour::Parse);
         assert_eq!(behaviour(b""), Behaviour::Parse);
