@@ -49,16 +49,6 @@ pub enum Level {
 }
 
 impl Level {
-    pub const ALL: [Level; 7] = [
-        Level::Trace,
-        Level::Debug,
-        Level::Info,
-        Level::Warn,
-        Level::Error,
-        Level::Fatal,
-        Level::Unknown,
-    ];
-
     pub fn as_str(self) -> &'static str {
         match self {
             Level::Trace => "trace",
@@ -154,15 +144,6 @@ impl Fields {
 
     pub fn insert(&mut self, key: impl Into<String>, value: Value) {
         self.make_mut().insert(key.into(), value);
-    }
-
-    /// A copy of the value of `key`.
-    pub fn get(&self, key: &str) -> Option<Value> {
-        match &self.0 {
-            FieldsRepr::Empty => None,
-            FieldsRepr::Owned(map) => map.get(key).cloned(),
-            FieldsRepr::Wire(object) => object.to_map().swap_remove(key),
-        }
     }
 
     /// Sets the members of `object`, keeping the others.

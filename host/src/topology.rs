@@ -26,7 +26,7 @@ pub struct Topology {
 }
 
 /// Compiles a config's plugins (each once).
-pub fn load_plugins(
+fn load_plugins(
     spec: &AgentSpec,
     engine: &PluginEngine,
 ) -> Result<IndexMap<String, Plugin>, ConfigErrors> {

@@ -59,10 +59,6 @@ impl MemoryChannel {
         &self.shared.name
     }
 
-    pub fn capacity(&self) -> usize {
-        self.shared.capacity
-    }
-
     /// Events queued plus events held by open transactions.
     pub fn len(&self) -> usize {
         let state = self.shared.lock();

@@ -166,22 +166,16 @@ fn handle_failure(
     message: &str,
     dead: &mut Vec<Event>,
 ) -> bool {
-    match step.on_error {
-        OnError::Drop => false,
-        OnError::Tag => {
-            event.tags.set(tag, message);
-            event
-                .tags
-                .set(error_tags::ERROR_STEP, step.instance.plugin().name());
-            true
-        }
-        OnError::DeadLetter => {
-            event.tags.set(tag, message);
-            event
-                .tags
-                .set(error_tags::ERROR_STEP, step.instance.plugin().name());
-            dead.push(std::mem::take(event));
-            false
-        }
+    if step.on_error == OnError::Drop {
+        return false;
     }
+    event.tags.set(tag, message);
+    event
+        .tags
+        .set(error_tags::ERROR_STEP, step.instance.plugin().name());
+    if step.on_error == OnError::DeadLetter {
+        dead.push(std::mem::take(event));
+        return false;
+    }
+    true
 }

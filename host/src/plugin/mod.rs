@@ -521,16 +521,8 @@ impl PluginInstance {
         live.store
             .set_epoch_deadline(deadline_ticks(p.limits.call_timeout));
         let input = self.lines.encode(events);
-        let result = b
-            .runnel_plugin_parser()
-            .instance()
-            .call_parse(&mut live.store, *res, input)
-            .map(|out| out.results.len())
-            .map_err(|source| PluginError::Call {
-                plugin: p.name.to_string(),
-                call: "parse",
-                source,
-            });
+        let result =
+            call_parse(&mut live.store, b, *res, input, &p.name).map(|out| out.results.len());
         Some(result)
     }
 
@@ -568,12 +560,7 @@ impl PluginInstance {
         };
         match &live.bound {
             Bound::Parser(b, res) => {
-                let input = self.lines.encode(events);
-                let out = b
-                    .runnel_plugin_parser()
-                    .instance()
-                    .call_parse(&mut *store, *res, input)
-                    .map_err(call_err("parse"))?;
+                let out = call_parse(store, b, *res, self.lines.encode(events), &p.name)?;
                 expect("parse results", out.results.len())?;
                 let reader = OutputReader::new(out.data);
                 for (event, result) in events.iter_mut().zip(&out.results) {
@@ -646,6 +633,25 @@ impl PluginInstance {
         }
         Ok(())
     }
+}
+
+/// One `parse` call: the bodies in, the parser's output out (not yet checked).
+fn call_parse(
+    store: &mut Store<HostState>,
+    bound: &parser::ParserPlugin,
+    instance: ResourceAny,
+    input: &wit::Lines,
+    plugin: &str,
+) -> Result<parser::exports::runnel::plugin::parser::ParseOutput, PluginError> {
+    bound
+        .runnel_plugin_parser()
+        .instance()
+        .call_parse(store, instance, input)
+        .map_err(|source| PluginError::Call {
+            plugin: plugin.to_owned(),
+            call: "parse",
+            source,
+        })
 }
 
 fn patched(result: Result<(), WireError>) -> Verdict {
