@@ -2,14 +2,14 @@
 # The benchmarks, in one run (release builds):
 #  1. the WASM boundary: the combined parser as a component vs the same code native,
 #     batch sizes 1/64/1024 (host/benches/plugin_boundary.rs);
-#  2. end to end: LINES access-log lines (the shared 10,000-line log repeated) through
+#  2. end to end: LINES access-log lines (the vendored 10,000-line log repeated) through
 #     file source → combined → field-filter → file sink, reporting lines/s, CPU µs/line
 #     and peak RSS of the agent process.
 # Usage: scripts/bench.sh [LINES]   (default 2000000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LINES=${1:-2000000}
-DATA=../shared/data/apache_access/apache_logs
+DATA=tests/data/apache_access/apache_logs
 WORK=target/bench
 mkdir -p "$WORK"
 

@@ -22,9 +22,9 @@ const MIN_EVENTS_PER_ROUND: usize = 200_000;
 fn main() {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/data/apache_access/apache_logs"
+        "/../tests/data/apache_access/apache_logs"
     );
-    let text = std::fs::read_to_string(path).expect("the shared access log");
+    let text = std::fs::read_to_string(path).expect("the vendored access log (tests/data)");
     let name: Arc<str> = Arc::from("bench");
     let events: Vec<Event> = text
         .lines()

@@ -12,10 +12,10 @@ pub fn runnel() -> Command {
     cmd
 }
 
-/// A file of the shared, read-only test data.
+/// A file of the vendored test data (tests/data, see its README).
 pub fn data(rel: &str) -> PathBuf {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/data")
+        .join("../tests/data")
         .join(rel);
     assert!(p.exists(), "test data missing: {}", p.display());
     p

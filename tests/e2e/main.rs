@@ -1,5 +1,5 @@
 //! End-to-end tests: each runs the real `runnel` binary on a config, with real files,
-//! commands and data from ../shared/data, and checks what comes out.
+//! commands and data from tests/data, and checks what comes out.
 
 mod common;
 
