@@ -4,14 +4,18 @@
 
 mod locate;
 mod raw;
+pub mod registry;
 
 pub use locate::Locator;
+pub use registry::Problems;
 
 use crate::builtin;
-use crate::encoding::Format;
+use crate::channel::ChannelType;
 use crate::event::{Map, Value};
 use crate::plugin::Limits;
-use raw::{RawConfig, RawPlugin, RawSink, RawSource, SinkType, SourceType};
+use crate::sink::SinkType;
+use crate::source::SourceType;
+use raw::{CommonSink, CommonSource, RawConfig, RawPlugin};
 use std::collections::HashSet;
 use std::fmt;
 use std::path::PathBuf;
@@ -65,6 +69,8 @@ pub struct AgentSpec {
     pub origin: String,
     pub name: String,
     pub hostname: Arc<str>,
+    /// Where durable state lives: file channels (by default), source positions.
+    pub data_dir: PathBuf,
     pub summary_interval: Option<Duration>,
     pub shutdown_timeout: Duration,
     pub plugins: Vec<PluginSpec>,
@@ -102,62 +108,13 @@ pub struct PluginSpec {
     pub limits: Limits,
 }
 
+/// When a batch is closed: at `size` events, `bytes` bytes, or `timeout` after its first
+/// event, whichever comes first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchSpec {
     pub size: usize,
+    pub bytes: usize,
     pub timeout: Duration,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReadFrom {
-    Start,
-    End,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum SourceKind {
-    Exec {
-        command: String,
-        backoff_initial: Duration,
-        backoff_max: Duration,
-    },
-    File {
-        path: PathBuf,
-        read_from: ReadFrom,
-        poll_interval: Duration,
-        /// Stop at the end of the file instead of following it (Fluent Bit's
-        /// `Exit_On_Eof`): for replaying a file, and for benchmarks.
-        exit_on_eof: bool,
-    },
-    Stdin,
-    Generator(GeneratorSpec),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum GeneratedKind {
-    Access,
-    App,
-    Syslog,
-}
-
-impl GeneratedKind {
-    const NAMES: [(&'static str, GeneratedKind); 3] = [
-        ("access", GeneratedKind::Access),
-        ("app", GeneratedKind::App),
-        ("syslog", GeneratedKind::Syslog),
-    ];
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct GeneratorSpec {
-    /// Concurrent simulated applications.
-    pub apps: usize,
-    /// Lines per second per application; `None`: as fast as the pipeline takes them.
-    pub rate: Option<f64>,
-    /// Lines per application before it stops; `None`: forever.
-    pub count: Option<u64>,
-    pub kinds: Vec<GeneratedKind>,
-    pub seed: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -172,7 +129,7 @@ pub struct SourceSpec {
     pub name: String,
     pub line: Option<usize>,
     pub event_name: Arc<str>,
-    pub kind: SourceKind,
+    pub kind: SourceType,
     pub plugins: Vec<String>,
     pub channels: Vec<String>,
     pub dead_letter: Vec<String>,
@@ -184,27 +141,18 @@ pub struct SourceSpec {
 #[derive(Debug, Clone)]
 pub struct ChannelSpec {
     pub name: String,
-    pub capacity: usize,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stream {
-    Stdout,
-    Stderr,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum SinkKind {
-    Console { format: Format, stream: Stream },
-    File { path: PathBuf, format: Format },
+    pub line: Option<usize>,
+    pub kind: ChannelType,
 }
 
 #[derive(Debug, Clone)]
 pub struct SinkSpec {
     pub name: String,
+    pub line: Option<usize>,
     pub channel: String,
     pub batch: BatchSpec,
-    pub kind: SinkKind,
+    pub dead_letter: Option<String>,
+    pub kind: SinkType,
 }
 
 /// The config compiled into the binary, used when no `--config` is given.
@@ -219,7 +167,7 @@ pub fn load(text: &str, origin: &str) -> Result<AgentSpec, ConfigErrors> {
         ConfigErrors(vec![ConfigError {
             origin: origin.to_owned(),
             line,
-            path: String::new(),
+            path: line.and_then(|l| locator.key_at_line(l)).unwrap_or_default(),
             message: e.message().trim_end().to_owned(),
         }])
     })?;
@@ -281,6 +229,15 @@ impl Validator<'_> {
         });
     }
 
+    /// Records a component's problems under its key path.
+    fn problems(&mut self, at: &[&str], problems: Problems) {
+        for (rel, message) in problems.found {
+            let mut path: Vec<&str> = at.to_vec();
+            path.extend(rel.iter().map(String::as_str));
+            self.error(&path, message);
+        }
+    }
+
     fn validate(mut self, raw: RawConfig) -> Result<AgentSpec, ConfigErrors> {
         let hostname: Arc<str> = Arc::from(raw.agent.hostname.clone().unwrap_or_else(os_hostname));
         let plugins: Vec<PluginSpec> = raw
@@ -291,18 +248,7 @@ impl Validator<'_> {
         let channels: Vec<ChannelSpec> = raw
             .channels
             .iter()
-            .filter_map(|(name, c)| {
-                let raw::ChannelType::Memory = c.kind;
-                let capacity = c.capacity.unwrap_or(10_000);
-                if capacity == 0 {
-                    self.error(&["channels", name, "capacity"], "must be at least 1");
-                    return None;
-                }
-                Some(ChannelSpec {
-                    name: name.clone(),
-                    capacity,
-                })
-            })
+            .filter_map(|(name, table)| self.channel(name, table.clone()))
             .collect();
         let channel_names: Vec<&str> = raw.channels.keys().map(String::as_str).collect();
         let plugin_names: Vec<&str> = raw.plugins.keys().map(String::as_str).collect();
@@ -314,18 +260,22 @@ impl Validator<'_> {
             );
         }
         let mut sources = Vec::new();
-        for (name, s) in &raw.sources {
-            if let Some(spec) = self.source(name, s, &channel_names, &plugin_names, &plugins) {
+        for (name, table) in &raw.sources {
+            if let Some(spec) =
+                self.source(name, table.clone(), &channel_names, &plugin_names, &plugins)
+            {
                 sources.push(spec);
             }
         }
         let mut sinks = Vec::new();
-        for (name, s) in &raw.sinks {
-            if let Some(spec) = self.sink(name, s, &channel_names) {
+        for (name, table) in &raw.sinks {
+            if let Some(spec) = self.sink(name, table.clone(), &channel_names) {
                 sinks.push(spec);
             }
         }
-        self.check_channel_use(&raw, &channel_names);
+        self.check_channel_use(&sinks, &channel_names);
+        self.check_batches_fit(&sinks, &channels);
+        self.check_feedback_loops(&sources, &sinks);
 
         if !self.errors.is_empty() {
             return Err(ConfigErrors(self.errors));
@@ -334,6 +284,7 @@ impl Validator<'_> {
             origin: self.origin.to_owned(),
             name: raw.agent.name.unwrap_or_else(|| hostname.to_string()),
             hostname,
+            data_dir: PathBuf::from(raw.agent.data_dir.as_deref().unwrap_or("runnel-data")),
             summary_interval: match raw.agent.summary_interval_secs {
                 Some(0) => None,
                 Some(s) => Some(Duration::from_secs(s)),
@@ -344,6 +295,91 @@ impl Validator<'_> {
             sources,
             channels,
             sinks,
+        })
+    }
+
+    /// Splits a component's table into the settings every component of its kind has
+    /// and the settings of its type, and reads the first with `read`.
+    fn split<T: serde::de::DeserializeOwned>(
+        &mut self,
+        at: &[&str],
+        mut table: toml::Table,
+        common_keys: &[&str],
+        what: &str,
+    ) -> Option<(T, toml::Table)> {
+        let mut common = toml::Table::new();
+        for key in common_keys {
+            if let Some(v) = table.remove(*key) {
+                common.insert((*key).to_owned(), v);
+            }
+        }
+        match registry::deserialize::<T>(common, what) {
+            Ok(c) => Some((c, table)),
+            Err(e) => {
+                let mut path: Vec<&str> = at.to_vec();
+                path.extend(e.path.iter().map(String::as_str));
+                self.error(&path, e.message);
+                None
+            }
+        }
+    }
+
+    /// Reads the `type` of a component and its type's settings through a registry.
+    fn typed<T>(
+        &mut self,
+        at: &[&str],
+        mut table: toml::Table,
+        kind: &str,
+        types: &[&str],
+        parse: impl FnOnce(&str, toml::Table) -> Option<Result<T, registry::SettingError>>,
+    ) -> Option<T> {
+        let mut type_path = at.to_vec();
+        type_path.push("type");
+        let tag = match table.remove("type") {
+            Some(toml::Value::String(t)) => t,
+            Some(_) => {
+                self.error(&type_path, "must be a string");
+                return None;
+            }
+            None => {
+                self.error(
+                    at,
+                    format!("set `type` (one of {})", types.join(", ")),
+                );
+                return None;
+            }
+        };
+        match parse(&tag, table) {
+            Some(Ok(config)) => Some(config),
+            Some(Err(e)) => {
+                let mut path: Vec<&str> = at.to_vec();
+                path.extend(e.path.iter().map(String::as_str));
+                self.error(&path, e.message);
+                None
+            }
+            None => {
+                self.error(
+                    &type_path,
+                    format!("unknown {kind} type `{tag}` (types: {})", types.join(", ")),
+                );
+                None
+            }
+        }
+    }
+
+    fn channel(&mut self, name: &str, table: toml::Table) -> Option<ChannelSpec> {
+        let at = ["channels", name];
+        let kind = self.typed(&at, table, "channel", ChannelType::TYPES, ChannelType::parse)?;
+        let mut problems = Problems::default();
+        kind.config().validate(&mut problems);
+        if !problems.is_empty() {
+            self.problems(&at, problems);
+            return None;
+        }
+        Some(ChannelSpec {
+            name: name.to_owned(),
+            line: self.locator.line(&at),
+            kind,
         })
     }
 
@@ -419,18 +455,28 @@ impl Validator<'_> {
 
     fn batch(
         &mut self,
-        section: &str,
-        name: &str,
+        at: &[&str],
         size: Option<usize>,
+        bytes: Option<usize>,
         timeout_ms: Option<u64>,
         default_timeout: u64,
     ) -> BatchSpec {
+        let key = |k: &'static str| {
+            let mut p = at.to_vec();
+            p.push(k);
+            p
+        };
         let size = size.unwrap_or(512);
         if size == 0 {
-            self.error(&[section, name, "batch_size"], "must be at least 1");
+            self.error(&key("batch_size"), "must be at least 1");
+        }
+        let bytes = bytes.unwrap_or(DEFAULT_BATCH_BYTES);
+        if bytes < 1024 {
+            self.error(&key("batch_bytes"), "must be at least 1024");
         }
         BatchSpec {
             size: size.max(1),
+            bytes: bytes.max(1024),
             timeout: Duration::from_millis(timeout_ms.unwrap_or(default_timeout)),
         }
     }
@@ -441,17 +487,7 @@ impl Validator<'_> {
                 let index = i.to_string();
                 let mut p = path.to_vec();
                 p.push(&index);
-                self.error(
-                    &p,
-                    format!(
-                        "{what} `{n}` is not defined (defined: {})",
-                        if defined.is_empty() {
-                            "none".to_owned()
-                        } else {
-                            defined.join(", ")
-                        }
-                    ),
-                );
+                self.error(&p, undefined(what, n, defined));
             }
         }
     }
@@ -459,13 +495,21 @@ impl Validator<'_> {
     fn source(
         &mut self,
         name: &str,
-        s: &RawSource,
+        table: toml::Table,
         channels: &[&str],
         plugin_names: &[&str],
         plugins: &[PluginSpec],
     ) -> Option<SourceSpec> {
+        let at = ["sources", name];
         let errors_before = self.errors.len();
-        let kind = self.source_kind(name, s);
+        let (s, rest) =
+            self.split::<CommonSource>(&at, table, CommonSource::KEYS, "a source")?;
+        let kind = self.typed(&at, rest, "source", SourceType::TYPES, SourceType::parse);
+        if let Some(kind) = &kind {
+            let mut problems = Problems::default();
+            kind.config().validate(&mut problems);
+            self.problems(&at, problems);
+        }
         self.refs(
             &["sources", name, "plugins"],
             &s.plugins,
@@ -485,10 +529,7 @@ impl Validator<'_> {
             "channel",
         );
         if s.channels.is_empty() {
-            self.error(
-                &["sources", name],
-                "set `channels`: where this source's events go",
-            );
+            self.error(&at, "set `channels`: where this source's events go");
         }
         for (route, targets) in &s.routes {
             self.refs(
@@ -515,10 +556,13 @@ impl Validator<'_> {
                 "routes need a router plugin in `plugins`",
             );
         }
-        let batch = self.batch("sources", name, s.batch_size, s.batch_timeout_ms, 200);
-        let max_line_bytes = s.max_line_bytes.unwrap_or(1 << 20);
-        if max_line_bytes < 16 {
-            self.error(&["sources", name, "max_line_bytes"], "must be at least 16");
+        let batch = self.batch(&at, s.batch_size, s.batch_bytes, s.batch_timeout_ms, 200);
+        let max_line_bytes = s.max_line_bytes.unwrap_or(DEFAULT_MAX_LINE_BYTES);
+        if !(16..=MAX_LINE_BYTES_LIMIT).contains(&max_line_bytes) {
+            self.error(
+                &["sources", name, "max_line_bytes"],
+                format!("must be between 16 and {MAX_LINE_BYTES_LIMIT}"),
+            );
         }
         let kind = kind?;
         if self.errors.len() > errors_before {
@@ -526,7 +570,7 @@ impl Validator<'_> {
         }
         Some(SourceSpec {
             name: name.to_owned(),
-            line: self.locator.line(&["sources", name]),
+            line: self.locator.line(&at),
             event_name: Arc::from(s.name.as_deref().unwrap_or(name)),
             kind,
             plugins: s.plugins.clone(),
@@ -546,214 +590,50 @@ impl Validator<'_> {
         })
     }
 
-    fn source_kind(&mut self, name: &str, s: &RawSource) -> Option<SourceKind> {
-        let only = |v: &mut Self, present: &[(&str, bool)]| {
-            for (key, set) in present {
-                if *set {
-                    v.error(
-                        &["sources", name, key],
-                        format!(
-                            "`{key}` is not a setting of a `{}` source",
-                            type_name(s.kind)
-                        ),
-                    );
-                }
-            }
-        };
-        let exec_keys = [
-            ("command", s.command.is_some()),
-            ("restart_backoff_ms", s.restart_backoff_ms.is_some()),
-            ("restart_backoff_max_ms", s.restart_backoff_max_ms.is_some()),
-        ];
-        let file_keys = [
-            ("path", s.path.is_some()),
-            ("read_from", s.read_from.is_some()),
-            ("poll_interval_ms", s.poll_interval_ms.is_some()),
-            ("exit_on_eof", s.exit_on_eof.is_some()),
-        ];
-        let gen_keys = [
-            ("apps", s.apps.is_some()),
-            ("rate", s.rate.is_some()),
-            ("count", s.count.is_some()),
-            ("kinds", s.kinds.is_some()),
-            ("seed", s.seed.is_some()),
-        ];
-        match s.kind {
-            SourceType::Exec => {
-                only(self, &file_keys);
-                only(self, &gen_keys);
-                let Some(command) = s.command.clone().filter(|c| !c.trim().is_empty()) else {
-                    self.error(&["sources", name], "an exec source needs `command`");
-                    return None;
-                };
-                let initial = s.restart_backoff_ms.unwrap_or(1000).max(1);
-                let max = s.restart_backoff_max_ms.unwrap_or(30_000).max(initial);
-                Some(SourceKind::Exec {
-                    command,
-                    backoff_initial: Duration::from_millis(initial),
-                    backoff_max: Duration::from_millis(max),
-                })
-            }
-            SourceType::File => {
-                only(self, &exec_keys);
-                only(self, &gen_keys);
-                let Some(path) = s.path.clone() else {
-                    self.error(&["sources", name], "a file source needs `path`");
-                    return None;
-                };
-                let read_from = match s.read_from.as_deref() {
-                    None | Some("end") => ReadFrom::End,
-                    Some("start") => ReadFrom::Start,
-                    Some(other) => {
-                        self.error(
-                            &["sources", name, "read_from"],
-                            format!("unknown value `{other}` (expected start or end)"),
-                        );
-                        return None;
-                    }
-                };
-                Some(SourceKind::File {
-                    path: PathBuf::from(path),
-                    read_from,
-                    poll_interval: Duration::from_millis(s.poll_interval_ms.unwrap_or(250).max(10)),
-                    exit_on_eof: s.exit_on_eof.unwrap_or(false),
-                })
-            }
-            SourceType::Stdin => {
-                only(self, &exec_keys);
-                only(self, &file_keys);
-                only(self, &gen_keys);
-                Some(SourceKind::Stdin)
-            }
-            SourceType::Generator => {
-                only(self, &exec_keys);
-                only(self, &file_keys);
-                let apps = s.apps.unwrap_or(4);
-                if apps == 0 || apps > 10_000 {
-                    self.error(&["sources", name, "apps"], "must be between 1 and 10000");
-                    return None;
-                }
-                let rate = match s.rate {
-                    None => Some(10.0),
-                    Some(0.0) => None,
-                    Some(r) if r.is_finite() && (0.001..=10_000_000.0).contains(&r) => Some(r),
-                    Some(_) => {
-                        self.error(&["sources", name, "rate"], "must be between 0.001 and 10000000 lines per second, or 0 for as fast as possible");
-                        return None;
-                    }
-                };
-                let mut kinds = Vec::new();
-                for (i, k) in s
-                    .kinds
-                    .clone()
-                    .unwrap_or_else(|| vec!["access".into(), "app".into(), "syslog".into()])
-                    .iter()
-                    .enumerate()
-                {
-                    match GeneratedKind::NAMES.iter().find(|(n, _)| n == k) {
-                        Some((_, kind)) => kinds.push(*kind),
-                        None => self.error(
-                            &["sources", name, "kinds", &i.to_string()],
-                            format!("unknown kind `{k}` (expected access, app or syslog)"),
-                        ),
-                    }
-                }
-                if kinds.is_empty() {
-                    self.error(&["sources", name, "kinds"], "name at least one kind");
-                    return None;
-                }
-                Some(SourceKind::Generator(GeneratorSpec {
-                    apps,
-                    rate,
-                    count: s.count,
-                    kinds,
-                    seed: s.seed.unwrap_or(0x5eed),
-                }))
-            }
-        }
-    }
-
-    fn sink(&mut self, name: &str, s: &RawSink, channels: &[&str]) -> Option<SinkSpec> {
+    fn sink(&mut self, name: &str, table: toml::Table, channels: &[&str]) -> Option<SinkSpec> {
+        let at = ["sinks", name];
         let errors_before = self.errors.len();
+        let (s, rest) = self.split::<CommonSink>(&at, table, CommonSink::KEYS, "a sink")?;
         if !channels.contains(&s.channel.as_str()) {
             self.error(
                 &["sinks", name, "channel"],
-                format!(
-                    "channel `{}` is not defined (defined: {})",
-                    s.channel,
-                    if channels.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        channels.join(", ")
-                    }
-                ),
+                undefined("channel", &s.channel, channels),
             );
         }
-        let format = match s.format.as_deref().map(str::parse::<Format>) {
-            None => None,
-            Some(Ok(f)) => Some(f),
-            Some(Err(e)) => {
-                self.error(&["sinks", name, "format"], e);
-                None
+        if let Some(dl) = &s.dead_letter {
+            if !channels.contains(&dl.as_str()) {
+                self.error(
+                    &["sinks", name, "dead_letter"],
+                    undefined("channel", dl, channels),
+                );
+            } else if *dl == s.channel {
+                self.error(
+                    &["sinks", name, "dead_letter"],
+                    "must not be the channel this sink takes from (refused batches would come straight back)",
+                );
             }
-        };
-        let batch = self.batch("sinks", name, s.batch_size, s.batch_timeout_ms, 1000);
-        let kind = match s.kind {
-            SinkType::Console => {
-                if s.path.is_some() {
-                    self.error(
-                        &["sinks", name, "path"],
-                        "`path` is not a setting of a `console` sink",
-                    );
-                }
-                let stream = match s.stream.as_deref() {
-                    None | Some("stdout") => Stream::Stdout,
-                    Some("stderr") => Stream::Stderr,
-                    Some(other) => {
-                        self.error(
-                            &["sinks", name, "stream"],
-                            format!("unknown value `{other}` (expected stdout or stderr)"),
-                        );
-                        Stream::Stdout
-                    }
-                };
-                SinkKind::Console {
-                    format: format.unwrap_or(Format::Human),
-                    stream,
-                }
-            }
-            SinkType::File => {
-                if s.stream.is_some() {
-                    self.error(
-                        &["sinks", name, "stream"],
-                        "`stream` is not a setting of a `file` sink",
-                    );
-                }
-                let Some(path) = &s.path else {
-                    self.error(&["sinks", name], "a file sink needs `path`");
-                    return None;
-                };
-                SinkKind::File {
-                    path: PathBuf::from(path),
-                    format: format.unwrap_or(Format::Json),
-                }
-            }
-        };
+        }
+        let batch = self.batch(&at, s.batch_size, s.batch_bytes, s.batch_timeout_ms, 1000);
+        let kind = self.typed(&at, rest, "sink", SinkType::TYPES, SinkType::parse)?;
+        let mut problems = Problems::default();
+        kind.config().validate(&mut problems);
+        self.problems(&at, problems);
         if self.errors.len() > errors_before {
             return None;
         }
         Some(SinkSpec {
             name: name.to_owned(),
-            channel: s.channel.clone(),
+            line: self.locator.line(&at),
+            channel: s.channel,
             batch,
+            dead_letter: s.dead_letter,
             kind,
         })
     }
 
-    /// Every channel must have a producer and a consumer, or events would pile up in it
-    /// (or it would never be fed).
-    fn check_channel_use(&mut self, raw: &RawConfig, channels: &[&str]) {
-        let consumed: HashSet<&str> = raw.sinks.values().map(|s| s.channel.as_str()).collect();
+    /// Every channel must have a consumer, or events would pile up in it.
+    fn check_channel_use(&mut self, sinks: &[SinkSpec], channels: &[&str]) {
+        let consumed: HashSet<&str> = sinks.iter().map(|s| s.channel.as_str()).collect();
         for name in channels {
             if !consumed.contains(name) {
                 self.error(
@@ -765,15 +645,66 @@ impl Validator<'_> {
             }
         }
     }
+
+    /// A sink waiting for a batch larger than its channel can hold would only ever get
+    /// timed-out partial batches: refuse it.
+    fn check_batches_fit(&mut self, sinks: &[SinkSpec], channels: &[ChannelSpec]) {
+        for sink in sinks {
+            let Some(channel) = channels.iter().find(|c| c.name == sink.channel) else {
+                continue;
+            };
+            let capacity = channel.kind.config().capacity_events();
+            if sink.batch.size > capacity {
+                self.error(
+                    &["sinks", &sink.name, "batch_size"],
+                    format!(
+                        "{} is larger than the capacity of channel `{}` ({capacity} events): the batch could never fill",
+                        sink.batch.size, channel.name
+                    ),
+                );
+            }
+        }
+    }
+
+    /// A sink writing into a file a source reads would feed the agent its own output.
+    fn check_feedback_loops(&mut self, sources: &[SourceSpec], sinks: &[SinkSpec]) {
+        for sink in sinks {
+            let Some(written) = sink.kind.config().writes_file() else {
+                continue;
+            };
+            for source in sources {
+                if source.kind.config().reads_file(&written) {
+                    self.error(
+                        &["sinks", &sink.name, "path"],
+                        format!(
+                            "writes {}, which source `{}` reads: the agent would read its own output in a loop",
+                            written.display(),
+                            source.name
+                        ),
+                    );
+                }
+            }
+        }
+    }
 }
 
-fn type_name(kind: SourceType) -> &'static str {
-    match kind {
-        SourceType::Exec => "exec",
-        SourceType::File => "file",
-        SourceType::Stdin => "stdin",
-        SourceType::Generator => "generator",
-    }
+/// Default `batch_bytes` (sources and sinks): a batch is closed at this many bytes of
+/// line bodies even when it has fewer than `batch_size` events.
+pub const DEFAULT_BATCH_BYTES: usize = 1 << 20;
+/// Default `max_line_bytes`.
+pub const DEFAULT_MAX_LINE_BYTES: usize = 1 << 20;
+/// Largest `max_line_bytes` accepted.
+const MAX_LINE_BYTES_LIMIT: usize = 64 << 20;
+
+fn undefined(what: &str, name: &str, defined: &[&str]) -> String {
+    format!(
+        "{what} `{name}` is not defined (defined: {})",
+        if defined.is_empty() {
+            "none".to_owned()
+        } else {
+            defined.join(", ")
+        }
+    )
 }
 
 fn display_path(path: &[&str]) -> String {

@@ -1,5 +1,7 @@
-//! The config file as written: TOML in Flume's vocabulary. Unknown keys are rejected by
-//! serde (with the line of the key); everything else is checked in `validate`.
+//! The config file as written: TOML in Flume's vocabulary. The agent and plugin sections
+//! are read here (unknown keys are refused by serde, with their line); each source,
+//! channel and sink is kept as its table until the registry of its kind reads it with
+//! the config struct of its `type`.
 
 use indexmap::IndexMap;
 use serde::Deserialize;
@@ -10,11 +12,11 @@ pub struct RawConfig {
     #[serde(default)]
     pub agent: RawAgent,
     #[serde(default)]
-    pub sources: IndexMap<String, RawSource>,
+    pub sources: IndexMap<String, toml::Table>,
     #[serde(default)]
-    pub channels: IndexMap<String, RawChannel>,
+    pub channels: IndexMap<String, toml::Table>,
     #[serde(default)]
-    pub sinks: IndexMap<String, RawSink>,
+    pub sinks: IndexMap<String, toml::Table>,
     #[serde(default)]
     pub plugins: IndexMap<String, RawPlugin>,
 }
@@ -26,24 +28,13 @@ pub struct RawAgent {
     pub hostname: Option<String>,
     pub summary_interval_secs: Option<u64>,
     pub shutdown_timeout_secs: Option<u64>,
+    pub data_dir: Option<String>,
 }
 
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum SourceType {
-    Exec,
-    File,
-    Stdin,
-    Generator,
-}
-
-/// One source. Settings of every source type share this struct; `validate` refuses the
-/// ones that do not belong to the source's `type`.
+/// The settings every source has, whatever its type.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawSource {
-    #[serde(rename = "type")]
-    pub kind: SourceType,
+pub struct CommonSource {
     pub name: Option<String>,
     #[serde(default)]
     pub plugins: Vec<String>,
@@ -54,59 +45,46 @@ pub struct RawSource {
     #[serde(default)]
     pub routes: IndexMap<String, Vec<String>>,
     pub batch_size: Option<usize>,
+    pub batch_bytes: Option<usize>,
     pub batch_timeout_ms: Option<u64>,
     pub max_line_bytes: Option<usize>,
-    // exec
-    pub command: Option<String>,
-    pub restart_backoff_ms: Option<u64>,
-    pub restart_backoff_max_ms: Option<u64>,
-    // file
-    pub path: Option<String>,
-    pub read_from: Option<String>,
-    pub poll_interval_ms: Option<u64>,
-    pub exit_on_eof: Option<bool>,
-    // generator
-    pub apps: Option<usize>,
-    pub rate: Option<f64>,
-    pub count: Option<u64>,
-    pub kinds: Option<Vec<String>>,
-    pub seed: Option<u64>,
 }
 
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum ChannelType {
-    Memory,
+impl CommonSource {
+    pub const KEYS: &'static [&'static str] = &[
+        "name",
+        "plugins",
+        "channels",
+        "dead_letter",
+        "routes",
+        "batch_size",
+        "batch_bytes",
+        "batch_timeout_ms",
+        "max_line_bytes",
+    ];
 }
 
+/// The settings every sink has, whatever its type.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawChannel {
-    #[serde(rename = "type")]
-    pub kind: ChannelType,
-    pub capacity: Option<usize>,
-}
-
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum SinkType {
-    Console,
-    File,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawSink {
-    #[serde(rename = "type")]
-    pub kind: SinkType,
+pub struct CommonSink {
     pub channel: String,
-    pub format: Option<String>,
     pub batch_size: Option<usize>,
+    pub batch_bytes: Option<usize>,
     pub batch_timeout_ms: Option<u64>,
-    // console
-    pub stream: Option<String>,
-    // file
-    pub path: Option<String>,
+    /// Where batches the destination refuses for good go (a channel); without it they
+    /// are dropped and counted.
+    pub dead_letter: Option<String>,
+}
+
+impl CommonSink {
+    pub const KEYS: &'static [&'static str] = &[
+        "channel",
+        "batch_size",
+        "batch_bytes",
+        "batch_timeout_ms",
+        "dead_letter",
+    ];
 }
 
 #[derive(Debug, Deserialize)]

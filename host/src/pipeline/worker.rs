@@ -3,13 +3,13 @@
 //! source through the bounded queue in front of the worker).
 
 use super::{Chain, Selector};
-use crate::event::Event;
 use crate::internal_events::EventsLost;
+use crate::source::Batch;
 use std::panic::AssertUnwindSafe;
 use tokio::sync::mpsc;
 
 /// Where a source sends its batches.
-pub type WorkerHandle = mpsc::Sender<Vec<Event>>;
+pub type WorkerHandle = mpsc::Sender<Batch>;
 
 pub struct Worker {
     pub chain: Chain,
@@ -24,7 +24,7 @@ impl Worker {
         source: &str,
         runtime: tokio::runtime::Handle,
     ) -> std::io::Result<(WorkerHandle, std::thread::JoinHandle<()>)> {
-        let (tx, mut rx) = mpsc::channel::<Vec<Event>>(2);
+        let (tx, mut rx) = mpsc::channel::<Batch>(2);
         let source = source.to_owned();
         let Worker {
             mut chain,
@@ -33,7 +33,13 @@ impl Worker {
         let thread = std::thread::Builder::new()
             .name(format!("runnel-{source}"))
             .spawn(move || {
-                while let Some(batch) = rx.blocking_recv() {
+                while let Some(Batch { events: batch, ack }) = rx.blocking_recv() {
+                    if batch.is_empty() {
+                        if let Some(ack) = ack {
+                            ack.done();
+                        }
+                        continue;
+                    }
                     let n = batch.len() as u64;
                     // A bug in the host must not kill the source's pipeline for good.
                     let output =
@@ -49,6 +55,7 @@ impl Worker {
                                 continue;
                             }
                         };
+                    let mut all_put = true;
                     for (channel, events) in selector.channels().iter().zip(selector.select(output))
                     {
                         if events.is_empty() {
@@ -57,6 +64,7 @@ impl Worker {
                         let n = events.len() as u64;
                         if let Err(e) = runtime.block_on(channel.put(events)) {
                             // Channels close before workers finish only at a forced stop.
+                            all_put = false;
                             EventsLost {
                                 count: n,
                                 at: &source,
@@ -64,6 +72,10 @@ impl Worker {
                             }
                             .emit();
                         }
+                    }
+                    // The source may now persist the positions this batch covers.
+                    if let (true, Some(ack)) = (all_put, ack) {
+                        ack.done();
                     }
                 }
             })?;

@@ -1,14 +1,50 @@
-//! [`Batcher`]: lines → events → batches of `batch_size`, or smaller after
-//! `batch_timeout` (Flume's batchSize / batchTimeout on the source side).
+//! [`Batcher`]: lines → events → batches of `batch_size` events or `batch_bytes` bytes,
+//! or smaller after `batch_timeout` (Flume's batchSize / batchTimeout on the source side).
+//!
+//! Sources that checkpoint (taildir) mark each line with where it ends in its file; a
+//! flushed batch carries the last mark per file in an [`Ack`], which the pipeline worker
+//! sends back once every event of the batch is in its channels (durably, for a file
+//! channel). Only then may the source persist those positions.
 
 use crate::config::BatchSpec;
-use crate::event::Event;
+use crate::event::{Event, Tags};
 use crate::internal_events::{EventsLost, LineTruncated, LinesRead, SourceCounters, SourceError};
 use crate::pipeline::WorkerHandle;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+/// Where a line ends in its file: the offset just past its line end, in the file the
+/// source knows as `key`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mark {
+    pub key: u64,
+    pub offset: u64,
+}
+
+/// The positions a batch covers, sent back to its source once the batch is safely in
+/// its channels. Dropped unsent when the batch was not (lost at a forced stop): the
+/// lines are then read again after a restart.
+#[derive(Debug)]
+pub struct Ack {
+    marks: Vec<Mark>,
+    to: mpsc::UnboundedSender<Vec<Mark>>,
+}
+
+impl Ack {
+    pub fn done(self) {
+        let _ = self.to.send(self.marks);
+    }
+}
+
+/// What a source hands to its pipeline worker.
+#[derive(Debug)]
+pub struct Batch {
+    pub events: Vec<Event>,
+    pub ack: Option<Ack>,
+}
 
 pub struct Batcher {
     source: Arc<str>,
@@ -19,6 +55,9 @@ pub struct Batcher {
     bytes: u64,
     due: Option<Instant>,
     worker: WorkerHandle,
+    /// Marks of the buffered batch (last per file), and where acks go.
+    marks: Vec<Mark>,
+    acks: Option<mpsc::UnboundedSender<Vec<Mark>>>,
     /// Cancelled when the agent stops without draining: a hand-over waiting for a busy
     /// worker gives up then.
     hard_stop: CancellationToken,
@@ -43,6 +82,8 @@ impl Batcher {
             bytes: 0,
             due: None,
             worker,
+            marks: Vec::new(),
+            acks: None,
             hard_stop,
             counters: Arc::new(SourceCounters::new(source)),
         }
@@ -59,6 +100,8 @@ impl Batcher {
             bytes: 0,
             due: None,
             worker: self.worker.clone(),
+            marks: Vec::new(),
+            acks: None,
             hard_stop: self.hard_stop.clone(),
             counters: self.counters.clone(),
         }
@@ -66,6 +109,38 @@ impl Batcher {
 
     pub fn max_line_bytes(&self) -> usize {
         self.max_line_bytes
+    }
+
+    /// Turns on acknowledgements: every flushed batch with marks is acknowledged on the
+    /// returned receiver, in order, once it is in its channels.
+    pub fn acknowledged(&mut self) -> mpsc::UnboundedReceiver<Vec<Mark>> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.acks = Some(tx);
+        rx
+    }
+
+    /// Adds one line of a file that ends at `mark`, with the file's tags.
+    pub async fn push_marked(&mut self, line: Vec<u8>, mark: Mark, tags: &Tags) {
+        match self.marks.iter_mut().find(|m| m.key == mark.key) {
+            Some(m) => m.offset = mark.offset,
+            None => self.marks.push(mark),
+        }
+        let mut event = Event::from_body(self.event_name.clone(), line);
+        event.tags = tags.clone();
+        self.push_event(event).await;
+    }
+
+    /// Records that the file `key` has been read up to `offset` with no line pending in
+    /// this batch (a skipped or empty region): acknowledged with the next batch. Sends
+    /// an empty batch when nothing is buffered, so the position is not held back.
+    pub async fn mark_only(&mut self, mark: Mark) {
+        match self.marks.iter_mut().find(|m| m.key == mark.key) {
+            Some(m) => m.offset = mark.offset,
+            None => self.marks.push(mark),
+        }
+        if self.events.is_empty() {
+            self.flush().await;
+        }
     }
 
     /// Adds one line (without its line end) as an event named after the source.
@@ -76,12 +151,16 @@ impl Batcher {
 
     /// Adds one line as an event with the given name.
     pub async fn push_named(&mut self, name: Arc<str>, line: Vec<u8>) {
+        self.push_event(Event::from_body(name, line)).await;
+    }
+
+    async fn push_event(&mut self, event: Event) {
         if self.events.is_empty() {
             self.due = Some(Instant::now() + self.batch.timeout);
         }
-        self.bytes += line.len() as u64;
-        self.events.push(Event::from_body(name, line));
-        if self.events.len() >= self.batch.size {
+        self.bytes += event.body.len() as u64;
+        self.events.push(event);
+        if self.events.len() >= self.batch.size || self.bytes >= self.batch.bytes as u64 {
             self.flush().await;
         }
     }
@@ -108,7 +187,19 @@ impl Batcher {
     /// Sends what is buffered to the worker (waiting if the worker is busy).
     pub async fn flush(&mut self) {
         self.due = None;
+        let ack = match &self.acks {
+            Some(to) if !self.marks.is_empty() => Some(Ack {
+                marks: std::mem::take(&mut self.marks),
+                to: to.clone(),
+            }),
+            _ => None,
+        };
         if self.events.is_empty() {
+            if let Some(ack) = ack {
+                // Nothing to deliver, but positions to pass on, in order with the
+                // batches before it.
+                let _ = self.worker.send(Batch { events: Vec::new(), ack: Some(ack) }).await;
+            }
             return;
         }
         // The next batch will likely be as large as this one: size it so, and no larger
@@ -122,7 +213,7 @@ impl Batcher {
         .emit(&self.counters);
         let n = events.len() as u64;
         let outcome = tokio::select! {
-            sent = self.worker.send(events) => sent.map_err(|_| "the pipeline worker is gone"),
+            sent = self.worker.send(Batch { events, ack }) => sent.map_err(|_| "the pipeline worker is gone"),
             _ = self.hard_stop.cancelled() => Err("the agent stopped before the pipeline took the batch"),
         };
         if let Err(reason) = outcome {

@@ -1,8 +1,11 @@
 //! The `exec` source: runs a command (`sh -c`), reads its standard output line by line,
 //! and restarts it with exponential backoff whenever it exits or fails to start.
 
-use super::Batcher;
 use super::lines::pump;
+use super::{Batcher, SourceConfig, SourceContext};
+use crate::config::Problems;
+use futures_util::future::BoxFuture;
+use serde::Deserialize;
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -12,7 +15,63 @@ use tokio_util::sync::CancellationToken;
 /// A run this long resets the backoff: the command was healthy.
 const HEALTHY_RUN: Duration = Duration::from_secs(10);
 
-pub async fn run(
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecConfig {
+    /// Run with `sh -c`.
+    pub command: String,
+    #[serde(default = "default_backoff_ms")]
+    pub restart_backoff_ms: u64,
+    #[serde(default = "default_backoff_max_ms")]
+    pub restart_backoff_max_ms: u64,
+}
+
+fn default_backoff_ms() -> u64 {
+    1000
+}
+
+fn default_backoff_max_ms() -> u64 {
+    30_000
+}
+
+impl SourceConfig for ExecConfig {
+    fn validate(&self, problems: &mut Problems) {
+        if self.command.trim().is_empty() {
+            problems.at("command", "must not be empty");
+        }
+        problems.range("restart_backoff_ms", self.restart_backoff_ms, 1, 3_600_000);
+        if self.restart_backoff_max_ms < self.restart_backoff_ms {
+            problems.at(
+                "restart_backoff_max_ms",
+                "must be at least `restart_backoff_ms`",
+            );
+        }
+    }
+
+    fn run(&self, cx: SourceContext) -> BoxFuture<'static, ()> {
+        let config = self.clone();
+        Box::pin(async move {
+            let SourceContext {
+                name,
+                mut batcher,
+                shutdown,
+                ..
+            } = cx;
+            run(
+                &name,
+                &config.command,
+                Duration::from_millis(config.restart_backoff_ms),
+                Duration::from_millis(config.restart_backoff_max_ms),
+                &mut batcher,
+                &shutdown,
+            )
+            .await;
+            batcher.flush().await;
+        })
+    }
+}
+
+async fn run(
     source: &str,
     command: &str,
     backoff_initial: Duration,

@@ -5,10 +5,12 @@
 //! are not lost. Change notifications (inotify, via `notify`) wake it at once; a poll
 //! interval covers filesystems without them.
 
-use super::Batcher;
 use super::lines::{LineSplitter, push_lines};
-use crate::config::ReadFrom;
+use super::{Batcher, SourceConfig, SourceContext};
+use crate::config::Problems;
+use futures_util::future::BoxFuture;
 use notify::{RecursiveMode, Watcher};
+use serde::Deserialize;
 use std::io::SeekFrom;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -22,8 +24,90 @@ use tokio_util::sync::CancellationToken;
 /// How long a rotated-away file is still read after its last new data.
 const ROTATED_GRACE: Duration = Duration::from_secs(2);
 
+/// Where reading a file starts the first time it is seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadFrom {
+    Start,
+    End,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub path: String,
+    #[serde(default = "default_read_from")]
+    pub read_from: ReadFrom,
+    #[serde(default = "default_poll_interval_ms")]
+    pub poll_interval_ms: u64,
+    /// Stop at the end of the file instead of following it (Fluent Bit's
+    /// `Exit_On_Eof`): for replaying a file, and for benchmarks.
+    #[serde(default)]
+    pub exit_on_eof: bool,
+}
+
+fn default_read_from() -> ReadFrom {
+    ReadFrom::End
+}
+
+pub(crate) fn default_poll_interval_ms() -> u64 {
+    250
+}
+
+impl SourceConfig for FileConfig {
+    fn validate(&self, problems: &mut Problems) {
+        super::check_path(problems, "path", &self.path);
+        if !self.path.trim().is_empty()
+            && let Err(e) = check_readable_file(Path::new(&self.path))
+        {
+            problems.at("path", e);
+        }
+        problems.range("poll_interval_ms", self.poll_interval_ms, 10, 3_600_000);
+    }
+
+    fn reads_file(&self, path: &Path) -> bool {
+        super::same_file(Path::new(&self.path), path)
+    }
+
+    fn run(&self, cx: SourceContext) -> BoxFuture<'static, ()> {
+        let config = self.clone();
+        Box::pin(async move {
+            let SourceContext {
+                name,
+                mut batcher,
+                shutdown,
+                ..
+            } = cx;
+            let follow = Follow {
+                read_from: config.read_from,
+                poll_interval: Duration::from_millis(config.poll_interval_ms),
+                exit_on_eof: config.exit_on_eof,
+            };
+            run(&name, Path::new(&config.path), follow, &mut batcher, &shutdown).await;
+            batcher.flush().await;
+        })
+    }
+}
+
+/// A path a file source can follow: a regular file, or nothing yet (it is waited for).
+/// Directories, FIFOs, sockets and devices are refused.
+pub(crate) fn check_readable_file(path: &Path) -> Result<(), String> {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() => Ok(()),
+        Ok(meta) if meta.is_dir() => Err(format!(
+            "{} is a directory; a file source follows one file (use a `taildir` source with a pattern for a directory)",
+            path.display()
+        )),
+        Ok(_) => Err(format!(
+            "{} is not a regular file (a FIFO, socket or device cannot be followed)",
+            path.display()
+        )),
+        Err(_) => Ok(()),
+    }
+}
+
 /// How a file is followed.
-pub struct Follow {
+struct Follow {
     pub read_from: ReadFrom,
     pub poll_interval: Duration,
     pub exit_on_eof: bool,
@@ -40,7 +124,14 @@ struct Followed {
 impl Followed {
     async fn open(path: &Path, from: ReadFrom, max_line_bytes: usize) -> std::io::Result<Self> {
         let mut file = File::open(path).await?;
-        let inode = file.metadata().await?.ino();
+        let meta = file.metadata().await?;
+        if !meta.is_file() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a regular file",
+            ));
+        }
+        let inode = meta.ino();
         let pos = match from {
             ReadFrom::Start => 0,
             ReadFrom::End => file.seek(SeekFrom::End(0)).await?,
@@ -81,7 +172,7 @@ impl Followed {
     }
 }
 
-pub async fn run(
+async fn run(
     source: &str,
     path: &Path,
     follow: Follow,
@@ -150,8 +241,16 @@ pub async fn run(
         if let Some(f) = current.as_mut()
             && let Err(e) = f.read_available(&mut chunk, batcher).await
         {
-            batcher.error(&format!("reading {}: {e}", path.display()), None);
+            batcher.error(
+                &format!("reading {}: {e}", path.display()),
+                Some(poll_interval),
+            );
             current = None;
+            // Wait before reopening: a path that cannot be read must not spin.
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(poll_interval) => {}
+            }
             continue;
         }
         if shutdown.is_cancelled() {

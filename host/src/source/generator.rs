@@ -4,8 +4,10 @@
 //! daemons writing RFC 3164 syslog lines. Each app is its own task with its own rate;
 //! events are named after the app (`access-0`, `app-1`, …).
 
-use super::Batcher;
-use crate::config::{GeneratedKind, GeneratorSpec, SourceSpec};
+use super::{Batcher, SourceConfig, SourceContext};
+use crate::config::Problems;
+use futures_util::future::BoxFuture;
+use serde::Deserialize;
 use crate::encoding::civil_from_days;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -14,9 +16,77 @@ use tokio_util::sync::CancellationToken;
 /// Finest pacing step: a rate is met on average over ticks of at least this length.
 const MIN_TICK: Duration = Duration::from_millis(10);
 
-pub async fn run(
-    spec: &SourceSpec,
-    generator_spec: &GeneratorSpec,
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GeneratedKind {
+    Access,
+    App,
+    Syslog,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeneratorConfig {
+    /// Concurrent simulated applications.
+    #[serde(default = "default_apps")]
+    pub apps: usize,
+    /// Lines per second per application; 0: as fast as the pipeline takes them.
+    #[serde(default = "default_rate")]
+    pub rate: f64,
+    /// Lines per application before it stops; none: forever.
+    pub count: Option<u64>,
+    #[serde(default = "default_kinds")]
+    pub kinds: Vec<GeneratedKind>,
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+}
+
+fn default_apps() -> usize {
+    4
+}
+fn default_rate() -> f64 {
+    10.0
+}
+fn default_kinds() -> Vec<GeneratedKind> {
+    vec![GeneratedKind::Access, GeneratedKind::App, GeneratedKind::Syslog]
+}
+fn default_seed() -> u64 {
+    0x5eed
+}
+
+impl SourceConfig for GeneratorConfig {
+    fn validate(&self, problems: &mut Problems) {
+        problems.range("apps", self.apps, 1, 10_000);
+        if self.rate != 0.0 && !(self.rate.is_finite() && (0.001..=10_000_000.0).contains(&self.rate)) {
+            problems.at(
+                "rate",
+                "must be between 0.001 and 10000000 lines per second, or 0 for as fast as possible",
+            );
+        }
+        if self.kinds.is_empty() {
+            problems.at("kinds", "name at least one kind");
+        }
+    }
+
+    fn run(&self, cx: SourceContext) -> BoxFuture<'static, ()> {
+        let config = self.clone();
+        Box::pin(async move {
+            let SourceContext {
+                name,
+                batcher,
+                shutdown,
+                ..
+            } = cx;
+            run(&name, &config, batcher.clone_for_task(), &shutdown).await;
+            let mut batcher = batcher;
+            batcher.flush().await;
+        })
+    }
+}
+
+async fn run(
+    source: &str,
+    generator_spec: &GeneratorConfig,
     batcher: Batcher,
     shutdown: &CancellationToken,
 ) {
@@ -32,10 +102,11 @@ pub async fn run(
                     .wrapping_add(i as u64)
                     .wrapping_mul(0x9E37_79B9_7F4A_7C15),
             ),
-            host: format!("{}-{:02}", spec.name, i),
+            host: format!("{source}-{i:02}"),
         };
         let batcher = batcher.clone_for_task();
-        let (rate, count, shutdown) = (generator_spec.rate, generator_spec.count, shutdown.clone());
+        let rate = Some(generator_spec.rate).filter(|r| *r > 0.0);
+        let (count, shutdown) = (generator_spec.count, shutdown.clone());
         tasks.spawn(async move { app.run(name, batcher, rate, count, shutdown).await });
     }
     drop(batcher);

@@ -1,59 +1,77 @@
 //! Sources: where lines come from. Each source reads lines, the [`Batcher`] turns them
 //! into events and hands full (or timed-out) batches to the source's pipeline worker.
+//!
+//! Every source type is one module with its own config struct (serde, unknown keys
+//! refused) implementing [`SourceConfig`]: validate, then run under a shutdown signal.
+//! Adding a type is one module and one line in the [`SourceType`] registry.
 
 mod batcher;
 mod exec;
 mod file;
 mod generator;
 mod lines;
+mod stdin;
+pub mod taildir;
 
-pub use batcher::Batcher;
+pub use batcher::{Ack, Batch, Batcher, Mark};
 pub use lines::LineSplitter;
 
-use crate::config::{SourceKind, SourceSpec};
+use crate::config::Problems;
+use crate::config::registry::registry;
+use futures_util::future::BoxFuture;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
-/// Runs a source until `shutdown` is cancelled or the source ends (stdin EOF, a
-/// generator's count reached). Buffered lines are flushed before it returns.
-pub async fn run(spec: SourceSpec, mut batcher: Batcher, shutdown: CancellationToken) {
-    match &spec.kind {
-        SourceKind::Exec {
-            command,
-            backoff_initial,
-            backoff_max,
-        } => {
-            exec::run(
-                &spec.name,
-                command,
-                *backoff_initial,
-                *backoff_max,
-                &mut batcher,
-                &shutdown,
-            )
-            .await
-        }
-        SourceKind::File {
-            path,
-            read_from,
-            poll_interval,
-            exit_on_eof,
-        } => {
-            let follow = file::Follow {
-                read_from: *read_from,
-                poll_interval: *poll_interval,
-                exit_on_eof: *exit_on_eof,
-            };
-            file::run(&spec.name, path, follow, &mut batcher, &shutdown).await
-        }
-        SourceKind::Stdin => {
-            let result = lines::pump(tokio::io::stdin(), &mut batcher, &shutdown).await;
-            if let Err(e) = result {
-                batcher.error(&format!("reading stdin: {e}"), None);
-            }
-        }
-        SourceKind::Generator(g) => {
-            generator::run(&spec, g, batcher.clone_for_task(), &shutdown).await
-        }
+registry! {
+    /// Every source type; `type = "..."` in a `[sources.NAME]` table selects one.
+    pub enum SourceType: SourceConfig, "source" {
+        "exec" => Exec(exec::ExecConfig),
+        "file" => File(file::FileConfig),
+        "generator" => Generator(generator::GeneratorConfig),
+        "stdin" => Stdin(stdin::StdinConfig),
+        "taildir" => Taildir(taildir::TaildirConfig),
     }
-    batcher.flush().await;
+}
+
+/// What a running source gets.
+pub struct SourceContext {
+    /// The source's name (its `[sources.NAME]` key).
+    pub name: Arc<str>,
+    pub batcher: Batcher,
+    pub shutdown: CancellationToken,
+    /// The agent's data directory (for position files).
+    pub data_dir: PathBuf,
+}
+
+/// One source type's settings, and how to run it.
+pub trait SourceConfig: std::fmt::Debug + Send + Sync {
+    /// Checks the settings (ranges, conflicts, paths), naming each problem's key.
+    fn validate(&self, problems: &mut Problems);
+
+    /// Whether this source reads the file at `path` (to refuse sinks writing into it).
+    fn reads_file(&self, _path: &Path) -> bool {
+        false
+    }
+
+    /// Runs until `shutdown` is cancelled or the source ends (stdin EOF, a generator's
+    /// count reached), then flushes what is buffered.
+    fn run(&self, cx: SourceContext) -> BoxFuture<'static, ()>;
+}
+
+/// Checks that a configured path names something a source can read: not empty.
+pub(crate) fn check_path(problems: &mut Problems, key: &str, path: &str) {
+    if path.trim().is_empty() {
+        problems.at(key, "must not be empty");
+    }
+}
+
+/// Whether two paths name the same file (by their absolute, normalised form; the file
+/// need not exist).
+pub(crate) fn same_file(a: &Path, b: &Path) -> bool {
+    fn absolute(p: &Path) -> PathBuf {
+        let p = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        std::fs::canonicalize(&p).unwrap_or(p)
+    }
+    absolute(a) == absolute(b)
 }
