@@ -6,7 +6,8 @@ use std::io::Write;
 use std::str::FromStr;
 
 /// How a sink writes events, one per line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Format {
     /// The whole event as a JSON object: timestamp, name, level, tags, fields, body.
     Json,

@@ -215,6 +215,20 @@ pub struct Event {
 }
 
 impl Event {
+    /// Approximately how many bytes the event holds in memory: what channels and
+    /// batches are bounded by. Fields kept in a plugin's output are estimated per node
+    /// (the output is shared by its batch).
+    pub fn size_estimate(&self) -> usize {
+        const NODE: usize = 40;
+        const MEMBER: usize = 96;
+        let fields = match self.fields.repr() {
+            FieldsRepr::Empty => 0,
+            FieldsRepr::Owned(map) => map.len() * MEMBER,
+            FieldsRepr::Wire(object) => object.node_count() * NODE,
+        };
+        std::mem::size_of::<Event>() + self.body.len() + self.tags.len() * 48 + fields
+    }
+
     /// A fresh event from a source: a body and the source's name, nothing parsed yet.
     pub fn from_body(name: Arc<str>, body: Vec<u8>) -> Self {
         Self {

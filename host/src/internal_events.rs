@@ -2,9 +2,40 @@
 //! `emit` bumps the component's counters and writes one structured log record, so logs
 //! and metrics never disagree. Emitted per batch, never per event.
 
+use crate::channel::FullPolicy;
 use crate::config::OnError;
 use crate::metrics::{Counter, Registry};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Lets a log record through at most once per `every_secs` (counters still count every
+/// occurrence; the summary shows them).
+pub struct LogLimiter {
+    last: AtomicU64,
+    every_secs: u64,
+}
+
+impl LogLimiter {
+    pub const fn new(every_secs: u64) -> Self {
+        Self {
+            last: AtomicU64::new(0),
+            every_secs,
+        }
+    }
+
+    pub fn allow(&self) -> bool {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let last = self.last.load(Ordering::Relaxed);
+        now >= last + self.every_secs
+            && self
+                .last
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+}
 
 /// The agent-wide count of accepted events that were not delivered (`agent`
 /// `events_lost`): only a forced stop can make it non-zero.
@@ -78,7 +109,10 @@ impl StepCounters {
 pub struct SinkCounters {
     pub events: Counter,
     pub bytes: Counter,
+    pub requests: Counter,
     pub errors: Counter,
+    pub rejected: Counter,
+    pub dead_lettered: Counter,
 }
 
 impl SinkCounters {
@@ -88,7 +122,55 @@ impl SinkCounters {
         Self {
             events: r.counter(&c, "events_out"),
             bytes: r.counter(&c, "bytes_out"),
+            requests: r.counter(&c, "batches_out"),
             errors: r.counter(&c, "write_errors"),
+            rejected: r.counter(&c, "events_rejected"),
+            dead_lettered: r.counter(&c, "events_dead_lettered"),
+        }
+    }
+}
+
+/// A channel's counters (`channel.<name>`).
+pub struct ChannelCounters {
+    pub put: Counter,
+    pub committed: Counter,
+    pub rolled_back: Counter,
+    pub dropped_full: Counter,
+    pub log_limit: LogLimiter,
+}
+
+impl ChannelCounters {
+    pub fn new(channel: &str) -> Self {
+        let c = format!("channel.{channel}");
+        let r = Registry::global();
+        Self {
+            put: r.counter(&c, "events_put"),
+            committed: r.counter(&c, "events_committed"),
+            rolled_back: r.counter(&c, "events_rolled_back"),
+            dropped_full: r.counter(&c, "events_dropped_full"),
+            log_limit: LogLimiter::new(10),
+        }
+    }
+}
+
+/// A full channel dropped events (its `full_policy` is a drop policy).
+pub struct EventsDroppedFull<'a> {
+    pub channel: &'a str,
+    pub count: u64,
+    pub policy: FullPolicy,
+}
+
+impl EventsDroppedFull<'_> {
+    pub fn emit(self, c: &ChannelCounters) {
+        c.dropped_full.add(self.count);
+        if c.log_limit.allow() {
+            tracing::warn!(
+                channel = self.channel,
+                events = self.count,
+                total = c.dropped_full.get(),
+                policy = self.policy.as_str(),
+                "channel full: events dropped (logged at most every 10 s; the total is in the summary)"
+            );
         }
     }
 }
@@ -234,5 +316,38 @@ impl SinkWriteFailed<'_> {
             "write failed; the batch stays in its transaction and is retried: {}",
             self.error
         );
+    }
+}
+
+/// The destination refused a batch for good (it will never accept it): the batch goes
+/// to the sink's dead-letter channel, or is dropped and counted.
+pub struct BatchRejected<'a> {
+    pub sink: &'a str,
+    pub events: u64,
+    pub error: &'a dyn std::fmt::Display,
+    pub dead_letter: Option<&'a str>,
+}
+
+impl BatchRejected<'_> {
+    pub fn emit(self, c: &SinkCounters) {
+        c.rejected.add(self.events);
+        match self.dead_letter {
+            Some(channel) => {
+                c.dead_lettered.add(self.events);
+                tracing::error!(
+                    sink = self.sink,
+                    events = self.events,
+                    dead_letter = channel,
+                    "batch refused for good; sent to the dead-letter channel: {}",
+                    self.error
+                );
+            }
+            None => tracing::error!(
+                sink = self.sink,
+                events = self.events,
+                "batch refused for good; dropped (set `dead_letter` on the sink to keep such batches): {}",
+                self.error
+            ),
+        }
     }
 }

@@ -1,14 +1,70 @@
-//! The memory channel: a bounded in-memory queue. Fast; loses its contents if the agent
-//! dies (a durable file channel is the answer to that).
+//! The memory channel: a bounded in-memory queue, bounded by events and by bytes. Fast;
+//! loses its contents if the agent dies (the `file` channel is the durable one).
 
-use super::Closed;
+use super::{
+    Capacity, Channel, ChannelBackend, ChannelConfig, Closed, FullPolicy, Take, TakeLimits,
+    TakeTxn,
+};
+use crate::config::Problems;
 use crate::event::Event;
-use crate::metrics::{Counter, Registry};
+use crate::internal_events::{ChannelCounters, EventsDroppedFull};
+use futures_util::future::BoxFuture;
+use serde::Deserialize;
 use std::collections::VecDeque;
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
+
+/// Default `capacity` (events) of a memory channel.
+pub const DEFAULT_CAPACITY: usize = 10_000;
+/// Default `capacity_bytes` of a memory channel: small enough for an edge host.
+pub const DEFAULT_CAPACITY_BYTES: usize = 16 << 20;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryChannelConfig {
+    /// Most events held (queued plus taken and not yet committed).
+    #[serde(default = "default_capacity")]
+    pub capacity: usize,
+    /// Most bytes held (estimated in-memory size of the events).
+    #[serde(default = "default_capacity_bytes")]
+    pub capacity_bytes: usize,
+    /// What a put does when the channel is full.
+    #[serde(default)]
+    pub full_policy: FullPolicy,
+}
+
+fn default_capacity() -> usize {
+    DEFAULT_CAPACITY
+}
+
+fn default_capacity_bytes() -> usize {
+    DEFAULT_CAPACITY_BYTES
+}
+
+impl ChannelConfig for MemoryChannelConfig {
+    fn validate(&self, problems: &mut Problems) {
+        problems.range("capacity", self.capacity, 1, 100_000_000);
+        problems.range("capacity_bytes", self.capacity_bytes, 4096, 1 << 40);
+    }
+
+    fn capacity_events(&self) -> usize {
+        self.capacity
+    }
+
+    fn build(&self, name: &str, _data_dir: &Path) -> anyhow::Result<Channel> {
+        Ok(Channel::new(MemoryChannel::new(
+            name,
+            Capacity {
+                events: self.capacity,
+                bytes: self.capacity_bytes,
+            },
+            self.full_policy,
+        )))
+    }
+}
 
 /// A bounded queue of events. Cheap to clone; clones are the same channel.
 #[derive(Clone)]
@@ -18,70 +74,86 @@ pub struct MemoryChannel {
 
 struct Shared {
     name: String,
-    capacity: usize,
+    capacity: Capacity,
+    policy: FullPolicy,
     state: Mutex<State>,
     /// Woken when events are put or rolled back, and on close.
     not_empty: Notify,
     /// Woken when capacity is freed (commit) and on close.
     not_full: Notify,
-    put: Counter,
-    taken: Counter,
-    rolled_back: Counter,
+    counters: ChannelCounters,
 }
 
 #[derive(Default)]
 struct State {
-    queue: VecDeque<Event>,
+    /// Events with their size estimate.
+    queue: VecDeque<(Event, usize)>,
+    queued_bytes: usize,
     /// Taken by open transactions: they still hold capacity until committed.
     in_flight: usize,
+    in_flight_bytes: usize,
     closed: bool,
 }
 
+impl State {
+    fn held(&self) -> (usize, usize) {
+        (
+            self.queue.len() + self.in_flight,
+            self.queued_bytes + self.in_flight_bytes,
+        )
+    }
+}
+
 impl MemoryChannel {
-    pub fn new(name: &str, capacity: usize) -> Self {
-        let component = format!("channel.{name}");
-        let registry = Registry::global();
+    pub fn new(name: &str, capacity: Capacity, policy: FullPolicy) -> Self {
         Self {
             shared: Arc::new(Shared {
                 name: name.to_owned(),
-                capacity: capacity.max(1),
+                capacity: Capacity {
+                    events: capacity.events.max(1),
+                    bytes: capacity.bytes.max(1),
+                },
+                policy,
                 state: Mutex::new(State::default()),
                 not_empty: Notify::new(),
                 not_full: Notify::new(),
-                put: registry.counter(&component, "events_put"),
-                taken: registry.counter(&component, "events_committed"),
-                rolled_back: registry.counter(&component, "events_rolled_back"),
+                counters: ChannelCounters::new(name),
             }),
         }
     }
 
-    pub fn name(&self) -> &str {
-        &self.shared.name
-    }
-
-    /// Events queued plus events held by open transactions.
-    pub fn len(&self) -> usize {
-        let state = self.shared.lock();
-        state.queue.len() + state.in_flight
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Puts `events` as one transaction: all become visible together, once there is room
-    /// for all of them (backpressure: the caller waits). A batch larger than the
-    /// capacity goes in capacity-sized transactions.
-    pub async fn put(&self, mut events: Vec<Event>) -> Result<(), Closed> {
-        while events.len() > self.shared.capacity {
-            let rest = events.split_off(self.shared.capacity);
-            self.put_one(events).await?;
-            events = rest;
+    /// Puts `events` in transactions of at most the capacity, in order.
+    async fn put_all(&self, events: Vec<Event>) -> Result<(), Closed> {
+        let total = events.len();
+        let mut done = 0;
+        let mut part: Vec<(Event, usize)> = Vec::new();
+        let mut part_bytes = 0;
+        for event in events {
+            let size = event.size_estimate();
+            if !part.is_empty()
+                && (part.len() >= self.shared.capacity.events
+                    || part_bytes + size > self.shared.capacity.bytes)
+            {
+                let n = part.len();
+                self.put_one(std::mem::take(&mut part), part_bytes)
+                    .await
+                    .map_err(|c| Closed {
+                        not_put: total - done,
+                        ..c
+                    })?;
+                done += n;
+                part_bytes = 0;
+            }
+            part_bytes += size;
+            part.push((event, size));
         }
-        self.put_one(events).await
+        self.put_one(part, part_bytes).await.map_err(|c| Closed {
+            not_put: total - done,
+            ..c
+        })
     }
 
-    async fn put_one(&self, events: Vec<Event>) -> Result<(), Closed> {
+    async fn put_one(&self, events: Vec<(Event, usize)>, bytes: usize) -> Result<(), Closed> {
         if events.is_empty() {
             return Ok(());
         }
@@ -91,12 +163,52 @@ impl MemoryChannel {
             {
                 let mut state = self.shared.lock();
                 if state.closed {
-                    return Err(Closed(self.shared.name.clone()));
+                    return Err(Closed {
+                        channel: self.shared.name.clone(),
+                        not_put: n,
+                    });
                 }
-                if state.queue.len() + state.in_flight + n <= self.shared.capacity {
-                    state.queue.extend(events);
+                let (held, held_bytes) = state.held();
+                let fits = self.shared.capacity.fits(held, held_bytes, n, bytes);
+                if !fits && self.shared.policy == FullPolicy::DropNewest {
                     drop(state);
-                    self.shared.put.add(n as u64);
+                    EventsDroppedFull {
+                        channel: &self.shared.name,
+                        count: n as u64,
+                        policy: FullPolicy::DropNewest,
+                    }
+                    .emit(&self.shared.counters);
+                    return Ok(());
+                }
+                if !fits && self.shared.policy == FullPolicy::DropOldest {
+                    // Drop queued events (never ones in open transactions) until the
+                    // put fits, or nothing queued is left to drop.
+                    let mut dropped = 0u64;
+                    while !state.queue.is_empty() {
+                        let (held, held_bytes) = state.held();
+                        if self.shared.capacity.fits(held, held_bytes, n, bytes) {
+                            break;
+                        }
+                        if let Some((_, size)) = state.queue.pop_front() {
+                            state.queued_bytes -= size;
+                            dropped += 1;
+                        }
+                    }
+                    if dropped > 0 {
+                        EventsDroppedFull {
+                            channel: &self.shared.name,
+                            count: dropped,
+                            policy: FullPolicy::DropOldest,
+                        }
+                        .emit(&self.shared.counters);
+                    }
+                }
+                let (held, held_bytes) = state.held();
+                if self.shared.capacity.fits(held, held_bytes, n, bytes) {
+                    state.queue.extend(events);
+                    state.queued_bytes += bytes;
+                    drop(state);
+                    self.shared.counters.put.add(n as u64);
                     self.shared.not_empty.notify_waiters();
                     return Ok(());
                 }
@@ -105,11 +217,9 @@ impl MemoryChannel {
         }
     }
 
-    /// Opens a take transaction of up to `max` events. Waits for the first event, then up
-    /// to `timeout` more for the batch to fill (Flume's batchSize / batchTimeout). Returns
-    /// an empty transaction only when the channel is closed and drained.
-    pub async fn take(&self, max: usize, timeout: Duration) -> Take {
-        let max = max.max(1);
+    async fn take_batch(&self, limits: TakeLimits, timeout: Duration) -> Take {
+        let max = limits.events.max(1);
+        let max_bytes = limits.bytes.max(1);
         let mut deadline: Option<Instant> = None;
         loop {
             let more = self.shared.not_empty.notified();
@@ -117,18 +227,43 @@ impl MemoryChannel {
                 let mut state = self.shared.lock();
                 let available = state.queue.len();
                 let expired = deadline.is_some_and(|d| Instant::now() >= d);
+                let (held, held_bytes) = state.held();
+                // Full: no more can come until something is committed, so waiting for
+                // a fuller batch would only wait out the timeout.
+                let full = !self.shared.capacity.fits(held, held_bytes, 1, 0);
                 if available >= max
-                    || (available > 0 && (expired || state.closed))
+                    || state.queued_bytes >= max_bytes
+                    || (available > 0 && (expired || state.closed || full))
                     || (available == 0 && state.closed)
                 {
-                    let n = available.min(max);
-                    let events: Vec<Event> = state.queue.drain(..n).collect();
-                    state.in_flight += n;
-                    return Take {
+                    let mut events = Vec::with_capacity(available.min(max));
+                    let mut bytes = 0;
+                    while events.len() < max {
+                        match state.queue.front() {
+                            Some((_, size)) if events.is_empty() || bytes + size <= max_bytes => {
+                                bytes += size;
+                            }
+                            _ => break,
+                        }
+                        if let Some((event, _)) = state.queue.pop_front() {
+                            events.push(event);
+                        }
+                    }
+                    state.queued_bytes -= bytes;
+                    state.in_flight += events.len();
+                    state.in_flight_bytes += bytes;
+                    if events.is_empty() {
+                        return Take::empty();
+                    }
+                    let n = events.len();
+                    return Take::new(
                         events,
-                        shared: self.shared.clone(),
-                        open: true,
-                    };
+                        Box::new(MemoryTxn {
+                            shared: self.shared.clone(),
+                            events: n,
+                            bytes,
+                        }),
+                    );
                 }
                 if available == 0 {
                     // Another taker got there first: wait for the next put, not the old
@@ -146,12 +281,29 @@ impl MemoryChannel {
             }
         }
     }
+}
 
-    /// No more puts; takers drain what is left, then get empty transactions.
-    pub fn close(&self) {
+impl ChannelBackend for MemoryChannel {
+    fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    fn put(&self, events: Vec<Event>) -> BoxFuture<'_, Result<(), Closed>> {
+        Box::pin(self.put_all(events))
+    }
+
+    fn take(&self, limits: TakeLimits, timeout: Duration) -> BoxFuture<'_, Take> {
+        Box::pin(self.take_batch(limits, timeout))
+    }
+
+    fn close(&self) {
         self.shared.lock().closed = true;
         self.shared.not_empty.notify_waiters();
         self.shared.not_full.notify_waiters();
+    }
+
+    fn len(&self) -> usize {
+        self.shared.lock().held().0
     }
 }
 
@@ -161,63 +313,37 @@ impl Shared {
     }
 }
 
-/// An open take transaction. Commit it once its events are delivered; roll it back (or
-/// drop it) to return them to the front of the channel.
-#[must_use = "commit or roll back the transaction"]
-pub struct Take {
-    events: Vec<Event>,
+/// An open take of a memory channel: the events' capacity is held until commit.
+struct MemoryTxn {
     shared: Arc<Shared>,
-    open: bool,
+    events: usize,
+    bytes: usize,
 }
 
-impl Take {
-    pub fn events(&self) -> &[Event] {
-        &self.events
-    }
-
-    pub fn len(&self) -> usize {
-        self.events.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.events.is_empty()
-    }
-
-    /// The events are delivered: free their capacity.
-    pub fn commit(mut self) {
-        self.open = false;
-        let n = self.events.len();
-        self.shared.lock().in_flight -= n;
-        self.shared.taken.add(n as u64);
+impl TakeTxn for MemoryTxn {
+    fn commit(self: Box<Self>) {
+        let mut state = self.shared.lock();
+        state.in_flight -= self.events;
+        state.in_flight_bytes -= self.bytes;
+        drop(state);
+        self.shared.counters.committed.add(self.events as u64);
         self.shared.not_full.notify_waiters();
     }
 
-    /// The events were not delivered: put them back, in order, at the front.
-    pub fn rollback(mut self) {
-        self.restore();
-    }
-
-    fn restore(&mut self) {
-        if !self.open {
-            return;
-        }
-        self.open = false;
-        let events = std::mem::take(&mut self.events);
-        let n = events.len();
+    fn rollback(self: Box<Self>, events: Vec<Event>) {
         let mut state = self.shared.lock();
-        state.in_flight -= n;
+        state.in_flight -= self.events;
+        state.in_flight_bytes -= self.bytes;
+        let mut bytes = 0;
         for event in events.into_iter().rev() {
-            state.queue.push_front(event);
+            let size = event.size_estimate();
+            bytes += size;
+            state.queue.push_front((event, size));
         }
+        state.queued_bytes += bytes;
         drop(state);
-        self.shared.rolled_back.add(n as u64);
+        self.shared.counters.rolled_back.add(self.events as u64);
         self.shared.not_empty.notify_waiters();
-    }
-}
-
-impl Drop for Take {
-    fn drop(&mut self) {
-        self.restore();
     }
 }
 
@@ -232,6 +358,24 @@ mod tests {
             .collect()
     }
 
+    fn channel(name: &str, capacity: usize) -> Channel {
+        Channel::new(MemoryChannel::new(
+            name,
+            Capacity {
+                events: capacity,
+                bytes: 1 << 30,
+            },
+            FullPolicy::Block,
+        ))
+    }
+
+    fn limits(events: usize) -> TakeLimits {
+        TakeLimits {
+            events,
+            bytes: 1 << 30,
+        }
+    }
+
     fn bodies(take: &Take) -> Vec<String> {
         take.events()
             .iter()
@@ -241,12 +385,12 @@ mod tests {
 
     #[tokio::test]
     async fn rollback_returns_events_to_the_front_in_order() {
-        let ch = MemoryChannel::new("rb", 10);
+        let ch = channel("rb", 10);
         ch.put(events(0..5)).await.unwrap();
-        let t = ch.take(3, Duration::from_millis(1)).await;
+        let t = ch.take(limits(3), Duration::from_millis(1)).await;
         assert_eq!(bodies(&t), ["0", "1", "2"]);
         t.rollback();
-        let t = ch.take(10, Duration::from_millis(1)).await;
+        let t = ch.take(limits(10), Duration::from_millis(1)).await;
         assert_eq!(bodies(&t), ["0", "1", "2", "3", "4"]);
         t.commit();
         assert!(ch.is_empty());
@@ -254,17 +398,17 @@ mod tests {
 
     #[tokio::test]
     async fn a_dropped_transaction_rolls_back() {
-        let ch = MemoryChannel::new("drop", 10);
+        let ch = channel("drop", 10);
         ch.put(events(0..2)).await.unwrap();
-        drop(ch.take(2, Duration::from_millis(1)).await);
-        assert_eq!(ch.take(2, Duration::from_millis(1)).await.len(), 2);
+        drop(ch.take(limits(2), Duration::from_millis(1)).await);
+        assert_eq!(ch.take(limits(2), Duration::from_millis(1)).await.len(), 2);
     }
 
     #[tokio::test]
     async fn put_waits_for_capacity_held_by_open_transactions() {
-        let ch = MemoryChannel::new("bp", 4);
+        let ch = channel("bp", 4);
         ch.put(events(0..4)).await.unwrap();
-        let t = ch.take(4, Duration::from_millis(1)).await;
+        let t = ch.take(limits(4), Duration::from_millis(1)).await;
         // The taken events still hold the capacity: a put must wait.
         let blocked = tokio::time::timeout(Duration::from_millis(50), ch.put(events(4..5))).await;
         assert!(blocked.is_err(), "put must wait while the channel is full");
@@ -279,33 +423,33 @@ mod tests {
 
     #[tokio::test]
     async fn take_waits_for_the_batch_timeout_then_returns_a_partial_batch() {
-        let ch = MemoryChannel::new("to", 100);
+        let ch = channel("to", 100);
         ch.put(events(0..3)).await.unwrap();
-        let t = ch.take(50, Duration::from_millis(30)).await;
+        let t = ch.take(limits(50), Duration::from_millis(30)).await;
         assert_eq!(t.len(), 3);
         t.commit();
     }
 
     #[tokio::test]
     async fn close_drains_then_ends() {
-        let ch = MemoryChannel::new("close", 10);
+        let ch = channel("close", 10);
         ch.put(events(0..2)).await.unwrap();
         ch.close();
         assert!(ch.put(events(2..3)).await.is_err());
-        let t = ch.take(10, Duration::from_secs(10)).await;
+        let t = ch.take(limits(10), Duration::from_secs(10)).await;
         assert_eq!(t.len(), 2);
         t.commit();
-        assert!(ch.take(10, Duration::from_secs(10)).await.is_empty());
+        assert!(ch.take(limits(10), Duration::from_secs(10)).await.is_empty());
     }
 
     #[tokio::test]
     async fn oversized_puts_are_split_not_deadlocked() {
-        let ch = MemoryChannel::new("big", 3);
+        let ch = channel("big", 3);
         let ch2 = ch.clone();
         let producer = tokio::spawn(async move { ch2.put(events(0..7)).await });
         let mut got = Vec::new();
         while got.len() < 7 {
-            let t = ch.take(3, Duration::from_millis(5)).await;
+            let t = ch.take(limits(3), Duration::from_millis(5)).await;
             got.extend(bodies(&t));
             t.commit();
         }

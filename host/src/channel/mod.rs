@@ -1,12 +1,193 @@
 //! Channels: the buffers between sources and sinks, with Flume's transactions. A source
 //! puts a batch atomically; a sink takes a batch inside a transaction and commits it once
 //! delivered, or rolls it back so the events are taken again.
+//!
+//! Every channel type is one module with its own config struct implementing
+//! [`ChannelConfig`], and builds a [`Channel`]: the same put/take/commit/rollback
+//! behind one handle, so the selector, workers and sinks never name a channel type.
 
+pub mod file;
 mod memory;
+mod policy;
 
-pub use memory::{MemoryChannel, Take};
+pub use memory::{MemoryChannel, MemoryChannelConfig};
+pub use policy::{Capacity, FullPolicy};
+
+use crate::config::Problems;
+use crate::config::registry::registry;
+use crate::event::Event;
+use futures_util::future::BoxFuture;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+registry! {
+    /// Every channel type; `type = "..."` in a `[channels.NAME]` table selects one.
+    pub enum ChannelType: ChannelConfig, "channel" {
+        "memory" => Memory(memory::MemoryChannelConfig),
+        "file" => File(file::FileChannelConfig),
+    }
+}
+
+/// One channel type's settings, and how to build it.
+pub trait ChannelConfig: std::fmt::Debug + Send + Sync {
+    fn validate(&self, problems: &mut Problems);
+    /// How many events the channel holds at most.
+    fn capacity_events(&self) -> usize;
+    /// Opens the channel (a file channel recovers what it holds on disk).
+    fn build(&self, name: &str, data_dir: &Path) -> anyhow::Result<Channel>;
+}
 
 /// The channel has been closed and holds no more events.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("channel `{0}` is closed")]
-pub struct Closed(pub String);
+#[error("channel `{channel}` is closed ({not_put} events not put)")]
+pub struct Closed {
+    pub channel: String,
+    /// Events of the put that did not go in (earlier parts of a split put did).
+    pub not_put: usize,
+}
+
+/// How many events and bytes a take may return.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TakeLimits {
+    pub events: usize,
+    pub bytes: usize,
+}
+
+/// What every channel type does.
+pub trait ChannelBackend: Send + Sync + 'static {
+    fn name(&self) -> &str;
+
+    /// Puts `events` in one or more transactions: each becomes visible (and, for a
+    /// durable channel, is on disk) atomically. When the channel is full the channel's
+    /// [`FullPolicy`] applies: wait, or drop (counted). Events that cannot fit in one
+    /// transaction go in several, in order.
+    fn put(&self, events: Vec<Event>) -> BoxFuture<'_, Result<(), Closed>>;
+
+    /// Opens a take transaction. Waits for the first event, then up to `timeout` more
+    /// for the batch to fill to `limits` (or for the channel to be full: a batch never
+    /// waits for more than the channel can hold). Returns an empty transaction only
+    /// when the channel is closed and drained. Cancel-safe: dropping the future takes
+    /// nothing.
+    fn take(&self, limits: TakeLimits, timeout: Duration) -> BoxFuture<'_, Take>;
+
+    /// No more puts; takers drain what is left, then get empty transactions.
+    fn close(&self);
+
+    /// Events held: queued plus taken but not yet committed.
+    fn len(&self) -> usize;
+}
+
+/// A channel handle: cheap to clone; clones are the same channel.
+#[derive(Clone)]
+pub struct Channel(Arc<dyn ChannelBackend>);
+
+impl Channel {
+    pub fn new(backend: impl ChannelBackend) -> Self {
+        Self(Arc::new(backend))
+    }
+
+    pub fn name(&self) -> &str {
+        self.0.name()
+    }
+
+    pub async fn put(&self, events: Vec<Event>) -> Result<(), Closed> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.0.put(events).await
+    }
+
+    pub async fn take(&self, limits: TakeLimits, timeout: Duration) -> Take {
+        self.0.take(limits, timeout).await
+    }
+
+    pub fn close(&self) {
+        self.0.close()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// How a channel finishes a take transaction.
+pub trait TakeTxn: Send {
+    /// The events are delivered: free their capacity (for a durable channel, record
+    /// them as consumed).
+    fn commit(self: Box<Self>);
+    /// The events were not delivered: give them back, in order, at the front.
+    fn rollback(self: Box<Self>, events: Vec<Event>);
+}
+
+/// An open take transaction. Commit it once its events are delivered; roll it back (or
+/// drop it) to return them to the front of the channel.
+#[must_use = "commit or roll back the transaction"]
+pub struct Take {
+    events: Vec<Event>,
+    txn: Option<Box<dyn TakeTxn>>,
+}
+
+impl Take {
+    pub fn new(events: Vec<Event>, txn: Box<dyn TakeTxn>) -> Self {
+        Self {
+            events,
+            txn: Some(txn),
+        }
+    }
+
+    /// The transaction of a closed, drained channel.
+    pub fn empty() -> Self {
+        Self {
+            events: Vec::new(),
+            txn: None,
+        }
+    }
+
+    pub fn events(&self) -> &[Event] {
+        &self.events
+    }
+
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    pub fn commit(mut self) {
+        if let Some(txn) = self.txn.take() {
+            txn.commit();
+        }
+    }
+
+    /// Commits and hands the events over (to put them elsewhere: a dead-letter channel).
+    pub fn commit_into_events(mut self) -> Vec<Event> {
+        let events = std::mem::take(&mut self.events);
+        if let Some(txn) = self.txn.take() {
+            txn.commit();
+        }
+        events
+    }
+
+    pub fn rollback(mut self) {
+        self.restore();
+    }
+
+    fn restore(&mut self) {
+        if let Some(txn) = self.txn.take() {
+            txn.rollback(std::mem::take(&mut self.events));
+        }
+    }
+}
+
+impl Drop for Take {
+    fn drop(&mut self) {
+        self.restore();
+    }
+}

@@ -1,134 +1,94 @@
-//! Sinks: take batches from a channel in a transaction, encode them (the request
-//! builder), write them (the driver retries with backoff), and commit only what was
-//! written. While a write fails the batch stays taken and uncommitted (order is kept);
-//! if the agent must stop first, the batch is rolled back into the channel.
+//! Sinks: take batches from a channel in a transaction, encode them once, send them (the
+//! [`driver`] retries what can succeed later, with backoff), and commit only what the
+//! destination accepted. A batch the destination refuses for good goes to the sink's
+//! dead-letter channel (or is dropped and counted); it never blocks the channel.
+//!
+//! Every sink type is one module with its own config struct implementing [`SinkConfig`]
+//! and a [`SinkService`] that encodes and sends. Adding a type is one module and one
+//! line in the [`SinkType`] registry.
 
 mod console;
+mod driver;
 mod file;
+pub mod http;
+mod retry;
 
-use crate::channel::MemoryChannel;
-use crate::config::{BatchSpec, SinkKind, SinkSpec};
-use crate::encoding::Format;
-use crate::internal_events::{BatchDelivered, SinkCounters, SinkWriteFailed};
+pub use driver::Sink;
+pub use retry::Backoff;
+
+use crate::config::Problems;
+use crate::config::registry::registry;
+use crate::event::Event;
+use futures_util::future::BoxFuture;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
-const RETRY_INITIAL: Duration = Duration::from_millis(100);
-const RETRY_MAX: Duration = Duration::from_secs(30);
-
-/// Where encoded batches are written.
-pub enum Writer {
-    Console(console::ConsoleWriter),
-    File(file::FileWriter),
-}
-
-impl Writer {
-    pub fn build(kind: &SinkKind) -> (Self, Format) {
-        match kind {
-            SinkKind::Console { format, stream } => (
-                Writer::Console(console::ConsoleWriter::new(*stream)),
-                *format,
-            ),
-            SinkKind::File { path, format } => {
-                (Writer::File(file::FileWriter::new(path.clone())), *format)
-            }
-        }
-    }
-
-    /// Writes `bytes` (left as they were on return, so the buffer can be reused).
-    async fn write(&mut self, bytes: &mut Vec<u8>) -> std::io::Result<()> {
-        match self {
-            Writer::Console(w) => w.write(bytes).await,
-            Writer::File(w) => w.write(bytes).await,
-        }
+registry! {
+    /// Every sink type; `type = "..."` in a `[sinks.NAME]` table selects one.
+    pub enum SinkType: SinkConfig, "sink" {
+        "console" => Console(console::ConsoleSinkConfig),
+        "file" => File(file::FileSinkConfig),
+        "http" => Http(http::HttpSinkConfig),
     }
 }
 
-/// A running sink.
-pub struct Sink {
-    name: String,
-    channel: MemoryChannel,
-    batch: BatchSpec,
-    format: Format,
-    writer: Writer,
-    counters: SinkCounters,
+/// One sink type's settings, and how to build it.
+pub trait SinkConfig: std::fmt::Debug + Send + Sync {
+    fn validate(&self, problems: &mut Problems);
+    /// The local file this sink writes, if any (to refuse feedback loops).
+    fn writes_file(&self) -> Option<PathBuf> {
+        None
+    }
+    fn build(&self, name: &str) -> anyhow::Result<Arc<dyn SinkService>>;
 }
 
-impl Sink {
-    pub fn new(spec: &SinkSpec, channel: MemoryChannel) -> Self {
-        let (writer, format) = Writer::build(&spec.kind);
-        Self {
-            name: spec.name.clone(),
-            channel,
-            batch: spec.batch,
-            format,
-            writer,
-            counters: SinkCounters::new(&spec.name),
+/// A batch encoded for its destination, sent as is by every attempt.
+#[derive(Debug, Default)]
+pub struct Payload {
+    pub bytes: Vec<u8>,
+    pub events: usize,
+}
+
+/// Why a send failed, and whether trying again can help.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// It may succeed later (a connection error, a timeout, 408, 429, 5xx, a full disk):
+    /// the batch stays in its transaction and is sent again after `after` (when the
+    /// destination said so, e.g. `Retry-After`) or the sink's backoff.
+    #[error("{message}")]
+    Retry {
+        message: String,
+        after: Option<Duration>,
+    },
+    /// The destination will never accept this batch (400, 413, a closed pipe).
+    #[error("{message}")]
+    Reject { message: String },
+}
+
+impl SendError {
+    pub fn retry(message: impl Into<String>) -> Self {
+        SendError::Retry {
+            message: message.into(),
+            after: None,
         }
     }
 
-    /// Delivers until the channel is closed and drained. `abort` stops retrying a batch
-    /// that cannot be written (it stays in the channel, rolled back).
-    pub async fn run(mut self, abort: CancellationToken) {
-        let mut buf = Vec::with_capacity(256 * 1024);
-        loop {
-            let take = tokio::select! {
-                take = self.channel.take(self.batch.size, self.batch.timeout) => take,
-                _ = abort.cancelled() => return,
-            };
-            if take.is_empty() {
-                return;
-            }
-            buf.clear();
-            for event in take.events() {
-                self.format.encode(event, &mut buf);
-            }
-            let mut attempt = 0u32;
-            let mut delay = RETRY_INITIAL;
-            loop {
-                let written = tokio::select! {
-                    written = self.writer.write(&mut buf) => written,
-                    _ = abort.cancelled() => {
-                        take.rollback();
-                        return;
-                    }
-                };
-                if buf.is_empty() && !take.is_empty() {
-                    // The writer lost the buffer (its blocking task failed): encode again.
-                    for event in take.events() {
-                        self.format.encode(event, &mut buf);
-                    }
-                }
-                match written {
-                    Ok(()) => {
-                        BatchDelivered {
-                            events: take.len() as u64,
-                            bytes: buf.len() as u64,
-                        }
-                        .emit(&self.counters);
-                        take.commit();
-                        break;
-                    }
-                    Err(error) => {
-                        attempt += 1;
-                        SinkWriteFailed {
-                            sink: &self.name,
-                            error: &error,
-                            attempt,
-                            retry_in: delay,
-                        }
-                        .emit(&self.counters);
-                        tokio::select! {
-                            _ = tokio::time::sleep(delay) => {}
-                            _ = abort.cancelled() => {
-                                take.rollback();
-                                return;
-                            }
-                        }
-                        delay = (delay * 2).min(RETRY_MAX);
-                    }
-                }
-            }
+    pub fn reject(message: impl Into<String>) -> Self {
+        SendError::Reject {
+            message: message.into(),
         }
+    }
+}
+
+/// How a sink type encodes and sends batches.
+pub trait SinkService: Send + Sync + 'static {
+    /// Encodes `events` into `out` (once per batch).
+    fn encode(&self, events: &[Event], out: &mut Vec<u8>);
+    /// Sends an encoded batch (once per attempt).
+    fn send(self: Arc<Self>, payload: Arc<Payload>) -> BoxFuture<'static, Result<(), SendError>>;
+    /// How many batches may be on their way at once (commits stay in order).
+    fn in_flight(&self) -> usize {
+        1
     }
 }
