@@ -49,6 +49,21 @@ pub enum Level {
 }
 
 impl Level {
+    /// The level stored as `level as u8` (the declaration order), if `n` is one.
+    pub fn from_u8(n: u8) -> Option<Level> {
+        [
+            Level::Trace,
+            Level::Debug,
+            Level::Info,
+            Level::Warn,
+            Level::Error,
+            Level::Fatal,
+            Level::Unknown,
+        ]
+        .get(n as usize)
+        .copied()
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Level::Trace => "trace",

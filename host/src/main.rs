@@ -23,7 +23,7 @@ fn main() -> ExitCode {
                 Err(errors) => return report(&errors),
             };
             let origin = spec.origin.clone();
-            match Topology::build(spec) {
+            match Topology::check(spec) {
                 Ok(_) => {
                     println!("{origin}: ok");
                     ExitCode::SUCCESS

@@ -2,13 +2,13 @@
 //! (plugin chains) → channels → sinks, with a graceful shutdown that drains everything.
 
 use crate::builtin;
-use crate::channel::MemoryChannel;
+use crate::channel::{Capacity, Channel, FullPolicy, MemoryChannel};
 use crate::config::{AgentSpec, ConfigError, ConfigErrors, PluginCode, SourceSpec};
 use crate::metrics::PluginCounters;
 use crate::pipeline::{Chain, Selector, Step, Worker};
 use crate::plugin::{Plugin, PluginEngine, Role};
 use crate::sink::Sink;
-use crate::source::{self, Batcher};
+use crate::source::{Batcher, SourceContext};
 use crate::summary::Summary;
 use indexmap::IndexMap;
 use std::sync::Arc;
@@ -21,7 +21,7 @@ const HARD_STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 pub struct Topology {
     spec: AgentSpec,
     sources: Vec<(SourceSpec, Worker)>,
-    channels: IndexMap<String, MemoryChannel>,
+    channels: IndexMap<String, Channel>,
     sinks: Vec<Sink>,
 }
 
@@ -69,8 +69,19 @@ fn error_at(spec: &AgentSpec, line: Option<usize>, path: &str, message: String) 
 }
 
 impl Topology {
-    /// Builds everything; errors name the config key and line they come from.
+    /// Builds everything, opening channels (a file channel recovers its log); errors
+    /// name the config key and line they come from.
     pub fn build(spec: AgentSpec) -> Result<Self, ConfigErrors> {
+        Self::build_with(spec, true)
+    }
+
+    /// Builds everything but opens no channel (memory stand-ins of the same capacity):
+    /// what `runnel validate` checks, without touching the data directory.
+    pub fn check(spec: AgentSpec) -> Result<Self, ConfigErrors> {
+        Self::build_with(spec, false)
+    }
+
+    fn build_with(spec: AgentSpec, open_channels: bool) -> Result<Self, ConfigErrors> {
         let engine = PluginEngine::new(spec.hostname.clone()).map_err(|e| {
             ConfigErrors(vec![error_at(
                 &spec,
@@ -80,12 +91,37 @@ impl Topology {
             )])
         })?;
         let plugins = load_plugins(&spec, &engine)?;
-        let channels: IndexMap<String, MemoryChannel> = spec
-            .channels
-            .iter()
-            .map(|c| (c.name.clone(), MemoryChannel::new(&c.name, c.capacity)))
-            .collect();
         let mut errors = Vec::new();
+        let mut channels: IndexMap<String, Channel> = IndexMap::new();
+        for c in &spec.channels {
+            let config = c.kind.config();
+            let built = if open_channels {
+                config.build(&c.name, &spec.data_dir)
+            } else {
+                Ok(Channel::new(MemoryChannel::new(
+                    &c.name,
+                    Capacity {
+                        events: config.capacity_events(),
+                        bytes: usize::MAX,
+                    },
+                    FullPolicy::Block,
+                )))
+            };
+            match built {
+                Ok(channel) => {
+                    channels.insert(c.name.clone(), channel);
+                }
+                Err(e) => errors.push(error_at(
+                    &spec,
+                    c.line,
+                    &format!("channels.{}", c.name),
+                    format!("{e:#}"),
+                )),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
         let mut sources = Vec::new();
         for s in &spec.sources {
             match build_worker(&spec, s, &plugins, &channels) {
@@ -96,11 +132,26 @@ impl Topology {
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
         }
-        let sinks = spec
-            .sinks
-            .iter()
-            .map(|s| Sink::new(s, channels[&s.channel].clone()))
-            .collect();
+        let mut sinks = Vec::new();
+        for s in &spec.sinks {
+            match s.kind.config().build(&s.name) {
+                Ok(service) => sinks.push(Sink::new(
+                    s,
+                    channels[&s.channel].clone(),
+                    s.dead_letter.as_ref().map(|d| channels[d].clone()),
+                    service,
+                )),
+                Err(e) => errors.push(error_at(
+                    &spec,
+                    s.line,
+                    &format!("sinks.{}", s.name),
+                    format!("{e:#}"),
+                )),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
         Ok(Self {
             spec,
             sources,
@@ -144,7 +195,12 @@ impl Topology {
                 handle,
                 hard_stop.clone(),
             );
-            source_tasks.spawn(source::run(s, batcher, stop_sources.clone()));
+            source_tasks.spawn(s.kind.config().run(SourceContext {
+                name: s.name.as_str().into(),
+                batcher,
+                shutdown: stop_sources.clone(),
+                data_dir: spec.data_dir.clone(),
+            }));
         }
         tracing::info!(agent = %spec.name, sources = source_tasks.len(), sinks = sink_tasks.len(), "runnel started");
 
@@ -208,7 +264,23 @@ impl Topology {
                 );
             }
         }
-        let undelivered = channels.values().map(MemoryChannel::len).sum::<usize>() as u64;
+        // Events left in a memory channel are lost; in a durable one they wait on disk
+        // for the next start.
+        let mut undelivered = 0u64;
+        for channel in channels.values() {
+            let left = channel.len() as u64;
+            if channel.is_durable() {
+                if left > 0 {
+                    tracing::warn!(
+                        channel = channel.name(),
+                        events = left,
+                        "events not delivered yet stay in the durable channel; they are delivered after the next start"
+                    );
+                }
+            } else {
+                undelivered += left;
+            }
+        }
         let lost = crate::internal_events::lost_counter();
         lost.add(undelivered);
         if lost.get() > 0 {
@@ -227,7 +299,7 @@ fn build_worker(
     spec: &AgentSpec,
     s: &SourceSpec,
     plugins: &IndexMap<String, Plugin>,
-    channels: &IndexMap<String, MemoryChannel>,
+    channels: &IndexMap<String, Channel>,
 ) -> Result<Worker, Vec<ConfigError>> {
     let mut errors = Vec::new();
     let mut steps = Vec::new();

@@ -9,5 +9,6 @@ mod delivery;
 mod exec_tail;
 mod json_roundtrip;
 mod sources;
+mod taildir;
 mod trap;
 mod validate;

@@ -76,6 +76,12 @@ pub trait ChannelBackend: Send + Sync + 'static {
 
     /// Events held: queued plus taken but not yet committed.
     fn len(&self) -> usize;
+
+    /// Whether what the channel holds survives a restart (then it is not lost when the
+    /// agent stops before delivering it).
+    fn is_durable(&self) -> bool {
+        false
+    }
 }
 
 /// A channel handle: cheap to clone; clones are the same channel.
@@ -112,6 +118,10 @@ impl Channel {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    pub fn is_durable(&self) -> bool {
+        self.0.is_durable()
     }
 }
 

@@ -60,6 +60,43 @@ impl<'a> Locator<'a> {
     }
 }
 
+impl Locator<'_> {
+    /// The key path written at `line` (1-based), read from the text itself: for errors
+    /// found before the config could be parsed (a duplicate key, a bad value). A table
+    /// header line gives the table's path; a `key = value` line gives the key under the
+    /// last header above it.
+    pub fn key_at_line(&self, line: usize) -> Option<String> {
+        let mut table = String::new();
+        for (i, text) in self.text.lines().enumerate().take(line) {
+            let text = text.trim();
+            let header = text
+                .strip_prefix("[[")
+                .and_then(|t| t.split_once("]]"))
+                .or_else(|| text.strip_prefix('[').and_then(|t| t.split_once(']')));
+            if let Some((name, _)) = header {
+                table = name.trim().replace(['"', '\'', ' '], "");
+                if i + 1 == line {
+                    return Some(table);
+                }
+                continue;
+            }
+            if i + 1 == line {
+                let (key, _) = text.split_once('=')?;
+                let key = key.trim().trim_matches(['"', '\'']);
+                if key.is_empty() {
+                    return None;
+                }
+                return Some(if table.is_empty() {
+                    key.to_owned()
+                } else {
+                    format!("{table}.{key}")
+                });
+            }
+        }
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,5 +109,8 @@ mod tests {
         assert_eq!(l.line(&["sources", "web", "type"]), Some(5));
         assert_eq!(l.line(&["sources", "web", "channels", "1"]), Some(8));
         assert_eq!(l.line(&["sources", "nope"]), None);
+        assert_eq!(l.key_at_line(2).as_deref(), Some("agent.name"));
+        assert_eq!(l.key_at_line(4).as_deref(), Some("sources.web"));
+        assert_eq!(l.key_at_line(5).as_deref(), Some("sources.web.type"));
     }
 }

@@ -152,6 +152,8 @@ pub struct SinkSpec {
     pub channel: String,
     pub batch: BatchSpec,
     pub dead_letter: Option<String>,
+    /// Retry backoff: first delay, longest delay.
+    pub retry: (Duration, Duration),
     pub kind: SinkType,
 }
 
@@ -614,6 +616,17 @@ impl Validator<'_> {
             }
         }
         let batch = self.batch(&at, s.batch_size, s.batch_bytes, s.batch_timeout_ms, 1000);
+        let retry_initial = s.retry_initial_ms.unwrap_or(100);
+        let retry_max = s.retry_max_ms.unwrap_or(30_000);
+        if !(1..=3_600_000).contains(&retry_initial) {
+            self.error(&["sinks", name, "retry_initial_ms"], "must be between 1 and 3600000");
+        }
+        if retry_max < retry_initial || retry_max > 3_600_000 {
+            self.error(
+                &["sinks", name, "retry_max_ms"],
+                "must be between `retry_initial_ms` and 3600000",
+            );
+        }
         let kind = self.typed(&at, rest, "sink", SinkType::TYPES, SinkType::parse)?;
         let mut problems = Problems::default();
         kind.config().validate(&mut problems);
@@ -627,6 +640,10 @@ impl Validator<'_> {
             channel: s.channel,
             batch,
             dead_letter: s.dead_letter,
+            retry: (
+                Duration::from_millis(retry_initial),
+                Duration::from_millis(retry_max),
+            ),
             kind,
         })
     }

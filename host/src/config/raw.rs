@@ -75,6 +75,10 @@ pub struct CommonSink {
     /// Where batches the destination refuses for good go (a channel); without it they
     /// are dropped and counted.
     pub dead_letter: Option<String>,
+    /// First delay before a failed send is retried; doubles (with jitter) per attempt.
+    pub retry_initial_ms: Option<u64>,
+    /// Longest delay between retries (also caps a destination's `Retry-After`).
+    pub retry_max_ms: Option<u64>,
 }
 
 impl CommonSink {
@@ -84,6 +88,8 @@ impl CommonSink {
         "batch_bytes",
         "batch_timeout_ms",
         "dead_letter",
+        "retry_initial_ms",
+        "retry_max_ms",
     ];
 }
 

@@ -2,13 +2,13 @@
 //! source's channels and fans it out, cloning only for the second and later channel.
 
 use super::chain::ChainOutput;
-use crate::channel::MemoryChannel;
+use crate::channel::Channel;
 use crate::event::Event;
 use crate::metrics::{Counter, Registry};
 
 /// Where a source's events go.
 pub struct Selector {
-    channels: Vec<MemoryChannel>,
+    channels: Vec<Channel>,
     default: Vec<usize>,
     dead_letter: Vec<usize>,
     /// For each router route (by index): channel indices; empty means "default".
@@ -23,7 +23,7 @@ impl Selector {
     /// index into it. `routes[i]` holds the name and channels of router route i.
     pub fn new(
         source: &str,
-        channels: Vec<MemoryChannel>,
+        channels: Vec<Channel>,
         default: Vec<usize>,
         dead_letter: Vec<usize>,
         routes: Vec<(String, Vec<usize>)>,
@@ -43,7 +43,7 @@ impl Selector {
         }
     }
 
-    pub fn channels(&self) -> &[MemoryChannel] {
+    pub fn channels(&self) -> &[Channel] {
         &self.channels
     }
 

@@ -262,6 +262,47 @@ impl BatchEncoder {
     }
 }
 
+/// Decodes a batch in the flat form back into events (the `file` channel stores batches
+/// this way). Everything is checked as a plugin's output is, so a damaged batch is an
+/// error, never a panic; fields stay in the checked wire form.
+pub fn decode_batch(batch: wit::Batch) -> Result<Vec<Event>, WireError> {
+    let wit::Batch {
+        arena,
+        nodes,
+        tags,
+        events,
+    } = batch;
+    let reader = OutputReader::new(wit::OutputData { arena, nodes, tags });
+    let mut out = Vec::with_capacity(events.len());
+    let mut last_name: Option<Arc<str>> = None;
+    for e in &events {
+        let name = reader.str(e.name)?;
+        let name = match &last_name {
+            Some(n) if &**n == name => n.clone(),
+            _ => {
+                let n: Arc<str> = Arc::from(name);
+                last_name = Some(n.clone());
+                n
+            }
+        };
+        let mut event = Event {
+            name,
+            timestamp: e.timestamp,
+            level: level_from_wit(e.level),
+            tags: Tags::default(),
+            fields: Fields::default(),
+            body: reader.bytes(e.body)?.to_vec(),
+        };
+        reader.set_tags(&mut event.tags, e.tags)?;
+        let object = reader.object(e.fields)?;
+        if !object.is_empty() {
+            event.fields = Fields::from(object);
+        }
+        out.push(event);
+    }
+    Ok(out)
+}
+
 /// A UTF-8 continuation byte (`10xxxxxx`): never the start of a character.
 fn is_continuation(b: u8) -> bool {
     b & 0xC0 == 0x80

@@ -30,12 +30,23 @@ impl LineSplitter {
     }
 
     /// Feeds a chunk; calls `emit` for every line it completes.
-    pub fn feed(&mut self, mut chunk: &[u8], mut emit: impl FnMut(Line)) {
-        while !chunk.is_empty() {
-            match memchr::memchr(b'\n', chunk) {
+    pub fn feed(&mut self, chunk: &[u8], mut emit: impl FnMut(Line)) {
+        self.feed_with_ends(chunk, |line, _| emit(line));
+    }
+
+    /// Like [`feed`](Self::feed), also telling where each line ends in `chunk`: just
+    /// past its `\n` (so a reader at chunk offset `o` has read the line once it is at
+    /// `o + end`), or `None` for a line cut at the limit before its end arrived (its
+    /// end, when it comes, is skipped without a call).
+    pub fn feed_with_ends(&mut self, chunk: &[u8], mut emit: impl FnMut(Line, Option<usize>)) {
+        let mut at = 0;
+        while at < chunk.len() {
+            let rest = &chunk[at..];
+            match memchr::memchr(b'\n', rest) {
                 Some(pos) => {
-                    let (head, rest) = (&chunk[..pos], &chunk[pos + 1..]);
-                    chunk = rest;
+                    let head = &rest[..pos];
+                    at += pos + 1;
+                    let end = Some(at);
                     if self.skipping {
                         self.skipping = false;
                         continue;
@@ -44,7 +55,7 @@ impl LineSplitter {
                         self.partial.extend_from_slice(
                             &head[..self.max.saturating_sub(self.partial.len())],
                         );
-                        emit(Line::Truncated(std::mem::take(&mut self.partial)));
+                        emit(Line::Truncated(std::mem::take(&mut self.partial)), end);
                         continue;
                     }
                     let mut line = if self.partial.is_empty() {
@@ -57,23 +68,29 @@ impl LineSplitter {
                     if line.last() == Some(&b'\r') {
                         line.pop();
                     }
-                    emit(Line::Whole(line));
+                    emit(Line::Whole(line), end);
                 }
                 None => {
                     if !self.skipping {
                         let room = self.max.saturating_sub(self.partial.len());
-                        if chunk.len() > room {
-                            self.partial.extend_from_slice(&chunk[..room]);
-                            emit(Line::Truncated(std::mem::take(&mut self.partial)));
+                        if rest.len() > room {
+                            self.partial.extend_from_slice(&rest[..room]);
+                            emit(Line::Truncated(std::mem::take(&mut self.partial)), None);
                             self.skipping = true;
                         } else {
-                            self.partial.extend_from_slice(chunk);
+                            self.partial.extend_from_slice(rest);
                         }
                     }
-                    chunk = &[];
+                    at = chunk.len();
                 }
             }
         }
+    }
+
+    /// Whether no line is in progress (nothing held, nothing being skipped): the input
+    /// so far ended with a line end.
+    pub fn at_line_start(&self) -> bool {
+        self.partial.is_empty() && !self.skipping
     }
 
     /// The unterminated last line, at end of input.
@@ -185,5 +202,35 @@ mod tests {
             lines,
             vec![(true, b"abcd".to_vec()), (false, b"ok".to_vec())]
         );
+    }
+
+    #[test]
+    fn line_ends_are_offsets_past_the_newline() {
+        let mut s = LineSplitter::new(4);
+        let mut got = Vec::new();
+        let mut base = 0;
+        for chunk in [&b"ab\r\ncd"[..], b"e\n\nlonglong", b"er\nz\n"] {
+            s.feed_with_ends(chunk, |l, end| {
+                let (cut, l) = match l {
+                    Line::Whole(l) => (false, l),
+                    Line::Truncated(l) => (true, l),
+                };
+                got.push((cut, l, end.map(|e| base + e)));
+            });
+            base += chunk.len();
+        }
+        assert_eq!(
+            got,
+            vec![
+                (false, b"ab".to_vec(), Some(4)),
+                (false, b"cde".to_vec(), Some(8)),
+                (false, b"".to_vec(), Some(9)),
+                (true, b"long".to_vec(), None),
+                (false, b"z".to_vec(), Some(22)),
+            ]
+        );
+        assert!(s.at_line_start());
+        s.feed_with_ends(b"x", |_, _| {});
+        assert!(!s.at_line_start());
     }
 }

@@ -1,0 +1,816 @@
+//! The `file` channel: durable. Every put transaction is one record of a write-ahead log
+//! on disk ([`wal`]): a batch in the flat encoding ([`codec`]) with a checksum, made
+//! durable per the `fsync` policy before the put returns. Sinks read records back,
+//! decode them, and take events in transactions; once every event of a record is
+//! committed, the WAL's ledger moves past it and whole segments are deleted. After a
+//! crash the agent reopens the log, cuts a torn tail, skips corrupt records (counted and
+//! reported) and delivers everything else that was not committed.
+//!
+//! Events are numbered in put order (`seq`). A take hands out a contiguous run of them;
+//! commits may come back out of order (several sinks, several batches in flight), so the
+//! channel acknowledges records only up to the first event still outstanding.
+
+pub mod codec;
+pub mod wal;
+
+use super::{
+    Capacity, Channel, ChannelBackend, ChannelConfig, Closed, FullPolicy, Take, TakeLimits,
+    TakeTxn,
+};
+use crate::config::Problems;
+use crate::event::Event;
+use crate::internal_events::{ChannelCounters, EventsDroppedFull, LogLimiter};
+use crate::metrics::{Counter, Registry};
+use futures_util::future::BoxFuture;
+use serde::Deserialize;
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use wal::{Cipher, RecordId, Wal, WalOptions, WalReader};
+
+/// When a put is made durable (fsync of the log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FsyncPolicy {
+    /// Before every put returns: survives a power cut with nothing acknowledged lost.
+    #[default]
+    Batch,
+    /// Every `fsync_interval_ms`: survives a crash of the agent (the kernel still has
+    /// the data); a power cut loses at most the last interval.
+    Interval,
+    /// Never (the kernel writes back when it likes): survives a crash of the agent
+    /// only. For tests and benchmarks.
+    Never,
+}
+
+/// Where the key for encryption at rest comes from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptionConfig {
+    /// A file holding the 32-byte key (raw, or 64 hex digits).
+    pub key_file: Option<String>,
+    /// An environment variable holding the key as 64 hex digits.
+    pub key_env: Option<String>,
+}
+
+impl EncryptionConfig {
+    fn cipher(&self) -> anyhow::Result<Cipher> {
+        match (&self.key_file, &self.key_env) {
+            (Some(file), None) => Ok(Cipher::from_key_file(Path::new(file))?),
+            (None, Some(var)) => {
+                let value = std::env::var(var).map_err(|_| {
+                    anyhow::anyhow!("environment variable `{var}` (encryption.key_env) is not set")
+                })?;
+                Ok(Cipher::from_hex_or_raw(value.trim().as_bytes())?)
+            }
+            _ => anyhow::bail!("set exactly one of encryption.key_file and encryption.key_env"),
+        }
+    }
+}
+
+/// Default `capacity` (events) of a file channel.
+pub const DEFAULT_CAPACITY: usize = 1_000_000;
+/// Default `capacity_bytes` (encoded bytes held on disk) of a file channel.
+pub const DEFAULT_CAPACITY_BYTES: u64 = 1 << 30;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileChannelConfig {
+    /// The log's directory; default `<agent.data_dir>/channels/<name>`.
+    pub dir: Option<String>,
+    /// Most events held (not yet committed by a sink).
+    #[serde(default = "default_capacity")]
+    pub capacity: usize,
+    /// Most bytes held on disk (encoded records not yet committed).
+    #[serde(default = "default_capacity_bytes")]
+    pub capacity_bytes: u64,
+    #[serde(default)]
+    pub full_policy: FullPolicy,
+    #[serde(default)]
+    pub fsync: FsyncPolicy,
+    #[serde(default = "default_fsync_interval_ms")]
+    pub fsync_interval_ms: u64,
+    /// A new segment file is started past this size.
+    #[serde(default = "default_segment_bytes")]
+    pub segment_bytes: u64,
+    /// Encryption at rest (AES-256-GCM).
+    pub encryption: Option<EncryptionConfig>,
+}
+
+fn default_capacity() -> usize {
+    DEFAULT_CAPACITY
+}
+fn default_capacity_bytes() -> u64 {
+    DEFAULT_CAPACITY_BYTES
+}
+fn default_fsync_interval_ms() -> u64 {
+    1000
+}
+fn default_segment_bytes() -> u64 {
+    wal::DEFAULT_SEGMENT_BYTES
+}
+
+impl FileChannelConfig {
+    fn dir(&self, name: &str, data_dir: &Path) -> PathBuf {
+        match &self.dir {
+            Some(dir) => PathBuf::from(dir),
+            None => data_dir.join("channels").join(name),
+        }
+    }
+}
+
+impl ChannelConfig for FileChannelConfig {
+    fn validate(&self, problems: &mut Problems) {
+        problems.range("capacity", self.capacity, 1, 1_000_000_000);
+        problems.range("capacity_bytes", self.capacity_bytes, 1 << 16, 1 << 50);
+        problems.range("fsync_interval_ms", self.fsync_interval_ms, 1, 3_600_000);
+        problems.range("segment_bytes", self.segment_bytes, 1 << 16, 1 << 34);
+        if let Some(dir) = &self.dir
+            && dir.trim().is_empty()
+        {
+            problems.at("dir", "must not be empty");
+        }
+        if let Some(e) = &self.encryption {
+            match (&e.key_file, &e.key_env) {
+                (Some(_), None) | (None, Some(_)) => {
+                    if let Err(err) = e.cipher() {
+                        problems.at("encryption", format!("{err:#}"));
+                    }
+                }
+                _ => problems.at(
+                    "encryption",
+                    "set exactly one of `key_file` and `key_env`",
+                ),
+            }
+        }
+    }
+
+    fn capacity_events(&self) -> usize {
+        self.capacity
+    }
+
+    fn build(&self, name: &str, data_dir: &Path) -> anyhow::Result<Channel> {
+        Ok(Channel::new(FileChannel::open(name, self, data_dir)?))
+    }
+}
+
+/// Where a record's events stand.
+#[derive(Debug, Clone, Copy)]
+struct RecordMeta {
+    id: RecordId,
+    next: RecordId,
+    items: u64,
+    bytes: u64,
+    /// The seq of the record's first event.
+    start: u64,
+}
+
+/// The durable channel. Cheap to clone; clones are the same channel.
+#[derive(Clone)]
+pub struct FileChannel {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    name: String,
+    dir: PathBuf,
+    capacity: Capacity,
+    policy: FullPolicy,
+    fsync: FsyncPolicy,
+    writer: Mutex<Writer>,
+    /// Everything before this position is on disk (group commit: one fsync covers every
+    /// record appended before it started).
+    synced: Mutex<RecordId>,
+    state: Mutex<State>,
+    not_empty: Notify,
+    not_full: Notify,
+    counters: ChannelCounters,
+    io_errors: Counter,
+    corrupt: Counter,
+    io_log: LogLimiter,
+}
+
+struct Writer {
+    wal: Wal,
+    encoder: codec::Encoder,
+}
+
+struct State {
+    reader: WalReader,
+    /// Records in the log not yet read by a taker, in log order, and their events.
+    unread: VecDeque<RecordMeta>,
+    unread_events: usize,
+    /// Events of the record being read, not yet taken; the first has seq `head_seq`.
+    head: VecDeque<Event>,
+    head_seq: u64,
+    /// Rolled-back takes, handed out again first: start seq → events.
+    redeliver: BTreeMap<u64, Vec<Event>>,
+    /// Records with events not yet committed, in log order.
+    live: VecDeque<RecordMeta>,
+    /// Taken and not committed (rolled-back takes included): start seq → end seq.
+    outstanding: BTreeMap<u64, u64>,
+    /// The seq the next record put gets.
+    next_seq: u64,
+    held_events: usize,
+    held_bytes: u64,
+    closed: bool,
+}
+
+impl State {
+    /// Events ready to be taken.
+    fn available(&self) -> usize {
+        self.redeliver.values().map(Vec::len).sum::<usize>() + self.head.len() + self.unread_events
+    }
+
+    /// The seq of the first event not yet handed out to a taker.
+    fn cursor(&self) -> u64 {
+        if !self.head.is_empty() {
+            self.head_seq
+        } else {
+            self.unread.front().map_or(self.next_seq, |r| r.start)
+        }
+    }
+
+    /// The first event not yet committed: records wholly before it are done.
+    fn watermark(&self) -> u64 {
+        let cursor = self.cursor();
+        self.outstanding
+            .keys()
+            .next()
+            .map_or(cursor, |&first| first.min(cursor))
+    }
+
+}
+
+/// Pops the records wholly before the watermark and frees their bytes; returns where
+/// the log may be acknowledged up to.
+fn retire(state: &mut State) -> Option<RecordId> {
+    let watermark = state.watermark();
+    let mut upto = None;
+    while let Some(r) = state.live.front() {
+        if r.start + r.items > watermark {
+            break;
+        }
+        upto = Some(r.next);
+        state.held_bytes = state.held_bytes.saturating_sub(r.bytes);
+        state.live.pop_front();
+    }
+    upto
+}
+
+impl FileChannel {
+    /// Opens (or creates) the channel's log and recovers what it holds.
+    pub fn open(name: &str, config: &FileChannelConfig, data_dir: &Path) -> anyhow::Result<Self> {
+        let dir = config.dir(name, data_dir);
+        let cipher = config.encryption.as_ref().map(|e| e.cipher()).transpose()?;
+        let mut options = WalOptions::new(&dir);
+        options.segment_bytes = config.segment_bytes;
+        options.cipher = cipher.clone();
+        let (wal, report) = Wal::open(options)
+            .map_err(|e| anyhow::anyhow!("channel `{name}`: cannot open {}: {e}", dir.display()))?;
+        let component = format!("channel.{name}");
+        let registry = Registry::global();
+        let corrupt = registry.counter(&component, "records_corrupt");
+        if report.is_clean() {
+            tracing::info!(channel = name, dir = %dir.display(), "{report}");
+        } else {
+            tracing::warn!(channel = name, dir = %dir.display(), "recovered with damage: {report}");
+            registry
+                .counter(&component, "records_cut")
+                .add(report.torn_tail.as_ref().map_or(0, |_| 1));
+            corrupt.add(report.corrupt.len() as u64);
+        }
+
+        // What the log holds past the acknowledged position.
+        let mut scan = WalReader::new(&dir, cipher.clone(), wal.acked());
+        let end = wal.end();
+        let mut unread = VecDeque::new();
+        let mut next_seq = 0u64;
+        let mut held_bytes = 0u64;
+        while let Some(record) = scan
+            .next(end)
+            .map_err(|e| anyhow::anyhow!("channel `{name}`: reading {}: {e}", dir.display()))?
+        {
+            let meta = RecordMeta {
+                id: record.id,
+                next: record.next,
+                items: u64::from(record.items),
+                bytes: record.payload.len() as u64,
+                start: next_seq,
+            };
+            next_seq += meta.items;
+            held_bytes += meta.bytes;
+            unread.push_back(meta);
+        }
+        for c in scan.take_corrupt() {
+            tracing::warn!(channel = name, "skipping a corrupt record: {c}");
+            corrupt.add(1);
+        }
+        let pending = next_seq as usize;
+        if pending > 0 {
+            tracing::info!(
+                channel = name,
+                events = pending,
+                records = unread.len(),
+                "events from before the restart are delivered first"
+            );
+        }
+        let shared = Arc::new(Shared {
+            name: name.to_owned(),
+            dir: dir.clone(),
+            capacity: Capacity {
+                events: config.capacity.max(1),
+                bytes: usize::try_from(config.capacity_bytes).unwrap_or(usize::MAX),
+            },
+            policy: config.full_policy,
+            fsync: config.fsync,
+            synced: Mutex::new(end),
+            state: Mutex::new(State {
+                reader: WalReader::new(&dir, cipher, wal.acked()),
+                live: unread.clone(),
+                unread,
+                unread_events: pending,
+                head: VecDeque::new(),
+                head_seq: 0,
+                redeliver: BTreeMap::new(),
+                outstanding: BTreeMap::new(),
+                next_seq,
+                held_events: pending,
+                held_bytes,
+                closed: false,
+            }),
+            writer: Mutex::new(Writer {
+                wal,
+                encoder: codec::Encoder::default(),
+            }),
+            not_empty: Notify::new(),
+            not_full: Notify::new(),
+            counters: ChannelCounters::new(name),
+            io_errors: registry.counter(&component, "io_errors"),
+            corrupt,
+            io_log: LogLimiter::new(5),
+        });
+        shared.counters.put.add(0);
+        if config.fsync == FsyncPolicy::Interval {
+            spawn_syncer(
+                Arc::downgrade(&shared),
+                Duration::from_millis(config.fsync_interval_ms),
+            )?;
+        }
+        Ok(Self { shared })
+    }
+
+    async fn put_all(&self, events: Vec<Event>) -> Result<(), Closed> {
+        let total = events.len();
+        let mut done = 0;
+        let step = self.shared.capacity.events;
+        let mut payload = Vec::new();
+        for part in events.chunks(step) {
+            payload.clear();
+            lock(&self.shared.writer).encoder.encode(part, &mut payload);
+            self.put_payload(&payload, part.len())
+                .await
+                .map_err(|c| Closed {
+                    not_put: total - done,
+                    ..c
+                })?;
+            done += part.len();
+        }
+        Ok(())
+    }
+
+    /// Waits for room (or drops, per the policy), appends the record, makes it durable.
+    async fn put_payload(&self, payload: &[u8], n: usize) -> Result<(), Closed> {
+        let shared = &self.shared;
+        let bytes = payload.len();
+        loop {
+            let room = shared.not_full.notified();
+            let mut ack = None;
+            let reserved = {
+                let mut state = lock(&shared.state);
+                if state.closed {
+                    return Err(self.closed(n));
+                }
+                if !self.fits(&state, n, bytes) {
+                    match shared.policy {
+                        FullPolicy::Block => {}
+                        FullPolicy::DropNewest => {
+                            drop(state);
+                            EventsDroppedFull {
+                                channel: &shared.name,
+                                count: n as u64,
+                                policy: FullPolicy::DropNewest,
+                            }
+                            .emit(&shared.counters);
+                            return Ok(());
+                        }
+                        FullPolicy::DropOldest => ack = self.drop_oldest(&mut state, n, bytes),
+                    }
+                }
+                // Reserve the room now: concurrent puts cannot overshoot it.
+                let fits = self.fits(&state, n, bytes);
+                if fits {
+                    state.held_events += n;
+                    state.held_bytes += bytes as u64;
+                }
+                fits
+            };
+            self.ack(ack);
+            if reserved {
+                break;
+            }
+            room.await;
+        }
+        let next = match self.append(payload, n).await {
+            Ok(next) => next,
+            Err(closed) => {
+                let mut state = lock(&shared.state);
+                state.held_events -= n;
+                state.held_bytes -= bytes as u64;
+                return Err(closed);
+            }
+        };
+        if shared.fsync == FsyncPolicy::Batch {
+            self.sync_until(next).await?;
+        }
+        shared.counters.put.add(n as u64);
+        Ok(())
+    }
+
+    fn fits(&self, state: &State, n: usize, bytes: usize) -> bool {
+        self.shared.capacity.fits(
+            state.held_events,
+            usize::try_from(state.held_bytes).unwrap_or(usize::MAX),
+            n,
+            bytes,
+        )
+    }
+
+    /// Drops the oldest events nobody has taken yet until `n`/`bytes` fit. Returns
+    /// where to acknowledge the log up to (after the state lock is released).
+    fn drop_oldest(&self, state: &mut State, n: usize, bytes: usize) -> Option<RecordId> {
+        let mut dropped = 0u64;
+        let mut ack = None;
+        while !self.fits(state, n, bytes) {
+            let k = if !state.head.is_empty() {
+                let k = state.head.len() as u64;
+                state.head.clear();
+                state.head_seq += k;
+                k
+            } else if let Some(r) = state.unread.pop_front() {
+                state.unread_events -= r.items as usize;
+                state.reader.seek(r.next);
+                r.items
+            } else {
+                break;
+            };
+            dropped += k;
+            state.held_events = state.held_events.saturating_sub(k as usize);
+            ack = retire(state).or(ack);
+        }
+        if dropped > 0 {
+            EventsDroppedFull {
+                channel: &self.shared.name,
+                count: dropped,
+                policy: FullPolicy::DropOldest,
+            }
+            .emit(&self.shared.counters);
+        }
+        ack
+    }
+
+    /// Appends one record, retrying I/O errors (a full disk) with backoff: the put
+    /// waits, which is backpressure. Registers the record for takers in log order.
+    async fn append(&self, payload: &[u8], n: usize) -> Result<RecordId, Closed> {
+        let shared = &self.shared;
+        let mut delay = Duration::from_millis(100);
+        loop {
+            {
+                let mut writer = lock(&shared.writer);
+                match writer.wal.append(payload, n as u32) {
+                    Ok(id) => {
+                        let next = writer.wal.end();
+                        let mut state = lock(&shared.state);
+                        let meta = RecordMeta {
+                            id,
+                            next,
+                            items: n as u64,
+                            bytes: payload.len() as u64,
+                            start: state.next_seq,
+                        };
+                        state.next_seq += n as u64;
+                        state.unread.push_back(meta);
+                        state.unread_events += n;
+                        state.live.push_back(meta);
+                        drop(state);
+                        drop(writer);
+                        shared.not_empty.notify_waiters();
+                        return Ok(next);
+                    }
+                    Err(e) => self.io_error("cannot write the channel's log", &e, delay),
+                }
+            }
+            if lock(&shared.state).closed {
+                return Err(self.closed(n));
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    /// Makes everything up to `next` durable; retries I/O errors with backoff.
+    async fn sync_until(&self, next: RecordId) -> Result<(), Closed> {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match self.shared.sync_until(next) {
+                Ok(()) => return Ok(()),
+                Err(e) => self.io_error("cannot fsync the channel's log", &e, delay),
+            }
+            if lock(&self.shared.state).closed {
+                return Err(self.closed(0));
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    fn io_error(&self, what: &str, error: &wal::WalError, retry_in: Duration) {
+        self.shared.io_errors.add(1);
+        if self.shared.io_log.allow() {
+            tracing::error!(
+                channel = %self.shared.name,
+                dir = %self.shared.dir.display(),
+                retry_in_ms = retry_in.as_millis() as u64,
+                "{what} (puts wait until it works again; nothing is lost): {error}"
+            );
+        }
+    }
+
+    fn closed(&self, not_put: usize) -> Closed {
+        Closed {
+            channel: self.shared.name.clone(),
+            not_put,
+        }
+    }
+
+    /// Acknowledges the log up to `upto` (called without the state lock: the writer
+    /// lock is always taken first).
+    fn ack(&self, upto: Option<RecordId>) {
+        let Some(upto) = upto else {
+            return;
+        };
+        if let Err(e) = lock(&self.shared.writer).wal.ack(upto) {
+            // Only the ledger lags: these records are delivered again after a restart.
+            self.io_error(
+                "cannot record delivered events in the ledger",
+                &e,
+                Duration::ZERO,
+            );
+        }
+    }
+
+    async fn take_batch(&self, limits: TakeLimits, timeout: Duration) -> Take {
+        let max = limits.events.max(1);
+        let max_bytes = limits.bytes.max(1);
+        let mut deadline: Option<Instant> = None;
+        loop {
+            let more = self.shared.not_empty.notified();
+            {
+                let mut state = lock(&self.shared.state);
+                let available = state.available();
+                let expired = deadline.is_some_and(|d| Instant::now() >= d);
+                let full = !self.fits(&state, 1, 0);
+                if available >= max
+                    || (available > 0 && (expired || state.closed || full))
+                    || (available == 0 && state.closed)
+                {
+                    let mut ack = None;
+                    let take = self.take_now(&mut state, max, max_bytes, &mut ack);
+                    drop(state);
+                    self.ack(ack);
+                    return take;
+                }
+                if available == 0 {
+                    deadline = None;
+                } else if deadline.is_none() {
+                    deadline = Some(Instant::now() + timeout);
+                }
+            }
+            match deadline {
+                Some(d) => {
+                    let _ = tokio::time::timeout_at(d, more).await;
+                }
+                None => more.await,
+            }
+        }
+    }
+
+    /// Hands out up to `max` events: rolled-back ones first, then in log order.
+    fn take_now(
+        &self,
+        state: &mut State,
+        max: usize,
+        max_bytes: usize,
+        ack: &mut Option<RecordId>,
+    ) -> Take {
+        if let Some((&start, _)) = state.redeliver.iter().next()
+            && let Some(events) = state.redeliver.remove(&start)
+        {
+            let end = start + events.len() as u64;
+            return Take::new(events, self.txn(start, end));
+        }
+        let mut events = Vec::new();
+        let mut bytes = 0;
+        let start = state.cursor();
+        while events.len() < max {
+            if state.head.is_empty() && !self.read_record(state, ack) {
+                break;
+            }
+            let Some(size) = state.head.front().map(Event::size_estimate) else {
+                continue;
+            };
+            if !events.is_empty() && bytes + size > max_bytes {
+                break;
+            }
+            if let Some(event) = state.head.pop_front() {
+                bytes += size;
+                state.head_seq += 1;
+                events.push(event);
+            }
+        }
+        if events.is_empty() {
+            return Take::empty();
+        }
+        let end = start + events.len() as u64;
+        state.outstanding.insert(start, end);
+        Take::new(events, self.txn(start, end))
+    }
+
+    fn txn(&self, start: u64, end: u64) -> Box<dyn TakeTxn> {
+        Box::new(FileTxn {
+            channel: self.clone(),
+            start,
+            end,
+        })
+    }
+
+    /// Reads and decodes the next unread record into `head`; false when none is left.
+    /// A record that cannot be read or decoded is counted as lost and skipped.
+    fn read_record(&self, state: &mut State, ack: &mut Option<RecordId>) -> bool {
+        let Some(meta) = state.unread.pop_front() else {
+            return false;
+        };
+        state.unread_events -= meta.items as usize;
+        state.head_seq = meta.start;
+        let read = state.reader.next(meta.next);
+        for c in state.reader.take_corrupt() {
+            tracing::error!(channel = %self.shared.name, "skipping a corrupt record: {c}");
+            self.shared.corrupt.add(1);
+        }
+        let decoded = match read {
+            Ok(Some(record)) if record.id == meta.id => {
+                codec::decode(&record.payload).map_err(|e| e.to_string())
+            }
+            Ok(Some(record)) => Err(format!(
+                "expected the record at {}, read the one at {}",
+                meta.id, record.id
+            )),
+            Ok(None) => Err(format!("the record at {} is gone", meta.id)),
+            Err(e) => Err(e.to_string()),
+        };
+        state.reader.seek(meta.next);
+        match decoded {
+            Ok(events) if events.len() as u64 == meta.items => state.head.extend(events),
+            outcome => {
+                let reason = match outcome {
+                    Ok(events) => format!(
+                        "record at {} holds {} events, its header says {}",
+                        meta.id,
+                        events.len(),
+                        meta.items
+                    ),
+                    Err(e) => e,
+                };
+                crate::internal_events::EventsLost {
+                    count: meta.items,
+                    at: &self.shared.name,
+                    reason: &format!("unreadable record in {}: {reason}", self.shared.dir.display()),
+                }
+                .emit();
+                self.shared.corrupt.add(1);
+                state.head_seq = meta.start + meta.items;
+                state.held_events = state.held_events.saturating_sub(meta.items as usize);
+                *ack = retire(state).or(*ack);
+            }
+        }
+        true
+    }
+}
+
+impl Shared {
+    fn sync_until(&self, next: RecordId) -> Result<(), wal::WalError> {
+        let mut synced = lock(&self.synced);
+        if *synced >= next {
+            return Ok(());
+        }
+        let mut writer = lock(&self.writer);
+        let end = writer.wal.end();
+        writer.wal.sync()?;
+        *synced = end;
+        Ok(())
+    }
+}
+
+/// `fsync = "interval"`: a thread that syncs the log while the channel exists.
+fn spawn_syncer(shared: Weak<Shared>, every: Duration) -> anyhow::Result<()> {
+    std::thread::Builder::new()
+        .name("runnel-fsync".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(every);
+                let Some(shared) = shared.upgrade() else {
+                    return;
+                };
+                let end = lock(&shared.writer).wal.end();
+                if let Err(e) = shared.sync_until(end) {
+                    shared.io_errors.add(1);
+                    if shared.io_log.allow() {
+                        tracing::error!(channel = %shared.name, "cannot fsync the channel's log: {e}");
+                    }
+                }
+            }
+        })?;
+    Ok(())
+}
+
+impl ChannelBackend for FileChannel {
+    fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    fn put(&self, events: Vec<Event>) -> BoxFuture<'_, Result<(), Closed>> {
+        Box::pin(self.put_all(events))
+    }
+
+    fn take(&self, limits: TakeLimits, timeout: Duration) -> BoxFuture<'_, Take> {
+        Box::pin(self.take_batch(limits, timeout))
+    }
+
+    fn close(&self) {
+        lock(&self.shared.state).closed = true;
+        // What is put is on disk: sync it whatever the policy, so a clean stop loses
+        // nothing even with `fsync = "never"`.
+        let end = lock(&self.shared.writer).wal.end();
+        if let Err(e) = self.shared.sync_until(end) {
+            tracing::error!(channel = %self.shared.name, "cannot fsync the channel's log at close: {e}");
+        }
+        self.shared.not_empty.notify_waiters();
+        self.shared.not_full.notify_waiters();
+    }
+
+    fn len(&self) -> usize {
+        lock(&self.shared.state).held_events
+    }
+
+    fn is_durable(&self) -> bool {
+        true
+    }
+}
+
+/// An open take of the file channel: events `start..end` in put order.
+struct FileTxn {
+    channel: FileChannel,
+    start: u64,
+    end: u64,
+}
+
+impl TakeTxn for FileTxn {
+    fn commit(self: Box<Self>) {
+        let shared = &self.channel.shared;
+        let n = (self.end - self.start) as usize;
+        let ack = {
+            let mut state = lock(&shared.state);
+            state.outstanding.remove(&self.start);
+            state.held_events = state.held_events.saturating_sub(n);
+            retire(&mut state)
+        };
+        self.channel.ack(ack);
+        shared.counters.committed.add(n as u64);
+        shared.not_full.notify_waiters();
+    }
+
+    fn rollback(self: Box<Self>, events: Vec<Event>) {
+        let shared = &self.channel.shared;
+        let n = events.len() as u64;
+        lock(&shared.state).redeliver.insert(self.start, events);
+        shared.counters.rolled_back.add(n);
+        shared.not_empty.notify_waiters();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
