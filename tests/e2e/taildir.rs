@@ -237,7 +237,7 @@ fn taildir_copytruncate_loses_nothing_and_splices_nothing() {
     let agent = spawn(&config);
     std::thread::sleep(Duration::from_millis(300));
     let old = numbered("old line with some padding to make it longer", 0, 100_000);
-    let new = numbered("new", 0, 400_000);
+    let new = numbered("new line, with padding to make it longer than the old ones", 0, 120_000);
     // Write a lot, ending in an unterminated line; copy it away and truncate it at
     // once, then write more than before: the agent is still busy with the old content.
     append(&log, &old);

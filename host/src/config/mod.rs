@@ -155,6 +155,8 @@ pub struct SinkSpec {
     /// Retry backoff: first delay, longest delay.
     pub retry: (Duration, Duration),
     pub kind: SinkType,
+    /// Whether `batch_size` was written (else the default, clamped to the channel).
+    batch_size_set: bool,
 }
 
 /// The config compiled into the binary, used when no `--config` is given.
@@ -269,14 +271,14 @@ impl Validator<'_> {
                 sources.push(spec);
             }
         }
-        let mut sinks = Vec::new();
+        let mut sinks: Vec<SinkSpec> = Vec::new();
         for (name, table) in &raw.sinks {
             if let Some(spec) = self.sink(name, table.clone(), &channel_names) {
                 sinks.push(spec);
             }
         }
         self.check_channel_use(&sinks, &channel_names);
-        self.check_batches_fit(&sinks, &channels);
+        self.check_batches_fit(&mut sinks, &channels);
         self.check_feedback_loops(&sources, &sinks);
 
         if !self.errors.is_empty() {
@@ -645,6 +647,7 @@ impl Validator<'_> {
                 Duration::from_millis(retry_max),
             ),
             kind,
+            batch_size_set: s.batch_size.is_some(),
         })
     }
 
@@ -664,14 +667,16 @@ impl Validator<'_> {
     }
 
     /// A sink waiting for a batch larger than its channel can hold would only ever get
-    /// timed-out partial batches: refuse it.
-    fn check_batches_fit(&mut self, sinks: &[SinkSpec], channels: &[ChannelSpec]) {
+    /// timed-out partial batches: refuse such a `batch_size`, clamp the default.
+    fn check_batches_fit(&mut self, sinks: &mut [SinkSpec], channels: &[ChannelSpec]) {
         for sink in sinks {
             let Some(channel) = channels.iter().find(|c| c.name == sink.channel) else {
                 continue;
             };
             let capacity = channel.kind.config().capacity_events();
-            if sink.batch.size > capacity {
+            if !sink.batch_size_set {
+                sink.batch.size = sink.batch.size.min(capacity);
+            } else if sink.batch.size > capacity {
                 self.error(
                     &["sinks", &sink.name, "batch_size"],
                     format!(
@@ -779,14 +784,8 @@ channel = "main"
     fn a_good_config_validates() {
         let spec = load(GOOD, "t.toml").unwrap();
         assert_eq!(spec.sources[0].event_name.as_ref(), "web");
-        assert_eq!(spec.channels[0].capacity, 100);
-        assert!(matches!(
-            spec.sources[0].kind,
-            SourceKind::File {
-                read_from: ReadFrom::End,
-                ..
-            }
-        ));
+        assert_eq!(spec.channels[0].kind.config().capacity_events(), 100);
+        assert_eq!(spec.sources[0].kind.type_name(), "file");
     }
 
     #[test]
@@ -839,6 +838,58 @@ channel = "main"
             e.iter()
                 .any(|e| e.path == "channels.orphan" && e.message.contains("no sink"))
         );
+    }
+
+    #[test]
+    fn type_errors_name_their_key_and_line() {
+        let text = GOOD.replace("capacity = 100", "capacity = -1");
+        let e = &errors(&text)[0];
+        assert_eq!(e.path, "channels.main.capacity");
+        assert_eq!(e.line, Some(13));
+    }
+
+    #[test]
+    fn duplicate_keys_name_their_key() {
+        let text = GOOD.replace("capacity = 100", "capacity = 100\ncapacity = 5");
+        let e = &errors(&text)[0];
+        assert_eq!(e.path, "channels.main.capacity");
+        assert_eq!(e.line, Some(14));
+    }
+
+    #[test]
+    fn a_sink_batch_larger_than_its_channel_is_refused() {
+        let text = GOOD.replace("type = \"console\"", "type = \"console\"\nbatch_size = 512");
+        let e = &errors(&text)[0];
+        assert_eq!(e.path, "sinks.out.batch_size");
+        assert!(e.message.contains("capacity of channel `main` (100 events)"), "{e}");
+    }
+
+    #[test]
+    fn a_sink_writing_the_file_its_source_reads_is_refused() {
+        let text = GOOD.replace(
+            "type = \"console\"",
+            "type = \"file\"\npath = \"/var/log/access.log\"",
+        );
+        let e = &errors(&text)[0];
+        assert_eq!(e.path, "sinks.out.path");
+        assert!(e.message.contains("source `web` reads"), "{e}");
+    }
+
+    #[test]
+    fn a_file_source_on_a_directory_or_empty_path_is_refused() {
+        for path in ["/tmp", ""] {
+            let text = GOOD.replace("/var/log/access.log", path);
+            let e = &errors(&text)[0];
+            assert_eq!(e.path, "sources.web.path", "{e}");
+        }
+    }
+
+    #[test]
+    fn unknown_types_list_the_known_ones() {
+        let text = GOOD.replace("type = \"memory\"", "type = \"memroy\"");
+        let e = &errors(&text)[0];
+        assert_eq!(e.path, "channels.main.type");
+        assert!(e.message.contains("memory, file"), "{e}");
     }
 
     #[test]

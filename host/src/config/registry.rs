@@ -79,7 +79,9 @@ pub fn deserialize<T: serde::de::DeserializeOwned>(
         if let Some(rest) = message.strip_prefix("unknown field `")
             && let Some((key, _)) = rest.split_once('`')
         {
-            path.push(key.to_owned());
+            if path.last().map(String::as_str) != Some(key) {
+                path.push(key.to_owned());
+            }
             return SettingError {
                 message: format!("`{key}` is not a setting of {what}: {message}"),
                 path,

@@ -157,10 +157,6 @@ impl Tracked {
     pub fn identity(&self) -> (u64, u64) {
         (self.dev, self.inode)
     }
-
-    pub fn describe(&self) -> String {
-        self.path.display().to_string()
-    }
 }
 
 /// The identity of an open file.
