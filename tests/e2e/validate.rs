@@ -69,7 +69,7 @@ fn an_unknown_key_is_rejected_with_its_line() {
         &[
             "CONFIG:19:",
             "unknown field `capasity`",
-            "expected `type` or `capacity`",
+            "expected one of `capacity`, `capacity_bytes`, `full_policy`",
         ],
     );
 }

@@ -666,6 +666,7 @@ impl Runner {
             last_data: now,
             failing: None,
             at_eof: false,
+            read_to_end: false,
         });
         self.positions_dirty = true;
     }
@@ -712,6 +713,7 @@ impl Runner {
                     Ok(Step::Eof) => {
                         t.failing = None;
                         t.at_eof = true;
+                        t.read_to_end = true;
                         break;
                     }
                     Ok(Step::Truncated) => {
@@ -722,10 +724,21 @@ impl Runner {
                             "{} was truncated; reading it from its start",
                             t.path.display()
                         );
-                        // The old content's unterminated last line, on its own.
+                        // The old content's unterminated last line, on its own. When
+                        // the read before stopped short of the end, the rest of that
+                        // line was truncated away unread: its first part is not a line.
                         if let Some(last) = t.splitter.finish() {
-                            let mark = Mark { key: t.key, offset: t.pos };
-                            batcher.push_marked(last, mark, &t.tags).await;
+                            if t.read_to_end {
+                                let mark = Mark { key: t.key, offset: t.pos };
+                                batcher.push_marked(last, mark, &t.tags).await;
+                            } else {
+                                tracing::info!(
+                                    source = %self.source,
+                                    "{}: the {} bytes read of a line were truncated away before the rest was read; dropped",
+                                    t.path.display(),
+                                    last.len()
+                                );
+                            }
                         }
                         t.key = self.next_key;
                         self.next_key += 1;
@@ -742,8 +755,9 @@ impl Runner {
                             break;
                         }
                     }
-                    Ok(Step::Data(n)) => {
+                    Ok(Step::Data { n, at_end }) => {
                         any = true;
+                        t.read_to_end = at_end;
                         t.failing = None;
                         t.at_eof = false;
                         t.last_data = Instant::now();

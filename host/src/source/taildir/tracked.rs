@@ -78,8 +78,9 @@ fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usi
 /// What one read attempt found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Step {
-    /// `n` new bytes at the read position, in the buffer.
-    Data(usize),
+    /// `n` new bytes at the read position, in the buffer; `at_end` when they reached
+    /// the end of the file (as it was when its size was taken).
+    Data { n: usize, at_end: bool },
     /// Nothing new.
     Eof,
     /// The file is shorter than the read position, or its first bytes changed: it was
@@ -108,7 +109,10 @@ pub fn read_step(file: &File, pos: u64, fp: &mut Fingerprint, buf: &mut [u8]) ->
     if after < pos + n as u64 || !fp.verify(file, after)? {
         return Ok(Step::Truncated);
     }
-    Ok(Step::Data(n))
+    Ok(Step::Data {
+        n,
+        at_end: pos + n as u64 >= size,
+    })
 }
 
 /// Where reading a newly tracked file starts, from its saved position if it has one
@@ -151,6 +155,9 @@ pub struct Tracked {
     pub failing: Option<String>,
     /// Read to its current end in the last turn.
     pub at_eof: bool,
+    /// The last read reached the end of the file: a partial line held is the file's
+    /// real unterminated last line, not the first part of a line not read yet.
+    pub read_to_end: bool,
 }
 
 impl Tracked {
@@ -238,10 +245,10 @@ mod tests {
         let file = File::open(&path).unwrap();
         let mut fp = Fingerprint::EMPTY;
         let mut buf = vec![0u8; 512];
-        let Step::Data(n) = read_step(&file, 0, &mut fp, &mut buf).unwrap() else {
+        let Step::Data { n, at_end } = read_step(&file, 0, &mut fp, &mut buf).unwrap() else {
             panic!()
         };
-        assert_eq!(n, 512);
+        assert_eq!((n, at_end), (512, false));
         let pos = n as u64;
         // copytruncate, then the application writes more than before.
         std::fs::OpenOptions::new()
@@ -257,7 +264,7 @@ mod tests {
 
         // Truncated below the position: seen by size alone.
         let mut fp = Fingerprint::EMPTY;
-        assert!(matches!(read_step(&file, 0, &mut fp, &mut buf).unwrap(), Step::Data(_)));
+        assert!(matches!(read_step(&file, 0, &mut fp, &mut buf).unwrap(), Step::Data { .. }));
         std::fs::OpenOptions::new()
             .write(true)
             .open(&path)
@@ -275,10 +282,16 @@ mod tests {
         let file = File::open(&path).unwrap();
         let mut fp = Fingerprint::EMPTY;
         let mut buf = vec![0u8; 64];
-        assert_eq!(read_step(&file, 0, &mut fp, &mut buf).unwrap(), Step::Data(4));
+        assert_eq!(
+            read_step(&file, 0, &mut fp, &mut buf).unwrap(),
+            Step::Data { n: 4, at_end: true }
+        );
         assert_eq!(read_step(&file, 4, &mut fp, &mut buf).unwrap(), Step::Eof);
         append(&path, b"de");
-        assert_eq!(read_step(&file, 4, &mut fp, &mut buf).unwrap(), Step::Data(2));
+        assert_eq!(
+            read_step(&file, 4, &mut fp, &mut buf).unwrap(),
+            Step::Data { n: 2, at_end: true }
+        );
         assert_eq!(&buf[..2], b"de");
     }
 }
