@@ -46,6 +46,33 @@ pub enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+    /// Tools for durable (`file`) channels: look inside, check, repair. Run them on a
+    /// channel's directory while the agent is stopped (the log is locked while open).
+    Channel {
+        #[command(subcommand)]
+        command: ChannelCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ChannelCommand {
+    /// Segments, records, events and bytes the channel holds, and how many are still
+    /// to be delivered.
+    Inspect {
+        /// The channel's directory (`<data_dir>/channels/<name>` by default).
+        path: PathBuf,
+    },
+    /// Verifies every record's checksum (and, with the key, its authentication tag).
+    /// Exits non-zero when something is damaged. With --repair: cuts a torn tail and
+    /// blanks corrupt records, with a report, so the channel opens clean.
+    Fsck {
+        path: PathBuf,
+        #[arg(long)]
+        repair: bool,
+        /// The encryption key file, for an encrypted channel.
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

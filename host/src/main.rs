@@ -1,5 +1,6 @@
 use clap::Parser;
-use runnel::cli::{Cli, Command, LogFormat, PluginCommand};
+use runnel::channel::file::wal;
+use runnel::cli::{ChannelCommand, Cli, Command, LogFormat, PluginCommand};
 use runnel::config::{self, AgentSpec, ConfigErrors};
 use runnel::topology::Topology;
 use std::process::ExitCode;
@@ -31,6 +32,7 @@ fn main() -> ExitCode {
                 Err(errors) => report(&errors),
             }
         }
+        Command::Channel { command } => channel_tool(command),
         Command::Plugin {
             command: PluginCommand::Test(args),
         } => match runnel::plugin_test::run(&args) {
@@ -41,6 +43,36 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+fn channel_tool(command: ChannelCommand) -> ExitCode {
+    let result = match command {
+        ChannelCommand::Inspect { path } => wal::inspect(&path).map(|report| {
+            print!("{report}");
+            ExitCode::SUCCESS
+        }),
+        ChannelCommand::Fsck {
+            path,
+            repair,
+            key_file,
+        } => key_file
+            .as_deref()
+            .map(wal::Cipher::from_key_file)
+            .transpose()
+            .and_then(|cipher| wal::fsck(&path, cipher.as_ref(), repair))
+            .map(|report| {
+                print!("{report}");
+                if report.is_clean() || (repair && report.repaired) {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                }
+            }),
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(2)
+    })
 }
 
 fn load(path: Option<&std::path::Path>) -> Result<AgentSpec, ConfigErrors> {

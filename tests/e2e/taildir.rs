@@ -88,9 +88,17 @@ fn assert_exactly_once(got: &[String], expected: &[String]) {
         *counts.entry(l.as_str()).or_default() += 1;
     }
     let expected_set: HashSet<&str> = expected.iter().map(String::as_str).collect();
-    let missing: Vec<_> = expected.iter().filter(|l| !counts.contains_key(l.as_str())).take(5).collect();
+    let missing: Vec<_> = expected
+        .iter()
+        .filter(|l| !counts.contains_key(l.as_str()))
+        .take(5)
+        .collect();
     let dup: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).take(5).collect();
-    let extra: Vec<_> = counts.keys().filter(|l| !expected_set.contains(*l)).take(5).collect();
+    let extra: Vec<_> = counts
+        .keys()
+        .filter(|l| !expected_set.contains(*l))
+        .take(5)
+        .collect();
     assert!(
         missing.is_empty() && dup.is_empty() && extra.is_empty(),
         "{} lines delivered, {} expected; missing (first 5): {missing:?}; duplicated: {dup:?}; unexpected: {extra:?}",
@@ -142,17 +150,28 @@ fn taildir_picks_up_new_files_of_every_pattern_and_tags_them() {
         .collect();
     let want: Vec<String> = expected.iter().map(|(l, _, _)| l.clone()).collect();
     assert_exactly_once(&got, &want);
-    let by_line: HashMap<&str, (&str, &str)> =
-        expected.iter().map(|(l, n, p)| (l.as_str(), (*n, *p))).collect();
+    let by_line: HashMap<&str, (&str, &str)> = expected
+        .iter()
+        .map(|(l, n, p)| (l.as_str(), (*n, *p)))
+        .collect();
     for e in &events {
         let (name, pattern) = by_line[e["body"].as_str().unwrap()];
-        assert_eq!(e["tags"]["file"], logs.join(name).display().to_string(), "{e}");
+        assert_eq!(
+            e["tags"]["file"],
+            logs.join(name).display().to_string(),
+            "{e}"
+        );
         assert_eq!(e["tags"]["pattern"], pattern, "{e}");
     }
     // The position file records the three files.
-    let positions = std::fs::read_to_string(s.dir.path().join("data/taildir/app.positions.json")).unwrap();
+    let positions =
+        std::fs::read_to_string(s.dir.path().join("data/taildir/app.positions.json")).unwrap();
     let positions: serde_json::Value = serde_json::from_str(&positions).unwrap();
-    assert_eq!(positions["files"].as_array().unwrap().len(), 3, "{positions}");
+    assert_eq!(
+        positions["files"].as_array().unwrap().len(),
+        3,
+        "{positions}"
+    );
 }
 
 #[test]
@@ -194,7 +213,10 @@ fn taildir_resumes_after_a_restart_with_every_line_exactly_once() {
 
     let mut expected = numbered("line", 0, total);
     expected.push("line 60000".to_owned());
-    assert!(delivered_first < expected.len(), "the first run read everything");
+    assert!(
+        delivered_first < expected.len(),
+        "the first run read everything"
+    );
     assert_exactly_once(&s.raw_lines(), &expected);
 }
 
@@ -237,7 +259,11 @@ fn taildir_copytruncate_loses_nothing_and_splices_nothing() {
     let agent = spawn(&config);
     std::thread::sleep(Duration::from_millis(300));
     let old = numbered("old line with some padding to make it longer", 0, 100_000);
-    let new = numbered("new line, with padding to make it longer than the old ones", 0, 120_000);
+    let new = numbered(
+        "new line, with padding to make it longer than the old ones",
+        0,
+        120_000,
+    );
     // Write a lot, ending in an unterminated line; copy it away and truncate it at
     // once, then write more than before: the agent is still busy with the old content.
     append(&log, &old);
@@ -267,9 +293,20 @@ fn taildir_copytruncate_loses_nothing_and_splices_nothing() {
     let got_set: HashSet<&str> = got.iter().map(String::as_str).collect();
     let mut allowed: HashSet<&str> = old.iter().chain(&new).map(String::as_str).collect();
     allowed.insert("old unterminated");
-    let spliced: Vec<_> = got.iter().filter(|l| !allowed.contains(l.as_str())).take(5).collect();
-    assert!(spliced.is_empty(), "lines that were never written: {spliced:?}");
-    let lost = old.iter().chain(&new).filter(|l| !got_set.contains(l.as_str())).count();
+    let spliced: Vec<_> = got
+        .iter()
+        .filter(|l| !allowed.contains(l.as_str()))
+        .take(5)
+        .collect();
+    assert!(
+        spliced.is_empty(),
+        "lines that were never written: {spliced:?}"
+    );
+    let lost = old
+        .iter()
+        .chain(&new)
+        .filter(|l| !got_set.contains(l.as_str()))
+        .count();
     assert_eq!(lost, 0, "lines lost");
     // The new content was read once (the old one may be read twice: from the copy too).
     let new_set: HashSet<&str> = new.iter().map(String::as_str).collect();
@@ -299,7 +336,12 @@ fn taildir_reads_a_deleted_file_to_its_end_without_an_error_flood() {
     assert_exactly_once(&s.raw_lines(), &lines);
     let noisy = stderr.lines().filter(|l| l.contains("app.log")).count();
     assert!(noisy <= 2, "{stderr}");
-    let positions = std::fs::read_to_string(s.dir.path().join("data/taildir/app.positions.json")).unwrap();
+    let positions =
+        std::fs::read_to_string(s.dir.path().join("data/taildir/app.positions.json")).unwrap();
     let positions: serde_json::Value = serde_json::from_str(&positions).unwrap();
-    assert_eq!(positions["files"].as_array().unwrap().len(), 0, "{positions}");
+    assert_eq!(
+        positions["files"].as_array().unwrap().len(),
+        0,
+        "{positions}"
+    );
 }

@@ -61,12 +61,12 @@ impl Worker {
                         if events.is_empty() {
                             continue;
                         }
-                        let n = events.len() as u64;
                         if let Err(e) = runtime.block_on(channel.put(events)) {
                             // Channels close before workers finish only at a forced stop.
+                            // Parts of a split put that went in are not lost.
                             all_put = false;
                             EventsLost {
-                                count: n,
+                                count: e.not_put as u64,
                                 at: &source,
                                 reason: &e,
                             }

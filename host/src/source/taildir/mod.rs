@@ -209,15 +209,15 @@ impl SourceConfig for TaildirConfig {
             {
                 problems.at(
                     "position_file",
-                    format!(
-                        "its directory {} is a regular file",
-                        parent.display()
-                    ),
+                    format!("its directory {} is a regular file", parent.display()),
                 );
             } else if self.reads_file(file) {
                 problems.at(
                     "position_file",
-                    format!("{} is matched by one of the `paths` patterns", file.display()),
+                    format!(
+                        "{} is matched by one of the `paths` patterns",
+                        file.display()
+                    ),
                 );
             }
         }
@@ -251,7 +251,12 @@ impl SourceConfig for TaildirConfig {
             // The pattern may be relative, or name the directory through a symlink.
             let dir = std::fs::canonicalize(pattern_dir(pattern));
             let file_dir = absolute.parent().map(std::fs::canonicalize);
-            match (dir, file_dir, Path::new(pattern).file_name(), absolute.file_name()) {
+            match (
+                dir,
+                file_dir,
+                Path::new(pattern).file_name(),
+                absolute.file_name(),
+            ) {
                 (Ok(d), Some(Ok(fd)), Some(pat_name), Some(name)) => {
                     d == fd
                         && glob::Pattern::new(&pat_name.to_string_lossy())
@@ -341,8 +346,10 @@ fn discover(patterns: &[(Arc<str>, String)]) -> Discovery {
         match glob::glob_with(pattern, MATCH) {
             Err(e) => {
                 d.complete = false;
-                d.errors
-                    .push((PathBuf::from(pattern), format!("invalid pattern `{pattern}`: {e}")));
+                d.errors.push((
+                    PathBuf::from(pattern),
+                    format!("invalid pattern `{pattern}`: {e}"),
+                ));
             }
             Ok(paths) => {
                 for entry in paths {
@@ -354,7 +361,8 @@ fn discover(patterns: &[(Arc<str>, String)]) -> Discovery {
                         }),
                         Err(e) => {
                             d.complete = false;
-                            let message = format!("cannot read {}: {}", e.path().display(), e.error());
+                            let message =
+                                format!("cannot read {}: {}", e.path().display(), e.error());
                             d.errors.push((e.path().to_path_buf(), message));
                         }
                     }
@@ -606,7 +614,11 @@ impl Runner {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
             Err(e) => {
-                self.report(batcher, &path, format!("cannot open {}: {e}", path.display()));
+                self.report(
+                    batcher,
+                    &path,
+                    format!("cannot open {}: {e}", path.display()),
+                );
                 return;
             }
         };
@@ -639,7 +651,11 @@ impl Runner {
                         (0, Fingerprint::EMPTY)
                     }
                     Err(e) => {
-                        self.report(batcher, &path, format!("cannot read {}: {e}", path.display()));
+                        self.report(
+                            batcher,
+                            &path,
+                            format!("cannot read {}: {e}", path.display()),
+                        );
                         (0, Fingerprint::EMPTY)
                     }
                 },
@@ -673,7 +689,11 @@ impl Runner {
 
     /// Reads every file, each up to [`TURN_BUDGET`] bytes. Returns whether some file
     /// has more to read, and whether anything was read.
-    async fn read_turn(&mut self, batcher: &mut Batcher, shutdown: &CancellationToken) -> (bool, bool) {
+    async fn read_turn(
+        &mut self,
+        batcher: &mut Batcher,
+        shutdown: &CancellationToken,
+    ) -> (bool, bool) {
         let (mut more, mut any) = (false, false);
         for i in 0..self.files.len() {
             let mut budget = TURN_BUDGET;
@@ -696,7 +716,11 @@ impl Runner {
                 .await;
                 let (step, buf, fp) = match joined {
                     Ok(r) => r,
-                    Err(e) => (Err(std::io::Error::other(e.to_string())), vec![0; CHUNK], fp),
+                    Err(e) => (
+                        Err(std::io::Error::other(e.to_string())),
+                        vec![0; CHUNK],
+                        fp,
+                    ),
                 };
                 self.chunk = buf;
                 let t = &mut self.files[i];
@@ -729,7 +753,10 @@ impl Runner {
                         // line was truncated away unread: its first part is not a line.
                         if let Some(last) = t.splitter.finish() {
                             if t.read_to_end {
-                                let mark = Mark { key: t.key, offset: t.pos };
+                                let mark = Mark {
+                                    key: t.key,
+                                    offset: t.pos,
+                                };
                                 batcher.push_marked(last, mark, &t.tags).await;
                             } else {
                                 tracing::info!(
@@ -777,7 +804,10 @@ impl Runner {
                                     b
                                 }
                             };
-                            let mark = Mark { key: t.key, offset: t.line_end };
+                            let mark = Mark {
+                                key: t.key,
+                                offset: t.line_end,
+                            };
                             batcher.push_marked(body, mark, &t.tags).await;
                         }
                         if t.splitter.at_line_start() {
@@ -812,7 +842,10 @@ impl Runner {
             }
             let mut t = self.files.remove(i);
             if let Some(last) = t.splitter.finish() {
-                let mark = Mark { key: t.key, offset: t.pos };
+                let mark = Mark {
+                    key: t.key,
+                    offset: t.pos,
+                };
                 batcher.push_marked(last, mark, &t.tags).await;
             }
             tracing::info!(
@@ -828,7 +861,10 @@ impl Runner {
     async fn finish_all(&mut self, batcher: &mut Batcher) {
         for t in &mut self.files {
             if let Some(last) = t.splitter.finish() {
-                let mark = Mark { key: t.key, offset: t.pos };
+                let mark = Mark {
+                    key: t.key,
+                    offset: t.pos,
+                };
                 t.line_end = t.pos;
                 batcher.push_marked(last, mark, &t.tags).await;
             }
@@ -922,7 +958,9 @@ fn watcher(
         if let Ok(event) = event
             && matches!(
                 event.kind,
-                EventKind::Create(_) | EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_))
+                EventKind::Create(_)
+                    | EventKind::Remove(_)
+                    | EventKind::Modify(ModifyKind::Name(_))
             )
         {
             let _ = dir.try_send(());
@@ -943,14 +981,21 @@ mod tests {
     fn problems(c: &TaildirConfig) -> String {
         let mut p = Problems::default();
         c.validate(&mut p);
-        if p.is_empty() { String::new() } else { format!("{p:?}") }
+        if p.is_empty() {
+            String::new()
+        } else {
+            format!("{p:?}")
+        }
     }
 
     #[test]
     fn defaults_and_validation() {
         let c = config("paths = { app = \"/var/log/app/*.log\" }");
         assert_eq!(c.read_from, ReadFrom::Start);
-        assert_eq!((c.poll_interval_ms, c.glob_interval_ms, c.idle_close_ms), (250, 1000, 2000));
+        assert_eq!(
+            (c.poll_interval_ms, c.glob_interval_ms, c.idle_close_ms),
+            (250, 1000, 2000)
+        );
         assert_eq!(problems(&c), "");
         assert!(c.reads_file(Path::new("/var/log/app/x.log")));
         assert!(!c.reads_file(Path::new("/var/log/app/sub/x.log")));
@@ -958,7 +1003,9 @@ mod tests {
 
         let c = config("paths = {}");
         assert!(problems(&c).contains("[\"paths\"]"));
-        let c = config("paths = { a = \"\", b = \"/x/[.log\", c = \"/var/*/x.log\", d = \"/ok/*.log\" }");
+        let c = config(
+            "paths = { a = \"\", b = \"/x/[.log\", c = \"/var/*/x.log\", d = \"/ok/*.log\" }",
+        );
         let p = problems(&c);
         for key in ["a", "b", "c"] {
             assert!(p.contains(&format!("[\"paths\", \"{key}\"]")), "{p}");

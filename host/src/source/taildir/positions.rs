@@ -37,11 +37,15 @@ pub fn load(path: &Path) -> Result<Option<Vec<Entry>>, String> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("cannot read the position file {}: {e}", path.display())),
+        Err(e) => {
+            return Err(format!(
+                "cannot read the position file {}: {e}",
+                path.display()
+            ));
+        }
     };
-    let file: PositionFile = serde_json::from_slice(&bytes).map_err(|e| {
-        format!("the position file {} is corrupt: {e}", path.display())
-    })?;
+    let file: PositionFile = serde_json::from_slice(&bytes)
+        .map_err(|e| format!("the position file {} is corrupt: {e}", path.display()))?;
     if file.version != VERSION {
         return Err(format!(
             "the position file {} has version {}, expected {VERSION}",

@@ -91,7 +91,12 @@ pub enum Step {
 /// One read of a file at `pos`, checked before and after: a file whose size fell
 /// below `pos` or whose fingerprint no longer matches is truncated (the bytes read
 /// then are not used: they may be new content at an old offset). Blocking.
-pub fn read_step(file: &File, pos: u64, fp: &mut Fingerprint, buf: &mut [u8]) -> std::io::Result<Step> {
+pub fn read_step(
+    file: &File,
+    pos: u64,
+    fp: &mut Fingerprint,
+    buf: &mut [u8],
+) -> std::io::Result<Step> {
     let size = file.metadata()?.len();
     if size < pos || !fp.verify(file, size)? {
         return Ok(Step::Truncated);
@@ -118,7 +123,11 @@ pub fn read_step(file: &File, pos: u64, fp: &mut Fingerprint, buf: &mut [u8]) ->
 /// Where reading a newly tracked file starts, from its saved position if it has one
 /// that matches: same fingerprint, and not longer than the file. `None` when the
 /// saved entry is for another file (the inode was reused) or the file was truncated.
-pub fn resume_at(file: &File, saved_fp: Fingerprint, offset: u64) -> std::io::Result<Option<(u64, Fingerprint)>> {
+pub fn resume_at(
+    file: &File,
+    saved_fp: Fingerprint,
+    offset: u64,
+) -> std::io::Result<Option<(u64, Fingerprint)>> {
     let size = file.metadata()?.len();
     let mut fp = saved_fp;
     if size < offset || !fp.verify(file, size)? {
@@ -260,18 +269,27 @@ mod tests {
         let new: String = (0..300).map(|i| format!("new line {i}\n")).collect();
         append(&path, new.as_bytes());
         assert!(std::fs::metadata(&path).unwrap().len() > pos);
-        assert_eq!(read_step(&file, pos, &mut fp, &mut buf).unwrap(), Step::Truncated);
+        assert_eq!(
+            read_step(&file, pos, &mut fp, &mut buf).unwrap(),
+            Step::Truncated
+        );
 
         // Truncated below the position: seen by size alone.
         let mut fp = Fingerprint::EMPTY;
-        assert!(matches!(read_step(&file, 0, &mut fp, &mut buf).unwrap(), Step::Data { .. }));
+        assert!(matches!(
+            read_step(&file, 0, &mut fp, &mut buf).unwrap(),
+            Step::Data { .. }
+        ));
         std::fs::OpenOptions::new()
             .write(true)
             .open(&path)
             .unwrap()
             .set_len(10)
             .unwrap();
-        assert_eq!(read_step(&file, 512, &mut fp, &mut buf).unwrap(), Step::Truncated);
+        assert_eq!(
+            read_step(&file, 512, &mut fp, &mut buf).unwrap(),
+            Step::Truncated
+        );
     }
 
     #[test]
