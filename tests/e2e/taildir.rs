@@ -325,6 +325,8 @@ fn taildir_reads_a_deleted_file_to_its_end_without_an_error_flood() {
         "",
         "raw",
     );
+    // A directory the pattern matches: reported once, not at every scan.
+    std::fs::create_dir(s.logs().join("sub.log")).unwrap();
     let agent = spawn(&config);
     wait_for_lines(&s.out(), 1, WAIT);
     std::fs::remove_file(&log).unwrap();
@@ -336,6 +338,8 @@ fn taildir_reads_a_deleted_file_to_its_end_without_an_error_flood() {
     assert_exactly_once(&s.raw_lines(), &lines);
     let noisy = stderr.lines().filter(|l| l.contains("app.log")).count();
     assert!(noisy <= 2, "{stderr}");
+    let directory = stderr.lines().filter(|l| l.contains("sub.log")).count();
+    assert_eq!(directory, 1, "{stderr}");
     let positions =
         std::fs::read_to_string(s.dir.path().join("data/taildir/app.positions.json")).unwrap();
     let positions: serde_json::Value = serde_json::from_str(&positions).unwrap();
@@ -344,4 +348,70 @@ fn taildir_reads_a_deleted_file_to_its_end_without_an_error_flood() {
         0,
         "{positions}"
     );
+}
+
+#[test]
+fn taildir_starts_over_from_a_corrupt_position_file_naming_it() {
+    let s = Setup::new();
+    let log = s.logs().join("app.log");
+    let lines = numbered("line", 0, 1_000);
+    append(&log, &lines);
+    let positions = s.dir.path().join("data/taildir/app.positions.json");
+    std::fs::create_dir_all(positions.parent().unwrap()).unwrap();
+    std::fs::write(&positions, "{\"version\":1,\"files\":[{\"dev\"").unwrap();
+    let config = s.config(
+        &format!(r#"app = "{}/*.log""#, s.logs().display()),
+        "",
+        "raw",
+    );
+    let agent = spawn(&config);
+    wait_for_lines(&s.out(), lines.len(), WAIT);
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, stderr) = terminate(agent);
+    assert!(status.success(), "{stderr}");
+    assert_exactly_once(&s.raw_lines(), &lines);
+    assert!(
+        stderr.contains("app.positions.json") && stderr.contains("corrupt"),
+        "{stderr}"
+    );
+    // Replaced by a valid one.
+    let text = std::fs::read_to_string(&positions).unwrap();
+    let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        value["files"][0]["offset"],
+        std::fs::metadata(&log).unwrap().len()
+    );
+}
+
+#[test]
+fn taildir_with_exit_on_eof_stops_after_reading_every_file() {
+    let s = Setup::new();
+    let a = numbered("a", 0, 5_000);
+    let b = numbered("b", 0, 5_000);
+    append(&s.logs().join("a.log"), &a);
+    append(&s.logs().join("b.log"), &b);
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(s.logs().join("b.log"))
+        .unwrap();
+    f.write_all(b"b unterminated").unwrap();
+    let config = s.config(
+        &format!(r#"app = "{}/*.log""#, s.logs().display()),
+        "exit_on_eof = true",
+        "raw",
+    );
+    let output = runnel()
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut expected: Vec<String> = a.into_iter().chain(b).collect();
+    expected.push("b unterminated".to_owned());
+    assert_exactly_once(&s.raw_lines(), &expected);
 }

@@ -855,9 +855,20 @@ fn write_ledger(dir: &Path, at: RecordId) -> Result<()> {
     b[16..24].copy_from_slice(&at.offset.to_le_bytes());
     let crc = crc32fast::hash(&b[..24]);
     b[24..].copy_from_slice(&crc.to_le_bytes());
+    let path = dir.join(LEDGER_FILE);
+    // Overwrite an existing ledger in place: it needs no new disk blocks, so segments
+    // can still be acknowledged and deleted when the disk is full. 28 bytes at offset 0
+    // lie in one sector; were they ever torn, the crc fails and everything is
+    // redelivered (duplicates, never a loss).
+    if let Ok(file) = OpenOptions::new().write(true).open(&path)
+        && file.metadata().is_ok_and(|m| m.len() == LEDGER_LEN as u64)
+    {
+        return file
+            .write_all_at(&b, 0)
+            .map_err(io_err("write ledger", &path));
+    }
     let tmp = dir.join(LEDGER_TMP);
     fs::write(&tmp, b).map_err(io_err("write ledger", &tmp))?;
-    let path = dir.join(LEDGER_FILE);
     fs::rename(&tmp, &path).map_err(io_err("replace ledger", &path))
 }
 
@@ -1088,6 +1099,11 @@ impl Wal {
                     .write_all_at(&header, 0)
                     .map_err(io_err("write segment header of", &wal.cur_path))?;
             }
+        }
+        // A ledger to overwrite in place from now on (see `write_ledger`).
+        if !wal.dir.join(LEDGER_FILE).exists() {
+            write_ledger(&wal.dir, wal.acked)?;
+            wal.dir_dirty = true;
         }
         if wal.dir_dirty {
             sync_dir(&wal.dir)?;
