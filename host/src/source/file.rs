@@ -1,28 +1,18 @@
-//! The `file` source: follows one file like `tail -F`. It starts at the end (or the
-//! start), reads what is appended, and notices rotation (the path now names another
-//! file) and truncation. After a rotation the old file is still read until it has been
-//! quiet for a grace period, so lines the application writes before it reopens its log
-//! are not lost. Change notifications (inotify, via `notify`) wake it at once; a poll
-//! interval covers filesystems without them.
+//! The `file` source: follows one file like `tail -F`: the one-file form of the
+//! `taildir` source, run by the same engine. It starts at the end (or the start), reads
+//! what is appended, and follows rotation by rename (the renamed file is read to its
+//! end through its open descriptor) and copytruncate (seen by size and by the
+//! fingerprint of the file's first bytes, even when the file grew back past the read
+//! position). Positions are kept in memory unless `position_file` is set; then a
+//! restart resumes where the channels' content ends, as with `taildir`.
 
-use super::lines::{LineSplitter, push_lines};
-use super::{Batcher, SourceConfig, SourceContext};
+use super::{SourceConfig, SourceContext};
 use crate::config::Problems;
 use futures_util::future::BoxFuture;
-use notify::{RecursiveMode, Watcher};
 use serde::Deserialize;
-use std::io::SeekFrom;
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
-use std::time::Duration;
-use tokio::fs::File;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio::sync::mpsc;
-use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
-
-/// How long a rotated-away file is still read after its last new data.
-const ROTATED_GRACE: Duration = Duration::from_secs(2);
+use super::taildir::{TagName, TagNames, TaildirConfig};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 /// Where reading a file starts the first time it is seen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -44,6 +34,9 @@ pub struct FileConfig {
     /// `Exit_On_Eof`): for replaying a file, and for benchmarks.
     #[serde(default)]
     pub exit_on_eof: bool,
+    /// Record the read position here (JSON), so a restart resumes where the channels'
+    /// content ends; without it the position lives in memory only.
+    pub position_file: Option<PathBuf>,
 }
 
 fn default_read_from() -> ReadFrom {
@@ -52,6 +45,28 @@ fn default_read_from() -> ReadFrom {
 
 pub(crate) fn default_poll_interval_ms() -> u64 {
     250
+}
+
+impl FileConfig {
+    /// The same source as a taildir of one path, without tags.
+    fn as_taildir(&self) -> TaildirConfig {
+        TaildirConfig {
+            paths: BTreeMap::from([(
+                "file".to_owned(),
+                glob::Pattern::escape(&self.path),
+            )]),
+            position_file: self.position_file.clone(),
+            read_from: self.read_from,
+            poll_interval_ms: self.poll_interval_ms,
+            glob_interval_ms: 1000,
+            idle_close_ms: 2000,
+            tags: TagNames {
+                path: TagName::Enabled(false),
+                pattern: TagName::Enabled(false),
+            },
+            exit_on_eof: self.exit_on_eof,
+        }
+    }
 }
 
 impl SourceConfig for FileConfig {
@@ -63,6 +78,11 @@ impl SourceConfig for FileConfig {
             problems.at("path", e);
         }
         problems.range("poll_interval_ms", self.poll_interval_ms, 10, 3_600_000);
+        if let Some(p) = &self.position_file
+            && p.as_os_str().is_empty()
+        {
+            problems.at("position_file", "must not be empty");
+        }
     }
 
     fn reads_file(&self, path: &Path) -> bool {
@@ -70,22 +90,7 @@ impl SourceConfig for FileConfig {
     }
 
     fn run(&self, cx: SourceContext) -> BoxFuture<'static, ()> {
-        let config = self.clone();
-        Box::pin(async move {
-            let SourceContext {
-                name,
-                mut batcher,
-                shutdown,
-                ..
-            } = cx;
-            let follow = Follow {
-                read_from: config.read_from,
-                poll_interval: Duration::from_millis(config.poll_interval_ms),
-                exit_on_eof: config.exit_on_eof,
-            };
-            run(&name, Path::new(&config.path), follow, &mut batcher, &shutdown).await;
-            batcher.flush().await;
-        })
+        self.as_taildir().run_with(cx, self.position_file.clone())
     }
 }
 
@@ -104,212 +109,4 @@ pub(crate) fn check_readable_file(path: &Path) -> Result<(), String> {
         )),
         Err(_) => Ok(()),
     }
-}
-
-/// How a file is followed.
-struct Follow {
-    pub read_from: ReadFrom,
-    pub poll_interval: Duration,
-    pub exit_on_eof: bool,
-}
-
-/// An open file being read, with its own partial line.
-struct Followed {
-    file: File,
-    inode: u64,
-    pos: u64,
-    splitter: LineSplitter,
-}
-
-impl Followed {
-    async fn open(path: &Path, from: ReadFrom, max_line_bytes: usize) -> std::io::Result<Self> {
-        let mut file = File::open(path).await?;
-        let meta = file.metadata().await?;
-        if !meta.is_file() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "not a regular file",
-            ));
-        }
-        let inode = meta.ino();
-        let pos = match from {
-            ReadFrom::Start => 0,
-            ReadFrom::End => file.seek(SeekFrom::End(0)).await?,
-        };
-        Ok(Self {
-            file,
-            inode,
-            pos,
-            splitter: LineSplitter::new(max_line_bytes),
-        })
-    }
-
-    /// Reads to the current end; returns whether there was new data.
-    async fn read_available(
-        &mut self,
-        chunk: &mut [u8],
-        batcher: &mut Batcher,
-    ) -> std::io::Result<bool> {
-        let mut lines = Vec::new();
-        let mut any = false;
-        loop {
-            let n = self.file.read(chunk).await?;
-            if n == 0 {
-                return Ok(any);
-            }
-            any = true;
-            self.pos += n as u64;
-            self.splitter.feed(&chunk[..n], |l| lines.push(l));
-            push_lines(&mut lines, batcher).await;
-        }
-    }
-
-    /// Pushes the unterminated last line, if any: the file will not be read further.
-    async fn finish(mut self, batcher: &mut Batcher) {
-        if let Some(last) = self.splitter.finish() {
-            batcher.push(last).await;
-        }
-    }
-}
-
-async fn run(
-    source: &str,
-    path: &Path,
-    follow: Follow,
-    batcher: &mut Batcher,
-    shutdown: &CancellationToken,
-) {
-    let Follow {
-        read_from,
-        poll_interval,
-        exit_on_eof,
-    } = follow;
-    let max_line = batcher.max_line_bytes();
-    let (wake_tx, mut wake_rx) = mpsc::channel::<()>(1);
-    let _watcher = watch(path, wake_tx).map_err(|e| {
-        tracing::debug!(
-            source,
-            "no change notifications for {}: {e}; polling",
-            path.display()
-        );
-    });
-    let mut chunk = vec![0u8; 256 * 1024];
-    let mut current: Option<Followed> = None;
-    // A rotated-away file still being read, and when it last had new data.
-    let mut rotated: Option<(Followed, Instant)> = None;
-    let mut first_open = true;
-    let mut reported_missing = false;
-
-    while !shutdown.is_cancelled() {
-        if current.is_none() {
-            let from = if first_open {
-                read_from
-            } else {
-                ReadFrom::Start
-            };
-            match Followed::open(path, from, max_line).await {
-                Ok(f) => {
-                    current = Some(f);
-                    reported_missing = false;
-                }
-                Err(e) if !reported_missing => {
-                    let message = format!("cannot open {}: {e}; waiting for it", path.display());
-                    batcher.error(&message, Some(poll_interval));
-                    reported_missing = true;
-                }
-                Err(_) => {}
-            }
-            first_open = false;
-        }
-        if let Some((old, last_data)) = rotated.as_mut() {
-            match old.read_available(&mut chunk, batcher).await {
-                Ok(true) => *last_data = Instant::now(),
-                Ok(false) if last_data.elapsed() < ROTATED_GRACE => {}
-                result => {
-                    if let Err(e) = result {
-                        batcher.error(
-                            &format!("reading the rotated {}: {e}", path.display()),
-                            None,
-                        );
-                    }
-                    if let Some((old, _)) = rotated.take() {
-                        old.finish(batcher).await;
-                    }
-                }
-            }
-        }
-        if let Some(f) = current.as_mut()
-            && let Err(e) = f.read_available(&mut chunk, batcher).await
-        {
-            batcher.error(
-                &format!("reading {}: {e}", path.display()),
-                Some(poll_interval),
-            );
-            current = None;
-            // Wait before reopening: a path that cannot be read must not spin.
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep(poll_interval) => {}
-            }
-            continue;
-        }
-        if shutdown.is_cancelled() {
-            break;
-        }
-        // At the end: has the file been rotated or truncated?
-        if let Some(f) = &current {
-            match tokio::fs::metadata(path).await {
-                Ok(meta) if meta.ino() != f.inode => {
-                    tracing::info!(
-                        source,
-                        "{} was rotated; following the new file",
-                        path.display()
-                    );
-                    if let Some((older, _)) = rotated.take() {
-                        older.finish(batcher).await;
-                    }
-                    rotated = current.take().map(|f| (f, Instant::now()));
-                    continue;
-                }
-                Ok(meta) if meta.len() < f.pos => {
-                    tracing::info!(
-                        source,
-                        "{} was truncated; reading from its start",
-                        path.display()
-                    );
-                    if let Some(f) = current.take() {
-                        f.finish(batcher).await;
-                    }
-                    continue;
-                }
-                _ => {}
-            }
-            if exit_on_eof {
-                break;
-            }
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = batcher.due() => batcher.flush().await,
-            _ = wake_rx.recv() => {}
-            _ = tokio::time::sleep(poll_interval) => {}
-        }
-    }
-    for f in [rotated.map(|(f, _)| f), current].into_iter().flatten() {
-        f.finish(batcher).await;
-    }
-}
-
-/// Watches the file's directory (so re-creation is seen too); any change wakes the
-/// reader. Extra wake-ups are coalesced.
-fn watch(path: &Path, wake: mpsc::Sender<()>) -> notify::Result<notify::RecommendedWatcher> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut watcher = notify::recommended_watcher(move |_event: notify::Result<notify::Event>| {
-        let _ = wake.try_send(());
-    })?;
-    watcher.watch(dir, RecursiveMode::NonRecursive)?;
-    Ok(watcher)
 }

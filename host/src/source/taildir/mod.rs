@@ -268,19 +268,31 @@ impl SourceConfig for TaildirConfig {
     }
 
     fn run(&self, cx: SourceContext) -> BoxFuture<'static, ()> {
+        let position_path = self.position_file.clone().unwrap_or_else(|| {
+            cx.data_dir
+                .join("taildir")
+                .join(format!("{}.positions.json", cx.name))
+        });
+        self.run_with(cx, Some(position_path))
+    }
+}
+
+impl TaildirConfig {
+    /// Runs the source, recording positions in `position_path` (none: positions are
+    /// kept in memory only, as the one-file `file` source does unless told otherwise).
+    pub(crate) fn run_with(
+        &self,
+        cx: SourceContext,
+        position_path: Option<PathBuf>,
+    ) -> BoxFuture<'static, ()> {
         let config = self.clone();
         Box::pin(async move {
             let SourceContext {
                 name,
                 batcher,
                 shutdown,
-                data_dir,
+                ..
             } = cx;
-            let position_path = config.position_file.clone().unwrap_or_else(|| {
-                data_dir
-                    .join("taildir")
-                    .join(format!("{name}.positions.json"))
-            });
             let runner = Runner {
                 patterns: config
                     .paths
@@ -385,7 +397,7 @@ struct Runner {
     idle_close: Duration,
     exit_on_eof: bool,
     max_line_bytes: usize,
-    position_path: PathBuf,
+    position_path: Option<PathBuf>,
     files: Vec<Tracked>,
     next_key: u64,
     /// The error last reported per path (each reported once until it changes).
@@ -401,7 +413,11 @@ struct Runner {
 impl Runner {
     async fn run(mut self, mut batcher: Batcher, shutdown: CancellationToken) {
         let mut acks = batcher.acknowledged();
-        let initial = match positions::load(&self.position_path) {
+        let saved = match &self.position_path {
+            Some(path) => positions::load(path),
+            None => Ok(None),
+        };
+        let initial = match saved {
             Ok(Some(entries)) => {
                 Initial::Saved(entries.into_iter().map(|e| ((e.dev, e.inode), e)).collect())
             }
@@ -901,8 +917,11 @@ impl Runner {
                 path: t.path.clone(),
             })
             .collect();
-        let path = self.position_path.clone();
-        let result = tokio::task::spawn_blocking(move || positions::save(&path, &entries))
+        let Some(path) = self.position_path.clone() else {
+            return;
+        };
+        let target = path.clone();
+        let result = tokio::task::spawn_blocking(move || positions::save(&target, &entries))
             .await
             .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
         match result {
@@ -914,7 +933,7 @@ impl Runner {
             Err(e) => {
                 let message = format!(
                     "cannot write the position file {}: {e}",
-                    self.position_path.display()
+                    path.display()
                 );
                 if self.position_error.as_ref() != Some(&message) {
                     match batcher {
