@@ -158,8 +158,46 @@ async fn run_once(
         let _ = child.wait().await;
         return "stopped".into();
     }
+    // The command closed its output. Once its shell has exited, stop what it left
+    // running in its group (`sleep 313 &`): it would outlive every restart and the
+    // agent. The shell is not reaped before that, so the group's id stays its own.
+    if let Some(pid) = child.id() {
+        let exited = tokio::task::spawn_blocking(move || wait_exited_unreaped(pid)).await;
+        if matches!(exited, Ok(Ok(()))) {
+            // SAFETY: as in `stop_group`: the leader is a zombie, not yet reaped, so
+            // its id still names its group.
+            unsafe {
+                libc::killpg(pid as libc::pid_t, libc::SIGTERM);
+            }
+        }
+    }
     match child.wait().await {
         Ok(status) => format!("exited ({status})"),
         Err(e) => format!("could not be waited for: {e}"),
+    }
+}
+
+/// Blocks until process `pid` (a child of the agent) has exited, without reaping it.
+fn wait_exited_unreaped(pid: u32) -> std::io::Result<()> {
+    loop {
+        // SAFETY: an all-zero `siginfo_t` is a valid value of this plain C struct.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `waitid` writes only into `info`, a valid, exclusively borrowed
+        // `siginfo_t`; WNOWAIT leaves the child waitable (not reaped).
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
     }
 }

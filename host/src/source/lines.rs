@@ -110,7 +110,8 @@ impl LineSplitter {
 
 /// Reads `reader` to its end (or until shutdown), pushing every line into `batcher`
 /// and flushing due batches while the reader is idle. The last unterminated line is
-/// pushed at end of input.
+/// pushed at end of input; at shutdown it is dropped (and logged): the writer was cut
+/// off mid-line, and a torn fragment is not an event.
 pub async fn pump<R: AsyncRead + Unpin>(
     mut reader: R,
     batcher: &mut Batcher,
@@ -119,10 +120,14 @@ pub async fn pump<R: AsyncRead + Unpin>(
     let mut splitter = LineSplitter::new(batcher.max_line_bytes());
     let mut chunk = vec![0u8; 256 * 1024];
     let mut lines = Vec::new();
+    let mut stopped = false;
     loop {
         let n = tokio::select! {
             biased;
-            _ = shutdown.cancelled() => break,
+            _ = shutdown.cancelled() => {
+                stopped = true;
+                break;
+            }
             _ = batcher.due() => {
                 batcher.flush().await;
                 continue;
@@ -136,7 +141,14 @@ pub async fn pump<R: AsyncRead + Unpin>(
         push_lines(&mut lines, batcher).await;
     }
     if let Some(last) = splitter.finish() {
-        batcher.push(last).await;
+        if stopped {
+            tracing::info!(
+                bytes = last.len(),
+                "stopping: an unterminated partial line is not delivered"
+            );
+        } else {
+            batcher.push(last).await;
+        }
     }
     Ok(())
 }

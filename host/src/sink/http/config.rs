@@ -42,13 +42,13 @@ pub struct HttpSinkConfig {
     /// Authentication: `{ strategy = "bearer", token = "…" }` (or `token_file`), or
     /// `{ strategy = "basic", user = "…", password = "…" }` (or `password_file`). Files
     /// are read when the sink is built, trailing newlines removed.
-    pub auth: Option<Auth>,
+    pub auth: Option<Box<Auth>>,
     /// Signs every request (each attempt, with a fresh timestamp) with HMAC-SHA256:
     /// `<prefix>Timestamp: <unix seconds>` and `<prefix>Signature: v1=<lowercase hex
     /// HMAC-SHA256(key, timestamp + "." + body as sent)>`.
-    pub signature: Option<Signature>,
+    pub signature: Option<Box<Signature>>,
     /// TLS settings for `https://` URLs.
-    pub tls: Option<Tls>,
+    pub tls: Option<Box<Tls>>,
     /// How long establishing a connection (TCP and TLS) may take, in ms; default 5000.
     #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
