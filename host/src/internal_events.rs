@@ -113,6 +113,7 @@ pub struct SinkCounters {
     pub errors: Counter,
     pub rejected: Counter,
     pub dead_lettered: Counter,
+    pub log_limit: LogLimiter,
 }
 
 impl SinkCounters {
@@ -126,6 +127,7 @@ impl SinkCounters {
             errors: r.counter(&c, "write_errors"),
             rejected: r.counter(&c, "events_rejected"),
             dead_lettered: r.counter(&c, "events_dead_lettered"),
+            log_limit: LogLimiter::new(10),
         }
     }
 }
@@ -320,7 +322,8 @@ impl SinkWriteFailed<'_> {
 }
 
 /// The destination refused a batch for good (it will never accept it): the batch goes
-/// to the sink's dead-letter channel, or is dropped and counted.
+/// to the sink's dead-letter channel, or is dropped and counted as lost. Logged at most
+/// every 10 s per sink (a closed pipe refuses every batch); the counters count all.
 pub struct BatchRejected<'a> {
     pub sink: &'a str,
     pub events: u64,
@@ -332,20 +335,26 @@ impl BatchRejected<'_> {
     pub fn emit(self, c: &SinkCounters) {
         c.rejected.add(self.events);
         match self.dead_letter {
-            Some(channel) => {
-                c.dead_lettered.add(self.events);
-                tracing::error!(
-                    sink = self.sink,
-                    events = self.events,
-                    dead_letter = channel,
-                    "batch refused for good; sent to the dead-letter channel: {}",
-                    self.error
-                );
-            }
+            Some(_) => c.dead_lettered.add(self.events),
+            None => lost_counter().add(self.events),
+        }
+        if !c.log_limit.allow() {
+            return;
+        }
+        match self.dead_letter {
+            Some(channel) => tracing::error!(
+                sink = self.sink,
+                events = self.events,
+                rejected_total = c.rejected.get(),
+                dead_letter = channel,
+                "batch refused for good; sent to the dead-letter channel: {}",
+                self.error
+            ),
             None => tracing::error!(
                 sink = self.sink,
                 events = self.events,
-                "batch refused for good; dropped (set `dead_letter` on the sink to keep such batches): {}",
+                rejected_total = c.rejected.get(),
+                "batch refused for good; dropped and counted as lost (set `dead_letter` on the sink to keep such batches): {}",
                 self.error
             ),
         }

@@ -71,7 +71,13 @@ retry_max_ms = 500
 
 /// Appends `id=N <padding>` lines for ids in `range` to `path`, `per_tick` lines every
 /// `tick`.
-fn write_ids(path: PathBuf, range: std::ops::Range<u64>, per_tick: u64, tick: Duration, pad: usize) {
+fn write_ids(
+    path: PathBuf,
+    range: std::ops::Range<u64>,
+    per_tick: u64,
+    tick: Duration,
+    pad: usize,
+) {
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -91,7 +97,11 @@ fn write_ids(path: PathBuf, range: std::ops::Range<u64>, per_tick: u64, tick: Du
 }
 
 /// Waits until the receiver has every id below `total` (or panics after `timeout`).
-fn wait_for_ids(rx: &Receiver, total: u64, timeout: Duration) -> std::collections::HashMap<u64, usize> {
+fn wait_for_ids(
+    rx: &Receiver,
+    total: u64,
+    timeout: Duration,
+) -> std::collections::HashMap<u64, usize> {
     let start = Instant::now();
     loop {
         if count_lines(&rx.out) as u64 >= total {
@@ -102,7 +112,10 @@ fn wait_for_ids(rx: &Receiver, total: u64, timeout: Duration) -> std::collection
         }
         if start.elapsed() > timeout {
             let counts = id_counts(&rx.bodies());
-            let missing: Vec<u64> = (0..total).filter(|id| !counts.contains_key(id)).take(10).collect();
+            let missing: Vec<u64> = (0..total)
+                .filter(|id| !counts.contains_key(id))
+                .take(10)
+                .collect();
             panic!(
                 "after {timeout:?}: {} of {total} ids received; first missing: {missing:?}",
                 counts.len()
@@ -138,9 +151,8 @@ fn sigkill_thirty_times_mid_stream_loses_nothing() {
     let mut rng = Rng::new(seed);
 
     let path = dir.path().join("logs/app.log");
-    let writer = std::thread::spawn(move || {
-        write_ids(path, 0..TOTAL, 1000, Duration::from_millis(60), 40)
-    });
+    let writer =
+        std::thread::spawn(move || write_ids(path, 0..TOTAL, 1000, Duration::from_millis(60), 40));
     for _ in 0..KILLS {
         let mut agent = spawn_logged(&config, &log);
         std::thread::sleep(Duration::from_millis(150 + rng.below(600)));
@@ -151,7 +163,11 @@ fn sigkill_thirty_times_mid_stream_loses_nothing() {
     let agent = spawn_logged(&config, &log);
     let counts = wait_for_ids(&rx, TOTAL, Duration::from_secs(180));
     let (status, _) = terminate(agent);
-    assert!(status.success(), "{}", std::fs::read_to_string(&log).unwrap());
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
 
     let duplicates: usize = counts.values().map(|n| n - 1).sum();
     eprintln!(
@@ -179,7 +195,12 @@ fn last_segment(channel_dir: &Path) -> PathBuf {
 }
 
 fn channel_tool(args: &[&str], dir: &Path) -> (bool, String) {
-    let out = runnel().arg("channel").args(args).arg(dir).output().unwrap();
+    let out = runnel()
+        .arg("channel")
+        .args(args)
+        .arg(dir)
+        .output()
+        .unwrap();
     (
         out.status.success(),
         format!(
@@ -195,7 +216,13 @@ fn a_power_cut_mid_record_is_cut_reported_and_the_rest_delivered() {
     let dir = tempfile::tempdir().unwrap();
     let mut rx = Receiver::start(dir.path(), &["--mode", "refuse"]);
     let config = config(dir.path(), &rx.uri(), "", "");
-    write_ids(dir.path().join("logs/app.log"), 0..1000, 100, Duration::from_millis(30), 20);
+    write_ids(
+        dir.path().join("logs/app.log"),
+        0..1000,
+        100,
+        Duration::from_millis(30),
+        20,
+    );
     let log = dir.path().join("agent.log");
     let channel_dir = dir.path().join("data/channels/durable");
 
@@ -238,7 +265,10 @@ fn a_power_cut_mid_record_is_cut_reported_and_the_rest_delivered() {
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(status.success(), "{text}");
     // The agent reports exactly what fsck found, and delivers everything before it.
-    assert!(text.contains(&cut), "agent log must report `{cut}`:\n{text}");
+    assert!(
+        text.contains(&cut),
+        "agent log must report `{cut}`:\n{text}"
+    );
     assert!(counts.keys().all(|&id| id < 1000));
     // Batches of 200 events: the torn record's 200 events are the loss.
     assert_eq!(counts.len(), 800);
@@ -262,9 +292,21 @@ fn a_sixty_second_outage_delays_delivery_but_loses_nothing_and_memory_stays_flat
     rx.command("mode 503");
     let outage = Instant::now();
     // ~100 MB of 1 KB lines while the destination is down: they wait on disk.
-    write_ids(path.clone(), 1000..TOTAL / 2, 1000, Duration::from_millis(200), 1000);
+    write_ids(
+        path.clone(),
+        1000..TOTAL / 2,
+        1000,
+        Duration::from_millis(200),
+        1000,
+    );
     rx.command("mode refuse");
-    write_ids(path, TOTAL / 2..TOTAL, 1000, Duration::from_millis(200), 1000);
+    write_ids(
+        path,
+        TOTAL / 2..TOTAL,
+        1000,
+        Duration::from_millis(200),
+        1000,
+    );
     let rest = Duration::from_secs(60).saturating_sub(outage.elapsed());
     std::thread::sleep(rest);
     rx.command("mode ok");
@@ -272,8 +314,15 @@ fn a_sixty_second_outage_delays_delivery_but_loses_nothing_and_memory_stays_flat
     let counts = wait_for_ids(&rx, TOTAL, Duration::from_secs(180));
     let hwm_mib = vm_hwm_kib(agent.id()) / 1024;
     let (status, _) = terminate(agent);
-    assert!(status.success(), "{}", std::fs::read_to_string(&log).unwrap());
-    assert!(counts.values().all(|&n| n == 1), "no batch was delivered twice");
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    assert!(
+        counts.values().all(|&n| n == 1),
+        "no batch was delivered twice"
+    );
     let ids: Vec<u64> = rx.bodies().iter().filter_map(|b| parse_id(b)).collect();
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "delivered in order");
     eprintln!("outage: {TOTAL} events of 1 KB, peak RSS {hwm_mib} MiB");
@@ -400,7 +449,10 @@ fn a_full_disk_applies_backpressure_corrupts_nothing_and_delivery_resumes() {
     let config = config(
         dir.path(),
         &rx.uri(),
-        &format!("dir = \"{}\"\nsegment_bytes = 65536", disk.join("wal").display()),
+        &format!(
+            "dir = \"{}\"\nsegment_bytes = 65536",
+            disk.join("wal").display()
+        ),
         "",
     );
     let log = dir.path().join("agent.log");
@@ -418,11 +470,17 @@ fn a_full_disk_applies_backpressure_corrupts_nothing_and_delivery_resumes() {
         .unwrap()
         .contains("cannot write the channel's log")
     {
-        assert!(start.elapsed() < Duration::from_secs(30), "no disk-full error reported");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no disk-full error reported"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let text = std::fs::read_to_string(&log).unwrap();
-    assert!(text.contains(&disk.display().to_string()), "the error names the path:\n{text}");
+    assert!(
+        text.contains(&disk.display().to_string()),
+        "the error names the path:\n{text}"
+    );
     assert!(
         text.contains("No space left on device"),
         "the error says why:\n{text}"
@@ -431,7 +489,11 @@ fn a_full_disk_applies_backpressure_corrupts_nothing_and_delivery_resumes() {
     rx.command("mode ok");
     let counts = wait_for_ids(&rx, 10_000, Duration::from_secs(120));
     let (status, _) = terminate(agent);
-    assert!(status.success(), "{}", std::fs::read_to_string(&log).unwrap());
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
     assert_eq!(counts.len(), 10_000);
     let (clean, fsck) = channel_tool(&["fsck"], &disk.join("wal"));
     assert!(clean, "no corrupt segment:\n{fsck}");

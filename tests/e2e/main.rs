@@ -5,6 +5,7 @@ mod common;
 
 mod apache_corpus;
 mod default_config;
+mod defects;
 mod delivery;
 mod durable;
 mod exec_tail;

@@ -102,11 +102,7 @@ pub fn id_counts(bodies: &[String]) -> HashMap<u64, usize> {
 }
 
 pub fn parse_id(body: &str) -> Option<u64> {
-    body.strip_prefix("id=")?
-        .split(' ')
-        .next()?
-        .parse()
-        .ok()
+    body.strip_prefix("id=")?.split(' ').next()?.parse().ok()
 }
 
 /// A small deterministic random sequence (the tests print their seed).

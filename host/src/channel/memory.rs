@@ -2,8 +2,7 @@
 //! loses its contents if the agent dies (the `file` channel is the durable one).
 
 use super::{
-    Capacity, Channel, ChannelBackend, ChannelConfig, Closed, FullPolicy, Take, TakeLimits,
-    TakeTxn,
+    Capacity, Channel, ChannelBackend, ChannelConfig, Closed, FullPolicy, Take, TakeLimits, TakeTxn,
 };
 use crate::config::Problems;
 use crate::event::Event;
@@ -182,7 +181,8 @@ impl MemoryChannel {
                 }
                 if !fits && self.shared.policy == FullPolicy::DropOldest {
                     // Drop queued events (never ones in open transactions) until the
-                    // put fits, or nothing queued is left to drop.
+                    // put fits. When events in flight to a stuck sink hold the room,
+                    // the oldest of the incoming ones go too: a drop policy never waits.
                     let mut dropped = 0u64;
                     while !state.queue.is_empty() {
                         let (held, held_bytes) = state.held();
@@ -193,6 +193,38 @@ impl MemoryChannel {
                             state.queued_bytes -= size;
                             dropped += 1;
                         }
+                    }
+                    let (held, held_bytes) = state.held();
+                    if !self.shared.capacity.fits(held, held_bytes, n, bytes) {
+                        let mut events = events;
+                        let mut bytes = bytes;
+                        let mut skip = 0;
+                        while skip < events.len()
+                            && !self.shared.capacity.fits(
+                                held,
+                                held_bytes,
+                                events.len() - skip,
+                                bytes,
+                            )
+                        {
+                            bytes -= events[skip].1;
+                            skip += 1;
+                        }
+                        events.drain(..skip);
+                        dropped += skip as u64;
+                        let kept = events.len();
+                        state.queue.extend(events);
+                        state.queued_bytes += bytes;
+                        drop(state);
+                        EventsDroppedFull {
+                            channel: &self.shared.name,
+                            count: dropped,
+                            policy: FullPolicy::DropOldest,
+                        }
+                        .emit(&self.shared.counters);
+                        self.shared.counters.put.add(kept as u64);
+                        self.shared.not_empty.notify_waiters();
+                        return Ok(());
                     }
                     if dropped > 0 {
                         EventsDroppedFull {
@@ -439,7 +471,11 @@ mod tests {
         let t = ch.take(limits(10), Duration::from_secs(10)).await;
         assert_eq!(t.len(), 2);
         t.commit();
-        assert!(ch.take(limits(10), Duration::from_secs(10)).await.is_empty());
+        assert!(
+            ch.take(limits(10), Duration::from_secs(10))
+                .await
+                .is_empty()
+        );
     }
 
     #[tokio::test]
@@ -455,5 +491,95 @@ mod tests {
         }
         producer.await.unwrap().unwrap();
         assert_eq!(got, (0..7).map(|i| i.to_string()).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn a_take_larger_than_the_channel_returns_when_the_channel_is_full() {
+        let ch = channel("small", 511);
+        ch.put(events(0..511)).await.unwrap();
+        let started = std::time::Instant::now();
+        let t = ch.take(limits(512), Duration::from_secs(10)).await;
+        assert_eq!(t.len(), 511);
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "must not wait out the timeout"
+        );
+        t.commit();
+    }
+
+    #[tokio::test]
+    async fn a_split_put_cut_short_by_close_reports_only_what_did_not_go_in() {
+        let ch = channel("split", 3);
+        let ch2 = ch.clone();
+        let producer = tokio::spawn(async move { ch2.put(events(0..7)).await });
+        while ch.len() < 3 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        ch.close();
+        let err = producer.await.unwrap().unwrap_err();
+        assert_eq!(err.not_put, 4, "3 of 7 went in");
+    }
+
+    #[tokio::test]
+    async fn capacity_in_bytes_bounds_puts_and_takes() {
+        let one = events(0..1)[0].size_estimate();
+        let ch = Channel::new(MemoryChannel::new(
+            "bytes",
+            Capacity {
+                events: 1000,
+                bytes: one * 4,
+            },
+            FullPolicy::Block,
+        ));
+        ch.put(events(0..4)).await.unwrap();
+        let blocked = tokio::time::timeout(Duration::from_millis(50), ch.put(events(4..5))).await;
+        assert!(blocked.is_err(), "full by bytes");
+        let t = ch
+            .take(
+                TakeLimits {
+                    events: 100,
+                    bytes: one * 2,
+                },
+                Duration::from_millis(1),
+            )
+            .await;
+        assert_eq!(t.len(), 2, "a take stops at its byte limit");
+        t.commit();
+    }
+
+    #[tokio::test]
+    async fn drop_policies_never_wait_even_with_a_stuck_taker() {
+        let newest = Channel::new(MemoryChannel::new(
+            "newest",
+            Capacity {
+                events: 4,
+                bytes: 1 << 30,
+            },
+            FullPolicy::DropNewest,
+        ));
+        newest.put(events(0..4)).await.unwrap();
+        newest.put(events(4..6)).await.unwrap();
+        let t = newest.take(limits(10), Duration::from_millis(1)).await;
+        assert_eq!(bodies(&t), ["0", "1", "2", "3"]);
+
+        let oldest = Channel::new(MemoryChannel::new(
+            "oldest",
+            Capacity {
+                events: 4,
+                bytes: 1 << 30,
+            },
+            FullPolicy::DropOldest,
+        ));
+        oldest.put(events(0..4)).await.unwrap();
+        // A stuck sink holds two events in an open transaction.
+        let stuck = oldest.take(limits(2), Duration::from_millis(1)).await;
+        oldest.put(events(4..8)).await.unwrap();
+        let t = oldest.take(limits(10), Duration::from_millis(1)).await;
+        assert_eq!(
+            bodies(&t),
+            ["6", "7"],
+            "queued and then the oldest incoming dropped"
+        );
+        drop(stuck);
     }
 }

@@ -171,7 +171,9 @@ pub fn load(text: &str, origin: &str) -> Result<AgentSpec, ConfigErrors> {
         ConfigErrors(vec![ConfigError {
             origin: origin.to_owned(),
             line,
-            path: line.and_then(|l| locator.key_at_line(l)).unwrap_or_default(),
+            path: line
+                .and_then(|l| locator.key_at_line(l))
+                .unwrap_or_default(),
             message: e.message().trim_end().to_owned(),
         }])
     })?;
@@ -346,10 +348,7 @@ impl Validator<'_> {
                 return None;
             }
             None => {
-                self.error(
-                    at,
-                    format!("set `type` (one of {})", types.join(", ")),
-                );
+                self.error(at, format!("set `type` (one of {})", types.join(", ")));
                 return None;
             }
         };
@@ -373,7 +372,13 @@ impl Validator<'_> {
 
     fn channel(&mut self, name: &str, table: toml::Table) -> Option<ChannelSpec> {
         let at = ["channels", name];
-        let kind = self.typed(&at, table, "channel", ChannelType::TYPES, ChannelType::parse)?;
+        let kind = self.typed(
+            &at,
+            table,
+            "channel",
+            ChannelType::TYPES,
+            ChannelType::parse,
+        )?;
         let mut problems = Problems::default();
         kind.config().validate(&mut problems);
         if !problems.is_empty() {
@@ -506,8 +511,7 @@ impl Validator<'_> {
     ) -> Option<SourceSpec> {
         let at = ["sources", name];
         let errors_before = self.errors.len();
-        let (s, rest) =
-            self.split::<CommonSource>(&at, table, CommonSource::KEYS, "a source")?;
+        let (s, rest) = self.split::<CommonSource>(&at, table, CommonSource::KEYS, "a source")?;
         let kind = self.typed(&at, rest, "source", SourceType::TYPES, SourceType::parse);
         if let Some(kind) = &kind {
             let mut problems = Problems::default();
@@ -621,7 +625,10 @@ impl Validator<'_> {
         let retry_initial = s.retry_initial_ms.unwrap_or(100);
         let retry_max = s.retry_max_ms.unwrap_or(30_000);
         if !(1..=3_600_000).contains(&retry_initial) {
-            self.error(&["sinks", name, "retry_initial_ms"], "must be between 1 and 3600000");
+            self.error(
+                &["sinks", name, "retry_initial_ms"],
+                "must be between 1 and 3600000",
+            );
         }
         if retry_max < retry_initial || retry_max > 3_600_000 {
             self.error(
@@ -861,7 +868,11 @@ channel = "main"
         let text = GOOD.replace("type = \"console\"", "type = \"console\"\nbatch_size = 512");
         let e = &errors(&text)[0];
         assert_eq!(e.path, "sinks.out.batch_size");
-        assert!(e.message.contains("capacity of channel `main` (100 events)"), "{e}");
+        assert!(
+            e.message
+                .contains("capacity of channel `main` (100 events)"),
+            "{e}"
+        );
     }
 
     #[test]

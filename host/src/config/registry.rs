@@ -182,6 +182,9 @@ mod tests {
 
         let e = deserialize::<Sample>(table("capasity = 5"), "a thing").unwrap_err();
         assert_eq!(e.path, ["capasity"]);
-        assert!(e.message.starts_with("`capasity` is not a setting of a thing"));
+        assert!(
+            e.message
+                .starts_with("`capasity` is not a setting of a thing")
+        );
     }
 }

@@ -74,7 +74,10 @@ impl SinkService for ConsoleService {
     }
 }
 
-async fn write_all(mut out: impl tokio::io::AsyncWrite + Unpin, bytes: &[u8]) -> std::io::Result<()> {
+async fn write_all(
+    mut out: impl tokio::io::AsyncWrite + Unpin,
+    bytes: &[u8],
+) -> std::io::Result<()> {
     out.write_all(bytes).await?;
     out.flush().await
 }

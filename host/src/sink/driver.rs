@@ -18,7 +18,9 @@ use tokio_util::sync::CancellationToken;
 
 /// How a batch's sending ended.
 enum Outcome {
-    Delivered { bytes: usize },
+    Delivered {
+        bytes: usize,
+    },
     Rejected(String),
     /// The agent stopped while the batch was still being retried.
     Aborted,
@@ -115,10 +117,9 @@ impl Sink {
                 true
             }
             Outcome::Rejected(error) => {
-                let events = take.len() as u64;
                 BatchRejected {
                     sink: &self.name,
-                    events,
+                    events: take.len() as u64,
                     error: &error,
                     dead_letter: self.dead_letter.as_ref().map(Channel::name),
                 }
@@ -141,15 +142,7 @@ impl Sink {
                             }
                         }
                     }
-                    None => {
-                        EventsLost {
-                            count: events,
-                            at: &self.name,
-                            reason: &format!("refused by the destination: {error}"),
-                        }
-                        .emit();
-                        take.commit();
-                    }
+                    None => take.commit(),
                 }
                 true
             }

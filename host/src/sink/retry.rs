@@ -58,7 +58,11 @@ mod tests {
         let bases = [100, 200, 400, 800, 1000, 1000, 1000, 1000];
         for (d, base) in delays.iter().zip(bases) {
             let base = Duration::from_millis(base);
-            assert!(*d >= base / 2 && *d <= base, "{d:?} not within [{:?}, {base:?}]", base / 2);
+            assert!(
+                *d >= base / 2 && *d <= base,
+                "{d:?} not within [{:?}, {base:?}]",
+                base / 2
+            );
         }
         b.reset();
         assert!(b.next_delay() <= Duration::from_millis(100));

@@ -198,7 +198,13 @@ impl Batcher {
             if let Some(ack) = ack {
                 // Nothing to deliver, but positions to pass on, in order with the
                 // batches before it.
-                let _ = self.worker.send(Batch { events: Vec::new(), ack: Some(ack) }).await;
+                let _ = self
+                    .worker
+                    .send(Batch {
+                        events: Vec::new(),
+                        ack: Some(ack),
+                    })
+                    .await;
             }
             return;
         }

@@ -6,11 +6,11 @@
 //! position). Positions are kept in memory unless `position_file` is set; then a
 //! restart resumes where the channels' content ends, as with `taildir`.
 
+use super::taildir::{TagName, TagNames, TaildirConfig};
 use super::{SourceConfig, SourceContext};
 use crate::config::Problems;
 use futures_util::future::BoxFuture;
 use serde::Deserialize;
-use super::taildir::{TagName, TagNames, TaildirConfig};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -51,10 +51,7 @@ impl FileConfig {
     /// The same source as a taildir of one path, without tags.
     fn as_taildir(&self) -> TaildirConfig {
         TaildirConfig {
-            paths: BTreeMap::from([(
-                "file".to_owned(),
-                glob::Pattern::escape(&self.path),
-            )]),
+            paths: BTreeMap::from([("file".to_owned(), glob::Pattern::escape(&self.path))]),
             position_file: self.position_file.clone(),
             read_from: self.read_from,
             poll_interval_ms: self.poll_interval_ms,

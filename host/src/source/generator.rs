@@ -6,9 +6,9 @@
 
 use super::{Batcher, SourceConfig, SourceContext};
 use crate::config::Problems;
+use crate::encoding::civil_from_days;
 use futures_util::future::BoxFuture;
 use serde::Deserialize;
-use crate::encoding::civil_from_days;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
@@ -48,7 +48,11 @@ fn default_rate() -> f64 {
     10.0
 }
 fn default_kinds() -> Vec<GeneratedKind> {
-    vec![GeneratedKind::Access, GeneratedKind::App, GeneratedKind::Syslog]
+    vec![
+        GeneratedKind::Access,
+        GeneratedKind::App,
+        GeneratedKind::Syslog,
+    ]
 }
 fn default_seed() -> u64 {
     0x5eed
@@ -57,7 +61,9 @@ fn default_seed() -> u64 {
 impl SourceConfig for GeneratorConfig {
     fn validate(&self, problems: &mut Problems) {
         problems.range("apps", self.apps, 1, 10_000);
-        if self.rate != 0.0 && !(self.rate.is_finite() && (0.001..=10_000_000.0).contains(&self.rate)) {
+        if self.rate != 0.0
+            && !(self.rate.is_finite() && (0.001..=10_000_000.0).contains(&self.rate))
+        {
             problems.at(
                 "rate",
                 "must be between 0.001 and 10000000 lines per second, or 0 for as fast as possible",

@@ -92,7 +92,10 @@ fn put_range(out: &mut Vec<u8>, r: wit::Range) {
 
 /// Reads a payload written by [`Encoder::encode`].
 pub fn decode(payload: &[u8]) -> Result<Vec<Event>, DecodeError> {
-    let mut r = Reader { bytes: payload, at: 0 };
+    let mut r = Reader {
+        bytes: payload,
+        at: 0,
+    };
     let version = r.u8()?;
     if version != VERSION {
         return Err(DecodeError::Version(version));

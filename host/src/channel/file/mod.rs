@@ -14,8 +14,7 @@ pub mod codec;
 pub mod wal;
 
 use super::{
-    Capacity, Channel, ChannelBackend, ChannelConfig, Closed, FullPolicy, Take, TakeLimits,
-    TakeTxn,
+    Capacity, Channel, ChannelBackend, ChannelConfig, Closed, FullPolicy, Take, TakeLimits, TakeTxn,
 };
 use crate::config::Problems;
 use crate::event::Event;
@@ -140,10 +139,7 @@ impl ChannelConfig for FileChannelConfig {
                         problems.at("encryption", format!("{err:#}"));
                     }
                 }
-                _ => problems.at(
-                    "encryption",
-                    "set exactly one of `key_file` and `key_env`",
-                ),
+                _ => problems.at("encryption", "set exactly one of `key_file` and `key_env`"),
             }
         }
     }
@@ -242,7 +238,6 @@ impl State {
             .next()
             .map_or(cursor, |&first| first.min(cursor))
     }
-
 }
 
 /// Pops the records wholly before the watermark and frees their bytes; returns where
@@ -407,7 +402,22 @@ impl FileChannel {
                             .emit(&shared.counters);
                             return Ok(());
                         }
-                        FullPolicy::DropOldest => ack = self.drop_oldest(&mut state, n, bytes),
+                        FullPolicy::DropOldest => {
+                            ack = self.drop_oldest(&mut state, n, bytes);
+                            if !self.fits(&state, n, bytes) {
+                                // Events in flight to a stuck sink hold the room: the
+                                // incoming batch goes (a drop policy never waits).
+                                drop(state);
+                                self.ack(ack);
+                                EventsDroppedFull {
+                                    channel: &shared.name,
+                                    count: n as u64,
+                                    policy: FullPolicy::DropOldest,
+                                }
+                                .emit(&shared.counters);
+                                return Ok(());
+                            }
+                        }
                     }
                 }
                 // Reserve the room now: concurrent puts cannot overshoot it.
@@ -709,7 +719,10 @@ impl FileChannel {
                 crate::internal_events::EventsLost {
                     count: meta.items,
                     at: &self.shared.name,
-                    reason: &format!("unreadable record in {}: {reason}", self.shared.dir.display()),
+                    reason: &format!(
+                        "unreadable record in {}: {reason}",
+                        self.shared.dir.display()
+                    ),
                 }
                 .emit();
                 self.shared.corrupt.add(1);
@@ -1007,7 +1020,10 @@ mod tests {
             .find(|p| p.extension().is_some_and(|e| e == "wal"))
             .unwrap();
         let len = std::fs::metadata(&segment).unwrap().len();
-        let file = std::fs::OpenOptions::new().write(true).open(&segment).unwrap();
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&segment)
+            .unwrap();
         file.set_len(len - 7).unwrap();
         let ch = open(dir.path(), "");
         let t = ch.take(limits(100), SHORT).await;

@@ -931,10 +931,7 @@ impl Runner {
                 }
             }
             Err(e) => {
-                let message = format!(
-                    "cannot write the position file {}: {e}",
-                    path.display()
-                );
+                let message = format!("cannot write the position file {}: {e}", path.display());
                 if self.position_error.as_ref() != Some(&message) {
                     match batcher {
                         Some(b) => b.error(&message, None),
