@@ -194,6 +194,7 @@ fn every_shipped_config_validates() {
         "config/bench",
         "examples/json-stdin",
         "examples/exec-journal",
+        "examples/ship-to-http",
     ] {
         for entry in std::fs::read_dir(root.join(dir)).unwrap() {
             let path = entry.unwrap().path();
@@ -204,7 +205,10 @@ fn every_shipped_config_validates() {
     }
     assert!(configs.len() >= 5, "{configs:?}");
     for config in configs {
+        // Relative paths in configs are relative to where the agent runs: the
+        // repository root, as scripts/run.sh runs it.
         let out = runnel()
+            .current_dir(&root)
             .args(["validate", "--config"])
             .arg(&config)
             .output()

@@ -279,7 +279,14 @@ impl Validator<'_> {
                 sinks.push(spec);
             }
         }
-        self.check_channel_use(&sinks, &channel_names);
+        // Every channel a sink names counts as drained, even a sink with other problems
+        // (those are reported on their own).
+        let drained: HashSet<&str> = raw
+            .sinks
+            .values()
+            .filter_map(|t| t.get("channel").and_then(toml::Value::as_str))
+            .collect();
+        self.check_channel_use(&drained, &channel_names);
         self.check_batches_fit(&mut sinks, &channels);
         self.check_feedback_loops(&sources, &sinks);
 
@@ -659,8 +666,7 @@ impl Validator<'_> {
     }
 
     /// Every channel must have a consumer, or events would pile up in it.
-    fn check_channel_use(&mut self, sinks: &[SinkSpec], channels: &[&str]) {
-        let consumed: HashSet<&str> = sinks.iter().map(|s| s.channel.as_str()).collect();
+    fn check_channel_use(&mut self, consumed: &HashSet<&str>, channels: &[&str]) {
         for name in channels {
             if !consumed.contains(name) {
                 self.error(
