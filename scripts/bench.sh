@@ -4,7 +4,10 @@
 #     batch sizes 1/64/1024 (host/benches/plugin_boundary.rs);
 #  2. end to end: LINES access-log lines (the vendored 10,000-line log repeated) through
 #     file source → combined → field-filter → file sink, reporting lines/s, CPU µs/line
-#     and peak RSS of the agent process.
+#     and peak RSS of the agent process;
+#  3. end to end over HTTP: the same pipeline into the `http` sink (gzip) and a local
+#     receiver, with a memory channel and with a file channel (fsync per put), next to
+#     the file-sink pipeline of section 2 run again as the in-run reference.
 # Usage: scripts/bench.sh [LINES]   (default 2000000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -71,4 +74,120 @@ print(f"CPU              {cpu:.2f} s = {cpu / lines * 1e6:.2f} µs/line (all of 
 print(f"  start-up       {startup:.2f} s (the same config on one line: compiling the plugins)")
 print(f"  per line       {(cpu - startup) / lines * 1e6:.2f} µs/line once running")
 print(f"peak RSS         {ru.ru_maxrss / 1024:.1f} MiB (the largest of the two runs)")
+PY
+
+echo
+echo "== 3. end to end over HTTP: $LINES lines, file → combined → field-filter → channel → http (gzip NDJSON) =="
+# The same input and plugins as section 2, sent by the `http` sink (gzip) to the local
+# receiver (tests/peers/http_receiver.py --count-only), once with a memory channel and
+# once with a file channel (fsync per put). The file-sink pipeline of section 2 runs again
+# as the in-run reference, and its output line count is the number of events the
+# receiver must have got from each HTTP run. The agent's CPU and peak RSS are its own
+# (wait4 on its pid); the receiver runs apart and its CPU is shown for information.
+# Each config's start-up is measured on the one-line input, as in section 2.
+python3 - "$LINES" "$PWD/$IN" "$PWD/$ONE" "$PWD/$WORK" <<'PY'
+import json, os, shutil, signal, subprocess, sys, time, urllib.request
+lines, inp, one, work = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+TICK = os.sysconf("SC_CLK_TCK")
+
+def proc_cpu(pid):
+    """utime + stime of a running process, in seconds (/proc/<pid>/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+def make_config(template, tag, source, addr, sink_out):
+    text = open(template).read()
+    text = (text.replace("RUNNEL_BENCH_IN", source)
+                .replace("RUNNEL_BENCH_OUT", sink_out)
+                .replace("RUNNEL_BENCH_URI", addr)
+                .replace("RUNNEL_BENCH_DATA", f"{work}/data-{tag}")
+                .replace("RUNNEL_BENCH_CHANNEL_DIR", f"{work}/channel-{tag}"))
+    path = f"{work}/{tag}.toml"
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+def run_agent(config, tag):
+    """Runs the agent on `config` after wiping its data and channel dirs; returns
+    (wall s, CPU s, peak RSS KiB) of the agent process alone."""
+    for d in (f"{work}/data-{tag}", f"{work}/channel-{tag}"):
+        shutil.rmtree(d, ignore_errors=True)
+    log = open(f"{work}/{tag}.log", "wb")
+    start = time.monotonic()
+    agent = subprocess.Popen(["target/release/runnel", "run", "--config", config],
+                             stdout=subprocess.DEVNULL, stderr=log)
+    _, status, ru = os.wait4(agent.pid, 0)
+    wall = time.monotonic() - start
+    agent.returncode = os.waitstatus_to_exitcode(status)  # reaped: keep Popen quiet
+    log.close()
+    if agent.returncode != 0:
+        sys.stderr.write(open(f"{work}/{tag}.log", errors="replace").read()[-4000:])
+        sys.exit(f"runnel exited with {agent.returncode} ({tag})")
+    return wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss
+
+receiver = subprocess.Popen(
+    [sys.executable, "tests/peers/http_receiver.py", "--count-only", "--no-stdin", "--port", "0"],
+    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
+first = receiver.stdout.readline().split()
+if len(first) != 2 or first[0] != "listening":
+    receiver.kill()
+    sys.exit(f"the receiver did not start: {first}")
+receiver_addr = f"127.0.0.1:{first[1]}"  # the configs say http://RUNNEL_BENCH_URI/ingest
+uri = f"http://{receiver_addr}/ingest"
+
+def received():
+    with urllib.request.urlopen(uri, timeout=10) as r:
+        return json.load(r)["events"]
+
+results = []
+expected = None
+try:
+    for tag, template, what in [
+        ("e2e-file-sink", "config/bench/e2e-access.toml", "file sink (reference)"),
+        ("e2e-http-memory", "config/bench/e2e-http-memory.toml", "http, memory channel"),
+        ("e2e-http-file", "config/bench/e2e-http-file.toml", "http, file channel fsync=batch"),
+    ]:
+        out = f"{work}/{tag}.jsonl"
+        config = make_config(template, tag, inp, receiver_addr, out)
+        config_one = make_config(template, tag + "-1", one, receiver_addr, f"{work}/{tag}-1.jsonl")
+        for p in (out, f"{work}/{tag}-1.jsonl"):
+            if os.path.exists(p):
+                os.remove(p)
+        _, startup, _ = run_agent(config_one, tag + "-1")
+        got_before, rcpu_before = received(), proc_cpu(receiver.pid)
+        wall, cpu, rss = run_agent(config, tag)
+        got, rcpu = received() - got_before, proc_cpu(receiver.pid) - rcpu_before
+        if template.endswith("e2e-access.toml"):
+            with open(out, "rb") as f:
+                expected = sum(1 for _ in f)
+            events = expected
+        else:
+            events = got
+            if got != expected:
+                sys.exit(f"FAIL: {what}: the receiver got {got:,} events, "
+                         f"the file sink wrote {expected:,}")
+        results.append((what, events, wall, cpu, startup, rss, rcpu))
+finally:
+    receiver.send_signal(signal.SIGTERM)
+    final = receiver.stdout.read().strip().splitlines()
+    _, _, rru = os.wait4(receiver.pid, 0)
+    receiver.returncode = 0
+
+print(f"lines in {lines:,}; events out (after the filter) {expected:,}; receiver {uri}")
+print(f"{'pipeline':<32} {'events out':>10} {'wall s':>7} {'lines/s':>10} "
+      f"{'CPU s':>6} {'µs/line':>8} {'start-up s':>10} {'running µs/line':>15} "
+      f"{'peak RSS MiB':>12} {'receiver CPU s':>14}")
+for what, events, wall, cpu, startup, rss, rcpu in results:
+    print(f"{what:<32} {events:>10,} {wall:>7.2f} {lines / wall:>10,.0f} {cpu:>6.2f} "
+          f"{cpu / lines * 1e6:>8.2f} {startup:>10.2f} {(cpu - startup) / lines * 1e6:>15.2f} "
+          f"{rss / 1024:>12.1f} {rcpu:>14.2f}")
+print("(CPU and peak RSS: the agent process alone, from wait4; receiver CPU: the Python "
+      "receiver during that run, for information)")
+if final:
+    st = json.loads(final[-1])
+    print(f"receiver, all runs: {st['requests']:,} requests, {st['events']:,} events, "
+          f"{st['bytes_wire'] / 1e6:,.1f} MB on the wire, {st['bytes_decoded'] / 1e6:,.1f} MB "
+          f"after gunzip ({st['bytes_decoded'] / max(st['bytes_wire'], 1):.1f}:1), "
+          f"{st['rejected_400'] + st['rejected_auth']} rejected")
 PY

@@ -3,9 +3,12 @@
 //! tokio runtime. Channels: memory, and file with `fsync = "batch"` (an fsync per put),
 //! `"interval"` (the default 1 s) and `"never"`. Events are the 10,000 real access-log
 //! lines (`tests/data/apache_access/apache_logs`) as bodies only ("raw"), and the same
-//! lines after the `combined` parser ("parsed": body plus the parser's fields).
+//! lines after the `combined` parser ("parsed": body plus the parser's fields; parsed in
+//! chunks of the batch size, so that a put is one parser call's output, as in the
+//! agent). `rec B/ev`: the file channel's record bytes per event.
 //!
-//! Run with `cargo bench -p runnel --bench channel` (scripts/bench.sh runs it).
+//! Run with `cargo bench -p runnel --bench channel` (`-- TEXT`: only the rows whose
+//! "channel events batch" label contains TEXT, e.g. `-- "never parsed"`).
 //! Each row is the best of 3 rounds; a round is 200,000 events, or fewer when 200,000
 //! would take more than `MAX_ROUND` (fsync per put of small batches): the `events`
 //! column says how many. The batches are built before the clock starts; the consumer
@@ -60,7 +63,10 @@ fn main() {
         .lines()
         .map(|l| Event::from_body(name.clone(), l.as_bytes().to_vec()))
         .collect();
-    let parsed = parse(&raw);
+    // As in the agent, a put is one parser call's output: the lines are parsed in
+    // chunks of the batch size (10,000 lines: the chunks line up with the puts).
+    let parsed: std::collections::HashMap<usize, Vec<Event>> =
+        [100, 1000].map(|batch| (batch, parse(&raw, batch))).into();
     let work = manifest.join("../target/bench/channel");
     std::fs::create_dir_all(&work).expect("target/bench/channel");
     let work = work.canonicalize().expect("canonical path");
@@ -80,7 +86,11 @@ fn main() {
         raw.len(),
         raw.iter().map(|e| e.body.len()).sum::<usize>() as f64 / raw.len() as f64
     );
-    println!("file channels in {} ({})", work.display(), filesystem_of(&work));
+    println!(
+        "file channels in {} ({})",
+        work.display(),
+        filesystem_of(&work)
+    );
     let (gbps, copied) = memcpy_reference(&raw);
     println!(
         "reference: memcpy of the same body bytes ({:.0} MB per copy): {gbps:.2} GB/s",
@@ -88,18 +98,30 @@ fn main() {
     );
     println!();
     println!(
-        "{:<18} {:<7} {:>6} {:>9} {:>12} {:>9} {:>9}",
-        "channel", "events", "batch", "n/round", "events/s", "MB/s", "ns/event"
+        "{:<20} {:<7} {:>6} {:>9} {:>12} {:>9} {:>9} {:>10}",
+        "channel", "events", "batch", "n/round", "events/s", "MB/s", "ns/event", "rec B/ev"
     );
+    // `cargo bench -p runnel --bench channel -- TEXT` runs only the rows whose
+    // "channel events batch" label contains TEXT (e.g. `never parsed`).
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with("--"));
     let kinds = [
         Kind::Memory,
         Kind::File("batch"),
         Kind::File("interval"),
         Kind::File("never"),
     ];
-    for (events_label, events) in [("raw", &raw), ("parsed", &parsed)] {
+    for parsed_events in [false, true] {
         for kind in kinds {
             for batch in [100usize, 1000] {
+                let (events_label, events) = if parsed_events {
+                    ("parsed", &parsed[&batch])
+                } else {
+                    ("raw", &raw)
+                };
+                let row = format!("{} {events_label} {batch}", kind.label());
+                if !filter.as_ref().is_none_or(|f| row.contains(f.as_str())) {
+                    continue;
+                }
                 let mut best: Option<Outcome> = None;
                 for round in 0..ROUNDS {
                     let out = runtime.block_on(run_round(kind, events, batch, &work, round));
@@ -112,8 +134,12 @@ fn main() {
                 }
                 let best = best.expect("rounds ran");
                 let secs = best.time.as_secs_f64();
+                let record = match kind {
+                    Kind::Memory => "-".to_owned(),
+                    Kind::File(_) => format!("{:.0}", record_bytes_per_event(events, batch)),
+                };
                 println!(
-                    "{:<18} {:<7} {:>6} {:>9} {:>12.0} {:>9.1} {:>9.0}",
+                    "{:<20} {:<7} {:>6} {:>9} {:>12.0} {:>9.1} {:>9.0} {record:>10}",
                     kind.label(),
                     events_label,
                     batch,
@@ -133,7 +159,7 @@ fn rate(events: usize, time: Duration) -> f64 {
 }
 
 /// The lines after the `combined` parser (as the agent's parser step leaves them).
-fn parse(raw: &[Event]) -> Vec<Event> {
+fn parse(raw: &[Event], chunk: usize) -> Vec<Event> {
     let engine = PluginEngine::new(Arc::from("bench")).expect("engine");
     let builtin = runnel::builtin::find("combined").expect("builtin combined");
     let plugin = engine
@@ -149,8 +175,8 @@ fn parse(raw: &[Event]) -> Vec<Event> {
         .expect("instantiates");
     let mut out = Vec::with_capacity(raw.len());
     let mut verdicts = Vec::new();
-    for chunk in raw.chunks(1024) {
-        let mut fresh = chunk.to_vec();
+    for part in raw.chunks(chunk) {
+        let mut fresh = part.to_vec();
         instance
             .process(&mut fresh, &mut verdicts)
             .expect("call succeeds");
@@ -162,7 +188,18 @@ fn parse(raw: &[Event]) -> Vec<Event> {
                 .map(|(e, _)| e),
         );
     }
+    assert_eq!(out.len(), raw.len(), "the parser keeps every line");
     out
+}
+
+/// The file channel's record bytes per event (its codec) for puts of `batch` events.
+fn record_bytes_per_event(events: &[Event], batch: usize) -> f64 {
+    let mut encoder = runnel::channel::file::codec::Encoder::default();
+    let mut out = Vec::new();
+    for part in events.chunks(batch) {
+        encoder.encode(part, &mut out);
+    }
+    out.len() as f64 / events.len() as f64
 }
 
 fn build(kind: Kind, dir: &Path, data_dir: &Path) -> Channel {
@@ -278,7 +315,8 @@ fn filesystem_of(path: &Path) -> String {
         .filter_map(|l| {
             let mut parts = l.split_whitespace();
             let (dev, at, fstype) = (parts.next()?, parts.next()?, parts.next()?);
-            path.starts_with(at).then(|| (at.len(), format!("{fstype} on {dev}, mounted at {at}")))
+            path.starts_with(at)
+                .then(|| (at.len(), format!("{fstype} on {dev}, mounted at {at}")))
         })
         .max_by_key(|(len, _)| *len)
         .map_or_else(|| "filesystem unknown".to_owned(), |(_, s)| s)

@@ -309,9 +309,13 @@ fn is_continuation(b: u8) -> bool {
 }
 
 /// The plugin output that every wire-form event of `events` points into, if they all
-/// point into the same one (and at least one does).
+/// point into the same one (and at least one does), and they use at least half of it:
+/// copying its whole arena is then cheaper than copying their trees one by one. (After
+/// a filter, or in a put that holds part of a parser's batch, the rest of the arena
+/// would be dead weight in every copy.)
 fn common_output(events: &[Event]) -> Option<&Arc<SharedOutput>> {
     let mut common: Option<&Arc<SharedOutput>> = None;
+    let mut nodes = 0;
     for event in events {
         if let FieldsRepr::Wire(object) = event.fields.repr() {
             match common {
@@ -319,9 +323,10 @@ fn common_output(events: &[Event]) -> Option<&Arc<SharedOutput>> {
                 Some(c) if Arc::ptr_eq(c, &object.output) => {}
                 Some(_) => return None,
             }
+            nodes += object.node_count();
         }
     }
-    common
+    common.filter(|output| nodes * 2 >= output.nodes.kinds.len())
 }
 
 /// A plugin's output arena and nodes, shared by the events whose fields point into it.

@@ -74,6 +74,9 @@ impl Sink {
                 biased;
                 _ = abort.cancelled() => return, // dropping the takes rolls them back
                 Some((take, outcome)) = in_flight.next(), if !in_flight.is_empty() => {
+                    let Some(take) = take else {
+                        continue; // its encoding failed; rolled back, taken again
+                    };
                     if !self.finish(take, outcome).await {
                         return;
                     }
@@ -85,14 +88,8 @@ impl Sink {
                         drained = true;
                         continue;
                     }
-                    let mut payload = Payload {
-                        bytes: Vec::new(),
-                        events: take.len(),
-                    };
-                    self.service.encode(take.events(), &mut payload.bytes);
                     in_flight.push_back(deliver(
                         self.service.clone(),
-                        Arc::new(payload),
                         take,
                         self.retry,
                         self.name.clone(),
@@ -154,14 +151,47 @@ impl Sink {
     }
 }
 
-/// Sends one batch until it is delivered, refused for good, or the agent stops.
+/// Encodes one batch (on the blocking pool: compressing a large batch takes
+/// milliseconds, and batches in flight are then encoded in parallel), then sends it
+/// until it is delivered, refused for good, or the agent stops. No take comes back when
+/// encoding panicked (a bug): the take was rolled back as it unwound.
 async fn deliver(
     service: Arc<dyn SinkService>,
-    payload: Arc<Payload>,
     take: Take,
     retry: (Duration, Duration),
     sink: String,
     counters: Arc<SinkCounters>,
+    abort: CancellationToken,
+) -> (Option<Take>, Outcome) {
+    let encoder = service.clone();
+    let encoded = tokio::task::spawn_blocking(move || {
+        let mut payload = Payload {
+            bytes: Vec::new(),
+            events: take.len(),
+        };
+        encoder.encode(take.events(), &mut payload.bytes);
+        (take, Arc::new(payload))
+    })
+    .await;
+    let (take, payload) = match encoded {
+        Ok(encoded) => encoded,
+        Err(e) => {
+            tracing::error!(sink = %sink, "encoding a batch failed (a bug in the agent): {e}");
+            return (None, Outcome::Aborted);
+        }
+    };
+    let (take, outcome) = send(service, payload, take, retry, &sink, &counters, abort).await;
+    (Some(take), outcome)
+}
+
+/// Sends one encoded batch until it is delivered, refused for good, or the agent stops.
+async fn send(
+    service: Arc<dyn SinkService>,
+    payload: Arc<Payload>,
+    take: Take,
+    retry: (Duration, Duration),
+    sink: &str,
+    counters: &SinkCounters,
     abort: CancellationToken,
 ) -> (Take, Outcome) {
     let mut backoff = Backoff::new(retry.0, retry.1);
@@ -190,12 +220,12 @@ async fn deliver(
             None => backoff.next_delay(),
         };
         SinkWriteFailed {
-            sink: &sink,
+            sink,
             error: &message,
             attempt,
             retry_in: delay,
         }
-        .emit(&counters);
+        .emit(counters);
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = abort.cancelled() => return (take, Outcome::Aborted),

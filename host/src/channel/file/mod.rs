@@ -177,6 +177,8 @@ struct Shared {
     policy: FullPolicy,
     fsync: FsyncPolicy,
     writer: Mutex<Writer>,
+    /// Encodes puts (its own lock: encoding does not hold up appends and fsyncs).
+    encoder: Mutex<codec::Encoder>,
     /// Everything before this position is on disk (group commit: one fsync covers every
     /// record appended before it started).
     synced: Mutex<RecordId>,
@@ -191,7 +193,6 @@ struct Shared {
 
 struct Writer {
     wal: Wal,
-    encoder: codec::Encoder,
 }
 
 struct State {
@@ -337,10 +338,8 @@ impl FileChannel {
                 held_bytes,
                 closed: false,
             }),
-            writer: Mutex::new(Writer {
-                wal,
-                encoder: codec::Encoder::default(),
-            }),
+            writer: Mutex::new(Writer { wal }),
+            encoder: Mutex::new(codec::Encoder::default()),
             not_empty: Notify::new(),
             not_full: Notify::new(),
             counters: ChannelCounters::new(name),
@@ -365,7 +364,7 @@ impl FileChannel {
         let mut payload = Vec::new();
         for part in events.chunks(step) {
             payload.clear();
-            lock(&self.shared.writer).encoder.encode(part, &mut payload);
+            lock(&self.shared.encoder).encode(part, &mut payload);
             self.put_payload(&payload, part.len())
                 .await
                 .map_err(|c| Closed {

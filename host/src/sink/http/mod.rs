@@ -512,17 +512,7 @@ fn parse_http_date(text: &str) -> Option<u64> {
     if hms.next().is_some() || !(1..=31).contains(&day) || year < 1970 {
         return None;
     }
-    let days = days_from_civil(year, month, day);
+    let days = u64::try_from(crate::encoding::days_from_civil(year as i64, month as u32, day as u32)).ok()?;
     Some(days * 86_400 + h * 3600 + m * 60 + s)
 }
 
-/// Days since 1970-01-01 of a Gregorian date on or after it (Howard Hinnant).
-fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y / 400;
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
