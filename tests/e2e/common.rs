@@ -231,3 +231,13 @@ pub fn assert_combined_event(event: &serde_json::Value, line: &str) {
     assert_eq!(event["level"], level, "{line}");
     assert!(event["tags"].get("parse_error").is_none(), "{line}");
 }
+
+/// The peak resident set size (VmHWM) of a running process, in KiB (0 once it is gone).
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap_or(0)
+}

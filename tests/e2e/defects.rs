@@ -8,16 +8,6 @@ use std::time::{Duration, Instant};
 /// A sink that can never write (its directory cannot be created), i.e. stuck retrying.
 const STUCK_PATH: &str = "/proc/runnel-cannot-create/out.log";
 
-fn vm_hwm_mib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
-        .unwrap_or(0)
-        / 1024
-}
-
 #[test]
 fn an_exec_source_leaves_no_background_child_behind() {
     let dir = tempfile::tempdir().unwrap();
@@ -210,7 +200,7 @@ path = "{STUCK_PATH}"
         written
     });
     std::thread::sleep(Duration::from_secs(5));
-    let hwm = vm_hwm_mib(agent.id());
+    let hwm = peak_rss_kib(agent.id()) / 1024;
     agent.kill().unwrap();
     agent.wait().unwrap();
     let written = writer.join().unwrap();

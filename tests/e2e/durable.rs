@@ -125,15 +125,6 @@ fn wait_for_ids(
     }
 }
 
-fn vm_hwm_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 #[test]
 fn sigkill_thirty_times_mid_stream_loses_nothing() {
     const TOTAL: u64 = 200_000;
@@ -312,7 +303,7 @@ fn a_sixty_second_outage_delays_delivery_but_loses_nothing_and_memory_stays_flat
     rx.command("mode ok");
 
     let counts = wait_for_ids(&rx, TOTAL, Duration::from_secs(180));
-    let hwm_mib = vm_hwm_kib(agent.id()) / 1024;
+    let hwm_mib = peak_rss_kib(agent.id()) / 1024;
     let (status, _) = terminate(agent);
     assert!(
         status.success(),

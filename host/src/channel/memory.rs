@@ -2,7 +2,8 @@
 //! loses its contents if the agent dies (the `file` channel is the durable one).
 
 use super::{
-    Capacity, Channel, ChannelBackend, ChannelConfig, Closed, FullPolicy, Take, TakeLimits, TakeTxn,
+    Capacity, Channel, ChannelBackend, ChannelConfig, Closed, FullPolicy, Looked, Take, TakeLimits,
+    TakeTxn, take_when_ready,
 };
 use crate::config::Problems;
 use crate::event::Event;
@@ -14,7 +15,6 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::Notify;
-use tokio::time::Instant;
 
 /// Default `capacity` (events) of a memory channel.
 pub const DEFAULT_CAPACITY: usize = 10_000;
@@ -252,66 +252,54 @@ impl MemoryChannel {
     async fn take_batch(&self, limits: TakeLimits, timeout: Duration) -> Take {
         let max = limits.events.max(1);
         let max_bytes = limits.bytes.max(1);
-        let mut deadline: Option<Instant> = None;
-        loop {
-            let more = self.shared.not_empty.notified();
-            {
-                let mut state = self.shared.lock();
-                let available = state.queue.len();
-                let expired = deadline.is_some_and(|d| Instant::now() >= d);
-                let (held, held_bytes) = state.held();
-                // Full: no more can come until something is committed, so waiting for
-                // a fuller batch would only wait out the timeout.
-                let full = !self.shared.capacity.fits(held, held_bytes, 1, 0);
-                if available >= max
-                    || state.queued_bytes >= max_bytes
-                    || (available > 0 && (expired || state.closed || full))
-                    || (available == 0 && state.closed)
-                {
-                    let mut events = Vec::with_capacity(available.min(max));
-                    let mut bytes = 0;
-                    while events.len() < max {
-                        match state.queue.front() {
-                            Some((_, size)) if events.is_empty() || bytes + size <= max_bytes => {
-                                bytes += size;
-                            }
-                            _ => break,
-                        }
-                        if let Some((event, _)) = state.queue.pop_front() {
-                            events.push(event);
-                        }
+        take_when_ready(&self.shared.not_empty, timeout, |expired| {
+            let mut state = self.shared.lock();
+            let available = state.queue.len();
+            let (held, held_bytes) = state.held();
+            // Full: no more can come until something is committed, so waiting for a
+            // fuller batch would only wait out the timeout.
+            let full = !self.shared.capacity.fits(held, held_bytes, 1, 0);
+            let ready = available >= max
+                || state.queued_bytes >= max_bytes
+                || (available > 0 && (expired || state.closed || full))
+                || (available == 0 && state.closed);
+            if !ready {
+                return if available == 0 {
+                    Looked::Empty
+                } else {
+                    Looked::Filling
+                };
+            }
+            let mut events = Vec::with_capacity(available.min(max));
+            let mut bytes = 0;
+            while events.len() < max {
+                match state.queue.front() {
+                    Some((_, size)) if events.is_empty() || bytes + size <= max_bytes => {
+                        bytes += size;
                     }
-                    state.queued_bytes -= bytes;
-                    state.in_flight += events.len();
-                    state.in_flight_bytes += bytes;
-                    if events.is_empty() {
-                        return Take::empty();
-                    }
-                    let n = events.len();
-                    return Take::new(
-                        events,
-                        Box::new(MemoryTxn {
-                            shared: self.shared.clone(),
-                            events: n,
-                            bytes,
-                        }),
-                    );
+                    _ => break,
                 }
-                if available == 0 {
-                    // Another taker got there first: wait for the next put, not the old
-                    // deadline (which would spin).
-                    deadline = None;
-                } else if deadline.is_none() {
-                    deadline = Some(Instant::now() + timeout);
+                if let Some((event, _)) = state.queue.pop_front() {
+                    events.push(event);
                 }
             }
-            match deadline {
-                Some(d) => {
-                    let _ = tokio::time::timeout_at(d, more).await;
-                }
-                None => more.await,
+            state.queued_bytes -= bytes;
+            state.in_flight += events.len();
+            state.in_flight_bytes += bytes;
+            if events.is_empty() {
+                return Looked::Ready(Take::empty());
             }
-        }
+            let n = events.len();
+            Looked::Ready(Take::new(
+                events,
+                Box::new(MemoryTxn {
+                    shared: self.shared.clone(),
+                    events: n,
+                    bytes,
+                }),
+            ))
+        })
+        .await
     }
 }
 

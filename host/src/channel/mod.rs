@@ -20,6 +20,8 @@ use futures_util::future::BoxFuture;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Notify;
+use tokio::time::Instant;
 
 registry! {
     /// Every channel type; `type = "..."` in a `[channels.NAME]` table selects one.
@@ -199,5 +201,46 @@ impl Take {
 impl Drop for Take {
     fn drop(&mut self) {
         self.restore();
+    }
+}
+
+/// What a take found when it looked at its channel.
+pub(crate) enum Looked {
+    /// A batch (or, for a closed and drained channel, the empty take).
+    Ready(Take),
+    /// Nothing to take.
+    Empty,
+    /// Some events, fewer than the take wants: worth waiting for more.
+    Filling,
+}
+
+/// The wait every channel's take shares: look; while the batch is not ready, wait for
+/// the next put — until `timeout` after events were first seen (then `look` is told the
+/// wait expired and hands out a partial batch), and without a deadline while there is
+/// nothing at all (another taker may have got there first: waiting out an old deadline
+/// would spin).
+pub(crate) async fn take_when_ready(
+    not_empty: &Notify,
+    timeout: Duration,
+    mut look: impl FnMut(bool) -> Looked,
+) -> Take {
+    let mut deadline: Option<Instant> = None;
+    loop {
+        // Made before looking: a put between the look and the wait still wakes it.
+        let more = not_empty.notified();
+        let expired = deadline.is_some_and(|d| Instant::now() >= d);
+        match look(expired) {
+            Looked::Ready(take) => return take,
+            Looked::Empty => deadline = None,
+            Looked::Filling => {
+                deadline.get_or_insert_with(|| Instant::now() + timeout);
+            }
+        }
+        match deadline {
+            Some(d) => {
+                let _ = tokio::time::timeout_at(d, more).await;
+            }
+            None => more.await,
+        }
     }
 }

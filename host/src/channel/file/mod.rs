@@ -14,7 +14,8 @@ pub mod codec;
 pub mod wal;
 
 use super::{
-    Capacity, Channel, ChannelBackend, ChannelConfig, Closed, FullPolicy, Take, TakeLimits, TakeTxn,
+    Capacity, Channel, ChannelBackend, ChannelConfig, Closed, FullPolicy, Looked, Take, TakeLimits,
+    TakeTxn, take_when_ready,
 };
 use crate::config::Problems;
 use crate::event::Event;
@@ -27,7 +28,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 use tokio::sync::Notify;
-use tokio::time::Instant;
 use wal::{Cipher, RecordId, Wal, WalOptions, WalReader};
 
 /// When a put is made durable (fsync of the log).
@@ -584,37 +584,27 @@ impl FileChannel {
     async fn take_batch(&self, limits: TakeLimits, timeout: Duration) -> Take {
         let max = limits.events.max(1);
         let max_bytes = limits.bytes.max(1);
-        let mut deadline: Option<Instant> = None;
-        loop {
-            let more = self.shared.not_empty.notified();
-            {
-                let mut state = lock(&self.shared.state);
-                let available = state.available();
-                let expired = deadline.is_some_and(|d| Instant::now() >= d);
-                let full = !self.fits(&state, 1, 0);
-                if available >= max
-                    || (available > 0 && (expired || state.closed || full))
-                    || (available == 0 && state.closed)
-                {
-                    let mut ack = None;
-                    let take = self.take_now(&mut state, max, max_bytes, &mut ack);
-                    drop(state);
-                    self.ack(ack);
-                    return take;
-                }
-                if available == 0 {
-                    deadline = None;
-                } else if deadline.is_none() {
-                    deadline = Some(Instant::now() + timeout);
-                }
+        take_when_ready(&self.shared.not_empty, timeout, |expired| {
+            let mut state = lock(&self.shared.state);
+            let available = state.available();
+            let full = !self.fits(&state, 1, 0);
+            let ready = available >= max
+                || (available > 0 && (expired || state.closed || full))
+                || (available == 0 && state.closed);
+            if !ready {
+                return if available == 0 {
+                    Looked::Empty
+                } else {
+                    Looked::Filling
+                };
             }
-            match deadline {
-                Some(d) => {
-                    let _ = tokio::time::timeout_at(d, more).await;
-                }
-                None => more.await,
-            }
-        }
+            let mut ack = None;
+            let take = self.take_now(&mut state, max, max_bytes, &mut ack);
+            drop(state);
+            self.ack(ack);
+            Looked::Ready(take)
+        })
+        .await
     }
 
     /// Hands out up to `max` events: rolled-back ones first, then in log order.

@@ -512,7 +512,11 @@ fn parse_http_date(text: &str) -> Option<u64> {
     if hms.next().is_some() || !(1..=31).contains(&day) || year < 1970 {
         return None;
     }
-    let days = u64::try_from(crate::encoding::days_from_civil(year as i64, month as u32, day as u32)).ok()?;
+    let days = u64::try_from(crate::encoding::days_from_civil(
+        year as i64,
+        month as u32,
+        day as u32,
+    ))
+    .ok()?;
     Some(days * 86_400 + h * 3600 + m * 60 + s)
 }
-
