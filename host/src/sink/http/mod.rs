@@ -140,8 +140,10 @@ struct HttpService {
     gzip: Option<flate2::Compression>,
     signer: Option<Signer>,
     in_flight: usize,
-    /// The uncompressed body, reused between batches.
-    scratch: Mutex<Vec<u8>>,
+    /// Idle gzip encoders with their buffer for the uncompressed body, reused between
+    /// batches (at most one per batch in flight): a fresh deflate state and body buffer
+    /// per batch cost allocator churn and resident memory.
+    compressors: Mutex<Vec<Compressor>>,
     counters: HttpCounters,
 }
 
@@ -201,7 +203,7 @@ impl HttpService {
             gzip: gzip.map(flate2::Compression::new),
             signer: signature,
             in_flight,
-            scratch: Mutex::new(Vec::new()),
+            compressors: Mutex::new(Vec::new()),
             counters: HttpCounters::new(name),
         })
     }
@@ -281,12 +283,21 @@ impl SinkService for HttpService {
             encode_body(self.encoding, events, out);
             return;
         };
-        let mut plain = self.scratch.lock().unwrap_or_else(|p| p.into_inner());
-        plain.clear();
-        encode_body(self.encoding, events, &mut plain);
-        gzip(&plain, level, out);
-        if plain.capacity() > SCRATCH_KEEP {
-            *plain = Vec::new();
+        let idle = self
+            .compressors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop();
+        let mut compressor = idle.unwrap_or_else(|| Compressor::new(level));
+        compressor.plain.clear();
+        encode_body(self.encoding, events, &mut compressor.plain);
+        compressor.compress(out);
+        if compressor.plain.capacity() > SCRATCH_KEEP {
+            compressor.plain = Vec::new();
+        }
+        let mut idle = self.compressors.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < self.in_flight {
+            idle.push(compressor);
         }
     }
 
@@ -325,12 +336,37 @@ fn encode_body(encoding: BodyEncoding, events: &[Event], out: &mut Vec<u8>) {
     }
 }
 
-/// Appends `plain`, gzip-compressed, to `out`.
-fn gzip(plain: &[u8], level: flate2::Compression, out: &mut Vec<u8>) {
-    let mut encoder = flate2::write::GzEncoder::new(out, level);
-    // Writing to a Vec cannot fail.
-    let _ = encoder.write_all(plain);
-    let _ = encoder.finish();
+/// A deflate encoder and the buffer the uncompressed body is built in, kept for reuse
+/// (flate2's `GzEncoder` cannot be reset; the gzip framing, RFC 1952, is written here).
+struct Compressor {
+    plain: Vec<u8>,
+    deflate: flate2::write::DeflateEncoder<Vec<u8>>,
+}
+
+/// A gzip member header: magic, deflate, no flags, no mtime, no extra flags, OS unknown.
+const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+
+impl Compressor {
+    fn new(level: flate2::Compression) -> Self {
+        Self {
+            plain: Vec::new(),
+            deflate: flate2::write::DeflateEncoder::new(Vec::new(), level),
+        }
+    }
+
+    /// Appends `self.plain` as one gzip member to `out`.
+    fn compress(&mut self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&GZIP_HEADER);
+        // `reset` finishes the previous stream into the old writer and starts afresh on
+        // the new one with the same (reset) deflate state. Writing to a Vec cannot fail.
+        let _ = self.deflate.reset(std::mem::take(out));
+        let _ = self.deflate.write_all(&self.plain);
+        if let Ok(compressed) = self.deflate.reset(Vec::new()) {
+            *out = compressed;
+        }
+        out.extend_from_slice(&crc32fast::hash(&self.plain).to_le_bytes());
+        out.extend_from_slice(&(self.plain.len() as u32).to_le_bytes());
+    }
 }
 
 /// What an HTTP status means for the batch.
