@@ -245,4 +245,57 @@ mod tests {
         s.feed_with_ends(b"x", |_, _| {});
         assert!(!s.at_line_start());
     }
+
+    async fn pumped(input: &'static [u8], stop_midway: bool) -> Vec<String> {
+        use crate::config::BatchSpec;
+        let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+        let mut batcher = super::Batcher::new(
+            "t",
+            std::sync::Arc::from("t"),
+            BatchSpec {
+                size: 100,
+                bytes: 1 << 20,
+                timeout: std::time::Duration::from_secs(10),
+            },
+            1024,
+            tx,
+            CancellationToken::new(),
+        );
+        let shutdown = CancellationToken::new();
+        let (mut writer, reader) = tokio::io::duplex(64);
+        tokio::io::AsyncWriteExt::write_all(&mut writer, input)
+            .await
+            .unwrap();
+        let stopper = shutdown.clone();
+        let pump = tokio::spawn(async move {
+            pump(reader, &mut batcher, &stopper).await.unwrap();
+            batcher.flush().await;
+        });
+        if stop_midway {
+            // The writer is cut off mid-line (it stays open) and the agent stops once
+            // the pump has read what there is.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            shutdown.cancel();
+        } else {
+            drop(writer);
+        }
+        pump.await.unwrap();
+        let mut lines = Vec::new();
+        while let Ok(batch) = rx.try_recv() {
+            for e in batch.events {
+                lines.push(String::from_utf8(e.body).unwrap());
+            }
+        }
+        lines
+    }
+
+    #[tokio::test]
+    async fn a_partial_last_line_is_kept_at_eof_and_dropped_at_shutdown() {
+        assert_eq!(pumped(b"whole\npartial", false).await, ["whole", "partial"]);
+        assert_eq!(
+            pumped(b"whole\npartial", true).await,
+            ["whole"],
+            "a torn fragment is not an event"
+        );
+    }
 }
