@@ -79,6 +79,10 @@ pub trait ChannelBackend: Send + Sync + 'static {
     /// Events held: queued plus taken but not yet committed.
     fn len(&self) -> usize;
 
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Whether what the channel holds survives a restart (then it is not lost when the
     /// agent stops before delivering it).
     fn is_durable(&self) -> bool {
