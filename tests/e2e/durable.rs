@@ -489,3 +489,89 @@ fn a_full_disk_applies_backpressure_corrupts_nothing_and_delivery_resumes() {
     let (clean, fsck) = channel_tool(&["fsck"], &disk.join("wal"));
     assert!(clean, "no corrupt segment:\n{fsck}");
 }
+
+/// Offsets of the records in a segment file (after its 32-byte header; a record is a
+/// 24-byte header, whose bytes 4..8 are the payload length, then the payload).
+fn record_offsets(segment: &[u8]) -> Vec<usize> {
+    let mut offsets = Vec::new();
+    let mut at = 32;
+    while at + 24 <= segment.len() {
+        offsets.push(at);
+        let len = u32::from_le_bytes(segment[at + 4..at + 8].try_into().unwrap()) as usize;
+        at += 24 + len;
+    }
+    offsets
+}
+
+#[test]
+fn a_corrupt_record_in_the_middle_is_skipped_counted_and_reported_and_fsck_repairs_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rx = Receiver::start(dir.path(), &["--mode", "refuse"]);
+    let config = config(dir.path(), &rx.uri(), "", "");
+    write_ids(
+        dir.path().join("logs/app.log"),
+        0..1000,
+        100,
+        Duration::from_millis(30),
+        20,
+    );
+    let log = dir.path().join("agent.log");
+    let channel_dir = dir.path().join("data/channels/durable");
+    let mut agent = spawn_logged(&config, &log);
+    let start = Instant::now();
+    loop {
+        let (_, report) = channel_tool(&["inspect"], &channel_dir);
+        if report.contains("pending: 5 records, 1000 events") {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{report}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+
+    // A bit flips in the payload of the second of five records (ids 200..400).
+    let segment = last_segment(&channel_dir);
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let offsets = record_offsets(&bytes);
+    assert_eq!(offsets.len(), 5);
+    bytes[offsets[1] + 24 + 100] ^= 0x10;
+    std::fs::write(&segment, &bytes).unwrap();
+    let (clean, fsck) = channel_tool(&["fsck"], &channel_dir);
+    assert!(!clean && fsck.contains("corrupt"), "{fsck}");
+
+    rx.command("mode ok");
+    let agent = spawn_logged(&config, &log);
+    let counts = wait_for_ids(&rx, 200, Duration::from_secs(30));
+    let start = Instant::now();
+    while id_counts(&rx.bodies()).len() < 800 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the records after it flow too"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (status, stderr) = terminate(agent);
+    let counts_after = id_counts(&rx.bodies());
+    let text = std::fs::read_to_string(&log).unwrap() + &stderr;
+    assert!(status.success(), "{text}");
+    assert!(counts.len() >= 200);
+    assert_eq!(
+        counts_after.len(),
+        800,
+        "only the corrupt record's 200 events are missing"
+    );
+    assert!((200..400).all(|id| !counts_after.contains_key(&id)));
+    assert!(
+        text.contains("corrupt ranges"),
+        "the damage is reported:\n{text}"
+    );
+
+    let (_, repaired) = channel_tool(&["fsck", "--repair"], &channel_dir);
+    assert!(
+        repaired.contains("repaired:") && repaired.contains("corrupt bytes"),
+        "{repaired}"
+    );
+    let (clean, fsck) = channel_tool(&["fsck"], &channel_dir);
+    assert!(clean, "clean after --repair:\n{fsck}");
+}

@@ -23,7 +23,7 @@ use crate::internal_events::{ChannelCounters, EventsDroppedFull, LogLimiter};
 use crate::metrics::{Counter, Registry};
 use futures_util::future::BoxFuture;
 use serde::Deserialize;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
@@ -209,6 +209,8 @@ struct State {
     live: VecDeque<RecordMeta>,
     /// Taken and not committed (rolled-back takes included): start seq → end seq.
     outstanding: BTreeMap<u64, u64>,
+    /// Corrupt records found (and reported) at open, which the reader skips again.
+    known_corrupt: HashSet<(u64, u64)>,
     /// The seq the next record put gets.
     next_seq: u64,
     held_events: usize,
@@ -301,10 +303,13 @@ impl FileChannel {
             held_bytes += meta.bytes;
             unread.push_back(meta);
         }
-        for c in scan.take_corrupt() {
-            tracing::warn!(channel = name, "skipping a corrupt record: {c}");
-            corrupt.add(1);
-        }
+        // The same damage the recovery report above counted and logged: takes will
+        // skip these again without counting them twice.
+        let known_corrupt: HashSet<(u64, u64)> = scan
+            .take_corrupt()
+            .iter()
+            .map(|c| (c.segment, c.offset))
+            .collect();
         let pending = next_seq as usize;
         if pending > 0 {
             tracing::info!(
@@ -333,6 +338,7 @@ impl FileChannel {
                 head_seq: 0,
                 redeliver: BTreeMap::new(),
                 outstanding: BTreeMap::new(),
+                known_corrupt,
                 next_seq,
                 held_events: pending,
                 held_bytes,
@@ -678,8 +684,10 @@ impl FileChannel {
         state.head_seq = meta.start;
         let read = state.reader.next(meta.next);
         for c in state.reader.take_corrupt() {
-            tracing::error!(channel = %self.shared.name, "skipping a corrupt record: {c}");
-            self.shared.corrupt.add(1);
+            if !state.known_corrupt.remove(&(c.segment, c.offset)) {
+                tracing::error!(channel = %self.shared.name, "skipping a corrupt record: {c}");
+                self.shared.corrupt.add(1);
+            }
         }
         let decoded = match read {
             Ok(Some(record)) if record.id == meta.id => {
