@@ -32,7 +32,6 @@ use futures_util::future::BoxFuture;
 use reqwest::header::{self, HeaderName};
 use reqwest::{StatusCode, Url, redirect};
 use ring::hmac;
-use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -137,7 +136,8 @@ struct HttpService {
     uri: String,
     method: reqwest::Method,
     encoding: BodyEncoding,
-    gzip: Option<flate2::Compression>,
+    /// The gzip level, when compressing.
+    gzip: Option<u32>,
     signer: Option<Signer>,
     in_flight: usize,
     /// Idle gzip encoders with their buffer for the uncompressed body, reused between
@@ -200,7 +200,7 @@ impl HttpService {
             uri: display_uri,
             method,
             encoding,
-            gzip: gzip.map(flate2::Compression::new),
+            gzip,
             signer: signature,
             in_flight,
             compressors: Mutex::new(Vec::new()),
@@ -336,36 +336,34 @@ fn encode_body(encoding: BodyEncoding, events: &[Event], out: &mut Vec<u8>) {
     }
 }
 
-/// A deflate encoder and the buffer the uncompressed body is built in, kept for reuse
-/// (flate2's `GzEncoder` cannot be reset; the gzip framing, RFC 1952, is written here).
+/// A gzip compressor (libdeflate: whole-buffer compression, about twice as fast as
+/// zlib at the same level, and our batches are whole buffers) and the buffer the
+/// uncompressed body is built in, kept for reuse.
 struct Compressor {
     plain: Vec<u8>,
-    deflate: flate2::write::DeflateEncoder<Vec<u8>>,
+    gzip: libdeflater::Compressor,
 }
 
-/// A gzip member header: magic, deflate, no flags, no mtime, no extra flags, OS unknown.
-const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
-
 impl Compressor {
-    fn new(level: flate2::Compression) -> Self {
+    /// `level`: 0 (store) to 12; the config allows 0 to 9, like zlib's.
+    fn new(level: u32) -> Self {
+        let level = libdeflater::CompressionLvl::new(level as i32).unwrap_or_default();
         Self {
             plain: Vec::new(),
-            deflate: flate2::write::DeflateEncoder::new(Vec::new(), level),
+            gzip: libdeflater::Compressor::new(level),
         }
     }
 
     /// Appends `self.plain` as one gzip member to `out`.
     fn compress(&mut self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&GZIP_HEADER);
-        // `reset` finishes the previous stream into the old writer and starts afresh on
-        // the new one with the same (reset) deflate state. Writing to a Vec cannot fail.
-        let _ = self.deflate.reset(std::mem::take(out));
-        let _ = self.deflate.write_all(&self.plain);
-        if let Ok(compressed) = self.deflate.reset(Vec::new()) {
-            *out = compressed;
-        }
-        out.extend_from_slice(&crc32fast::hash(&self.plain).to_le_bytes());
-        out.extend_from_slice(&(self.plain.len() as u32).to_le_bytes());
+        let start = out.len();
+        out.resize(start + self.gzip.gzip_compress_bound(self.plain.len()), 0);
+        // The bound is libdeflate's worst case for this input, so the output fits.
+        let written = self
+            .gzip
+            .gzip_compress(&self.plain, &mut out[start..])
+            .unwrap_or(0);
+        out.truncate(start + written);
     }
 }
 
