@@ -186,8 +186,8 @@ fn default_verify() -> bool {
     true
 }
 
-/// Level 1: on the end-to-end bench, level 6 costs ~3× the CPU of level 1 for bodies
-/// ~1.5× smaller (9.1% vs 13.6% of the JSON); an edge host is short of CPU first.
+/// Level 1, the least CPU (an edge host is short of CPU first); level 6 makes bodies
+/// ~1.5× smaller (9.1% vs 13.6% of the JSON) for 10–20% more agent CPU (BENCHMARKS.md).
 pub(super) const DEFAULT_COMPRESSION_LEVEL: u32 = 1;
 const MAX_IN_FLIGHT: usize = 64;
 const MAX_CONNECT_TIMEOUT_MS: u64 = 300_000;
