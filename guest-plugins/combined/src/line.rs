@@ -323,12 +323,12 @@ mod tests {
     }
 
     #[test]
-    fn every_line_of_the_shared_access_log_parses() {
+    fn every_line_of_the_vendored_access_log_parses() {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../../shared/data/apache_access/apache_logs"
+            "/../../tests/data/apache_access/apache_logs"
         );
-        let data = std::fs::read_to_string(path).expect("shared data present");
+        let data = std::fs::read_to_string(path).expect("the vendored test data (tests/data)");
         let mut n = 0;
         for (i, line) in data.lines().enumerate() {
             parse(line.as_bytes()).unwrap_or_else(|e| panic!("line {}: {e}: {line}", i + 1));

@@ -9,7 +9,7 @@ const ZK_LINE: &str = "2015-07-29 17:41:44,747 - INFO  [QuorumPeer[myid=1]/0:0:0
 fn zk_dir() -> String {
     concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/data/loghub/Zookeeper/"
+        "/../../tests/data/loghub/Zookeeper/"
     )
     .to_owned()
 }
@@ -119,7 +119,8 @@ fn csv_fields(line: &str) -> Vec<String> {
 
 #[test]
 fn every_zookeeper_line_matches_the_loghub_structure() {
-    let log = std::fs::read_to_string(zk_dir() + "Zookeeper_2k.log").expect("shared data");
+    let log = std::fs::read_to_string(zk_dir() + "Zookeeper_2k.log")
+        .expect("the vendored test data (tests/data)");
     let csv = std::fs::read_to_string(zk_dir() + "Zookeeper_2k.log_structured.csv").expect("csv");
     let bodies: Vec<&[u8]> = log.lines().map(str::as_bytes).collect();
     let events = parse(&zk_parser(), &bodies);
