@@ -282,31 +282,26 @@ impl FileChannel {
             corrupt.add(report.corrupt.len() as u64);
         }
 
-        // What the log holds past the acknowledged position.
-        let mut scan = WalReader::new(&dir, cipher.clone(), wal.acked());
-        let end = wal.end();
+        // What the log holds past the acknowledged position, as the recovery scan found
+        // it (corrupt records are not in it: takes skip them without counting them
+        // again).
         let mut unread = VecDeque::new();
         let mut next_seq = 0u64;
         let mut held_bytes = 0u64;
-        while let Some(record) = scan
-            .next(end)
-            .map_err(|e| anyhow::anyhow!("channel `{name}`: reading {}: {e}", dir.display()))?
-        {
+        for record in &report.pending {
             let meta = RecordMeta {
                 id: record.id,
                 next: record.next,
                 items: u64::from(record.items),
-                bytes: record.payload.len() as u64,
+                bytes: record.bytes,
                 start: next_seq,
             };
             next_seq += meta.items;
             held_bytes += meta.bytes;
             unread.push_back(meta);
         }
-        // The same damage the recovery report above counted and logged: takes will
-        // skip these again without counting them twice.
-        let known_corrupt: HashSet<(u64, u64)> = scan
-            .take_corrupt()
+        let known_corrupt: HashSet<(u64, u64)> = report
+            .corrupt
             .iter()
             .map(|c| (c.segment, c.offset))
             .collect();
@@ -328,7 +323,7 @@ impl FileChannel {
             },
             policy: config.full_policy,
             fsync: config.fsync,
-            synced: Mutex::new(end),
+            synced: Mutex::new(wal.end()),
             state: Mutex::new(State {
                 reader: WalReader::new(&dir, cipher, wal.acked()),
                 live: unread.clone(),

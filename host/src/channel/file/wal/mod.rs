@@ -230,7 +230,18 @@ impl Wal {
             } else {
                 SEGMENT_HEADER_LEN
             };
-            let scan = scan_segment(&file, path, n, start, len, None, |_, _, _| {})?;
+            let pending = &mut report.pending;
+            let scan = scan_segment(&file, path, n, start, len, None, |offset, bytes, items| {
+                pending.push(PendingRecord {
+                    id: RecordId { segment: n, offset },
+                    next: RecordId {
+                        segment: n,
+                        offset: offset + bytes,
+                    },
+                    items,
+                    bytes,
+                })
+            })?;
             report.records += scan.records;
             report.items += scan.items;
             report.bytes += scan.bytes;

@@ -116,6 +116,20 @@ pub struct RecoveryReport {
     pub ledger_reset: bool,
     /// Where reading starts.
     pub acked: RecordId,
+    /// The valid records after `acked`, in log order (found by the recovery scan, so a
+    /// reader of the log need not scan it again).
+    pub pending: Vec<PendingRecord>,
+}
+
+/// A valid record found at open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingRecord {
+    pub id: RecordId,
+    /// Just past the record (what to acknowledge once it is consumed).
+    pub next: RecordId,
+    pub items: u32,
+    /// Bytes on disk, header included.
+    pub bytes: u64,
 }
 
 impl RecoveryReport {
