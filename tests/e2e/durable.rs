@@ -6,26 +6,28 @@ use super::common::*;
 use super::peer::{Receiver, Rng, id_counts, parse_id};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// The agent with its standard error going to a file (a killed agent's pipe would
 /// otherwise fill up unread).
-fn spawn_logged(config: &Path, log: &Path) -> Child {
+fn spawn_logged(config: &Path, log: &Path) -> Running {
     let stderr = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .unwrap();
-    runnel()
-        .env("RUNNEL_LOG", "warn,runnel::channel=info")
-        .args(["run", "--config"])
-        .arg(config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(stderr))
-        .spawn()
-        .unwrap()
+    Running::new(
+        runnel()
+            .env("RUNNEL_LOG", "warn,runnel::channel=info")
+            .args(["run", "--config"])
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(stderr))
+            .spawn()
+            .unwrap(),
+    )
 }
 
 /// taildir of `dir/logs/*.log` → file channel → http sink to `uri`.
@@ -153,7 +155,7 @@ fn sigkill_thirty_times_mid_stream_loses_nothing() {
     writer.join().unwrap();
     let agent = spawn_logged(&config, &log);
     let counts = wait_for_ids(&rx, TOTAL, Duration::from_secs(180));
-    let (status, _) = terminate(agent);
+    let (status, _) = terminate(agent.into_child());
     assert!(
         status.success(),
         "{}",
@@ -252,7 +254,7 @@ fn a_power_cut_mid_record_is_cut_reported_and_the_rest_delivered() {
     rx.command("mode ok");
     let agent = spawn_logged(&config, &log);
     let counts = wait_for_ids(&rx, 800, Duration::from_secs(60));
-    let (status, _) = terminate(agent);
+    let (status, _) = terminate(agent.into_child());
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(status.success(), "{text}");
     // The agent reports exactly what fsck found, and delivers everything before it.
@@ -304,7 +306,7 @@ fn a_sixty_second_outage_delays_delivery_but_loses_nothing_and_memory_stays_flat
 
     let counts = wait_for_ids(&rx, TOTAL, Duration::from_secs(180));
     let hwm_mib = peak_rss_kib(agent.id()) / 1024;
-    let (status, _) = terminate(agent);
+    let (status, _) = terminate(agent.into_child());
     assert!(
         status.success(),
         "{}",
@@ -376,7 +378,7 @@ batch_timeout_ms = 20
         );
         std::thread::sleep(Duration::from_millis(200));
     };
-    let (status, stderr) = terminate(agent);
+    let (status, stderr) = terminate(agent.into_child());
     let text = std::fs::read_to_string(&log).unwrap() + &stderr;
     assert!(status.success(), "{text}");
     for id in (999..20_000).step_by(1000) {
@@ -479,7 +481,7 @@ fn a_full_disk_applies_backpressure_corrupts_nothing_and_delivery_resumes() {
     // The destination comes back: delivery frees the disk, the backlog flows.
     rx.command("mode ok");
     let counts = wait_for_ids(&rx, 10_000, Duration::from_secs(120));
-    let (status, _) = terminate(agent);
+    let (status, _) = terminate(agent.into_child());
     assert!(
         status.success(),
         "{}",
@@ -551,7 +553,7 @@ fn a_corrupt_record_in_the_middle_is_skipped_counted_and_reported_and_fsck_repai
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let (status, stderr) = terminate(agent);
+    let (status, stderr) = terminate(agent.into_child());
     let counts_after = id_counts(&rx.bodies());
     let text = std::fs::read_to_string(&log).unwrap() + &stderr;
     assert!(status.success(), "{text}");
