@@ -204,23 +204,28 @@ fn channel_tool(args: &[&str], dir: &Path) -> (bool, String) {
     )
 }
 
-#[test]
-fn a_power_cut_mid_record_is_cut_reported_and_the_rest_delivered() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut rx = Receiver::start(dir.path(), &["--mode", "refuse"]);
-    let config = config(dir.path(), &rx.uri(), "", "");
+/// What [`backlog_then_power_cut`] leaves behind.
+struct Backlog {
+    rx: Receiver,
+    config: PathBuf,
+    log: PathBuf,
+    channel_dir: PathBuf,
+}
+
+/// 1000 lines while the destination is down, so they wait in the file channel (5
+/// records of 200 events); then the agent dies as in a power cut (SIGKILL).
+fn backlog_then_power_cut(dir: &Path) -> Backlog {
+    let rx = Receiver::start(dir, &["--mode", "refuse"]);
+    let config = config(dir, &rx.uri(), "", "");
     write_ids(
-        dir.path().join("logs/app.log"),
+        dir.join("logs/app.log"),
         0..1000,
         100,
         Duration::from_millis(30),
         20,
     );
-    let log = dir.path().join("agent.log");
-    let channel_dir = dir.path().join("data/channels/durable");
-
-    // The destination is down: everything waits in the channel (5 records of 200
-    // events). Then the power goes.
+    let log = dir.join("agent.log");
+    let channel_dir = dir.join("data/channels/durable");
     let mut agent = spawn_logged(&config, &log);
     let start = Instant::now();
     loop {
@@ -233,6 +238,23 @@ fn a_power_cut_mid_record_is_cut_reported_and_the_rest_delivered() {
     }
     agent.kill().unwrap();
     agent.wait().unwrap();
+    Backlog {
+        rx,
+        config,
+        log,
+        channel_dir,
+    }
+}
+
+#[test]
+fn a_power_cut_mid_record_is_cut_reported_and_the_rest_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let Backlog {
+        mut rx,
+        config,
+        log,
+        channel_dir,
+    } = backlog_then_power_cut(dir.path());
 
     // The last record was half written when the power went.
     let segment = last_segment(&channel_dir);
@@ -508,29 +530,12 @@ fn record_offsets(segment: &[u8]) -> Vec<usize> {
 #[test]
 fn a_corrupt_record_in_the_middle_is_skipped_counted_and_reported_and_fsck_repairs_it() {
     let dir = tempfile::tempdir().unwrap();
-    let mut rx = Receiver::start(dir.path(), &["--mode", "refuse"]);
-    let config = config(dir.path(), &rx.uri(), "", "");
-    write_ids(
-        dir.path().join("logs/app.log"),
-        0..1000,
-        100,
-        Duration::from_millis(30),
-        20,
-    );
-    let log = dir.path().join("agent.log");
-    let channel_dir = dir.path().join("data/channels/durable");
-    let mut agent = spawn_logged(&config, &log);
-    let start = Instant::now();
-    loop {
-        let (_, report) = channel_tool(&["inspect"], &channel_dir);
-        if report.contains("pending: 5 records, 1000 events") {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(30), "{report}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    agent.kill().unwrap();
-    agent.wait().unwrap();
+    let Backlog {
+        mut rx,
+        config,
+        log,
+        channel_dir,
+    } = backlog_then_power_cut(dir.path());
 
     // A bit flips in the payload of the second of five records (ids 200..400).
     let segment = last_segment(&channel_dir);
