@@ -182,15 +182,6 @@ impl Take {
         }
     }
 
-    /// Commits and hands the events over (to put them elsewhere: a dead-letter channel).
-    pub fn commit_into_events(mut self) -> Vec<Event> {
-        let events = std::mem::take(&mut self.events);
-        if let Some(txn) = self.txn.take() {
-            txn.commit();
-        }
-        events
-    }
-
     pub fn rollback(mut self) {
         self.restore();
     }

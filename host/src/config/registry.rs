@@ -26,11 +26,6 @@ impl Problems {
         ));
     }
 
-    /// A problem with the component as a whole (a missing setting, a conflict).
-    pub fn here(&mut self, message: impl Into<String>) {
-        self.found.push((Vec::new(), message.into()));
-    }
-
     pub fn is_empty(&self) -> bool {
         self.found.is_empty()
     }

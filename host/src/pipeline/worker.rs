@@ -34,12 +34,6 @@ impl Worker {
             .name(format!("runnel-{source}"))
             .spawn(move || {
                 while let Some(Batch { events: batch, ack }) = rx.blocking_recv() {
-                    if batch.is_empty() {
-                        if let Some(ack) = ack {
-                            ack.done();
-                        }
-                        continue;
-                    }
                     let n = batch.len() as u64;
                     // A bug in the host must not kill the source's pipeline for good.
                     let output =

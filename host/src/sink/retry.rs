@@ -7,7 +7,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// step.
 #[derive(Debug, Clone)]
 pub struct Backoff {
-    initial: Duration,
     max: Duration,
     next: Duration,
     seed: u64,
@@ -20,7 +19,6 @@ impl Backoff {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0x9E37_79B9_7F4A_7C15);
         Self {
-            initial,
             max: max.max(initial),
             next: initial,
             seed,
@@ -39,11 +37,6 @@ impl Backoff {
         z ^= z >> 31;
         let factor = 0.5 + (z >> 11) as f64 / (1u64 << 53) as f64 / 2.0;
         base.mul_f64(factor)
-    }
-
-    /// Back to the initial delay (after a success).
-    pub fn reset(&mut self) {
-        self.next = self.initial;
     }
 }
 
@@ -64,7 +57,5 @@ mod tests {
                 base / 2
             );
         }
-        b.reset();
-        assert!(b.next_delay() <= Duration::from_millis(100));
     }
 }

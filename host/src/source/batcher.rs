@@ -130,19 +130,6 @@ impl Batcher {
         self.push_event(event).await;
     }
 
-    /// Records that the file `key` has been read up to `offset` with no line pending in
-    /// this batch (a skipped or empty region): acknowledged with the next batch. Sends
-    /// an empty batch when nothing is buffered, so the position is not held back.
-    pub async fn mark_only(&mut self, mark: Mark) {
-        match self.marks.iter_mut().find(|m| m.key == mark.key) {
-            Some(m) => m.offset = mark.offset,
-            None => self.marks.push(mark),
-        }
-        if self.events.is_empty() {
-            self.flush().await;
-        }
-    }
-
     /// Adds one line (without its line end) as an event named after the source.
     pub async fn push(&mut self, line: Vec<u8>) {
         let name = self.event_name.clone();
@@ -187,6 +174,10 @@ impl Batcher {
     /// Sends what is buffered to the worker (waiting if the worker is busy).
     pub async fn flush(&mut self) {
         self.due = None;
+        if self.events.is_empty() {
+            return;
+        }
+        // Marks come only with lines: a batch with events carries its positions.
         let ack = match &self.acks {
             Some(to) if !self.marks.is_empty() => Some(Ack {
                 marks: std::mem::take(&mut self.marks),
@@ -194,20 +185,6 @@ impl Batcher {
             }),
             _ => None,
         };
-        if self.events.is_empty() {
-            if let Some(ack) = ack {
-                // Nothing to deliver, but positions to pass on, in order with the
-                // batches before it.
-                let _ = self
-                    .worker
-                    .send(Batch {
-                        events: Vec::new(),
-                        ack: Some(ack),
-                    })
-                    .await;
-            }
-            return;
-        }
         // The next batch will likely be as large as this one: size it so, and no larger
         // (a generator with thousands of slow apps holds thousands of small batches).
         let next = Vec::with_capacity(self.events.len());
