@@ -152,98 +152,77 @@ impl MemoryChannel {
         })
     }
 
-    async fn put_one(&self, events: Vec<(Event, usize)>, bytes: usize) -> Result<(), Closed> {
+    async fn put_one(
+        &self,
+        mut events: Vec<(Event, usize)>,
+        mut bytes: usize,
+    ) -> Result<(), Closed> {
         if events.is_empty() {
             return Ok(());
         }
-        let n = events.len();
+        let capacity = self.shared.capacity;
         loop {
             let room = self.shared.not_full.notified();
-            {
+            let mut dropped = 0u64;
+            let put = {
                 let mut state = self.shared.lock();
                 if state.closed {
                     return Err(Closed {
                         channel: self.shared.name.clone(),
-                        not_put: n,
+                        not_put: events.len(),
                     });
                 }
-                let (held, held_bytes) = state.held();
-                let fits = self.shared.capacity.fits(held, held_bytes, n, bytes);
-                if !fits && self.shared.policy == FullPolicy::DropNewest {
-                    drop(state);
-                    EventsDroppedFull {
-                        channel: &self.shared.name,
-                        count: n as u64,
-                        policy: FullPolicy::DropNewest,
-                    }
-                    .emit(&self.shared.counters);
-                    return Ok(());
-                }
-                if !fits && self.shared.policy == FullPolicy::DropOldest {
-                    // Drop queued events (never ones in open transactions) until the
-                    // put fits. When events in flight to a stuck sink hold the room,
-                    // the oldest of the incoming ones go too: a drop policy never waits.
-                    let mut dropped = 0u64;
-                    while !state.queue.is_empty() {
-                        let (held, held_bytes) = state.held();
-                        if self.shared.capacity.fits(held, held_bytes, n, bytes) {
-                            break;
-                        }
-                        if let Some((_, size)) = state.queue.pop_front() {
-                            state.queued_bytes -= size;
-                            dropped += 1;
-                        }
-                    }
+                let fits = |state: &State, n, bytes| {
                     let (held, held_bytes) = state.held();
-                    if !self.shared.capacity.fits(held, held_bytes, n, bytes) {
-                        let mut events = events;
-                        let mut bytes = bytes;
-                        let mut skip = 0;
-                        while skip < events.len()
-                            && !self.shared.capacity.fits(
-                                held,
-                                held_bytes,
-                                events.len() - skip,
-                                bytes,
-                            )
-                        {
-                            bytes -= events[skip].1;
-                            skip += 1;
+                    capacity.fits(held, held_bytes, n, bytes)
+                };
+                if !fits(&state, events.len(), bytes) {
+                    match self.shared.policy {
+                        FullPolicy::Block => {}
+                        FullPolicy::DropNewest => {
+                            dropped = events.len() as u64;
+                            events.clear();
+                            bytes = 0;
                         }
-                        events.drain(..skip);
-                        dropped += skip as u64;
-                        let kept = events.len();
-                        state.queue.extend(events);
-                        state.queued_bytes += bytes;
-                        drop(state);
-                        EventsDroppedFull {
-                            channel: &self.shared.name,
-                            count: dropped,
-                            policy: FullPolicy::DropOldest,
+                        FullPolicy::DropOldest => {
+                            // Queued events first (never ones in open transactions);
+                            // when events in flight to a stuck sink hold the room, the
+                            // oldest incoming ones: a drop policy never waits.
+                            let mut skip = 0;
+                            while !fits(&state, events.len() - skip, bytes) {
+                                if let Some((_, size)) = state.queue.pop_front() {
+                                    state.queued_bytes -= size;
+                                } else if let Some((_, size)) = events.get(skip) {
+                                    bytes -= size;
+                                    skip += 1;
+                                } else {
+                                    break;
+                                }
+                                dropped += 1;
+                            }
+                            events.drain(..skip);
                         }
-                        .emit(&self.shared.counters);
-                        self.shared.counters.put.add(kept as u64);
-                        self.shared.not_empty.notify_waiters();
-                        return Ok(());
-                    }
-                    if dropped > 0 {
-                        EventsDroppedFull {
-                            channel: &self.shared.name,
-                            count: dropped,
-                            policy: FullPolicy::DropOldest,
-                        }
-                        .emit(&self.shared.counters);
                     }
                 }
-                let (held, held_bytes) = state.held();
-                if self.shared.capacity.fits(held, held_bytes, n, bytes) {
-                    state.queue.extend(events);
+                fits(&state, events.len(), bytes).then(|| {
+                    let n = events.len();
+                    state.queue.extend(events.drain(..));
                     state.queued_bytes += bytes;
-                    drop(state);
-                    self.shared.counters.put.add(n as u64);
-                    self.shared.not_empty.notify_waiters();
-                    return Ok(());
+                    n
+                })
+            };
+            if dropped > 0 {
+                EventsDroppedFull {
+                    channel: &self.shared.name,
+                    count: dropped,
+                    policy: self.shared.policy,
                 }
+                .emit(&self.shared.counters);
+            }
+            if let Some(n) = put {
+                self.shared.counters.put.add(n as u64);
+                self.shared.not_empty.notify_waiters();
+                return Ok(());
             }
             room.await;
         }
