@@ -275,6 +275,9 @@ pub fn decode_batch(batch: wit::Batch) -> Result<Vec<Event>, WireError> {
     let reader = OutputReader::new(wit::OutputData { arena, nodes, tags });
     let mut out = Vec::with_capacity(events.len());
     let mut last_name: Option<Arc<str>> = None;
+    // Events of one source share their tags (a file's path and pattern): the previous
+    // event's tags are reused when they are the same, instead of new strings per event.
+    let mut last_tags = Tags::default();
     for e in &events {
         let name = reader.str(e.name)?;
         let name = match &last_name {
@@ -293,7 +296,18 @@ pub fn decode_batch(batch: wit::Batch) -> Result<Vec<Event>, WireError> {
             fields: Fields::default(),
             body: reader.bytes(e.body)?.to_vec(),
         };
-        reader.set_tags(&mut event.tags, e.tags)?;
+        let tags = OutputReader::range(&reader.tags, e.tags)?;
+        let same = tags.len() == last_tags.len()
+            && tags.iter().zip(last_tags.iter()).all(|(t, (k, v))| {
+                reader.str(t.key).is_ok_and(|tk| tk == k)
+                    && reader.str(t.value).is_ok_and(|tv| tv == v)
+            });
+        if same {
+            event.tags = last_tags.clone();
+        } else {
+            reader.set_tags(&mut event.tags, e.tags)?;
+            last_tags = event.tags.clone();
+        }
         let object = reader.object(e.fields)?;
         if !object.is_empty() {
             event.fields = Fields::from(object);

@@ -229,7 +229,14 @@ mod tests {
         );
         a.fields = map.into();
         let b = Event::from_body(Arc::from("web"), "ünïcode\u{1}".as_bytes().to_vec());
-        vec![a, b]
+        // Runs of equal tags (reused when decoding) and a change in the middle of one.
+        let tagged = |file: &str| {
+            let mut e = Event::from_body(Arc::from("web"), b"x".to_vec());
+            e.tags.set("file", file);
+            e.tags.set("pattern", "app");
+            e
+        };
+        vec![a, b, tagged("/a"), tagged("/a"), tagged("/b"), tagged("/b")]
     }
 
     #[test]
