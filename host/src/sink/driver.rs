@@ -165,11 +165,12 @@ async fn deliver(
 ) -> (Option<Take>, Outcome) {
     let encoder = service.clone();
     let encoded = tokio::task::spawn_blocking(move || {
-        let mut payload = Payload {
-            bytes: Vec::new(),
+        let mut bytes = Vec::new();
+        encoder.encode(take.events(), &mut bytes);
+        let payload = Payload {
+            bytes: bytes.into(),
             events: take.len(),
         };
-        encoder.encode(take.events(), &mut payload.bytes);
         (take, Arc::new(payload))
     })
     .await;

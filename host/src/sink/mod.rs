@@ -46,7 +46,8 @@ pub trait SinkConfig: std::fmt::Debug + Send + Sync {
 /// A batch encoded for its destination, sent as is by every attempt.
 #[derive(Debug, Default)]
 pub struct Payload {
-    pub bytes: Vec<u8>,
+    /// Shared, not copied, by every attempt (an HTTP request body takes it as is).
+    pub bytes: bytes::Bytes,
     pub events: usize,
 }
 

@@ -209,11 +209,11 @@ impl HttpService {
     }
 
     /// One attempt.
-    async fn post(&self, body: &[u8]) -> Result<(), SendError> {
+    async fn post(&self, body: bytes::Bytes) -> Result<(), SendError> {
         let mut request = self
             .client
             .request(self.method.clone(), self.url.clone())
-            .body(body.to_vec());
+            .body(body.clone());
         if let Some(signer) = &self.signer {
             // A fresh timestamp per attempt: a retry after an outage is not stale.
             let timestamp = SystemTime::now()
@@ -221,7 +221,7 @@ impl HttpService {
                 .map(|d| d.as_secs())
                 .unwrap_or(0)
                 .to_string();
-            let signature = signer.sign(&timestamp, body);
+            let signature = signer.sign(&timestamp, &body);
             request = request
                 .header(signer.timestamp_header.clone(), timestamp)
                 .header(signer.signature_header.clone(), signature);
@@ -302,7 +302,7 @@ impl SinkService for HttpService {
     }
 
     fn send(self: Arc<Self>, payload: Arc<Payload>) -> BoxFuture<'static, Result<(), SendError>> {
-        Box::pin(async move { self.post(&payload.bytes).await })
+        Box::pin(async move { self.post(payload.bytes.clone()).await })
     }
 
     fn in_flight(&self) -> usize {

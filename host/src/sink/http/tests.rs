@@ -404,11 +404,12 @@ fn service(text: &str) -> Arc<HttpService> {
 }
 
 async fn send(service: &Arc<HttpService>, bodies: &[&str]) -> Result<(), SendError> {
-    let mut payload = Payload {
-        bytes: Vec::new(),
+    let mut bytes = Vec::new();
+    service.encode(&events(bodies), &mut bytes);
+    let payload = Payload {
+        bytes: bytes.into(),
         events: bodies.len(),
     };
-    service.encode(&events(bodies), &mut payload.bytes);
     service.clone().send(Arc::new(payload)).await
 }
 
