@@ -8,7 +8,7 @@ use crate::metrics::PluginCounters;
 use crate::pipeline::{Chain, Selector, Step, Worker};
 use crate::plugin::{Plugin, PluginEngine, Role};
 use crate::sink::Sink;
-use crate::source::{Batcher, SourceContext};
+use crate::source::{Batcher, Recovered, SourceContext};
 use crate::summary::Summary;
 use indexmap::IndexMap;
 use std::sync::Arc;
@@ -185,6 +185,13 @@ impl Topology {
         let mut source_tasks = tokio::task::JoinSet::new();
         let mut worker_threads = Vec::new();
         for (s, worker) in sources {
+            let recovered = Recovered::merge(
+                worker
+                    .selector
+                    .channels()
+                    .iter()
+                    .flat_map(|c| c.checkpoints(&s.name)),
+            );
             let (handle, thread) = worker.spawn(&s.name, runtime.clone())?;
             worker_threads.push(thread);
             let batcher = Batcher::new(
@@ -200,6 +207,7 @@ impl Topology {
                 batcher,
                 shutdown: stop_sources.clone(),
                 data_dir: spec.data_dir.clone(),
+                recovered,
             }));
         }
         tracing::info!(agent = %spec.name, sources = source_tasks.len(), sinks = sink_tasks.len(), "runnel started");

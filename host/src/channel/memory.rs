@@ -7,6 +7,7 @@ use super::{
 };
 use crate::config::Problems;
 use crate::event::Event;
+use crate::source::Checkpoint;
 use crate::internal_events::{ChannelCounters, EventsDroppedFull};
 use futures_util::future::BoxFuture;
 use serde::Deserialize;
@@ -287,7 +288,12 @@ impl ChannelBackend for MemoryChannel {
         &self.shared.name
     }
 
-    fn put(&self, events: Vec<Event>) -> BoxFuture<'_, Result<(), Closed>> {
+    /// A memory channel does not survive a restart: it keeps no checkpoint.
+    fn put(
+        &self,
+        events: Vec<Event>,
+        _checkpoint: Option<&Checkpoint>,
+    ) -> BoxFuture<'_, Result<(), Closed>> {
         Box::pin(self.put_all(events))
     }
 

@@ -16,6 +16,7 @@ pub use policy::{Capacity, FullPolicy};
 use crate::config::Problems;
 use crate::config::registry::registry;
 use crate::event::Event;
+use crate::source::Checkpoint;
 use futures_util::future::BoxFuture;
 use std::path::Path;
 use std::sync::Arc;
@@ -63,8 +64,20 @@ pub trait ChannelBackend: Send + Sync + 'static {
     /// Puts `events` in one or more transactions: each becomes visible (and, for a
     /// durable channel, is on disk) atomically. When the channel is full the channel's
     /// [`FullPolicy`] applies: wait, or drop (counted). Events that cannot fit in one
-    /// transaction go in several, in order.
-    fn put(&self, events: Vec<Event>) -> BoxFuture<'_, Result<(), Closed>>;
+    /// transaction go in several, in order. A durable channel stores `checkpoint` (the
+    /// positions of the source batch the events come from) in the last transaction, and
+    /// hands it back from [`ChannelBackend::checkpoints`] after a restart.
+    fn put(
+        &self,
+        events: Vec<Event>,
+        checkpoint: Option<&Checkpoint>,
+    ) -> BoxFuture<'_, Result<(), Closed>>;
+
+    /// The checkpoints of `source` found in the channel when it was opened (none for a
+    /// channel that does not survive a restart).
+    fn checkpoints(&self, _source: &str) -> Vec<Checkpoint> {
+        Vec::new()
+    }
 
     /// Opens a take transaction. Waits for the first event, then up to `timeout` more
     /// for the batch to fill to `limits` (or for the channel to be full: a batch never
@@ -104,10 +117,24 @@ impl Channel {
     }
 
     pub async fn put(&self, events: Vec<Event>) -> Result<(), Closed> {
+        self.put_checkpointed(events, None).await
+    }
+
+    /// Puts `events` with the positions of the source batch they come from.
+    pub async fn put_checkpointed(
+        &self,
+        events: Vec<Event>,
+        checkpoint: Option<&Checkpoint>,
+    ) -> Result<(), Closed> {
         if events.is_empty() {
             return Ok(());
         }
-        self.0.put(events).await
+        self.0.put(events, checkpoint).await
+    }
+
+    /// See [`ChannelBackend::checkpoints`].
+    pub fn checkpoints(&self, source: &str) -> Vec<Checkpoint> {
+        self.0.checkpoints(source)
     }
 
     pub async fn take(&self, limits: TakeLimits, timeout: Duration) -> Take {

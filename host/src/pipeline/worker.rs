@@ -49,13 +49,22 @@ impl Worker {
                                 continue;
                             }
                         };
+                    let selected = selector.select(output);
+                    let channels = selector.channels();
+                    // The source's positions go with the batch's last durable put, made
+                    // after the others: stored, they say the whole batch is.
+                    let last_durable = selected
+                        .iter()
+                        .zip(channels)
+                        .rposition(|(events, channel)| !events.is_empty() && channel.is_durable());
+                    let checkpoint = ack.as_ref().map(|a| a.checkpoint());
                     let mut all_put = true;
-                    for (channel, events) in selector.channels().iter().zip(selector.select(output))
-                    {
+                    for (i, (channel, events)) in channels.iter().zip(selected).enumerate() {
                         if events.is_empty() {
                             continue;
                         }
-                        if let Err(e) = runtime.block_on(channel.put(events)) {
+                        let with = checkpoint.as_ref().filter(|_| Some(i) == last_durable);
+                        if let Err(e) = runtime.block_on(channel.put_checkpointed(events, with)) {
                             // Channels close before workers finish only at a forced stop.
                             // Parts of a split put that went in are not lost.
                             all_put = false;

@@ -6,6 +6,7 @@
 //! sends back once every event of the batch is in its channels (durably, for a file
 //! channel). Only then may the source persist those positions.
 
+use super::checkpoint::{Checkpoint, Mark};
 use crate::config::BatchSpec;
 use crate::event::{Event, Tags};
 use crate::internal_events::{EventsLost, LineTruncated, LinesRead, SourceCounters, SourceError};
@@ -16,27 +17,41 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// Where a line ends in its file: the offset just past its line end, in the file the
-/// source knows as `key`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Mark {
-    pub key: u64,
-    pub offset: u64,
-}
-
 /// The positions a batch covers, sent back to its source once the batch is safely in
 /// its channels. Dropped unsent when the batch was not (lost at a forced stop): the
 /// lines are then read again after a restart.
 #[derive(Debug)]
 pub struct Ack {
     marks: Vec<Mark>,
-    to: mpsc::UnboundedSender<Vec<Mark>>,
+    /// The batch's number in its source (see [`Checkpoint::seq`]).
+    seq: u64,
+    source: Arc<str>,
+    to: mpsc::UnboundedSender<Acked>,
 }
 
 impl Ack {
-    pub fn done(self) {
-        let _ = self.to.send(self.marks);
+    /// The positions to store with the batch in a durable channel.
+    pub fn checkpoint(&self) -> Checkpoint {
+        Checkpoint {
+            source: self.source.clone(),
+            seq: self.seq,
+            positions: self.marks.iter().map(|m| (m.file, m.offset)).collect(),
+        }
     }
+
+    pub fn done(self) {
+        let _ = self.to.send(Acked {
+            seq: self.seq,
+            marks: self.marks,
+        });
+    }
+}
+
+/// A batch that is safely in its channels: its number and last mark per file.
+#[derive(Debug)]
+pub struct Acked {
+    pub seq: u64,
+    pub marks: Vec<Mark>,
 }
 
 /// What a source hands to its pipeline worker.
@@ -57,7 +72,9 @@ pub struct Batcher {
     worker: WorkerHandle,
     /// Marks of the buffered batch (last per file), and where acks go.
     marks: Vec<Mark>,
-    acks: Option<mpsc::UnboundedSender<Vec<Mark>>>,
+    acks: Option<mpsc::UnboundedSender<Acked>>,
+    /// The number of the next acknowledged batch.
+    next_seq: u64,
     /// Cancelled when the agent stops without draining: a hand-over waiting for a busy
     /// worker gives up then.
     hard_stop: CancellationToken,
@@ -84,6 +101,7 @@ impl Batcher {
             worker,
             marks: Vec::new(),
             acks: None,
+            next_seq: 0,
             hard_stop,
             counters: Arc::new(SourceCounters::new(source)),
         }
@@ -102,6 +120,7 @@ impl Batcher {
             worker: self.worker.clone(),
             marks: Vec::new(),
             acks: None,
+            next_seq: 0,
             hard_stop: self.hard_stop.clone(),
             counters: self.counters.clone(),
         }
@@ -112,10 +131,12 @@ impl Batcher {
     }
 
     /// Turns on acknowledgements: every flushed batch with marks is acknowledged on the
-    /// returned receiver, in order, once it is in its channels.
-    pub fn acknowledged(&mut self) -> mpsc::UnboundedReceiver<Vec<Mark>> {
+    /// returned receiver, in order, once it is in its channels. Batches are numbered
+    /// from `after + 1` (the last number a previous run stored, if any).
+    pub fn acknowledged(&mut self, after: Option<u64>) -> mpsc::UnboundedReceiver<Acked> {
         let (tx, rx) = mpsc::unbounded_channel();
         self.acks = Some(tx);
+        self.next_seq = after.map_or(0, |s| s.saturating_add(1));
         rx
     }
 
@@ -179,10 +200,15 @@ impl Batcher {
         }
         // Marks come only with lines: a batch with events carries its positions.
         let ack = match &self.acks {
-            Some(to) if !self.marks.is_empty() => Some(Ack {
-                marks: std::mem::take(&mut self.marks),
-                to: to.clone(),
-            }),
+            Some(to) if !self.marks.is_empty() => {
+                self.next_seq += 1;
+                Some(Ack {
+                    marks: std::mem::take(&mut self.marks),
+                    seq: self.next_seq - 1,
+                    source: self.source.clone(),
+                    to: to.clone(),
+                })
+            }
             _ => None,
         };
         // The next batch will likely be as large as this one: size it so, and no larger

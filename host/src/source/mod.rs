@@ -6,6 +6,7 @@
 //! Adding a type is one module and one line in the [`SourceType`] registry.
 
 mod batcher;
+pub mod checkpoint;
 mod exec;
 mod file;
 mod generator;
@@ -13,7 +14,8 @@ mod lines;
 mod stdin;
 pub mod taildir;
 
-pub use batcher::{Ack, Batch, Batcher, Mark};
+pub use batcher::{Ack, Acked, Batch, Batcher};
+pub use checkpoint::{Checkpoint, Mark, Recovered};
 pub use lines::LineSplitter;
 
 use crate::config::Problems;
@@ -42,6 +44,8 @@ pub struct SourceContext {
     pub shutdown: CancellationToken,
     /// The agent's data directory (for position files).
     pub data_dir: PathBuf,
+    /// The positions the source's durable channels hold for it (see [`checkpoint`]).
+    pub recovered: Recovered,
 }
 
 /// One source type's settings, and how to run it.

@@ -8,12 +8,19 @@
 //! each), payloads (u64 each), the tags (key offset, key len, value offset, value len:
 //! u32 each), and per event: name span (2 × u32), level (u8), timestamp flag (u8) and
 //! value (i64), body span (2 × u32), fields range and tags range (2 × u32 each).
+//!
+//! A put that carries its source's positions (see [`crate::source::checkpoint`]) is
+//! stored as `CHECKPOINTED u8, length u32, the checkpoint's bytes`, then the payload
+//! above: the positions are durable exactly when the events are.
 
 use crate::event::{Event, Level};
 use crate::plugin::bindings::types as wit;
 use crate::plugin::wire::{self, BatchEncoder, level_from_wit, level_to_wit};
+use crate::source::checkpoint::{Checkpoint, CheckpointError};
 
 const VERSION: u8 = 1;
+/// The first byte of a payload that starts with a checkpoint.
+const CHECKPOINTED: u8 = 0xC1;
 /// Encoded size of one event's entry after the columns.
 const EVENT_BYTES: usize = 8 + 1 + 9 + 8 + 8 + 8;
 
@@ -28,6 +35,8 @@ pub enum DecodeError {
     Level(u8),
     #[error(transparent)]
     Wire(#[from] wire::WireError),
+    #[error("the checkpoint is damaged: {0}")]
+    Checkpoint(#[from] CheckpointError),
 }
 
 /// Encodes batches, reusing its buffers.
@@ -37,8 +46,16 @@ pub struct Encoder {
 }
 
 impl Encoder {
-    /// Appends `events` as one payload to `out`.
-    pub fn encode(&mut self, events: &[Event], out: &mut Vec<u8>) {
+    /// Appends `events` as one payload to `out`, after `checkpoint` if there is one.
+    pub fn encode(&mut self, events: &[Event], checkpoint: Option<&Checkpoint>, out: &mut Vec<u8>) {
+        if let Some(checkpoint) = checkpoint {
+            out.push(CHECKPOINTED);
+            let at = out.len();
+            out.extend_from_slice(&[0; 4]);
+            checkpoint.encode(out);
+            let len = (out.len() - at - 4) as u32;
+            out[at..at + 4].copy_from_slice(&len.to_le_bytes());
+        }
         let b = self.batch.encode(events);
         out.reserve(
             17 + b.arena.len()
@@ -90,10 +107,33 @@ fn put_range(out: &mut Vec<u8>, r: wit::Range) {
     out.extend_from_slice(&r.len.to_le_bytes());
 }
 
-/// Reads a payload written by [`Encoder::encode`].
-pub fn decode(payload: &[u8]) -> Result<Vec<Event>, DecodeError> {
+/// Splits a payload into its checkpoint's bytes (if it has one) and its events' bytes.
+fn split(payload: &[u8]) -> Result<(Option<&[u8]>, &[u8]), DecodeError> {
+    if payload.first() != Some(&CHECKPOINTED) {
+        return Ok((None, payload));
+    }
     let mut r = Reader {
         bytes: payload,
+        at: 1,
+    };
+    let len = r.u32()? as usize;
+    let checkpoint = r.take(len)?;
+    Ok((Some(checkpoint), &payload[r.at..]))
+}
+
+/// The checkpoint stored with a payload, if it has one.
+pub fn checkpoint(payload: &[u8]) -> Result<Option<Checkpoint>, DecodeError> {
+    match split(payload)?.0 {
+        Some(bytes) => Ok(Some(Checkpoint::decode(bytes)?.0)),
+        None => Ok(None),
+    }
+}
+
+/// Reads the events of a payload written by [`Encoder::encode`].
+pub fn decode(payload: &[u8]) -> Result<Vec<Event>, DecodeError> {
+    let (_, events) = split(payload)?;
+    let mut r = Reader {
+        bytes: events,
         at: 0,
     };
     let version = r.u8()?;
@@ -243,15 +283,42 @@ mod tests {
     fn events_round_trip_with_types_tags_and_levels() {
         let events = sample();
         let mut out = Vec::new();
-        Encoder::default().encode(&events, &mut out);
+        Encoder::default().encode(&events, None, &mut out);
         let back = decode(&out).unwrap();
         assert_eq!(back, events);
     }
 
     #[test]
+    fn a_checkpoint_travels_in_front_of_the_events() {
+        use crate::source::checkpoint::{FileId, Fingerprint};
+        let c = Checkpoint {
+            source: Arc::from("app"),
+            seq: 9,
+            positions: vec![(
+                FileId {
+                    dev: 1,
+                    inode: 2,
+                    fingerprint: Fingerprint::of(b"x"),
+                },
+                300,
+            )],
+        };
+        let mut out = Vec::new();
+        Encoder::default().encode(&sample(), Some(&c), &mut out);
+        assert_eq!(checkpoint(&out).unwrap(), Some(c));
+        assert_eq!(decode(&out).unwrap(), sample());
+        let mut plain = Vec::new();
+        Encoder::default().encode(&sample(), None, &mut plain);
+        assert_eq!(checkpoint(&plain).unwrap(), None);
+        for cut in 1..out.len() {
+            assert!(decode(&out[..cut]).is_err(), "cut at {cut}");
+        }
+    }
+
+    #[test]
     fn every_truncation_and_a_flipped_byte_are_errors_not_panics() {
         let mut out = Vec::new();
-        Encoder::default().encode(&sample(), &mut out);
+        Encoder::default().encode(&sample(), None, &mut out);
         for cut in 0..out.len() {
             assert!(decode(&out[..cut]).is_err(), "cut at {cut}");
         }

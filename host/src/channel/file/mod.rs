@@ -21,9 +21,10 @@ use crate::config::Problems;
 use crate::event::Event;
 use crate::internal_events::{ChannelCounters, EventsDroppedFull, LogLimiter};
 use crate::metrics::{Counter, Registry};
+use crate::source::checkpoint::{Checkpoint, Newest};
 use futures_util::future::BoxFuture;
 use serde::Deserialize;
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
@@ -189,6 +190,11 @@ struct Shared {
     io_errors: Counter,
     corrupt: Counter,
     io_log: LogLimiter,
+    /// The newest position per source and file stored in the log: found at open, then
+    /// kept up to date by puts (under the writer lock, in log order).
+    checkpoints: Mutex<HashMap<Arc<str>, Newest>>,
+    /// What `checkpoints` held at open, for the sources starting.
+    recovered: HashMap<Arc<str>, Vec<Checkpoint>>,
 }
 
 struct Writer {
@@ -314,6 +320,11 @@ impl FileChannel {
                 "events from before the restart are delivered first"
             );
         }
+        let checkpoints = recover_checkpoints(&wal);
+        let recovered = checkpoints
+            .iter()
+            .map(|(source, newest)| (source.clone(), newest.checkpoints(source)))
+            .collect();
         let shared = Arc::new(Shared {
             name: name.to_owned(),
             dir: dir.clone(),
@@ -347,6 +358,8 @@ impl FileChannel {
             io_errors: registry.counter(&component, "io_errors"),
             corrupt,
             io_log: LogLimiter::new(5),
+            checkpoints: Mutex::new(checkpoints),
+            recovered,
         });
         shared.counters.put.add(0);
         if config.fsync == FsyncPolicy::Interval {
@@ -358,15 +371,23 @@ impl FileChannel {
         Ok(Self { shared })
     }
 
-    async fn put_all(&self, events: Vec<Event>) -> Result<(), Closed> {
+    /// Puts `events`; the checkpoint goes with the last part, made durable after the
+    /// others.
+    async fn put_all(
+        &self,
+        events: Vec<Event>,
+        checkpoint: Option<Checkpoint>,
+    ) -> Result<(), Closed> {
         let total = events.len();
         let mut done = 0;
         let step = self.shared.capacity.events;
+        let parts = total.div_ceil(step);
         let mut payload = Vec::new();
-        for part in events.chunks(step) {
+        for (i, part) in events.chunks(step).enumerate() {
             payload.clear();
-            lock(&self.shared.encoder).encode(part, &mut payload);
-            self.put_payload(&payload, part.len())
+            let with = checkpoint.as_ref().filter(|_| i + 1 == parts);
+            lock(&self.shared.encoder).encode(part, with, &mut payload);
+            self.put_payload(&payload, part.len(), with)
                 .await
                 .map_err(|c| Closed {
                     not_put: total - done,
@@ -378,7 +399,12 @@ impl FileChannel {
     }
 
     /// Waits for room (or drops, per the policy), appends the record, makes it durable.
-    async fn put_payload(&self, payload: &[u8], n: usize) -> Result<(), Closed> {
+    async fn put_payload(
+        &self,
+        payload: &[u8],
+        n: usize,
+        checkpoint: Option<&Checkpoint>,
+    ) -> Result<(), Closed> {
         let shared = &self.shared;
         let bytes = payload.len();
         loop {
@@ -434,7 +460,7 @@ impl FileChannel {
             }
             room.await;
         }
-        let next = match self.append(payload, n).await {
+        let next = match self.append(payload, n, checkpoint).await {
             Ok(next) => next,
             Err(closed) => {
                 let mut state = lock(&shared.state);
@@ -494,14 +520,31 @@ impl FileChannel {
 
     /// Appends one record, retrying I/O errors (a full disk) with backoff: the put
     /// waits, which is backpressure. Registers the record for takers in log order.
-    async fn append(&self, payload: &[u8], n: usize) -> Result<RecordId, Closed> {
+    /// When the record starts a new segment, the newest position of every source's
+    /// files follows it: the segments at the end of the log always hold them, however
+    /// many older ones are deleted.
+    async fn append(
+        &self,
+        payload: &[u8],
+        n: usize,
+        checkpoint: Option<&Checkpoint>,
+    ) -> Result<RecordId, Closed> {
         let shared = &self.shared;
         let mut delay = Duration::from_millis(100);
         loop {
             {
                 let mut writer = lock(&shared.writer);
+                let segment = writer.wal.end().segment;
                 match writer.wal.append(payload, n as u32) {
                     Ok(id) => {
+                        let mut newest = lock(&shared.checkpoints);
+                        if let Some(c) = checkpoint {
+                            newest.entry(c.source.clone()).or_default().record(c);
+                        }
+                        if id.segment != segment {
+                            self.carry_forward(&mut writer.wal, &newest);
+                        }
+                        drop(newest);
                         let next = writer.wal.end();
                         let mut state = lock(&shared.state);
                         let meta = RecordMeta {
@@ -528,6 +571,28 @@ impl FileChannel {
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    /// Writes the newest positions of every source's files as records without events.
+    /// A failure is logged: the positions are still in the older segments and the
+    /// sources' position files.
+    fn carry_forward(&self, wal: &mut Wal, newest: &HashMap<Arc<str>, Newest>) {
+        let mut encoder = codec::Encoder::default();
+        let mut payload = Vec::new();
+        for (source, files) in newest {
+            for checkpoint in files.checkpoints(source) {
+                payload.clear();
+                encoder.encode(&[], Some(&checkpoint), &mut payload);
+                if let Err(e) = wal.append(&payload, 0) {
+                    self.io_error(
+                        "cannot carry read positions into the new segment",
+                        &e,
+                        Duration::ZERO,
+                    );
+                    return;
+                }
+            }
         }
     }
 
@@ -768,8 +833,20 @@ impl ChannelBackend for FileChannel {
         &self.shared.name
     }
 
-    fn put(&self, events: Vec<Event>) -> BoxFuture<'_, Result<(), Closed>> {
-        Box::pin(self.put_all(events))
+    fn put(
+        &self,
+        events: Vec<Event>,
+        checkpoint: Option<&Checkpoint>,
+    ) -> BoxFuture<'_, Result<(), Closed>> {
+        Box::pin(self.put_all(events, checkpoint.cloned()))
+    }
+
+    fn checkpoints(&self, source: &str) -> Vec<Checkpoint> {
+        self.shared
+            .recovered
+            .get(source)
+            .cloned()
+            .unwrap_or_default()
     }
 
     fn take(&self, limits: TakeLimits, timeout: Duration) -> BoxFuture<'_, Take> {
@@ -795,6 +872,29 @@ impl ChannelBackend for FileChannel {
     fn is_durable(&self) -> bool {
         true
     }
+}
+
+/// How many of the newest segments are searched for checkpoints at open. Each segment
+/// starts with the newest position of every file (see [`FileChannel::append`]); the one
+/// before is read too, for a crash right after a segment was started.
+const CHECKPOINT_SEGMENTS: usize = 2;
+
+/// Reads the checkpoints stored in the log's last segments, acknowledged records
+/// included: the newest position per source and file. Damaged records are left to the
+/// takers to report.
+fn recover_checkpoints(wal: &Wal) -> HashMap<Arc<str>, Newest> {
+    let mut newest: HashMap<Arc<str>, Newest> = HashMap::new();
+    let mut reader = wal.reader_of_last_segments(CHECKPOINT_SEGMENTS);
+    let end = wal.end();
+    while let Ok(Some(record)) = reader.next(end) {
+        if let Ok(Some(checkpoint)) = codec::checkpoint(&record.payload) {
+            newest
+                .entry(checkpoint.source.clone())
+                .or_default()
+                .record(&checkpoint);
+        }
+    }
+    newest
 }
 
 /// An open take of the file channel: events `start..end` in put order.
@@ -888,6 +988,51 @@ mod tests {
         assert_eq!(bodies(&t), (10..30).collect::<Vec<_>>());
         t.commit();
         assert_eq!(ch.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn checkpoints_are_found_after_a_restart_even_once_delivered() {
+        use crate::source::checkpoint::{FileId, Fingerprint};
+        let position = |seq: u64, inode: u64, offset: u64| Checkpoint {
+            source: Arc::from("app"),
+            seq,
+            positions: vec![(
+                FileId {
+                    dev: 1,
+                    inode,
+                    fingerprint: Fingerprint::of(b"head"),
+                },
+                offset,
+            )],
+        };
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // Small segments: the checkpoints span several, the oldest deleted.
+            let ch = open(dir.path(), "capacity = 4\nsegment_bytes = 200");
+            for seq in 0..6 {
+                let c = position(seq, seq % 2, seq * 100);
+                ch.put_checkpointed(events(0..4), Some(&c)).await.unwrap();
+                ch.take(limits(4), SHORT).await.commit();
+            }
+            // Split into parts: the positions go with the last one only.
+            let c = position(6, 0, 600);
+            let put = ch.put_checkpointed(events(0..6), Some(&c));
+            let take = async {
+                let t = ch.take(limits(4), SHORT).await;
+                assert_eq!(t.len(), 4);
+                t.commit();
+            };
+            let (put, ()) = tokio::join!(put, take);
+            put.unwrap();
+            ch.put(events(0..1)).await.unwrap();
+        }
+        let ch = open(dir.path(), "capacity = 4\nsegment_bytes = 200");
+        let mut found = ch.checkpoints("app");
+        found.sort_by_key(|c| c.seq);
+        assert_eq!(found, vec![position(5, 1, 500), position(6, 0, 600)]);
+        assert!(ch.checkpoints("other").is_empty());
+        // The events still pending are delivered as usual.
+        assert_eq!(bodies(&ch.take(limits(10), SHORT).await), vec![4, 5, 0]);
     }
 
     #[tokio::test]

@@ -26,7 +26,7 @@ mod tracked;
 
 use super::file::ReadFrom;
 use super::lines::{Line, LineSplitter};
-use super::{Batcher, Mark, SourceConfig, SourceContext};
+use super::{Acked, Batcher, Recovered, SourceConfig, SourceContext};
 use crate::config::Problems;
 use crate::event::Tags;
 use futures_util::future::BoxFuture;
@@ -291,6 +291,7 @@ impl TaildirConfig {
                 name,
                 batcher,
                 shutdown,
+                recovered,
                 ..
             } = cx;
             let runner = Runner {
@@ -307,6 +308,13 @@ impl TaildirConfig {
                 idle_close: Duration::from_millis(config.idle_close_ms),
                 exit_on_eof: config.exit_on_eof,
                 max_line_bytes: batcher.max_line_bytes(),
+                // Without a position file nothing resumes, not even from the channels.
+                recovered: if position_path.is_some() {
+                    recovered
+                } else {
+                    Recovered::default()
+                },
+                acked_seq: None,
                 position_path,
                 source: name,
                 files: Vec::new(),
@@ -398,6 +406,10 @@ struct Runner {
     exit_on_eof: bool,
     max_line_bytes: usize,
     position_path: Option<PathBuf>,
+    /// Positions the durable channels stored with batches (applied at start).
+    recovered: Recovered,
+    /// The number of the last batch acknowledged (saved in the position file).
+    acked_seq: Option<u64>,
     files: Vec<Tracked>,
     next_key: u64,
     /// The error last reported per path (each reported once until it changes).
@@ -412,24 +424,25 @@ struct Runner {
 
 impl Runner {
     async fn run(mut self, mut batcher: Batcher, shutdown: CancellationToken) {
-        let mut acks = batcher.acknowledged();
         let saved = match &self.position_path {
             Some(path) => positions::load(path),
             None => Ok(None),
         };
-        let initial = match saved {
-            Ok(Some(entries)) => {
-                Initial::Saved(entries.into_iter().map(|e| ((e.dev, e.inode), e)).collect())
-            }
-            Ok(None) => Initial::FirstStart,
-            Err(message) => {
-                batcher.error(
-                    &format!("{message}; starting as on a first start (read_from applies)"),
-                    None,
-                );
-                Initial::FirstStart
-            }
+        let saved = saved.unwrap_or_else(|message| {
+            batcher.error(
+                &format!("{message}; starting as on a first start (read_from applies)"),
+                None,
+            );
+            None
+        });
+        self.acked_seq = saved.as_ref().and_then(|s| s.seq);
+        let (entries, last_seq) =
+            positions::resume_points(saved, &std::mem::take(&mut self.recovered));
+        let initial = match entries {
+            Some(entries) => Initial::Saved(entries),
+            None => Initial::FirstStart,
         };
+        let mut acks = batcher.acknowledged(last_seq);
         let (wake_tx, mut wake_rx) = mpsc::channel::<()>(1);
         let (dir_tx, mut dir_rx) = mpsc::channel::<()>(1);
         self.watcher = watcher(wake_tx, dir_tx)
@@ -769,10 +782,7 @@ impl Runner {
                         // line was truncated away unread: its first part is not a line.
                         if let Some(last) = t.splitter.finish() {
                             if t.read_to_end {
-                                let mark = Mark {
-                                    key: t.key,
-                                    offset: t.pos,
-                                };
+                                let mark = t.mark(t.pos);
                                 batcher.push_marked(last, mark, &t.tags).await;
                             } else {
                                 tracing::info!(
@@ -820,10 +830,7 @@ impl Runner {
                                     b
                                 }
                             };
-                            let mark = Mark {
-                                key: t.key,
-                                offset: t.line_end,
-                            };
+                            let mark = t.mark(t.line_end);
                             batcher.push_marked(body, mark, &t.tags).await;
                         }
                         if t.splitter.at_line_start() {
@@ -858,10 +865,7 @@ impl Runner {
             }
             let mut t = self.files.remove(i);
             if let Some(last) = t.splitter.finish() {
-                let mark = Mark {
-                    key: t.key,
-                    offset: t.pos,
-                };
+                let mark = t.mark(t.pos);
                 batcher.push_marked(last, mark, &t.tags).await;
             }
             tracing::info!(
@@ -877,18 +881,17 @@ impl Runner {
     async fn finish_all(&mut self, batcher: &mut Batcher) {
         for t in &mut self.files {
             if let Some(last) = t.splitter.finish() {
-                let mark = Mark {
-                    key: t.key,
-                    offset: t.pos,
-                };
+                let mark = t.mark(t.pos);
                 t.line_end = t.pos;
                 batcher.push_marked(last, mark, &t.tags).await;
             }
         }
     }
 
-    fn apply_acks(&mut self, marks: Vec<Mark>) {
-        for mark in marks {
+    fn apply_acks(&mut self, acked: Acked) {
+        self.acked_seq = Some(acked.seq);
+        self.positions_dirty = true;
+        for mark in acked.marks {
             // Marks of a closed file, or of content from before a truncation, have
             // no file (key) any more.
             if let Some(t) = self.files.iter_mut().find(|t| t.key == mark.key)
@@ -921,7 +924,11 @@ impl Runner {
             return;
         };
         let target = path.clone();
-        let result = tokio::task::spawn_blocking(move || positions::save(&target, &entries))
+        let saved = positions::Saved {
+            seq: self.acked_seq,
+            files: entries,
+        };
+        let result = tokio::task::spawn_blocking(move || positions::save(&target, &saved))
             .await
             .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
         match result {

@@ -4,7 +4,6 @@
 
 use crate::event::Tags;
 use crate::source::lines::LineSplitter;
-use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::PathBuf;
@@ -14,27 +13,10 @@ use tokio::time::Instant;
 /// How many of a file's first bytes identify it (with its device and inode).
 pub const FINGERPRINT_BYTES: usize = 256;
 
-/// A CRC32 of a file's first `len` bytes (up to [`FINGERPRINT_BYTES`]; fewer while the
-/// file is shorter, extended as it grows). Tells a file from another that got the same
-/// inode, and a file from itself truncated and written again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Fingerprint {
-    pub len: u32,
-    pub crc32: u32,
-}
+pub use crate::source::checkpoint::Fingerprint;
+use crate::source::checkpoint::{FileId, Mark};
 
 impl Fingerprint {
-    /// Of no bytes: matches every file (the fingerprint of an empty file).
-    pub const EMPTY: Fingerprint = Fingerprint { len: 0, crc32: 0 };
-
-    pub fn of(bytes: &[u8]) -> Self {
-        Fingerprint {
-            len: bytes.len() as u32,
-            crc32: crc32fast::hash(bytes),
-        }
-    }
-
     /// Whether `file` (of `size` bytes) still starts with the fingerprinted bytes; if
     /// it does and has grown, the fingerprint is extended to cover more of it.
     pub fn verify(&mut self, file: &File, size: u64) -> std::io::Result<bool> {
@@ -170,6 +152,19 @@ pub struct Tracked {
 }
 
 impl Tracked {
+    /// The mark of a line of this file that ends at `offset`.
+    pub fn mark(&self, offset: u64) -> Mark {
+        Mark {
+            key: self.key,
+            file: FileId {
+                dev: self.dev,
+                inode: self.inode,
+                fingerprint: self.fingerprint,
+            },
+            offset,
+        }
+    }
+
     pub fn identity(&self) -> (u64, u64) {
         (self.dev, self.inode)
     }

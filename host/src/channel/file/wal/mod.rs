@@ -490,6 +490,24 @@ impl Wal {
         &self.dir
     }
 
+    /// An independent reader from the first record of the `last` newest segments
+    /// (acknowledged records included, as long as their segment is still on disk).
+    pub fn reader_of_last_segments(&self, last: usize) -> WalReader {
+        let first = self
+            .closed
+            .keys()
+            .rev()
+            .take(last.saturating_sub(1))
+            .last()
+            .copied()
+            .unwrap_or(self.cur);
+        let from = RecordId {
+            segment: first,
+            offset: SEGMENT_HEADER_LEN,
+        };
+        WalReader::new(&self.dir, self.cipher.clone(), from)
+    }
+
     /// An independent reader starting at `acked()`.
     pub fn reader(&self) -> WalReader {
         WalReader::new(&self.dir, self.cipher.clone(), self.acked)

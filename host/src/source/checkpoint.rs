@@ -1,0 +1,317 @@
+//! Read positions that travel with the batches they cover.
+//!
+//! A file-reading source marks every line with where it ends in its file ([`Mark`]).
+//! A flushed batch carries the last mark per file; the pipeline worker writes them,
+//! encoded as a [`Checkpoint`], into the same durable put as the batch's events (the
+//! last durable put of the batch, made after all the others). After a crash the source
+//! resumes from the newest of its position file and the checkpoints its channels still
+//! hold, so a batch that reached a durable channel is never read again, even when the
+//! position file had not caught up.
+
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// A CRC32 of a file's first `len` bytes (up to `taildir`'s fingerprint length; fewer
+/// while the file is shorter, extended as it grows). Tells a file from another that got
+/// the same inode, and a file from itself truncated and written again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fingerprint {
+    pub len: u32,
+    pub crc32: u32,
+}
+
+impl Fingerprint {
+    /// Of no bytes: matches every file (the fingerprint of an empty file).
+    pub const EMPTY: Fingerprint = Fingerprint { len: 0, crc32: 0 };
+
+    pub fn of(bytes: &[u8]) -> Self {
+        Fingerprint {
+            len: bytes.len() as u32,
+            crc32: crc32fast::hash(bytes),
+        }
+    }
+}
+
+/// Which file a position is in: device, inode and fingerprint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileId {
+    pub dev: u64,
+    pub inode: u64,
+    pub fingerprint: Fingerprint,
+}
+
+/// Where a line ends in its file: the offset just past its line end, in the file the
+/// source knows as `key` (a key per followed file, new after a truncation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mark {
+    pub key: u64,
+    pub file: FileId,
+    pub offset: u64,
+}
+
+/// The positions one batch of one source reaches, as stored with the batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The source's name.
+    pub source: Arc<str>,
+    /// Increases with every batch of the source, across restarts: orders checkpoints
+    /// found in different channels.
+    pub seq: u64,
+    /// The last position per file in the batch.
+    pub positions: Vec<(FileId, u64)>,
+}
+
+const VERSION: u8 = 1;
+/// dev, inode, fingerprint len and crc, offset.
+const ENTRY_BYTES: usize = 8 + 8 + 4 + 4 + 8;
+
+/// Why stored checkpoint bytes could not be read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CheckpointError {
+    #[error("checkpoint ends early")]
+    Short,
+    #[error("unknown checkpoint version {0}")]
+    Version(u8),
+    #[error("the source name is not UTF-8")]
+    Name,
+}
+
+impl Checkpoint {
+    /// Appends the stored form: `version u8, name len u16, name, seq u64, count u32`,
+    /// then per file `dev u64, inode u64, fingerprint len u32, crc u32, offset u64`
+    /// (little-endian).
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let name = self.source.as_bytes();
+        let name = &name[..name.len().min(u16::MAX as usize)];
+        out.reserve(15 + name.len() + self.positions.len() * ENTRY_BYTES);
+        out.push(VERSION);
+        out.extend_from_slice(&(name.len() as u16).to_le_bytes());
+        out.extend_from_slice(name);
+        out.extend_from_slice(&self.seq.to_le_bytes());
+        out.extend_from_slice(&(self.positions.len() as u32).to_le_bytes());
+        for (file, offset) in &self.positions {
+            out.extend_from_slice(&file.dev.to_le_bytes());
+            out.extend_from_slice(&file.inode.to_le_bytes());
+            out.extend_from_slice(&file.fingerprint.len.to_le_bytes());
+            out.extend_from_slice(&file.fingerprint.crc32.to_le_bytes());
+            out.extend_from_slice(&offset.to_le_bytes());
+        }
+    }
+
+    /// Reads a checkpoint from the front of `bytes`; returns it and the bytes after it.
+    pub fn decode(bytes: &[u8]) -> Result<(Checkpoint, &[u8]), CheckpointError> {
+        let mut r = bytes;
+        let version = take::<1>(&mut r)?[0];
+        if version != VERSION {
+            return Err(CheckpointError::Version(version));
+        }
+        let name_len = u16::from_le_bytes(take(&mut r)?) as usize;
+        let name = r.get(..name_len).ok_or(CheckpointError::Short)?;
+        let source: Arc<str> = std::str::from_utf8(name)
+            .map_err(|_| CheckpointError::Name)?
+            .into();
+        r = &r[name_len..];
+        let seq = u64::from_le_bytes(take(&mut r)?);
+        let count = u32::from_le_bytes(take(&mut r)?) as usize;
+        if r.len() < count.saturating_mul(ENTRY_BYTES) {
+            return Err(CheckpointError::Short);
+        }
+        let mut positions = Vec::with_capacity(count);
+        for _ in 0..count {
+            let dev = u64::from_le_bytes(take(&mut r)?);
+            let inode = u64::from_le_bytes(take(&mut r)?);
+            let len = u32::from_le_bytes(take(&mut r)?);
+            let crc32 = u32::from_le_bytes(take(&mut r)?);
+            let offset = u64::from_le_bytes(take(&mut r)?);
+            let file = FileId {
+                dev,
+                inode,
+                fingerprint: Fingerprint { len, crc32 },
+            };
+            positions.push((file, offset));
+        }
+        Ok((
+            Checkpoint {
+                source,
+                seq,
+                positions,
+            },
+            r,
+        ))
+    }
+}
+
+fn take<const N: usize>(r: &mut &[u8]) -> Result<[u8; N], CheckpointError> {
+    let (head, rest) = r.split_first_chunk::<N>().ok_or(CheckpointError::Short)?;
+    *r = rest;
+    Ok(*head)
+}
+
+/// What a source's channels held for it at start: the newest stored position per file
+/// (by device and inode) with the number of the batch it came with, and the highest
+/// batch number seen.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recovered {
+    pub positions: HashMap<(u64, u64), Stored>,
+    pub last_seq: Option<u64>,
+}
+
+/// A position as a channel stored it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    pub seq: u64,
+    pub file: FileId,
+    pub offset: u64,
+}
+
+/// The newest position per file (by device and inode) of one source, as a durable
+/// channel keeps it to write again at the start of each new segment.
+#[derive(Debug, Clone, Default)]
+pub struct Newest {
+    files: HashMap<(u64, u64), Stored>,
+}
+
+impl Newest {
+    /// Files remembered per source at most (the oldest are forgotten past it: their
+    /// positions are long in the source's position file).
+    pub const MAX_FILES: usize = 4096;
+
+    pub fn record(&mut self, checkpoint: &Checkpoint) {
+        for &(file, offset) in &checkpoint.positions {
+            let stored = Stored {
+                seq: checkpoint.seq,
+                file,
+                offset,
+            };
+            self.files.insert((file.dev, file.inode), stored);
+        }
+        while self.files.len() > Self::MAX_FILES {
+            let oldest = self.files.iter().min_by_key(|(_, s)| s.seq).map(|(k, _)| *k);
+            match oldest {
+                Some(k) => self.files.remove(&k),
+                None => break,
+            };
+        }
+    }
+
+    /// The positions as checkpoints, one per batch number, in order.
+    pub fn checkpoints(&self, source: &Arc<str>) -> Vec<Checkpoint> {
+        let mut by_seq: std::collections::BTreeMap<u64, Vec<(FileId, u64)>> = Default::default();
+        for s in self.files.values() {
+            by_seq.entry(s.seq).or_default().push((s.file, s.offset));
+        }
+        by_seq
+            .into_iter()
+            .map(|(seq, positions)| Checkpoint {
+                source: source.clone(),
+                seq,
+                positions,
+            })
+            .collect()
+    }
+}
+
+impl Recovered {
+    /// Merges checkpoints of one source from any channels, in any order: per file the
+    /// one of the highest batch number wins.
+    pub fn merge(checkpoints: impl IntoIterator<Item = Checkpoint>) -> Recovered {
+        let mut all: Vec<Checkpoint> = checkpoints.into_iter().collect();
+        all.sort_by_key(|c| c.seq);
+        let mut recovered = Recovered::default();
+        for c in all {
+            recovered.last_seq = Some(c.seq);
+            for (file, offset) in c.positions {
+                let stored = Stored {
+                    seq: c.seq,
+                    file,
+                    offset,
+                };
+                recovered.positions.insert((file.dev, file.inode), stored);
+            }
+        }
+        recovered
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(inode: u64, crc32: u32) -> FileId {
+        FileId {
+            dev: 7,
+            inode,
+            fingerprint: Fingerprint { len: 9, crc32 },
+        }
+    }
+
+    #[test]
+    fn round_trip_leaves_what_follows() {
+        let c = Checkpoint {
+            source: "app logs".into(),
+            seq: 42,
+            positions: vec![(file(1, 5), 100), (file(2, 6), 0)],
+        };
+        let mut out = Vec::new();
+        c.encode(&mut out);
+        out.extend_from_slice(b"rest");
+        let (back, rest) = Checkpoint::decode(&out).unwrap();
+        assert_eq!(back, c);
+        assert_eq!(rest, b"rest");
+    }
+
+    #[test]
+    fn damaged_bytes_are_an_error_not_a_panic() {
+        let c = Checkpoint {
+            source: "s".into(),
+            seq: 1,
+            positions: vec![(file(1, 5), 100)],
+        };
+        let mut out = Vec::new();
+        c.encode(&mut out);
+        for cut in 0..out.len() {
+            assert!(Checkpoint::decode(&out[..cut]).is_err(), "cut at {cut}");
+        }
+        out[0] = 9;
+        assert_eq!(
+            Checkpoint::decode(&out).unwrap_err(),
+            CheckpointError::Version(9)
+        );
+        // A count far beyond the bytes is refused before allocating.
+        let mut huge = Vec::new();
+        Checkpoint {
+            source: "s".into(),
+            seq: 1,
+            positions: vec![],
+        }
+        .encode(&mut huge);
+        let n = huge.len();
+        huge[n - 4..].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(Checkpoint::decode(&huge).unwrap_err(), CheckpointError::Short);
+    }
+
+    #[test]
+    fn the_newest_batch_wins_per_file_whatever_the_order_found() {
+        let at = |seq, positions| Checkpoint {
+            source: "s".into(),
+            seq,
+            positions,
+        };
+        let recovered = Recovered::merge([
+            at(3, vec![(file(1, 5), 300)]),
+            at(1, vec![(file(1, 5), 100), (file(2, 6), 10)]),
+            // A truncation: the same inode with new content, later and shorter.
+            at(4, vec![(file(2, 8), 4)]),
+            at(2, vec![(file(2, 6), 20)]),
+        ]);
+        assert_eq!(recovered.last_seq, Some(4));
+        let at = |inode| {
+            let s = recovered.positions[&(7, inode)];
+            (s.seq, s.file, s.offset)
+        };
+        assert_eq!(at(1), (3, file(1, 5), 300));
+        assert_eq!(at(2), (4, file(2, 8), 4));
+    }
+}
