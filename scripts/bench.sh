@@ -7,7 +7,9 @@
 #     and peak RSS of the agent process;
 #  3. end to end over HTTP: the same pipeline into the `http` sink (gzip) and a local
 #     receiver, with a memory channel and with a file channel (fsync per put), next to
-#     the file-sink pipeline of section 2 run again as the in-run reference.
+#     the file-sink pipeline of section 2 run again as the in-run reference;
+#  4. start-up with the compile cache: `validate` of the embedded default and `run` of the
+#     section 2 pipeline on one line, with the cache cold (empty data directory) and warm.
 # Usage: scripts/bench.sh [LINES]   (default 2000000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -200,4 +202,28 @@ if final:
           f"{st['bytes_wire'] / 1e6:,.1f} MB on the wire, {st['bytes_decoded'] / 1e6:,.1f} MB "
           f"after gunzip ({st['bytes_decoded'] / max(st['bytes_wire'], 1):.1f}:1), "
           f"{st['rejected_400'] + st['rejected_auth']} rejected")
+PY
+
+echo
+echo "== 4. start-up: compile cache cold vs warm (embedded default; section 2 config, one line) =="
+python3 - "$PWD/target/release/runnel" "$PWD/$CONFIG_ONE" <<'PY'
+import os, resource, shutil, subprocess, sys, tempfile
+runnel, config_one = sys.argv[1], sys.argv[2]
+
+def cpu_of(args, cwd):
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(args, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+
+for what, args in [("validate, embedded default", [runnel, "validate"]),
+                   ("run to the end, 1 line, 2 plugins", [runnel, "run", "--config", config_one])]:
+    work = tempfile.mkdtemp(prefix="runnel-startup-")
+    try:
+        cold = cpu_of(args, work)
+        warm = sorted(cpu_of(args, work) for _ in range(5))
+        print(f"{what:<36} cold {cold * 1000:7.0f} ms CPU   warm {warm[2] * 1000:5.0f} ms CPU "
+              f"(median of 5; {warm[0] * 1000:.0f}–{warm[-1] * 1000:.0f})")
+    finally:
+        shutil.rmtree(work)
 PY

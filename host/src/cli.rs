@@ -35,7 +35,7 @@ pub enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
-    /// Check a config: syntax, unknown keys, references, and every plugin compiled and
+    /// Check a config: syntax, unknown keys, references, and every plugin a source uses compiled and
     /// initialised. Exits non-zero with every problem listed.
     Validate {
         #[arg(long, short)]

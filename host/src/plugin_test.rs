@@ -27,7 +27,7 @@ pub fn run(args: &PluginTest) -> anyhow::Result<()> {
         }
     };
     let hostname: Arc<str> = Arc::from("plugin-test");
-    let engine = PluginEngine::new(hostname)?;
+    let engine = PluginEngine::new(hostname, None)?;
     let plugin = match builtin::find(&args.plugin) {
         Some(b) if !std::path::Path::new(&args.plugin).exists() => {
             engine.load(b.name, b.wasm, &config, Limits::default())?

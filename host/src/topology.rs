@@ -25,7 +25,8 @@ pub struct Topology {
     sinks: Vec<Sink>,
 }
 
-/// Compiles a config's plugins (each once).
+/// Compiles the plugins some source's chain uses (each component once; from the
+/// compile cache when it has them). Declared but unused plugins are not loaded.
 fn load_plugins(
     spec: &AgentSpec,
     engine: &PluginEngine,
@@ -33,6 +34,10 @@ fn load_plugins(
     let mut plugins = IndexMap::new();
     let mut errors = Vec::new();
     for p in &spec.plugins {
+        if !spec.sources.iter().any(|s| s.plugins.contains(&p.name)) {
+            tracing::warn!(plugin = %p.name, "declared but used by no source: not loaded");
+            continue;
+        }
         let loaded = match &p.code {
             PluginCode::Builtin(name) => match builtin::find(name) {
                 Some(b) => engine.load(&p.name, b.wasm, &p.config, p.limits),
@@ -82,7 +87,10 @@ impl Topology {
     }
 
     fn build_with(spec: AgentSpec, open_channels: bool) -> Result<Self, ConfigErrors> {
-        let engine = PluginEngine::new(spec.hostname.clone()).map_err(|e| {
+        let cache_dir = spec
+            .plugin_cache
+            .then(|| spec.data_dir.join("plugin-cache"));
+        let engine = PluginEngine::new(spec.hostname.clone(), cache_dir).map_err(|e| {
             ConfigErrors(vec![error_at(
                 &spec,
                 None,

@@ -5,10 +5,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// The agent binary under test.
+/// The agent binary under test, run in cargo's scratch directory for tests: a config
+/// without `data_dir` keeps its state (and the plugin compile cache, shared by the
+/// tests) there, not in the source tree.
 pub fn runnel() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_runnel"));
-    cmd.env("RUNNEL_LOG", "warn");
+    cmd.env("RUNNEL_LOG", "warn")
+        .current_dir(env!("CARGO_TARGET_TMPDIR"));
     cmd
 }
 

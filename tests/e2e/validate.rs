@@ -221,3 +221,72 @@ fn every_shipped_config_validates() {
         );
     }
 }
+
+#[test]
+fn compiled_plugins_are_cached_and_a_damaged_cache_file_is_compiled_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let text = GOOD.replace(
+        "[agent]\n",
+        &format!("[agent]\ndata_dir = \"{}\"\n", data.display()),
+    );
+    let config = write_config(dir.path(), &text);
+    let run = || {
+        let out = runnel()
+            .args(["validate", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let cached = || -> Vec<std::path::PathBuf> {
+        let mut files: Vec<_> = std::fs::read_dir(data.join("plugin-cache"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        files
+    };
+    run();
+    let files = cached();
+    assert_eq!(files.len(), 2, "{files:?}"); // combined and level-router
+    let written: Vec<_> = files
+        .iter()
+        .map(|f| std::fs::metadata(f).unwrap().modified().unwrap())
+        .collect();
+    // Damaged: refused (not handed to wasmtime), compiled and written again.
+    let mut bytes = std::fs::read(&files[0]).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 0xFF;
+    std::fs::write(&files[0], &bytes).unwrap();
+    run();
+    assert_eq!(cached(), files);
+    assert_ne!(std::fs::read(&files[0]).unwrap(), bytes);
+    // The intact one was read, not rewritten.
+    assert_eq!(
+        std::fs::metadata(&files[1]).unwrap().modified().unwrap(),
+        written[1]
+    );
+
+    // Turned off: nothing is kept.
+    let off = dir.path().join("off");
+    let text = GOOD.replace(
+        "[agent]\n",
+        &format!(
+            "[agent]\ndata_dir = \"{}\"\nplugin_cache = false\n",
+            off.display()
+        ),
+    );
+    let config = write_config(dir.path(), &text);
+    let out = runnel()
+        .args(["validate", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(!off.join("plugin-cache").exists());
+}

@@ -71,6 +71,8 @@ pub struct AgentSpec {
     pub hostname: Arc<str>,
     /// Where durable state lives: file channels (by default), source positions.
     pub data_dir: PathBuf,
+    /// Whether compiled plugins are kept in `<data_dir>/plugin-cache`.
+    pub plugin_cache: bool,
     pub summary_interval: Option<Duration>,
     pub shutdown_timeout: Duration,
     pub plugins: Vec<PluginSpec>,
@@ -298,6 +300,7 @@ impl Validator<'_> {
             name: raw.agent.name.unwrap_or_else(|| hostname.to_string()),
             hostname,
             data_dir: PathBuf::from(raw.agent.data_dir.as_deref().unwrap_or("runnel-data")),
+            plugin_cache: raw.agent.plugin_cache.unwrap_or(true),
             summary_interval: match raw.agent.summary_interval_secs {
                 Some(0) => None,
                 Some(s) => Some(Duration::from_secs(s)),

@@ -29,6 +29,7 @@ pub struct RawAgent {
     pub summary_interval_secs: Option<u64>,
     pub shutdown_timeout_secs: Option<u64>,
     pub data_dir: Option<String>,
+    pub plugin_cache: Option<bool>,
 }
 
 /// The settings every source has, whatever its type.

@@ -9,6 +9,7 @@
 //! discarded and a fresh one made before the next batch.
 
 pub mod bindings;
+mod cache;
 mod sandbox;
 pub mod wire;
 
@@ -128,6 +129,7 @@ pub struct PluginEngine {
 
 struct EngineInner {
     engine: Engine,
+    cache: cache::CompileCache,
     linker: Linker<HostState>,
     hostname: Arc<str>,
     stop_ticker: Arc<AtomicBool>,
@@ -140,10 +142,13 @@ impl Drop for EngineInner {
 }
 
 impl PluginEngine {
-    pub fn new(hostname: Arc<str>) -> anyhow::Result<Self> {
+    /// An engine whose compiled components are kept in `cache_dir` across restarts
+    /// (none: compiled at every start, each component once).
+    pub fn new(hostname: Arc<str>, cache_dir: Option<std::path::PathBuf>) -> anyhow::Result<Self> {
         let mut config = wasmtime::Config::new();
         config.wasm_component_model(true).epoch_interruption(true);
         let engine = Engine::new(&config)?;
+        let cache = cache::CompileCache::new(&engine, cache_dir);
         let mut linker = Linker::<HostState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         deny_blocking(&mut linker)?;
@@ -167,6 +172,7 @@ impl PluginEngine {
         Ok(Self {
             inner: Arc::new(EngineInner {
                 engine,
+                cache,
                 linker,
                 hostname,
                 stop_ticker,
@@ -182,11 +188,17 @@ impl PluginEngine {
         config: &Value,
         limits: Limits,
     ) -> Result<Plugin, PluginError> {
-        let component =
-            Component::new(&self.inner.engine, bytes).map_err(|source| PluginError::Compile {
+        let engine = &self.inner.engine;
+        let started = std::time::Instant::now();
+        let (component, origin) = self
+            .inner
+            .cache
+            .get(engine, bytes, || Component::new(engine, bytes))
+            .map_err(|source| PluginError::Compile {
                 plugin: name.to_owned(),
                 source,
             })?;
+        tracing::debug!(plugin = name, ?origin, elapsed = ?started.elapsed(), "plugin loaded");
         let role = self.role_of(name, &component)?;
         Ok(Plugin {
             inner: Arc::new(PluginInner {
