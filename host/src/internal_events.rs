@@ -90,6 +90,9 @@ pub struct StepCounters {
     pub dropped: Counter,
     pub failed: Counter,
     pub call_failures: Counter,
+    /// Failed calls are logged at most every 5 s (a poisoned batch is split and retried,
+    /// failing several times).
+    pub call_failure_log: LogLimiter,
 }
 
 impl StepCounters {
@@ -101,6 +104,7 @@ impl StepCounters {
             dropped: r.counter(component, "events_dropped"),
             failed: r.counter(component, "events_failed"),
             call_failures: r.counter(component, "call_failures"),
+            call_failure_log: LogLimiter::new(5),
         }
     }
 }
@@ -267,7 +271,7 @@ impl EventsFailed<'_> {
 }
 
 /// A whole plugin call failed (trap, deadline, malformed output); the instance is
-/// replaced and the batch handled by the step's `on_error`.
+/// replaced and the batch split to find the events that fail it.
 pub struct PluginCallFailed<'a> {
     pub step: &'a str,
     pub events: u64,
@@ -277,12 +281,15 @@ pub struct PluginCallFailed<'a> {
 impl PluginCallFailed<'_> {
     pub fn emit(self, c: &StepCounters) {
         c.call_failures.add(1);
-        tracing::error!(
-            step = self.step,
-            events = self.events,
-            "{}; the instance will be replaced",
-            self.error
-        );
+        if c.call_failure_log.allow() {
+            tracing::error!(
+                step = self.step,
+                events = self.events,
+                "{}; the instance will be replaced and the events retried in smaller batches \
+                 (`call_failures` counts every failed call)",
+                self.error
+            );
+        }
     }
 }
 

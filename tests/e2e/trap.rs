@@ -1,6 +1,7 @@
 //! (d) A plugin that traps, runs past its deadline, or tries to block in a WASI call
-//! does not stop the agent; the batch it failed on is kept and tagged, and the plugin is
-//! restarted.
+//! does not stop the agent; the plugin is restarted and the batch it failed on retried
+//! in halves until only the events that make it fail are left: those are kept and
+//! tagged, the rest processed.
 
 use crate::common::*;
 
@@ -9,7 +10,8 @@ fn a_trapping_or_spinning_plugin_does_not_stop_the_agent_or_lose_events() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.jsonl");
     let input = dir.path().join("in.log");
-    // 300 lines, batches of 10: the batches with TRAP or SPIN fail as a whole.
+    // 300 lines, batches of 10: the calls on batches with TRAP or SPIN fail, and are
+    // retried in halves.
     let mut lines = Vec::new();
     for i in 0..300 {
         lines.push(match i {
@@ -47,19 +49,17 @@ batch_size = 10
 
     let events = json_lines(&out);
     assert_eq!(events.len(), 300, "no event lost");
-    let failed_batches = [1usize, 4, 15, 27];
+    let markers = [15usize, 42, 151, 277];
     for (i, event) in events.iter().enumerate() {
-        let body_or_field = event["fields"]["line"]
-            .as_str()
-            .or(event["body"].as_str())
-            .unwrap();
-        assert_eq!(body_or_field, lines[i]);
         let tagged = event["tags"].get("plugin_error").is_some();
-        assert_eq!(
-            tagged,
-            failed_batches.contains(&(i / 10)),
-            "event {i}: {event}"
-        );
+        assert_eq!(tagged, markers.contains(&i), "event {i}: {event}");
+        // Failed events are kept unchanged; the others went through the plugin.
+        let seen = if tagged {
+            event["body"].as_str()
+        } else {
+            event["fields"]["line"].as_str()
+        };
+        assert_eq!(seen, Some(lines[i].as_str()), "event {i}: {event}");
     }
     let spin = &events[42]["tags"]["plugin_error"];
     assert!(
@@ -68,14 +68,12 @@ batch_size = 10
     );
     let sleep = events[277]["tags"]["plugin_error"].as_str().unwrap();
     assert!(sleep.contains("may not block"), "blocking refused: {sleep}");
-    assert_eq!(
-        summary_counter(&stderr, "step.in.fragile", "call_failures"),
-        Some(4),
-        "{stderr}"
-    );
+    // Each marker fails one call per halving: 10 → 5 → 2 or 3 → 1 (or 2 → 1).
+    let calls = summary_counter(&stderr, "step.in.fragile", "call_failures").unwrap();
+    assert!((12..=20).contains(&calls), "{calls} failed calls\n{stderr}");
     assert_eq!(
         summary_counter(&stderr, "step.in.fragile", "events_failed"),
-        Some(40),
+        Some(4),
         "{stderr}"
     );
 }
@@ -131,5 +129,67 @@ channels = ["main"]
     assert_eq!(
         seen["clock_secs"], 0,
         "the WASI clock is stopped at the epoch: {seen}"
+    );
+}
+
+#[test]
+fn only_the_poison_events_of_a_batch_get_the_error_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.jsonl");
+    let input = dir.path().join("in.log");
+    // 100 trapping lines spread over 100,000, in batches of 512.
+    let poison = |i: usize| i % 1000 == 137;
+    let mut text = String::new();
+    for i in 0..100_000 {
+        if poison(i) {
+            text.push_str(&format!("line {i} TRAP\n"));
+        } else {
+            text.push_str(&format!("line {i}\n"));
+        }
+    }
+    std::fs::write(&input, text).unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            r#"
+[agent]
+summary_interval_secs = 3600
+
+[plugins.fragile]
+path = "{plugin}"
+on_error = "drop"
+
+[sources.in]
+type = "stdin"
+plugins = ["fragile"]
+channels = ["main"]
+batch_size = 512
+{tail}"#,
+            tail = main_channel_to_file(&out, "json"),
+            plugin = built_plugin("runnel_test_trap_on_marker.wasm").display(),
+        ),
+    );
+    let output = run_with_stdin(&config, &input);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let events = json_lines(&out);
+    assert_eq!(events.len(), 99_900, "exactly the poison events dropped");
+    let expected = (0..100_000usize).filter(|&i| !poison(i));
+    for (event, i) in events.iter().zip(expected) {
+        assert_eq!(
+            event["fields"]["line"].as_str(),
+            Some(format!("line {i}").as_str()),
+            "processed, in order: {event}"
+        );
+    }
+    assert_eq!(
+        summary_counter(&stderr, "step.in.fragile", "events_failed"),
+        Some(100),
+        "{stderr}"
+    );
+    assert_eq!(
+        summary_counter(&stderr, "step.in.fragile", "events_dropped"),
+        Some(100),
+        "{stderr}"
     );
 }

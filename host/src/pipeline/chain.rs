@@ -52,6 +52,71 @@ pub struct ChainOutput {
 pub struct Chain {
     steps: Vec<Step>,
     verdicts: Vec<Verdict>,
+    /// The verdicts of one call while a failed batch is split.
+    scratch: Vec<Verdict>,
+}
+
+/// How much retrying one batch's failures may cost before the events still unresolved
+/// are all handed to `on_error`: a plugin that fails every call (or spins to its
+/// deadline) must not hold the pipeline for long.
+struct Isolation {
+    failed_calls: u32,
+    failed_time: std::time::Duration,
+    max_calls: u32,
+    max_time: std::time::Duration,
+}
+
+impl Isolation {
+    /// Enough to single out a few bad events in a batch of `n` (each costs about one
+    /// failed call per halving), and one event that runs into the call deadline at every
+    /// halving.
+    fn for_batch(n: usize, call_timeout: std::time::Duration) -> Self {
+        let depth = usize::BITS - n.leading_zeros();
+        Self {
+            failed_calls: 0,
+            failed_time: std::time::Duration::ZERO,
+            max_calls: 8 * depth + 8,
+            max_time: call_timeout * (depth + 1),
+        }
+    }
+
+    fn exhausted(&self) -> bool {
+        self.failed_calls >= self.max_calls || self.failed_time >= self.max_time
+    }
+}
+
+/// Runs `step` on `events`, appending one verdict per event to `out`. A failed call is
+/// retried on each half of the events, down to single events, so only the events that
+/// make the plugin fail get [`Verdict::CallFailed`] (within the [`Isolation`] budget).
+fn process_isolating(
+    step: &mut Step,
+    events: &mut [Event],
+    out: &mut Vec<Verdict>,
+    scratch: &mut Vec<Verdict>,
+    isolation: &mut Isolation,
+) {
+    let started = std::time::Instant::now();
+    match step.instance.process(events, scratch) {
+        Ok(()) => out.append(scratch),
+        Err(error) => {
+            isolation.failed_calls += 1;
+            isolation.failed_time += started.elapsed();
+            PluginCallFailed {
+                step: &step.component,
+                events: events.len() as u64,
+                error: &error,
+            }
+            .emit(&step.counters);
+            if events.len() == 1 || isolation.exhausted() {
+                let message = error.to_string();
+                out.extend(std::iter::repeat_n(Verdict::CallFailed(message), events.len()));
+            } else {
+                let (front, back) = events.split_at_mut(events.len() / 2);
+                process_isolating(step, front, out, scratch, isolation);
+                process_isolating(step, back, out, scratch, isolation);
+            }
+        }
+    }
 }
 
 impl Chain {
@@ -60,6 +125,7 @@ impl Chain {
         Self {
             steps,
             verdicts: Vec::new(),
+            scratch: Vec::new(),
         }
     }
 
@@ -81,51 +147,54 @@ impl Chain {
                 break;
             }
             let n_in = events.len() as u64;
-            let result = step.instance.process(&mut events, &mut self.verdicts);
-            if let Err(error) = &result {
-                PluginCallFailed {
-                    step: &step.component,
-                    events: n_in,
-                    error,
-                }
-                .emit(&step.counters);
-                let message = error.to_string();
-                self.verdicts.clear();
-                self.verdicts.resize(events.len(), Verdict::Failed(message));
-            }
-            let tag = match (&result, step.role()) {
-                (Ok(()), Role::Parser) => error_tags::PARSE_ERROR,
-                _ => error_tags::PLUGIN_ERROR,
-            };
+            self.verdicts.clear();
+            let mut isolation =
+                Isolation::for_batch(events.len(), step.instance.limits().call_timeout);
+            process_isolating(
+                step,
+                &mut events,
+                &mut self.verdicts,
+                &mut self.scratch,
+                &mut isolation,
+            );
             let is_router = step.role() == Role::Router;
             let clear_body = step.role() == Role::Parser && !step.keep_body;
             let (mut dropped, mut failed) = (0u64, 0u64);
             let mut first_error: Option<String> = None;
             let mut verdicts = self.verdicts.drain(..);
-            events.retain_mut(|event| match verdicts.next() {
-                Some(Verdict::Keep) | None => {
-                    if clear_body {
-                        event.body = Vec::new();
+            let own_failure_tag = if step.role() == Role::Parser {
+                error_tags::PARSE_ERROR
+            } else {
+                error_tags::PLUGIN_ERROR
+            };
+            events.retain_mut(|event| {
+                // A plugin's own verdict on an event (a parser could not parse the line)
+                // and a call that failed on the event alone (trap, deadline, bad output).
+                let (tag, message) = match verdicts.next() {
+                    Some(Verdict::Keep) | None => {
+                        if clear_body {
+                            event.body = Vec::new();
+                        }
+                        return true;
                     }
-                    true
-                }
-                Some(Verdict::Route(mask)) => {
-                    masks.push(mask);
-                    true
-                }
-                Some(Verdict::Drop) => {
-                    dropped += 1;
-                    false
-                }
-                Some(Verdict::Failed(message)) => {
-                    failed += 1;
-                    let keep = handle_failure(step, event, tag, &message, &mut dead_letter);
-                    if keep && is_router {
-                        masks.push(0);
+                    Some(Verdict::Route(mask)) => {
+                        masks.push(mask);
+                        return true;
                     }
-                    first_error.get_or_insert(message);
-                    keep
+                    Some(Verdict::Drop) => {
+                        dropped += 1;
+                        return false;
+                    }
+                    Some(Verdict::Failed(message)) => (own_failure_tag, message),
+                    Some(Verdict::CallFailed(message)) => (error_tags::PLUGIN_ERROR, message),
+                };
+                failed += 1;
+                let keep = handle_failure(step, event, tag, &message, &mut dead_letter);
+                if keep && is_router {
+                    masks.push(0);
                 }
+                first_error.get_or_insert(message);
+                keep
             });
             drop(verdicts);
             if failed > 0 {
@@ -178,4 +247,27 @@ fn handle_failure(
         return false;
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn the_isolation_budget_grows_with_the_halvings_a_batch_needs() {
+        let second = Duration::from_secs(1);
+        let one = Isolation::for_batch(1, second);
+        assert_eq!((one.max_calls, one.max_time), (16, 2 * second));
+        let big = Isolation::for_batch(512, second);
+        // 512 = 2^9: ten levels of halving; a deadline at each is still within budget.
+        assert_eq!((big.max_calls, big.max_time), (88, 11 * second));
+        let mut spent = Isolation::for_batch(512, second);
+        assert!(!spent.exhausted());
+        spent.failed_time = 11 * second;
+        assert!(spent.exhausted());
+        let mut spent = Isolation::for_batch(512, second);
+        spent.failed_calls = 88;
+        assert!(spent.exhausted());
+    }
 }

@@ -462,6 +462,10 @@ pub enum Verdict {
     Drop,
     /// The plugin could not handle the event; it is unchanged. The message says why.
     Failed(String),
+    /// The plugin's call failed on this event alone (a trap, its deadline, output that
+    /// breaks the contract); the event is unchanged. Set by the chain, which retries a
+    /// failed batch in parts to single such events out.
+    CallFailed(String),
     /// The routes chosen (routers only): bit i is route i.
     Route(u64),
 }
@@ -477,6 +481,10 @@ pub struct PluginInstance {
 }
 
 impl PluginInstance {
+    pub fn limits(&self) -> Limits {
+        self.plugin.inner.limits
+    }
+
     pub fn plugin(&self) -> &Plugin {
         &self.plugin
     }
