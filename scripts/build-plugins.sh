@@ -19,4 +19,5 @@ cargo build --release --target wasm32-wasip2 \
     -p runnel-plugin-host-timestamp \
     -p runnel-plugin-field-filter \
     -p runnel-plugin-template \
-    -p runnel-test-trap-on-marker
+    -p runnel-test-trap-on-marker \
+    -p runnel-test-versioned

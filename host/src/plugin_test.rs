@@ -6,6 +6,7 @@ use crate::config::{OnError, toml_to_value};
 use crate::encoding::Format;
 use crate::event::{Event, Value};
 use crate::metrics::PluginCounters;
+use crate::plugin::reload::PluginSlot;
 use crate::pipeline::{Chain, Step};
 use crate::plugin::{Limits, PluginEngine};
 use anyhow::Context;
@@ -40,8 +41,16 @@ pub fn run(args: &PluginTest) -> anyhow::Result<()> {
         )?,
     };
     let counters = Arc::new(PluginCounters::new(format!("step.test.{}", plugin.name())));
-    let instance = plugin.instantiate(counters)?;
-    let mut chain = Chain::new(vec![Step::new(instance, "test", OnError::Tag, true)]);
+    let instance = plugin.instantiate(counters.clone())?;
+    let slot = Arc::new(PluginSlot::new(plugin.clone()));
+    let mut chain = Chain::new(vec![Step::new(
+        instance,
+        slot,
+        counters,
+        "test",
+        OnError::Tag,
+        true,
+    )]);
     let routes = chain.routes().to_vec();
     eprintln!(
         "plugin `{}`: role {}{}",

@@ -6,7 +6,8 @@ use crate::channel::{Capacity, Channel, FullPolicy, MemoryChannel};
 use crate::config::{AgentSpec, ConfigError, ConfigErrors, PluginCode, SourceSpec};
 use crate::metrics::PluginCounters;
 use crate::pipeline::{Chain, Selector, Step, Worker};
-use crate::plugin::{Plugin, PluginEngine, Role};
+use crate::plugin::reload::PluginSet;
+use crate::plugin::{PluginEngine, PluginError, Role};
 use crate::sink::Sink;
 use crate::source::{Batcher, Recovered, SourceContext};
 use crate::summary::Summary;
@@ -20,6 +21,7 @@ const HARD_STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 /// A built agent, ready to run: every plugin compiled and initialised.
 pub struct Topology {
     spec: AgentSpec,
+    plugins: Arc<PluginSet>,
     sources: Vec<(SourceSpec, Worker)>,
     channels: IndexMap<String, Channel>,
     sinks: Vec<Sink>,
@@ -27,28 +29,36 @@ pub struct Topology {
 
 /// Compiles the plugins some source's chain uses (each component once; from the
 /// compile cache when it has them). Declared but unused plugins are not loaded.
-fn load_plugins(
-    spec: &AgentSpec,
-    engine: &PluginEngine,
-) -> Result<IndexMap<String, Plugin>, ConfigErrors> {
-    let mut plugins = IndexMap::new();
+fn load_plugins(spec: &AgentSpec, engine: &PluginEngine) -> Result<PluginSet, ConfigErrors> {
+    let mut plugins = PluginSet::new(engine.clone());
     let mut errors = Vec::new();
     for p in &spec.plugins {
         if !spec.sources.iter().any(|s| s.plugins.contains(&p.name)) {
             tracing::warn!(plugin = %p.name, "declared but used by no source: not loaded");
             continue;
         }
-        let loaded = match &p.code {
+        let started = std::time::Instant::now();
+        let wasm = match &p.code {
             PluginCode::Builtin(name) => match builtin::find(name) {
-                Some(b) => engine.load(&p.name, b.wasm, &p.config, p.limits),
+                Some(b) => Ok(std::borrow::Cow::Borrowed(b.wasm)),
                 None => unreachable!("builtin names are checked by config validation"),
             },
-            PluginCode::Path(path) => engine.load_file(&p.name, path, &p.config, p.limits),
-        };
-        match loaded {
-            Ok(plugin) => {
-                plugins.insert(p.name.clone(), plugin);
+            PluginCode::Path(path) => {
+                std::fs::read(path)
+                    .map(std::borrow::Cow::Owned)
+                    .map_err(|source| PluginError::Read {
+                        plugin: p.name.clone(),
+                        path: path.display().to_string(),
+                        source,
+                    })
             }
+        };
+        let loaded = wasm.and_then(|wasm| {
+            let plugin = engine.load(&p.name, &wasm, &p.config, p.limits)?;
+            Ok((plugin, wasm))
+        });
+        match loaded {
+            Ok((plugin, wasm)) => plugins.insert(p.clone(), plugin, &wasm, started.elapsed()),
             Err(e) => errors.push(error_at(
                 spec,
                 p.line,
@@ -162,6 +172,7 @@ impl Topology {
         }
         Ok(Self {
             spec,
+            plugins: Arc::new(plugins),
             sources,
             channels,
             sinks,
@@ -175,6 +186,7 @@ impl Topology {
     pub async fn run(self, stop: CancellationToken) -> anyhow::Result<usize> {
         let Topology {
             spec,
+            plugins,
             sources,
             channels,
             sinks,
@@ -218,6 +230,12 @@ impl Topology {
                 recovered,
             }));
         }
+        let stop_reloads = CancellationToken::new();
+        let reloads = tokio::spawn(crate::plugin::watch::run(
+            plugins.clone(),
+            spec.watch_plugins,
+            stop_reloads.clone(),
+        ));
         tracing::info!(agent = %spec.name, sources = source_tasks.len(), sinks = sink_tasks.len(), "runnel started");
 
         let signal = shutdown_signal();
@@ -239,6 +257,8 @@ impl Topology {
             }
         }
         stop_sources.cancel();
+        stop_reloads.cancel();
+        let _ = reloads.await;
 
         // Drain: sources flush, workers finish their queues, channels close and sinks
         // empty them — all within the shutdown timeout. A second signal, or the timeout,
@@ -314,15 +334,16 @@ impl Topology {
 fn build_worker(
     spec: &AgentSpec,
     s: &SourceSpec,
-    plugins: &IndexMap<String, Plugin>,
+    plugins: &PluginSet,
     channels: &IndexMap<String, Channel>,
 ) -> Result<Worker, Vec<ConfigError>> {
     let mut errors = Vec::new();
     let mut steps = Vec::new();
     for (i, name) in s.plugins.iter().enumerate() {
-        let Some(plugin) = plugins.get(name) else {
+        let Some(slot) = plugins.slot(name) else {
             continue;
         };
+        let (plugin, _) = slot.current();
         let pspec = spec
             .plugins
             .iter()
@@ -338,9 +359,11 @@ fn build_worker(
             continue;
         }
         let counters = Arc::new(PluginCounters::new(format!("step.{}.{name}", s.name)));
-        match plugin.instantiate(counters) {
+        match plugin.instantiate(counters.clone()) {
             Ok(instance) => steps.push(Step::new(
                 instance,
+                slot.clone(),
+                counters,
                 &s.name,
                 pspec.on_error,
                 pspec.keep_body,

@@ -11,6 +11,7 @@ mod durable;
 mod exec_tail;
 mod json_roundtrip;
 mod peer;
+mod reload;
 mod sources;
 mod taildir;
 mod trap;

@@ -73,6 +73,10 @@ pub struct AgentSpec {
     pub data_dir: PathBuf,
     /// Whether compiled plugins are kept in `<data_dir>/plugin-cache`.
     pub plugin_cache: bool,
+    /// Whether a plugin is reloaded when its file changes.
+    pub watch_plugins: bool,
+    /// Where the admin HTTP endpoint listens (none: no endpoint).
+    pub admin_listen: Option<std::net::SocketAddr>,
     pub summary_interval: Option<Duration>,
     pub shutdown_timeout: Duration,
     pub plugins: Vec<PluginSpec>,
@@ -301,6 +305,8 @@ impl Validator<'_> {
             hostname,
             data_dir: PathBuf::from(raw.agent.data_dir.as_deref().unwrap_or("runnel-data")),
             plugin_cache: raw.agent.plugin_cache.unwrap_or(true),
+            watch_plugins: raw.agent.watch_plugins.unwrap_or(true),
+            admin_listen: raw.agent.admin_listen,
             summary_interval: match raw.agent.summary_interval_secs {
                 Some(0) => None,
                 Some(s) => Some(Duration::from_secs(s)),

@@ -30,6 +30,8 @@ pub struct RawAgent {
     pub shutdown_timeout_secs: Option<u64>,
     pub data_dir: Option<String>,
     pub plugin_cache: Option<bool>,
+    pub watch_plugins: Option<bool>,
+    pub admin_listen: Option<std::net::SocketAddr>,
 }
 
 /// The settings every source has, whatever its type.

@@ -4,11 +4,18 @@
 use crate::config::OnError;
 use crate::event::{Event, error_tags};
 use crate::internal_events::{EventsFailed, PluginCallFailed, StepCounters, StepProcessed};
+use crate::metrics::PluginCounters;
+use crate::plugin::reload::PluginSlot;
 use crate::plugin::{PluginInstance, Role, Verdict};
+use std::sync::Arc;
 
 /// One plugin in a chain, with its error policy.
 pub struct Step {
     instance: PluginInstance,
+    /// Where a reloaded version of the plugin appears, and the generation running here.
+    slot: Arc<PluginSlot>,
+    generation: u64,
+    plugin_counters: Arc<PluginCounters>,
     component: String,
     on_error: OnError,
     keep_body: bool,
@@ -16,14 +23,43 @@ pub struct Step {
 }
 
 impl Step {
-    pub fn new(instance: PluginInstance, source: &str, on_error: OnError, keep_body: bool) -> Self {
+    /// `instance` is of the version in `slot` now.
+    pub fn new(
+        instance: PluginInstance,
+        slot: Arc<PluginSlot>,
+        plugin_counters: Arc<PluginCounters>,
+        source: &str,
+        on_error: OnError,
+        keep_body: bool,
+    ) -> Self {
         let component = format!("step.{source}.{}", instance.plugin().name());
         Self {
             counters: StepCounters::new(&component),
+            generation: slot.generation(),
+            slot,
+            plugin_counters,
             instance,
             component,
             on_error,
             keep_body,
+        }
+    }
+
+    /// Moves to the plugin's newest version if it was reloaded (between batches: a batch
+    /// is processed by one version). The reload proved the version starts; should this
+    /// instance fail to, the old one goes on and the failure is logged.
+    fn refresh(&mut self) {
+        if self.slot.generation() == self.generation {
+            return;
+        }
+        let (plugin, generation) = self.slot.current();
+        self.generation = generation;
+        match plugin.instantiate(self.plugin_counters.clone()) {
+            Ok(instance) => self.instance = instance,
+            Err(e) => tracing::error!(
+                step = %self.component,
+                "the reloaded plugin did not start here: {e}; the previous version goes on"
+            ),
         }
     }
 
@@ -146,6 +182,7 @@ impl Chain {
             if events.is_empty() {
                 break;
             }
+            step.refresh();
             let n_in = events.len() as u64;
             self.verdicts.clear();
             let mut isolation =

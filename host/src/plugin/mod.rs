@@ -10,6 +10,8 @@
 
 pub mod bindings;
 mod cache;
+pub mod reload;
+pub mod watch;
 mod sandbox;
 pub mod wire;
 

@@ -1,0 +1,319 @@
+//! Hot reload: a configured plugin's code can be replaced while the agent runs.
+//!
+//! Every configured plugin lives in a [`PluginSlot`]: the version serving now and a
+//! generation number. [`PluginSet::reload`] reads the plugin's file again, compiles it
+//! (through the compile cache), instantiates it and calls `create` once to prove it
+//! works — all off the event path — and only then swaps it into the slot. Chain steps
+//! look at the slot's generation before each batch and move to the new version between
+//! batches, so a batch is processed by one version, whole, and no event is lost or
+//! processed twice by a swap. A version that fails to load is refused: the old one keeps
+//! serving, and the refusal is logged, counted and shown by [`PluginSet::status`].
+
+use super::{Plugin, PluginEngine, PluginError, Role};
+use crate::config::{PluginCode, PluginSpec};
+use crate::metrics::{Counter, PluginCounters, Registry};
+use indexmap::IndexMap;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// One plugin's current version, shared by every step that runs it.
+pub struct PluginSlot {
+    current: RwLock<Plugin>,
+    generation: AtomicU64,
+}
+
+impl PluginSlot {
+    /// A slot holding `plugin` (generation 1).
+    pub fn new(plugin: Plugin) -> Self {
+        Self {
+            current: RwLock::new(plugin),
+            generation: AtomicU64::new(1),
+        }
+    }
+
+    /// Changes every time a new version is swapped in.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The version serving now, and its generation.
+    pub fn current(&self) -> (Plugin, u64) {
+        let plugin = self
+            .current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        (plugin, self.generation())
+    }
+
+    fn swap(&self, plugin: Plugin) -> u64 {
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = plugin;
+        self.generation.fetch_add(1, Ordering::AcqRel) + 1
+    }
+}
+
+/// Why a reload did not swap in a new version.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("no plugin `{0}` is configured")]
+    Unknown(String),
+    #[error("plugin `{0}` is built in: only plugins loaded from a file can be reloaded")]
+    Builtin(String),
+    #[error(transparent)]
+    Load(#[from] PluginError),
+    #[error("plugin `{plugin}`: the new version is a {new}, the running one a {old}")]
+    RoleChanged { plugin: String, old: Role, new: Role },
+    #[error(
+        "plugin `{plugin}`: the new version's routes ({new}) differ from the running one's ({old}); restart the agent to change routes"
+    )]
+    RoutesChanged {
+        plugin: String,
+        old: String,
+        new: String,
+    },
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reloaded {
+    /// A new version serves from the next batch on.
+    Swapped { version: u64 },
+    /// The file holds the version already serving.
+    Unchanged { version: u64 },
+}
+
+/// A plugin as `GET /plugins` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginStatus {
+    pub name: String,
+    pub role: String,
+    /// `builtin:NAME` or the file's path.
+    pub code: String,
+    /// 1 at start, one more for each version swapped in.
+    pub version: u64,
+    /// SHA-256 of the component serving now.
+    pub sha256: String,
+    /// When it was loaded, in seconds since the Unix epoch.
+    pub loaded_at: f64,
+    pub load_ms: f64,
+    pub reloads: u64,
+    pub refused: u64,
+    /// Why the last reload was refused, while that version is not replaced.
+    pub last_error: Option<String>,
+}
+
+struct Entry {
+    spec: PluginSpec,
+    slot: Arc<PluginSlot>,
+    status: Mutex<PluginStatus>,
+    reloads: Counter,
+    refused: Counter,
+    /// One reload at a time per plugin.
+    reloading: Mutex<()>,
+}
+
+/// The agent's plugins by name, and how to reload them.
+pub struct PluginSet {
+    engine: PluginEngine,
+    entries: IndexMap<String, Entry>,
+}
+
+impl PluginSet {
+    pub fn new(engine: PluginEngine) -> Self {
+        Self {
+            engine,
+            entries: IndexMap::new(),
+        }
+    }
+
+    /// Adds a plugin loaded at start from `spec`'s code (`wasm`, taking `load`).
+    pub fn insert(&mut self, spec: PluginSpec, plugin: Plugin, wasm: &[u8], load: Duration) {
+        let component = format!("plugin.{}", spec.name);
+        let r = Registry::global();
+        let status = PluginStatus {
+            name: spec.name.clone(),
+            role: plugin.role().to_string(),
+            code: describe(&spec.code),
+            version: 1,
+            sha256: sha256_hex(wasm),
+            loaded_at: now_secs(),
+            load_ms: load.as_secs_f64() * 1000.0,
+            reloads: 0,
+            refused: 0,
+            last_error: None,
+        };
+        let entry = Entry {
+            spec: spec.clone(),
+            slot: Arc::new(PluginSlot::new(plugin)),
+            status: Mutex::new(status),
+            reloads: r.counter(&component, "reloads"),
+            refused: r.counter(&component, "reloads_refused"),
+            reloading: Mutex::new(()),
+        };
+        self.entries.insert(spec.name, entry);
+    }
+
+    pub fn slot(&self, name: &str) -> Option<&Arc<PluginSlot>> {
+        self.entries.get(name).map(|e| &e.slot)
+    }
+
+    /// The file behind each file plugin, by plugin name.
+    pub fn files(&self) -> Vec<(String, PathBuf)> {
+        self.entries
+            .values()
+            .filter_map(|e| match &e.spec.code {
+                PluginCode::Path(p) => Some((e.spec.name.clone(), p.clone())),
+                PluginCode::Builtin(_) => None,
+            })
+            .collect()
+    }
+
+    pub fn status(&self) -> Vec<PluginStatus> {
+        self.entries
+            .values()
+            .map(|e| lock(&e.status).clone())
+            .collect()
+    }
+
+    /// Reads `name`'s file again and swaps the new version in if it loads, instantiates
+    /// and passes `create`. Blocking (compiles); call it off the event path.
+    pub fn reload(&self, name: &str) -> Result<Reloaded, ReloadError> {
+        let entry = self
+            .entries
+            .get(name)
+            .ok_or_else(|| ReloadError::Unknown(name.to_owned()))?;
+        let _one_at_a_time = lock(&entry.reloading);
+        let outcome = self.try_reload(entry);
+        let mut status = lock(&entry.status);
+        match &outcome {
+            Ok(Reloaded::Swapped { version }) => {
+                entry.reloads.add(1);
+                status.reloads += 1;
+                status.last_error = None;
+                tracing::info!(
+                    plugin = name,
+                    version,
+                    sha256 = %status.sha256,
+                    load_ms = format!("{:.1}", status.load_ms),
+                    "plugin reloaded: the new version serves from the next batch"
+                );
+            }
+            Ok(Reloaded::Unchanged { .. }) => {}
+            Err(e) => {
+                entry.refused.add(1);
+                status.refused += 1;
+                status.last_error = Some(e.to_string());
+                tracing::error!(
+                    plugin = name,
+                    version = status.version,
+                    "reload refused: {e}; the running version keeps serving"
+                );
+            }
+        }
+        outcome
+    }
+
+    fn try_reload(&self, entry: &Entry) -> Result<Reloaded, ReloadError> {
+        let name = &entry.spec.name;
+        let path = match &entry.spec.code {
+            PluginCode::Path(p) => p,
+            PluginCode::Builtin(_) => return Err(ReloadError::Builtin(name.clone())),
+        };
+        let started = Instant::now();
+        let wasm = std::fs::read(path).map_err(|source| PluginError::Read {
+            plugin: name.clone(),
+            path: path.display().to_string(),
+            source,
+        })?;
+        let sha256 = sha256_hex(&wasm);
+        {
+            let status = lock(&entry.status);
+            if status.sha256 == sha256 {
+                return Ok(Reloaded::Unchanged {
+                    version: status.version,
+                });
+            }
+        }
+        let spec = &entry.spec;
+        let plugin = self
+            .engine
+            .load(name, &wasm, &spec.config, spec.limits)?;
+        let (running, _) = entry.slot.current();
+        if plugin.role() != running.role() {
+            return Err(ReloadError::RoleChanged {
+                plugin: name.clone(),
+                old: running.role(),
+                new: plugin.role(),
+            });
+        }
+        // Instantiated and created once here, so a version that cannot start never
+        // reaches a pipeline; the routes of a router must stay what the channels were
+        // wired for.
+        let probe = Arc::new(PluginCounters::new(format!("plugin.{name}.reload")));
+        let new_routes = plugin.instantiate(probe.clone())?.routes().to_vec();
+        if plugin.role() == Role::Router {
+            let old_routes = running.instantiate(probe)?.routes().to_vec();
+            if new_routes != old_routes {
+                return Err(ReloadError::RoutesChanged {
+                    plugin: name.clone(),
+                    old: old_routes.join(", "),
+                    new: new_routes.join(", "),
+                });
+            }
+        }
+        let generation = entry.slot.swap(plugin);
+        let mut status = lock(&entry.status);
+        status.version = generation;
+        status.sha256 = sha256;
+        status.loaded_at = now_secs();
+        status.load_ms = started.elapsed().as_secs_f64() * 1000.0;
+        Ok(Reloaded::Swapped {
+            version: generation,
+        })
+    }
+
+    /// Reloads every plugin loaded from a file (SIGHUP); refusals are logged.
+    pub fn reload_all(&self) {
+        for (name, _) in self.files() {
+            let _ = self.reload(&name);
+        }
+    }
+
+    /// The plugins whose file is `path` (as the watcher reports it).
+    pub fn plugins_at(&self, path: &Path) -> Vec<String> {
+        self.files()
+            .into_iter()
+            .filter(|(_, p)| crate::source::same_file(p, path))
+            .map(|(n, _)| n)
+            .collect()
+    }
+}
+
+fn describe(code: &PluginCode) -> String {
+    match code {
+        PluginCode::Builtin(name) => format!("builtin:{name}"),
+        PluginCode::Path(p) => p.display().to_string(),
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, bytes)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn now_secs() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -1,0 +1,282 @@
+//! Hot reload under load: a plugin file replaced 20 times while lines stream through
+//! it — good versions, two broken ones and one that traps on every batch. Every line
+//! comes out exactly once, in order, marked by the version that processed it; broken
+//! versions are refused and the running one keeps serving.
+
+use crate::common::*;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+const MARKER: &[u8] = b"RUNNEL-FIXTURE-VERSION:";
+
+/// The versioned fixture with its version digits set to `version`.
+fn fixture(version: u32) -> Vec<u8> {
+    let mut wasm = std::fs::read(built_plugin("runnel_test_versioned.wasm")).unwrap();
+    let at: Vec<usize> = wasm
+        .windows(MARKER.len())
+        .enumerate()
+        .filter(|(_, w)| *w == MARKER)
+        .map(|(i, _)| i + MARKER.len())
+        .collect();
+    assert_eq!(at.len(), 1, "the marker is in the fixture once");
+    wasm[at[0]..at[0] + 5].copy_from_slice(format!("{version:05}").as_bytes());
+    wasm
+}
+
+/// Replaces `path` the way deployments do: a new file renamed over the old one.
+fn install(path: &Path, bytes: &[u8]) {
+    let tmp = path.with_extension("new");
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// What one output line says: its id, and the version that processed it (`None`:
+/// the plugin failed on it and it was tagged).
+fn parse(event: &serde_json::Value) -> (u64, Option<u64>) {
+    match event["fields"]["line"].as_str() {
+        Some(line) => (
+            line.strip_prefix("id=").unwrap().parse().unwrap(),
+            event["fields"]["version"].as_u64(),
+        ),
+        None => {
+            assert!(event["tags"]["plugin_error"].is_string(), "{event}");
+            let body = event["body"].as_str().unwrap();
+            (body.strip_prefix("id=").unwrap().parse().unwrap(), None)
+        }
+    }
+}
+
+fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < timeout, "gave up waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_plugin_replaced_twenty_times_under_load_loses_and_doubles_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = dir.path().join("plugin.wasm");
+    std::fs::write(&plugin, fixture(1)).unwrap();
+    let out = dir.path().join("out.jsonl");
+    let log = dir.path().join("agent.log");
+    let config = write_config(
+        dir.path(),
+        &format!(
+            r#"
+[agent]
+summary_interval_secs = 3600
+data_dir = "{data}"
+
+[plugins.v]
+path = "{plugin}"
+
+[sources.in]
+type = "stdin"
+plugins = ["v"]
+channels = ["main"]
+batch_size = 50
+batch_timeout_ms = 10
+{tail}"#,
+            data = dir.path().join("data").display(),
+            plugin = plugin.display(),
+            tail = main_channel_to_file(&out, "json"),
+        ),
+    );
+    let mut agent = runnel()
+        .env("RUNNEL_LOG", "info")
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+
+    // A steady stream: 50 lines every 5 ms, until told to stop.
+    let mut stdin = agent.stdin.take().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut next = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let mut chunk = String::new();
+                for _ in 0..50 {
+                    chunk.push_str(&format!("id={next}\n"));
+                    next += 1;
+                }
+                stdin.write_all(chunk.as_bytes()).unwrap();
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            next // dropping stdin ends the source
+        })
+    };
+
+    let events = || -> Vec<(u64, Option<u64>)> {
+        std::fs::read_to_string(&out)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.ends_with('}'))
+            .map(|l| parse(&serde_json::from_str(l).unwrap()))
+            .collect()
+    };
+    let refusals = || {
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .matches("reload refused")
+            .count()
+    };
+    wait_until("version 1", Duration::from_secs(30), || {
+        events().iter().any(|e| e.1 == Some(1))
+    });
+    let mut expected_versions = vec![1u64];
+    for round in 1..=20u32 {
+        match round {
+            5 => {
+                let before = refusals();
+                let wasm = fixture(round + 1);
+                install(&plugin, &wasm[..wasm.len() / 2]); // truncated
+                wait_until("a refusal", Duration::from_secs(30), || refusals() > before);
+            }
+            12 => {
+                let before = refusals();
+                install(&plugin, b"this is not a WebAssembly component");
+                wait_until("a refusal", Duration::from_secs(30), || refusals() > before);
+            }
+            15 => {
+                install(&plugin, &fixture(99_999));
+                let seen = events().len();
+                wait_until("the trapping version", Duration::from_secs(60), || {
+                    events()[seen..].iter().any(|e| e.1.is_none())
+                });
+            }
+            _ => {
+                let version = u64::from(round + 1);
+                install(&plugin, &fixture(round + 1));
+                expected_versions.push(version);
+                wait_until(
+                    &format!("version {version}"),
+                    Duration::from_secs(60),
+                    || events().iter().any(|e| e.1 == Some(version)),
+                );
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let written = writer.join().unwrap();
+    let status = agent.wait().unwrap();
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "{log_text}");
+
+    let events = events();
+    let ids: Vec<u64> = events.iter().map(|e| e.0).collect();
+    assert_eq!(ids.len() as u64, written, "every line, once");
+    assert!(
+        ids.iter().copied().eq(0..written),
+        "every line exactly once, in order"
+    );
+    // Versions only move forward, and each good one processed lines.
+    let versions: Vec<u64> = events.iter().filter_map(|e| e.1).collect();
+    assert!(versions.windows(2).all(|w| w[0] <= w[1]), "versions go forward");
+    let mut seen = versions.clone();
+    seen.dedup();
+    assert_eq!(seen, expected_versions);
+    assert!(!versions.contains(&99_999));
+    assert_eq!(refusals(), 2, "{log_text}");
+    if std::env::var_os("RUNNEL_SHOW_LOG").is_some() {
+        eprintln!("{log_text}");
+    }
+    assert!(
+        log_text.contains("not a") || log_text.contains("compile"),
+        "the refusal says why: {log_text}"
+    );
+}
+
+#[test]
+fn sighup_reloads_and_the_status_shows_each_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin: PathBuf = dir.path().join("plugin.wasm");
+    std::fs::write(&plugin, fixture(7)).unwrap();
+    let out = dir.path().join("out.jsonl");
+    let log = dir.path().join("agent.log");
+    let config = write_config(
+        dir.path(),
+        &format!(
+            r#"
+[agent]
+summary_interval_secs = 3600
+watch_plugins = false
+
+[plugins.v]
+path = "{plugin}"
+
+[sources.in]
+type = "stdin"
+plugins = ["v"]
+channels = ["main"]
+batch_timeout_ms = 10
+{tail}"#,
+            plugin = plugin.display(),
+            tail = main_channel_to_file(&out, "json"),
+        ),
+    );
+    let mut agent = runnel()
+        .env("RUNNEL_LOG", "info")
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut stdin = agent.stdin.take().unwrap();
+    let versions = || -> Vec<u64> {
+        json_lines_lenient(&out)
+            .iter()
+            .filter_map(|e| e["fields"]["version"].as_u64())
+            .collect()
+    };
+    stdin.write_all(b"id=0\n").unwrap();
+    wait_until("the first line", Duration::from_secs(30), || {
+        versions() == [7]
+    });
+    // Not watched: a new file changes nothing until SIGHUP.
+    install(&plugin, &fixture(8));
+    std::thread::sleep(Duration::from_millis(300));
+    stdin.write_all(b"id=1\n").unwrap();
+    wait_until("the second line", Duration::from_secs(30), || {
+        versions().len() == 2
+    });
+    assert_eq!(versions(), [7, 7]);
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &agent.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    wait_until("the reload", Duration::from_secs(30), || {
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("plugin reloaded")
+    });
+    stdin.write_all(b"id=2\n").unwrap();
+    drop(stdin);
+    let status = agent.wait().unwrap();
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "{log_text}");
+    assert_eq!(versions(), [7, 7, 8], "{log_text}");
+}
+
+/// The JSON lines of `path` written so far (a line being written is skipped).
+fn json_lines_lenient(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
