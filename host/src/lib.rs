@@ -5,6 +5,7 @@
 //! cleaners, a router) → the selector puts events into [`channel`]s → a [`sink`] takes
 //! them in a transaction, [`encoding`] turns them into bytes, and it commits once written.
 
+pub mod admin;
 pub mod builtin;
 pub mod channel;
 pub mod cli;

@@ -192,6 +192,15 @@ impl Topology {
             sinks,
         } = self;
         let runtime = tokio::runtime::Handle::current();
+        // Plugin reloads (file changes, SIGHUP, the admin endpoint) stop with this. The
+        // endpoint binds first: an address in use stops the agent before anything runs.
+        let stop_reloads = CancellationToken::new();
+        let admin = match spec.admin_listen {
+            Some(addr) => {
+                Some(crate::admin::serve(addr, plugins.clone(), stop_reloads.clone()).await?)
+            }
+            None => None,
+        };
         // Cancelled when the agent must stop without waiting for a clean drain.
         let hard_stop = CancellationToken::new();
         let mut sink_tasks = tokio::task::JoinSet::new();
@@ -230,7 +239,6 @@ impl Topology {
                 recovered,
             }));
         }
-        let stop_reloads = CancellationToken::new();
         let reloads = tokio::spawn(crate::plugin::watch::run(
             plugins.clone(),
             spec.watch_plugins,
@@ -259,6 +267,9 @@ impl Topology {
         stop_sources.cancel();
         stop_reloads.cancel();
         let _ = reloads.await;
+        if let Some(admin) = admin {
+            let _ = admin.await;
+        }
 
         // Drain: sources flush, workers finish their queues, channels close and sinks
         // empty them — all within the shutdown timeout. A second signal, or the timeout,

@@ -280,3 +280,112 @@ fn json_lines_lenient(path: &Path) -> Vec<serde_json::Value> {
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect()
 }
+
+/// `curl` against the admin endpoint: (HTTP status, body).
+fn curl(method: &str, url: &str) -> (u16, serde_json::Value) {
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-X", method, "-w", "\n%{http_code}", url])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (
+        code.parse().unwrap(),
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+#[test]
+fn the_admin_endpoint_lists_plugins_and_reloads_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = dir.path().join("plugin.wasm");
+    std::fs::write(&plugin, fixture(3)).unwrap();
+    let out = dir.path().join("out.jsonl");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            r#"
+[agent]
+summary_interval_secs = 0
+watch_plugins = false
+admin_listen = "127.0.0.1:{port}"
+
+[plugins.v]
+path = "{plugin}"
+
+[plugins.router]
+builtin = "level-router"
+
+[sources.in]
+type = "stdin"
+plugins = ["v", "router"]
+channels = ["main"]
+batch_timeout_ms = 10
+{tail}"#,
+            plugin = plugin.display(),
+            tail = main_channel_to_file(&out, "json"),
+        ),
+    );
+    let mut agent = runnel()
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    wait_until("the admin endpoint", Duration::from_secs(30), || {
+        curl("GET", &format!("{base}/health")).0 == 200
+    });
+    let named = |list: &serde_json::Value, name: &str| {
+        list["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .cloned()
+            .unwrap()
+    };
+    let (code, list) = curl("GET", &format!("{base}/plugins"));
+    assert_eq!(code, 200);
+    let v = named(&list, "v");
+    assert_eq!(v["role"], "parser");
+    assert_eq!(v["version"], 1);
+    assert_eq!(v["sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(named(&list, "router")["code"], "builtin:level-router");
+
+    // Unchanged file: nothing to do.
+    let (code, body) = curl("POST", &format!("{base}/plugins/v/reload"));
+    assert_eq!((code, &body["outcome"]), (200, &serde_json::json!("unchanged")));
+    // A new version.
+    install(&plugin, &fixture(4));
+    let (code, body) = curl("POST", &format!("{base}/plugins/v/reload"));
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body, serde_json::json!({"outcome": "swapped", "version": 2}));
+    // A broken one: refused with the reason; version 2 keeps serving.
+    install(&plugin, b"\0asm broken");
+    let (code, body) = curl("POST", &format!("{base}/plugins/v/reload"));
+    assert_eq!(code, 422, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("plugin `v`"), "{body}");
+    let (_, list) = curl("GET", &format!("{base}/plugins"));
+    let v = named(&list, "v");
+    assert_eq!((v["version"].as_u64(), v["reloads"].as_u64(), v["refused"].as_u64()), (Some(2), Some(1), Some(1)));
+    assert!(v["last_error"].is_string());
+    assert_eq!(curl("POST", &format!("{base}/plugins/router/reload")).0, 409);
+    assert_eq!(curl("POST", &format!("{base}/plugins/nope/reload")).0, 404);
+
+    let mut stdin = agent.stdin.take().unwrap();
+    stdin.write_all(b"id=0\n").unwrap();
+    drop(stdin);
+    let status = agent.wait().unwrap();
+    assert!(status.success());
+    let events = json_lines_lenient(&out);
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["fields"]["version"], 4, "served by the reloaded version");
+}
