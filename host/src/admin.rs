@@ -68,7 +68,10 @@ async fn reload(
                 ReloadError::Builtin(_) => StatusCode::CONFLICT,
                 _ => StatusCode::UNPROCESSABLE_ENTITY,
             };
-            (status, Json(json!({ "outcome": "refused", "error": e.to_string() })))
+            (
+                status,
+                Json(json!({ "outcome": "refused", "error": e.to_string() })),
+            )
         }
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -183,7 +183,10 @@ batch_timeout_ms = 10
     );
     // Versions only move forward, and each good one processed lines.
     let versions: Vec<u64> = events.iter().filter_map(|e| e.1).collect();
-    assert!(versions.windows(2).all(|w| w[0] <= w[1]), "versions go forward");
+    assert!(
+        versions.windows(2).all(|w| w[0] <= w[1]),
+        "versions go forward"
+    );
     let mut seen = versions.clone();
     seen.dedup();
     assert_eq!(seen, expected_versions);
@@ -362,22 +365,41 @@ batch_timeout_ms = 10
 
     // Unchanged file: nothing to do.
     let (code, body) = curl("POST", &format!("{base}/plugins/v/reload"));
-    assert_eq!((code, &body["outcome"]), (200, &serde_json::json!("unchanged")));
+    assert_eq!(
+        (code, &body["outcome"]),
+        (200, &serde_json::json!("unchanged"))
+    );
     // A new version.
     install(&plugin, &fixture(4));
     let (code, body) = curl("POST", &format!("{base}/plugins/v/reload"));
     assert_eq!(code, 200, "{body}");
-    assert_eq!(body, serde_json::json!({"outcome": "swapped", "version": 2}));
+    assert_eq!(
+        body,
+        serde_json::json!({"outcome": "swapped", "version": 2})
+    );
     // A broken one: refused with the reason; version 2 keeps serving.
     install(&plugin, b"\0asm broken");
     let (code, body) = curl("POST", &format!("{base}/plugins/v/reload"));
     assert_eq!(code, 422, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("plugin `v`"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("plugin `v`"),
+        "{body}"
+    );
     let (_, list) = curl("GET", &format!("{base}/plugins"));
     let v = named(&list, "v");
-    assert_eq!((v["version"].as_u64(), v["reloads"].as_u64(), v["refused"].as_u64()), (Some(2), Some(1), Some(1)));
+    assert_eq!(
+        (
+            v["version"].as_u64(),
+            v["reloads"].as_u64(),
+            v["refused"].as_u64()
+        ),
+        (Some(2), Some(1), Some(1))
+    );
     assert!(v["last_error"].is_string());
-    assert_eq!(curl("POST", &format!("{base}/plugins/router/reload")).0, 409);
+    assert_eq!(
+        curl("POST", &format!("{base}/plugins/router/reload")).0,
+        409
+    );
     assert_eq!(curl("POST", &format!("{base}/plugins/nope/reload")).0, 404);
 
     let mut stdin = agent.stdin.take().unwrap();
@@ -387,5 +409,8 @@ batch_timeout_ms = 10
     assert!(status.success());
     let events = json_lines_lenient(&out);
     assert_eq!(events.len(), 1);
-    assert_eq!(events[0]["fields"]["version"], 4, "served by the reloaded version");
+    assert_eq!(
+        events[0]["fields"]["version"], 4,
+        "served by the reloaded version"
+    );
 }

@@ -49,6 +49,11 @@ batch_size = 10
 
     let events = json_lines(&out);
     assert_eq!(events.len(), 300, "no event lost");
+    // What the plugin printed when it panicked is in the agent's log, under its name.
+    assert!(
+        stderr.contains("trap-on-marker: TRAP in body") && stderr.contains("\"stderr\""),
+        "{stderr}"
+    );
     let markers = [15usize, 42, 151, 277];
     for (i, event) in events.iter().enumerate() {
         let tagged = event["tags"].get("plugin_error").is_some();

@@ -7,8 +7,8 @@ use super::{
 };
 use crate::config::Problems;
 use crate::event::Event;
-use crate::source::Checkpoint;
 use crate::internal_events::{ChannelCounters, EventsDroppedFull};
+use crate::source::Checkpoint;
 use futures_util::future::BoxFuture;
 use serde::Deserialize;
 use std::collections::VecDeque;

@@ -145,7 +145,10 @@ fn process_isolating(
             .emit(&step.counters);
             if events.len() == 1 || isolation.exhausted() {
                 let message = error.to_string();
-                out.extend(std::iter::repeat_n(Verdict::CallFailed(message), events.len()));
+                out.extend(std::iter::repeat_n(
+                    Verdict::CallFailed(message),
+                    events.len(),
+                ));
             } else {
                 let (front, back) = events.split_at_mut(events.len() / 2);
                 process_isolating(step, front, out, scratch, isolation);

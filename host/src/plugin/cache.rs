@@ -207,9 +207,13 @@ mod tests {
         let engine = engine();
         let wasm = EMPTY_COMPONENT.to_vec();
         let cache = CompileCache::new(&engine, Some(dir.path().to_path_buf()));
-        let (_, o) = cache.get(&engine, &wasm, || compile(&engine, &wasm)).unwrap();
+        let (_, o) = cache
+            .get(&engine, &wasm, || compile(&engine, &wasm))
+            .unwrap();
         assert_eq!(o, Origin::Compiled);
-        let (_, o) = cache.get(&engine, &wasm, || panic!("compiled twice")).unwrap();
+        let (_, o) = cache
+            .get(&engine, &wasm, || panic!("compiled twice"))
+            .unwrap();
         assert_eq!(o, Origin::Memory);
         // A new engine (a restart) reads what the first one wrote.
         let engine = engine_again();
@@ -241,7 +245,9 @@ mod tests {
         bytes[n - 10] ^= 0xFF;
         std::fs::write(&file, &bytes).unwrap();
         let cache = CompileCache::new(&engine, Some(dir.path().to_path_buf()));
-        let (_, o) = cache.get(&engine, &wasm, || compile(&engine, &wasm)).unwrap();
+        let (_, o) = cache
+            .get(&engine, &wasm, || compile(&engine, &wasm))
+            .unwrap();
         assert_eq!(o, Origin::Compiled);
         // Written again, intact.
         let cache = CompileCache::new(&engine, Some(dir.path().to_path_buf()));

@@ -10,9 +10,10 @@
 
 pub mod bindings;
 mod cache;
+mod guest_output;
 pub mod reload;
-pub mod watch;
 mod sandbox;
+pub mod watch;
 pub mod wire;
 
 use crate::event::{Event, Value};
@@ -374,67 +375,77 @@ impl Plugin {
             plugin: p.name.to_string(),
             message,
         };
-        let bound = match p.role {
-            Role::Parser => {
-                let b = parser::ParserPlugin::instantiate(&mut store, &p.component, &engine.linker)
-                    .map_err(inst_err)?;
-                let res = b
-                    .runnel_plugin_parser()
-                    .instance()
-                    .call_create(&mut store, &p.config)
-                    .map_err(call_err)?;
-                Bound::Parser(b, res.map_err(init_err)?)
-            }
-            Role::Interceptor => {
-                let b = interceptor::InterceptorPlugin::instantiate(
-                    &mut store,
-                    &p.component,
-                    &engine.linker,
-                )
-                .map_err(inst_err)?;
-                let res = b
-                    .runnel_plugin_interceptor()
-                    .instance()
-                    .call_create(&mut store, &p.config)
-                    .map_err(call_err)?;
-                Bound::Interceptor(b, res.map_err(init_err)?)
-            }
-            Role::Cleaner => {
-                let b =
-                    cleaner::CleanerPlugin::instantiate(&mut store, &p.component, &engine.linker)
-                        .map_err(inst_err)?;
-                let res = b
-                    .runnel_plugin_cleaner()
-                    .instance()
-                    .call_create(&mut store, &p.config)
-                    .map_err(call_err)?;
-                Bound::Cleaner(b, res.map_err(init_err)?)
-            }
-            Role::Router => {
-                let b = router::RouterPlugin::instantiate(&mut store, &p.component, &engine.linker)
-                    .map_err(inst_err)?;
-                let guest = b.runnel_plugin_router().instance();
-                let res = guest
-                    .call_create(&mut store, &p.config)
-                    .map_err(call_err)?
-                    .map_err(init_err)?;
-                let routes =
-                    guest
-                        .call_routes(&mut store, res)
-                        .map_err(|source| PluginError::Call {
-                            plugin: p.name.to_string(),
-                            call: "routes",
-                            source,
-                        })?;
-                if routes.len() > 64 {
-                    return Err(PluginError::TooManyRoutes {
-                        plugin: p.name.to_string(),
-                        count: routes.len(),
-                    });
+        // What `create` printed (a traceback when it failed) is logged either way.
+        let bound = (|| -> Result<Bound, PluginError> {
+            Ok(match p.role {
+                Role::Parser => {
+                    let b =
+                        parser::ParserPlugin::instantiate(&mut store, &p.component, &engine.linker)
+                            .map_err(inst_err)?;
+                    let res = b
+                        .runnel_plugin_parser()
+                        .instance()
+                        .call_create(&mut store, &p.config)
+                        .map_err(call_err)?;
+                    Bound::Parser(b, res.map_err(init_err)?)
                 }
-                Bound::Router(b, res, routes)
-            }
-        };
+                Role::Interceptor => {
+                    let b = interceptor::InterceptorPlugin::instantiate(
+                        &mut store,
+                        &p.component,
+                        &engine.linker,
+                    )
+                    .map_err(inst_err)?;
+                    let res = b
+                        .runnel_plugin_interceptor()
+                        .instance()
+                        .call_create(&mut store, &p.config)
+                        .map_err(call_err)?;
+                    Bound::Interceptor(b, res.map_err(init_err)?)
+                }
+                Role::Cleaner => {
+                    let b = cleaner::CleanerPlugin::instantiate(
+                        &mut store,
+                        &p.component,
+                        &engine.linker,
+                    )
+                    .map_err(inst_err)?;
+                    let res = b
+                        .runnel_plugin_cleaner()
+                        .instance()
+                        .call_create(&mut store, &p.config)
+                        .map_err(call_err)?;
+                    Bound::Cleaner(b, res.map_err(init_err)?)
+                }
+                Role::Router => {
+                    let b =
+                        router::RouterPlugin::instantiate(&mut store, &p.component, &engine.linker)
+                            .map_err(inst_err)?;
+                    let guest = b.runnel_plugin_router().instance();
+                    let res = guest
+                        .call_create(&mut store, &p.config)
+                        .map_err(call_err)?
+                        .map_err(init_err)?;
+                    let routes =
+                        guest
+                            .call_routes(&mut store, res)
+                            .map_err(|source| PluginError::Call {
+                                plugin: p.name.to_string(),
+                                call: "routes",
+                                source,
+                            })?;
+                    if routes.len() > 64 {
+                        return Err(PluginError::TooManyRoutes {
+                            plugin: p.name.to_string(),
+                            count: routes.len(),
+                        });
+                    }
+                    Bound::Router(b, res, routes)
+                }
+            })
+        })();
+        store.data().drain_output();
+        let bound = bound?;
         Ok((store, bound))
     }
 }
@@ -522,6 +533,7 @@ impl PluginInstance {
             }
         };
         let result = self.call(&mut live, events, verdicts);
+        live.store.data().drain_output();
         match &result {
             // A trap poisons the instance, and one that broke the contract may be in any
             // state: drop it (and its store) here; the next call makes a fresh one.

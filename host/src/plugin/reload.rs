@@ -65,7 +65,11 @@ pub enum ReloadError {
     #[error(transparent)]
     Load(#[from] PluginError),
     #[error("plugin `{plugin}`: the new version is a {new}, the running one a {old}")]
-    RoleChanged { plugin: String, old: Role, new: Role },
+    RoleChanged {
+        plugin: String,
+        old: Role,
+        new: Role,
+    },
     #[error(
         "plugin `{plugin}`: the new version's routes ({new}) differ from the running one's ({old}); restart the agent to change routes"
     )]
@@ -238,9 +242,7 @@ impl PluginSet {
             }
         }
         let spec = &entry.spec;
-        let plugin = self
-            .engine
-            .load(name, &wasm, &spec.config, spec.limits)?;
+        let plugin = self.engine.load(name, &wasm, &spec.config, spec.limits)?;
         let (running, _) = entry.slot.current();
         if plugin.role() != running.role() {
             return Err(ReloadError::RoleChanged {

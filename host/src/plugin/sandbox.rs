@@ -1,8 +1,10 @@
 //! What a plugin's store holds and what the host grants it: a WASI context that grants
-//! nothing (no preopened directories, no environment, no arguments, no stdio, no sockets,
-//! frozen clocks), a memory cap, and the `runnel:plugin/host` imports.
+//! nothing (no preopened directories, no environment, no arguments, no stdin, no
+//! sockets, frozen clocks) but standard output and error, which are captured into the
+//! agent's log ([`GuestOutput`]), a memory cap, and the `runnel:plugin/host` imports.
 
 use super::bindings::{host, types};
+use super::guest_output::GuestOutput;
 use crate::event::Level;
 use crate::metrics::PluginCounters;
 use std::sync::Arc;
@@ -21,6 +23,8 @@ pub struct HostState {
     plugin: Arc<str>,
     hostname: Arc<str>,
     counters: Arc<PluginCounters>,
+    stdout: GuestOutput,
+    stderr: GuestOutput,
 }
 
 impl HostState {
@@ -30,9 +34,13 @@ impl HostState {
         counters: Arc<PluginCounters>,
         memory_bytes: usize,
     ) -> Self {
+        let stdout = GuestOutput::default();
+        let stderr = GuestOutput::default();
         let wasi = WasiCtxBuilder::new()
             .wall_clock(FrozenClock)
             .monotonic_clock(FrozenClock)
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
             .build();
         Self {
             wasi,
@@ -46,7 +54,15 @@ impl HostState {
             plugin,
             hostname,
             counters,
+            stdout,
+            stderr,
         }
+    }
+
+    /// Logs what the plugin wrote to its standard output and error since the last time.
+    pub fn drain_output(&self) {
+        self.stdout.drain_to_log(&self.plugin, "stdout");
+        self.stderr.drain_to_log(&self.plugin, "stderr");
     }
 }
 

@@ -23,14 +23,13 @@ pub async fn run(plugins: Arc<PluginSet>, watch_files: bool, shutdown: Cancellat
     } else {
         None
     };
-    let mut hangup =
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                tracing::warn!("cannot listen for SIGHUP: {e}; reload plugins by their files");
-                None
-            }
-        };
+    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!("cannot listen for SIGHUP: {e}; reload plugins by their files");
+            None
+        }
+    };
     loop {
         let names: BTreeSet<String> = tokio::select! {
             _ = shutdown.cancelled() => return,

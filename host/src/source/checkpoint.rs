@@ -188,7 +188,11 @@ impl Newest {
             self.files.insert((file.dev, file.inode), stored);
         }
         while self.files.len() > Self::MAX_FILES {
-            let oldest = self.files.iter().min_by_key(|(_, s)| s.seq).map(|(k, _)| *k);
+            let oldest = self
+                .files
+                .iter()
+                .min_by_key(|(_, s)| s.seq)
+                .map(|(k, _)| *k);
             match oldest {
                 Some(k) => self.files.remove(&k),
                 None => break,
@@ -289,7 +293,10 @@ mod tests {
         .encode(&mut huge);
         let n = huge.len();
         huge[n - 4..].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert_eq!(Checkpoint::decode(&huge).unwrap_err(), CheckpointError::Short);
+        assert_eq!(
+            Checkpoint::decode(&huge).unwrap_err(),
+            CheckpointError::Short
+        );
     }
 
     #[test]

@@ -7,8 +7,8 @@
 
 use super::tracked::Fingerprint;
 use crate::source::Recovered;
-use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -232,8 +232,7 @@ mod tests {
         };
         // Batch 4 is in the file already; batch 6 is not (the crash came first); inode
         // 3 is a file only the channel knows.
-        let recovered =
-            Recovered::merge([stored(4, 1, 90), stored(6, 2, 80), stored(6, 3, 10)]);
+        let recovered = Recovered::merge([stored(4, 1, 90), stored(6, 2, 80), stored(6, 3, 10)]);
         let (entries, last) = resume_points(Some(saved.clone()), &recovered);
         let entries = entries.unwrap();
         assert_eq!(last, Some(6));
