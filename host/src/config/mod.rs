@@ -464,6 +464,14 @@ impl Validator<'_> {
         if memory_mb == 0 || memory_mb > 4096 {
             self.error(&at("memory_mb"), "must be between 1 and 4096");
         }
+        // Three quarters of the cap unless set; 0 turns recycling off.
+        let recycle_mb = p.recycle_mb.unwrap_or(memory_mb * 3 / 4);
+        if recycle_mb > memory_mb {
+            self.error(
+                &at("recycle_mb"),
+                format!("must be at most memory_mb ({memory_mb})"),
+            );
+        }
         Some(PluginSpec {
             name: name.to_owned(),
             line: self.locator.line(&["plugins", name]),
@@ -474,6 +482,7 @@ impl Validator<'_> {
             limits: Limits {
                 memory_bytes: memory_mb << 20,
                 call_timeout: Duration::from_millis(timeout_ms.max(1)),
+                recycle_bytes: recycle_mb << 20,
             },
         })
     }

@@ -105,6 +105,7 @@ pub struct RawPlugin {
     pub keep_body: Option<bool>,
     pub timeout_ms: Option<u64>,
     pub memory_mb: Option<usize>,
+    pub recycle_mb: Option<usize>,
     #[serde(default)]
     pub config: toml::Table,
 }

@@ -113,6 +113,9 @@ pub struct Limits {
     pub memory_bytes: usize,
     /// Wall-clock budget of one call; past it the call traps.
     pub call_timeout: Duration,
+    /// An instance whose memory grew past this is re-created before its next call
+    /// (WebAssembly memory never shrinks); 0: never.
+    pub recycle_bytes: usize,
 }
 
 impl Default for Limits {
@@ -120,6 +123,7 @@ impl Default for Limits {
         Self {
             memory_bytes: 64 << 20,
             call_timeout: Duration::from_secs(5),
+            recycle_bytes: 48 << 20,
         }
     }
 }
@@ -205,6 +209,8 @@ impl PluginEngine {
         let role = self.role_of(name, &component)?;
         Ok(Plugin {
             inner: Arc::new(PluginInner {
+                recycled: crate::metrics::Registry::global()
+                    .counter(&format!("plugin.{name}"), "instances_recycled"),
                 name: Arc::from(name),
                 role,
                 component,
@@ -316,6 +322,8 @@ pub struct Plugin {
 
 struct PluginInner {
     name: Arc<str>,
+    /// Instances re-created because their memory grew past `limits.recycle_bytes`.
+    recycled: crate::metrics::Counter,
     role: Role,
     component: Component,
     config: wit::Tree,
@@ -533,11 +541,23 @@ impl PluginInstance {
             }
         };
         let result = self.call(&mut live, events, verdicts);
-        live.store.data().drain_output();
+        let state = live.store.data();
+        state.drain_output();
+        let recycle = self.plugin.inner.limits.recycle_bytes;
+        let grown = recycle > 0 && state.memory_bytes() > recycle;
         match &result {
             // A trap poisons the instance, and one that broke the contract may be in any
             // state: drop it (and its store) here; the next call makes a fresh one.
             Err(PluginError::Call { .. } | PluginError::Output { .. }) => {}
+            // Its memory will never shrink: a fresh instance gives it back.
+            _ if grown => {
+                tracing::debug!(
+                    plugin = %self.plugin.inner.name,
+                    memory_bytes = state.memory_bytes(),
+                    "instance memory past recycle_mb: re-creating the instance"
+                );
+                self.plugin.inner.recycled.add(1);
+            }
             _ => self.live = Some(live),
         }
         result

@@ -10,7 +10,7 @@ use crate::metrics::PluginCounters;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use wasmtime::component::ResourceTable;
-use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{
     HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
 };
@@ -19,7 +19,7 @@ use wasmtime_wasi::{
 pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
-    pub(super) limits: StoreLimits,
+    pub(super) limits: Limiter,
     plugin: Arc<str>,
     hostname: Arc<str>,
     counters: Arc<PluginCounters>,
@@ -45,18 +45,27 @@ impl HostState {
         Self {
             wasi,
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(memory_bytes)
-                .instances(64)
-                .tables(64)
-                .memories(16)
-                .build(),
+            limits: Limiter {
+                limits: StoreLimitsBuilder::new()
+                    .memory_size(memory_bytes)
+                    .instances(64)
+                    .tables(64)
+                    .memories(16)
+                    .build(),
+                memory_bytes: 0,
+            },
             plugin,
             hostname,
             counters,
             stdout,
             stderr,
         }
+    }
+
+    /// Linear memory the instance has grown to (all its memories): WebAssembly memory
+    /// never shrinks, so this only goes up until the instance is re-created.
+    pub fn memory_bytes(&self) -> usize {
+        self.limits.memory_bytes
     }
 
     /// Logs what the plugin wrote to its standard output and error since the last time.
@@ -72,6 +81,56 @@ impl WasiView for HostState {
             ctx: &mut self.wasi,
             table: &mut self.table,
         }
+    }
+}
+
+/// The store's limits, which also keep count of the memory the instance grew to.
+pub(super) struct Limiter {
+    limits: StoreLimits,
+    memory_bytes: usize,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allow = self.limits.memory_growing(current, desired, maximum)?;
+        if allow {
+            self.memory_bytes += desired.saturating_sub(current);
+        }
+        Ok(allow)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.memory_grow_failed(error)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories()
     }
 }
 

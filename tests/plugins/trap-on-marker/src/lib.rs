@@ -6,8 +6,10 @@
 //! `SLEEP` makes it sleep for an hour (a blocking WASI call, which the host must not
 //! honour); a body containing `PROBE` reports what the sandbox lets it see (fields
 //! `file`, `dir`, `env`, `args`, `clock_secs`: what reading a file, listing `/`, the
-//! environment, the arguments and the wall clock gave); any other body parses to the
-//! field `line` holding the body as text (invalid UTF-8 replaced).
+//! environment, the arguments and the wall clock gave); a body containing `GROW` keeps
+//! 4 MiB of memory allocated for good (memory that only a new instance gives back), then
+//! parses as usual; a body containing `BOMB` allocates until memory runs out; any other
+//! body parses to the field `line` holding the body as text (invalid UTF-8 replaced).
 //!
 //! Config: none.
 
@@ -22,6 +24,8 @@ pub enum Behaviour {
     Spin,
     Sleep,
     Probe,
+    Grow,
+    Bomb,
     Parse,
 }
 
@@ -36,6 +40,10 @@ pub fn behaviour(body: &[u8]) -> Behaviour {
         Behaviour::Sleep
     } else if has(b"PROBE") {
         Behaviour::Probe
+    } else if has(b"GROW") {
+        Behaviour::Grow
+    } else if has(b"BOMB") {
+        Behaviour::Bomb
     } else {
         Behaviour::Parse
     }
@@ -57,6 +65,19 @@ pub fn parse_lines(input: &Lines) -> ParseOutput {
                     ParseResult::Ok(line(&mut out, body))
                 }
                 Behaviour::Probe => ParseResult::Ok(probe(&mut out)),
+                Behaviour::Grow => {
+                    // Touched, so the pages are really used; leaked, so they stay.
+                    let kept: &'static mut [u8] = Vec::leak(vec![1u8; 4 << 20]);
+                    std::hint::black_box(&kept);
+                    ParseResult::Ok(line(&mut out, body))
+                }
+                Behaviour::Bomb => {
+                    let mut hoard: Vec<Vec<u8>> = Vec::new();
+                    loop {
+                        hoard.push(vec![1u8; 1 << 20]);
+                        std::hint::black_box(&hoard);
+                    }
+                }
                 Behaviour::Parse => ParseResult::Ok(line(&mut out, body)),
             }
         })
@@ -157,6 +178,8 @@ mod tests {
         assert_eq!(behaviour(b"SPIN"), Behaviour::Spin);
         assert_eq!(behaviour(b"SLEEP"), Behaviour::Sleep);
         assert_eq!(behaviour(b"PROBE"), Behaviour::Probe);
+        assert_eq!(behaviour(b"GROW"), Behaviour::Grow);
+        assert_eq!(behaviour(b"BOMB"), Behaviour::Bomb);
         assert_eq!(behaviour(b"SPIN then TRAP"), Behaviour::Trap);
         assert_eq!(behaviour(b"trap spin TRA P"), Behaviour::Parse);
         assert_eq!(behaviour(b""), Behaviour::Parse);
