@@ -90,6 +90,8 @@ pub struct StepCounters {
     pub dropped: Counter,
     pub failed: Counter,
     pub call_failures: Counter,
+    /// Times the step's circuit breaker opened.
+    pub breaker_opened: Counter,
     /// Failed calls are logged at most every 5 s (a poisoned batch is split and retried,
     /// failing several times).
     pub call_failure_log: LogLimiter,
@@ -104,6 +106,7 @@ impl StepCounters {
             dropped: r.counter(component, "events_dropped"),
             failed: r.counter(component, "events_failed"),
             call_failures: r.counter(component, "call_failures"),
+            breaker_opened: r.counter(component, "breaker_opened"),
             call_failure_log: LogLimiter::new(5),
         }
     }

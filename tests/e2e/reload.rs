@@ -414,3 +414,77 @@ batch_timeout_ms = 10
         "served by the reloaded version"
     );
 }
+
+#[test]
+fn a_plugin_failing_every_call_is_put_behind_a_breaker_until_fixed() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = dir.path().join("plugin.wasm");
+    std::fs::write(&plugin, fixture(99_999)).unwrap();
+    let out = dir.path().join("out.jsonl");
+    let log = dir.path().join("agent.log");
+    let config = write_config(
+        dir.path(),
+        &format!(
+            r#"
+[agent]
+summary_interval_secs = 3600
+
+[plugins.v]
+path = "{plugin}"
+
+[sources.in]
+type = "stdin"
+plugins = ["v"]
+channels = ["main"]
+batch_size = 50
+batch_timeout_ms = 10
+{tail}"#,
+            plugin = plugin.display(),
+            tail = main_channel_to_file(&out, "json"),
+        ),
+    );
+    let mut agent = runnel()
+        .env("RUNNEL_LOG", "info")
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut stdin = agent.stdin.take().unwrap();
+    let mut next = 0u64;
+    let mut send = |stdin: &mut std::process::ChildStdin, until: Instant| {
+        while Instant::now() < until {
+            let chunk: String = (0..50).map(|i| format!("id={}\n", next + i)).collect();
+            next += 50;
+            stdin.write_all(chunk.as_bytes()).unwrap();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    // 2.5 s of a plugin that traps on every batch: ~250 batches.
+    send(&mut stdin, Instant::now() + Duration::from_millis(2500));
+    let log_text = || std::fs::read_to_string(&log).unwrap();
+    assert!(log_text().contains("circuit open"), "{}", log_text());
+    // Fixed: the new version is let through at once.
+    install(&plugin, &fixture(2));
+    let start = Instant::now();
+    while !json_lines_lenient(&out)
+        .iter()
+        .any(|e| e["fields"]["version"] == 2)
+    {
+        assert!(start.elapsed() < Duration::from_secs(60), "the fixed version never served");
+        send(&mut stdin, Instant::now() + Duration::from_millis(50));
+    }
+    drop(stdin);
+    let status = agent.wait().unwrap();
+    let text = log_text();
+    assert!(status.success(), "{text}");
+    let events = json_lines(&out);
+    assert_eq!(events.len() as u64, next, "every line kept");
+    let calls = summary_counter(&text, "step.in.v", "call_failures").unwrap();
+    let opened = summary_counter(&text, "step.in.v", "breaker_opened").unwrap();
+    // Without the breaker every batch would cost its failed calls (tens each).
+    assert!(opened >= 1 && calls < 600, "{calls} failed calls, opened {opened}");
+    assert!(events.last().unwrap()["fields"]["version"] == 2);
+}

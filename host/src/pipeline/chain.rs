@@ -1,6 +1,7 @@
 //! A source's chain of plugin steps. Every step sees the events the previous one kept;
 //! a router, if any, is last and decides where each event goes.
 
+use super::breaker::{self, Breaker};
 use crate::config::OnError;
 use crate::event::{Event, error_tags};
 use crate::internal_events::{EventsFailed, PluginCallFailed, StepCounters, StepProcessed};
@@ -20,6 +21,7 @@ pub struct Step {
     on_error: OnError,
     keep_body: bool,
     counters: StepCounters,
+    breaker: Breaker,
 }
 
 impl Step {
@@ -42,6 +44,7 @@ impl Step {
             component,
             on_error,
             keep_body,
+            breaker: Breaker::default(),
         }
     }
 
@@ -54,6 +57,8 @@ impl Step {
         }
         let (plugin, generation) = self.slot.current();
         self.generation = generation;
+        // A new version gets its chance at once.
+        self.breaker = Breaker::default();
         match plugin.instantiate(self.plugin_counters.clone()) {
             Ok(instance) => self.instance = instance,
             Err(e) => tracing::error!(
@@ -96,6 +101,7 @@ pub struct Chain {
 /// are all handed to `on_error`: a plugin that fails every call (or spins to its
 /// deadline) must not hold the pipeline for long.
 struct Isolation {
+    calls_ok: u32,
     failed_calls: u32,
     failed_time: std::time::Duration,
     max_calls: u32,
@@ -109,6 +115,7 @@ impl Isolation {
     fn for_batch(n: usize, call_timeout: std::time::Duration) -> Self {
         let depth = usize::BITS - n.leading_zeros();
         Self {
+            calls_ok: 0,
             failed_calls: 0,
             failed_time: std::time::Duration::ZERO,
             max_calls: 8 * depth + 8,
@@ -133,7 +140,10 @@ fn process_isolating(
 ) {
     let started = std::time::Instant::now();
     match step.instance.process(events, scratch) {
-        Ok(()) => out.append(scratch),
+        Ok(()) => {
+            isolation.calls_ok += 1;
+            out.append(scratch);
+        }
         Err(error) => {
             isolation.failed_calls += 1;
             isolation.failed_time += started.elapsed();
@@ -188,15 +198,44 @@ impl Chain {
             step.refresh();
             let n_in = events.len() as u64;
             self.verdicts.clear();
-            let mut isolation =
-                Isolation::for_batch(events.len(), step.instance.limits().call_timeout);
-            process_isolating(
-                step,
-                &mut events,
-                &mut self.verdicts,
-                &mut self.scratch,
-                &mut isolation,
-            );
+            let now = std::time::Instant::now();
+            match step.breaker.allow(now) {
+                Ok(()) => {
+                    let mut isolation =
+                        Isolation::for_batch(events.len(), step.instance.limits().call_timeout);
+                    process_isolating(
+                        step,
+                        &mut events,
+                        &mut self.verdicts,
+                        &mut self.scratch,
+                        &mut isolation,
+                    );
+                    let all_failed = isolation.failed_calls > 0 && isolation.calls_ok == 0;
+                    match step.breaker.record(all_failed, std::time::Instant::now()) {
+                        Some(breaker::Change::Opened { backoff }) => {
+                            step.counters.breaker_opened.add(1);
+                            tracing::warn!(
+                                step = %step.component,
+                                "circuit open: every call failed on {} batches in a row; the plugin is not called for {backoff:?} (its events get on_error)",
+                                breaker::OPEN_AFTER
+                            );
+                        }
+                        Some(breaker::Change::Closed) => tracing::info!(
+                            step = %step.component,
+                            "circuit closed: the plugin works again"
+                        ),
+                        None => {}
+                    }
+                }
+                Err(left) => {
+                    let message = format!(
+                        "circuit open: plugin `{}` failed every call on recent batches; retried in {left:.1?}",
+                        step.instance.plugin().name()
+                    );
+                    self.verdicts
+                        .extend(std::iter::repeat_n(Verdict::CallFailed(message), events.len()));
+                }
+            }
             let is_router = step.role() == Role::Router;
             let clear_body = step.role() == Role::Parser && !step.keep_body;
             let (mut dropped, mut failed) = (0u64, 0u64);

@@ -2,6 +2,7 @@
 //! on a dedicated worker thread (plugin calls are CPU-bound and synchronous), and the
 //! selector puts the results into channels.
 
+mod breaker;
 mod chain;
 mod selector;
 mod worker;
