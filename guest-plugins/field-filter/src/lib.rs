@@ -89,6 +89,16 @@ impl FieldFilter {
     }
 
     /// One keep or drop per event of `batch`.
+    /// The top-level fields the filter looks at: the path's first name, and the whole
+    /// name (a top-level field literally named `a.b.c`).
+    pub fn reads(&self) -> Vec<String> {
+        let mut names = vec![self.path[0].clone()];
+        if self.name != self.path[0] {
+            names.push(self.name.clone());
+        }
+        names
+    }
+
     pub fn intercept(&self, batch: &Batch) -> InterceptOutput {
         InterceptOutput {
             data: OutputData {
@@ -142,6 +152,10 @@ mod component {
 
         fn intercept(&self, input: Batch) -> InterceptOutput {
             super::FieldFilter::intercept(self, &input)
+        }
+
+        fn reads(&self) -> Option<Vec<String>> {
+            Some(super::FieldFilter::reads(self))
         }
     }
 

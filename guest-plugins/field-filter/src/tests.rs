@@ -259,3 +259,16 @@ fn bad_config_names_the_key() {
         .starts_with("field-filter: config: `op` must be one of")
     );
 }
+
+#[test]
+fn it_reads_only_the_top_level_field_its_path_starts_with() {
+    let exists = |field: &str| filter(vec![("field", s(field)), ("op", s("exists"))]);
+    assert_eq!(exists("status").reads(), vec!["status"]);
+    // A dotted path: the object it starts in, and a field literally named so.
+    assert_eq!(exists("http.status").reads(), vec!["http", "http.status"]);
+    // Given only those fields (what the host sends), the filter decides the same.
+    let f = filter(vec![("field", s("http.status")), ("op", s("exists"))]);
+    let full = obj(vec![("http", obj(vec![("status", Value::Int(200))])), ("x", s("y"))]);
+    let projected = obj(vec![("http", obj(vec![("status", Value::Int(200))]))]);
+    assert_eq!(kept(&f, &[full]), kept(&f, &[projected]));
+}

@@ -136,6 +136,11 @@ mod component {
         fn intercept(&self, input: Batch) -> InterceptOutput {
             super::HostTimestamp::intercept(self, &input, host::now())
         }
+
+        /// No fields: only tags and timestamps are looked at.
+        fn reads(&self) -> Option<Vec<String>> {
+            Some(Vec::new())
+        }
     }
 
     runnel_plugin_sdk::export_interceptor!(Plugin with_types_in runnel_plugin_sdk::bindings::interceptor);

@@ -174,6 +174,11 @@ mod component {
         fn route(&self, input: Batch) -> Vec<u64> {
             super::LevelRouter::route(self, &input)
         }
+
+        /// No fields: routes by the events' level.
+        fn reads(&self) -> Option<Vec<String>> {
+            Some(Vec::new())
+        }
     }
 
     runnel_plugin_sdk::export_router!(Plugin with_types_in runnel_plugin_sdk::bindings::router);

@@ -17,8 +17,8 @@ pub mod parser {
         path: "../../wit",
         world: "parser-plugin",
         with: {
-            "runnel:plugin/types@0.1.0": crate::bindings::types,
-            "runnel:plugin/host@0.1.0": crate::bindings::host,
+            "runnel:plugin/types@0.2.0": crate::bindings::types,
+            "runnel:plugin/host@0.2.0": crate::bindings::host,
         },
         pub_export_macro: true,
         export_macro_name: "export_parser",
@@ -31,8 +31,8 @@ pub mod interceptor {
         path: "../../wit",
         world: "interceptor-plugin",
         with: {
-            "runnel:plugin/types@0.1.0": crate::bindings::types,
-            "runnel:plugin/host@0.1.0": crate::bindings::host,
+            "runnel:plugin/types@0.2.0": crate::bindings::types,
+            "runnel:plugin/host@0.2.0": crate::bindings::host,
         },
         pub_export_macro: true,
         export_macro_name: "export_interceptor",
@@ -45,8 +45,8 @@ pub mod cleaner {
         path: "../../wit",
         world: "cleaner-plugin",
         with: {
-            "runnel:plugin/types@0.1.0": crate::bindings::types,
-            "runnel:plugin/host@0.1.0": crate::bindings::host,
+            "runnel:plugin/types@0.2.0": crate::bindings::types,
+            "runnel:plugin/host@0.2.0": crate::bindings::host,
         },
         pub_export_macro: true,
         export_macro_name: "export_cleaner",
@@ -59,8 +59,8 @@ pub mod router {
         path: "../../wit",
         world: "router-plugin",
         with: {
-            "runnel:plugin/types@0.1.0": crate::bindings::types,
-            "runnel:plugin/host@0.1.0": crate::bindings::host,
+            "runnel:plugin/types@0.2.0": crate::bindings::types,
+            "runnel:plugin/host@0.2.0": crate::bindings::host,
         },
         pub_export_macro: true,
         export_macro_name: "export_router",

@@ -216,6 +216,11 @@ mod component {
             }
             cleaned.output
         }
+
+        /// Every field: any string may hold control characters.
+        fn reads(&self) -> Option<Vec<String>> {
+            None
+        }
     }
 
     runnel_plugin_sdk::export_cleaner!(Plugin with_types_in runnel_plugin_sdk::bindings::cleaner);

@@ -88,6 +88,12 @@ mod component {
         fn intercept(&self, input: Batch) -> InterceptOutput {
             super::Enrich::intercept(self, &input)
         }
+
+        /// The fields this plugin reads, so the host sends only those: none here (it
+        /// adds fields and looks at bodies). `None` would send every field.
+        fn reads(&self) -> Option<Vec<String>> {
+            Some(Vec::new())
+        }
     }
 
     runnel_plugin_sdk::export_interceptor!(Plugin with_types_in runnel_plugin_sdk::bindings::interceptor);

@@ -30,7 +30,7 @@ use wire::{BatchEncoder, LinesEncoder, OutputReader, WireError};
 
 /// The WIT package version this host implements.
 pub const WIT_PACKAGE: &str = "runnel:plugin";
-pub const WIT_VERSION: &str = "0.1.0";
+pub const WIT_VERSION: &str = "0.2.0";
 
 /// How often the epoch advances; deadlines are counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -345,20 +345,17 @@ impl Plugin {
         &self,
         counters: Arc<PluginCounters>,
     ) -> Result<PluginInstance, PluginError> {
-        let (store, bound) = self.bind(&counters)?;
+        let live = self.bind(&counters)?;
         Ok(PluginInstance {
             plugin: self.clone(),
             counters,
-            live: Some(Live { store, bound }),
+            live: Some(live),
             lines: LinesEncoder::default(),
             batch: BatchEncoder::default(),
         })
     }
 
-    fn bind(
-        &self,
-        counters: &Arc<PluginCounters>,
-    ) -> Result<(Store<HostState>, Bound), PluginError> {
+    fn bind(&self, counters: &Arc<PluginCounters>) -> Result<Live, PluginError> {
         let p = &*self.inner;
         let engine = &p.engine.inner;
         let state = HostState::new(
@@ -383,8 +380,13 @@ impl Plugin {
             plugin: p.name.to_string(),
             message,
         };
+        let reads_err = |source| PluginError::Call {
+            plugin: p.name.to_string(),
+            call: "reads",
+            source,
+        };
         // What `create` printed (a traceback when it failed) is logged either way.
-        let bound = (|| -> Result<Bound, PluginError> {
+        let bound = (|| -> Result<(Bound, Option<Vec<String>>), PluginError> {
             Ok(match p.role {
                 Role::Parser => {
                     let b =
@@ -395,7 +397,7 @@ impl Plugin {
                         .instance()
                         .call_create(&mut store, &p.config)
                         .map_err(call_err)?;
-                    Bound::Parser(b, res.map_err(init_err)?)
+                    (Bound::Parser(b, res.map_err(init_err)?), None)
                 }
                 Role::Interceptor => {
                     let b = interceptor::InterceptorPlugin::instantiate(
@@ -409,7 +411,13 @@ impl Plugin {
                         .instance()
                         .call_create(&mut store, &p.config)
                         .map_err(call_err)?;
-                    Bound::Interceptor(b, res.map_err(init_err)?)
+                    let res = res.map_err(init_err)?;
+                    let reads = b
+                        .runnel_plugin_interceptor()
+                        .instance()
+                        .call_reads(&mut store, res)
+                        .map_err(reads_err)?;
+                    (Bound::Interceptor(b, res), reads)
                 }
                 Role::Cleaner => {
                     let b = cleaner::CleanerPlugin::instantiate(
@@ -423,7 +431,13 @@ impl Plugin {
                         .instance()
                         .call_create(&mut store, &p.config)
                         .map_err(call_err)?;
-                    Bound::Cleaner(b, res.map_err(init_err)?)
+                    let res = res.map_err(init_err)?;
+                    let reads = b
+                        .runnel_plugin_cleaner()
+                        .instance()
+                        .call_reads(&mut store, res)
+                        .map_err(reads_err)?;
+                    (Bound::Cleaner(b, res), reads)
                 }
                 Role::Router => {
                     let b =
@@ -448,13 +462,19 @@ impl Plugin {
                             count: routes.len(),
                         });
                     }
-                    Bound::Router(b, res, routes)
+                    let reads = guest.call_reads(&mut store, res).map_err(reads_err)?;
+                    (Bound::Router(b, res, routes), reads)
                 }
             })
         })();
         store.data().drain_output();
-        let bound = bound?;
-        Ok((store, bound))
+        let (bound, reads) = bound?;
+        let projection = reads.map(|names| projection(&p.name, names)).transpose()?;
+        Ok(Live {
+            store,
+            bound,
+            projection,
+        })
     }
 }
 
@@ -472,6 +492,20 @@ enum Bound {
 struct Live {
     store: Store<HostState>,
     bound: Bound,
+    /// The top-level fields the plugin reads (`reads`); `None`: all.
+    projection: Option<wire::Projection>,
+}
+
+/// Checks what a plugin's `reads` returned.
+fn projection(plugin: &str, names: Vec<String>) -> Result<wire::Projection, PluginError> {
+    const MAX: usize = 1024;
+    if names.len() > MAX {
+        return Err(PluginError::Init {
+            plugin: plugin.to_owned(),
+            message: format!("`reads` names {} fields; at most {MAX} are allowed", names.len()),
+        });
+    }
+    Ok(wire::Projection::new(names))
 }
 
 /// What a plugin decided for one event.
@@ -535,10 +569,7 @@ impl PluginInstance {
         }
         let mut live = match self.live.take() {
             Some(live) => live,
-            None => {
-                let (store, bound) = self.plugin.bind(&self.counters)?;
-                Live { store, bound }
-            }
+            None => self.plugin.bind(&self.counters)?,
         };
         let result = self.call(&mut live, events, verdicts);
         let state = live.store.data();
@@ -622,7 +653,7 @@ impl PluginInstance {
                 }
             }
             Bound::Interceptor(b, res) => {
-                let input = self.batch.encode(events);
+                let input = self.batch.encode(events, live.projection.as_ref());
                 let out = b
                     .runnel_plugin_interceptor()
                     .instance()
@@ -645,7 +676,7 @@ impl PluginInstance {
                 }
             }
             Bound::Cleaner(b, res) => {
-                let input = self.batch.encode(events);
+                let input = self.batch.encode(events, live.projection.as_ref());
                 let out = b
                     .runnel_plugin_cleaner()
                     .instance()
@@ -661,7 +692,7 @@ impl PluginInstance {
                 }
             }
             Bound::Router(b, res, routes) => {
-                let input = self.batch.encode(events);
+                let input = self.batch.encode(events, live.projection.as_ref());
                 let masks = b
                     .runnel_plugin_router()
                     .instance()

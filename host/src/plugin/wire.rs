@@ -167,6 +167,26 @@ fn push_object(arena: &mut Vec<u8>, nodes: &mut wit::Nodes, key: u64, map: &Map)
     }
 }
 
+/// An object of the members of `map` that `projection` names.
+fn push_projected_object(
+    arena: &mut Vec<u8>,
+    nodes: &mut wit::Nodes,
+    map: &Map,
+    projection: &Projection,
+) {
+    let root = nodes.kinds.len();
+    push_node(nodes, kind::OBJECT, 0, 0);
+    let mut kept = 0;
+    for (k, v) in map {
+        if projection.contains(k) {
+            let k = push_packed(arena, k.as_bytes());
+            push_value(arena, nodes, k, v);
+            kept += 1;
+        }
+    }
+    nodes.payloads[root] = kept;
+}
+
 /// Encodes a lone value (a plugin's config) as a tree.
 pub fn encode_tree(value: &Value) -> wit::Tree {
     let mut tree = wit::Tree {
@@ -199,6 +219,26 @@ impl LinesEncoder {
     }
 }
 
+/// The top-level fields a plugin reads (its `reads`): only those members of each event's
+/// fields are encoded for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Projection {
+    names: Vec<String>,
+}
+
+impl Projection {
+    pub fn new(mut names: Vec<String>) -> Self {
+        names.sort();
+        names.dedup();
+        Self { names }
+    }
+
+    pub fn contains(&self, key: &str) -> bool {
+        // A handful of names: a scan beats hashing.
+        self.names.iter().any(|n| n == key)
+    }
+}
+
 /// Encodes whole events for interceptors, cleaners and routers.
 #[derive(Default)]
 pub struct BatchEncoder {
@@ -206,7 +246,8 @@ pub struct BatchEncoder {
 }
 
 impl BatchEncoder {
-    pub fn encode(&mut self, events: &[Event]) -> &wit::Batch {
+    /// Encodes `events`; with a projection, only the projected members of their fields.
+    pub fn encode(&mut self, events: &[Event], projection: Option<&Projection>) -> &wit::Batch {
         let b = self.batch.get_or_insert_with(|| wit::Batch {
             arena: Vec::new(),
             nodes: empty_nodes(),
@@ -218,8 +259,13 @@ impl BatchEncoder {
         b.tags.clear();
         b.events.clear();
         // Events fresh from one parser call share its output: copy that arena once, at
-        // offset 0, and their node columns in bulk, spans unchanged.
-        let shared = common_output(events);
+        // offset 0, and their node columns in bulk, spans unchanged (not with a
+        // projection: then only the projected members' bytes are copied).
+        let shared = if projection.is_none() {
+            common_output(events)
+        } else {
+            None
+        };
         if let Some(output) = shared {
             b.arena.extend_from_slice(&output.arena);
         }
@@ -227,15 +273,21 @@ impl BatchEncoder {
             let name = push_span(&mut b.arena, event.name.as_bytes());
             let body = push_span(&mut b.arena, &event.body);
             let fields_start = b.nodes.kinds.len();
-            match event.fields.repr() {
-                FieldsRepr::Empty => push_node(&mut b.nodes, kind::OBJECT, 0, 0),
-                FieldsRepr::Owned(map) => push_object(&mut b.arena, &mut b.nodes, 0, map),
-                FieldsRepr::Wire(object)
+            match (event.fields.repr(), projection) {
+                (FieldsRepr::Empty, _) => push_node(&mut b.nodes, kind::OBJECT, 0, 0),
+                (FieldsRepr::Owned(map), Some(p)) => {
+                    push_projected_object(&mut b.arena, &mut b.nodes, map, p)
+                }
+                (FieldsRepr::Wire(object), Some(p)) => {
+                    object.encode_projected_into(&mut b.arena, &mut b.nodes, p)
+                }
+                (FieldsRepr::Owned(map), None) => push_object(&mut b.arena, &mut b.nodes, 0, map),
+                (FieldsRepr::Wire(object), None)
                     if shared.is_some_and(|s| Arc::ptr_eq(s, &object.output)) =>
                 {
                     object.copy_columns_into(&mut b.nodes)
                 }
-                FieldsRepr::Wire(object) => object.encode_into(&mut b.arena, &mut b.nodes),
+                (FieldsRepr::Wire(object), None) => object.encode_into(&mut b.arena, &mut b.nodes),
             }
             let tags_start = b.tags.len();
             for (k, v) in event.tags.iter() {
@@ -460,9 +512,56 @@ impl WireObject {
         nodes.payloads.extend_from_slice(&from.payloads[range]);
     }
 
+    /// The index just past the subtree that starts at node `at`.
+    fn subtree_end(&self, mut at: usize) -> usize {
+        let mut left = 1u64;
+        while left > 0 {
+            let node = self.node(at);
+            at += 1;
+            left -= 1;
+            if matches!(node.kind, kind::ARRAY | kind::OBJECT) {
+                left += node.payload;
+            }
+        }
+        at
+    }
+
+    /// Appends an object of the root members `projection` names, copying their strings
+    /// into `arena`; the other members are skipped without being read.
+    fn encode_projected_into(
+        &self,
+        arena: &mut Vec<u8>,
+        nodes: &mut wit::Nodes,
+        projection: &Projection,
+    ) {
+        let root = nodes.kinds.len();
+        push_node(nodes, kind::OBJECT, 0, 0);
+        let mut kept = 0;
+        let mut at = 1;
+        for _ in 0..self.len() {
+            let end = self.subtree_end(at);
+            if projection.contains(self.str(self.node(at).key)) {
+                self.encode_nodes_into(at..end, arena, nodes);
+                kept += 1;
+            }
+            at = end;
+        }
+        nodes.payloads[root] = kept;
+    }
+
     /// Appends the tree to an encoding batch, copying its strings into `arena`.
     fn encode_into(&self, arena: &mut Vec<u8>, nodes: &mut wit::Nodes) {
-        for i in 0..self.node_count() {
+        self.encode_nodes_into(0..self.node_count(), arena, nodes);
+    }
+
+    /// Appends nodes `range` (whole subtrees) with their keys and strings copied.
+    fn encode_nodes_into(
+        &self,
+        range: std::ops::Range<usize>,
+        arena: &mut Vec<u8>,
+        nodes: &mut wit::Nodes,
+    ) {
+        for i in range {
             let node = self.node(i);
             let key = if i == 0 || node.key == 0 {
                 0
@@ -787,7 +886,7 @@ mod tests {
         let mut event = Event::from_body(Arc::from("app"), b"raw".to_vec());
         event.fields = Fields::from(sample_fields());
         let mut encoder = BatchEncoder::default();
-        let batch = encoder.encode(std::slice::from_ref(&event));
+        let batch = encoder.encode(std::slice::from_ref(&event), None);
         let range = batch.events[0].fields;
         let reader = OutputReader::new(as_output(batch));
         let decoded = reader.object(range).unwrap().to_map();
@@ -799,10 +898,46 @@ mod tests {
         let mut again = event.clone();
         again.fields = Fields::from(reader.object(range).unwrap());
         let mut encoder2 = BatchEncoder::default();
-        let batch2 = encoder2.encode(std::slice::from_ref(&again));
+        let batch2 = encoder2.encode(std::slice::from_ref(&again), None);
         let range2 = batch2.events[0].fields;
         let reader2 = OutputReader::new(as_output(batch2));
         assert_eq!(reader2.object(range2).unwrap().to_map(), sample_fields());
+    }
+
+    #[test]
+    fn a_projection_encodes_only_the_members_it_names_whatever_their_form() {
+        let wanted = Projection::new(vec!["nested".into(), "int".into(), "absent".into()]);
+        let mut expected = Map::new();
+        for (k, v) in sample_fields() {
+            if k == "int" || k == "nested" {
+                expected.insert(k, v);
+            }
+        }
+        let mut owned = Event::from_body(Arc::from("app"), b"raw".to_vec());
+        owned.fields = Fields::from(sample_fields());
+        // The same fields in the wire form (as a parser's output leaves them), twice:
+        // two events sharing one output.
+        let batch = BatchEncoder::default()
+            .encode(std::slice::from_ref(&owned), None)
+            .clone();
+        let reader = OutputReader::new(as_output(&batch));
+        let mut wire = owned.clone();
+        wire.fields = Fields::from(reader.object(batch.events[0].fields).unwrap());
+        let events = [owned, wire.clone(), wire];
+        let mut encoder = BatchEncoder::default();
+        let projected = encoder.encode(&events, Some(&wanted));
+        let reader = OutputReader::new(as_output(projected));
+        for e in &projected.events {
+            let got = reader.object(e.fields).unwrap().to_map();
+            assert_eq!(got, expected);
+            assert!(got.keys().eq(expected.keys()), "order kept");
+        }
+        // Only the projected bytes travel: no other member's strings are in the arena.
+        assert!(!projected.arena.windows(4).any(|w| w == b"mixe"));
+        // Nothing named: empty objects.
+        let none = Projection::new(vec![]);
+        let empty = encoder.encode(&events, Some(&none));
+        assert!(empty.events.iter().all(|e| e.fields.len == 1));
     }
 
     #[test]

@@ -56,7 +56,7 @@ impl Encoder {
             let len = (out.len() - at - 4) as u32;
             out[at..at + 4].copy_from_slice(&len.to_le_bytes());
         }
-        let b = self.batch.encode(events);
+        let b = self.batch.encode(events, None);
         out.reserve(
             17 + b.arena.len()
                 + b.nodes.kinds.len() * 17
