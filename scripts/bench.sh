@@ -11,7 +11,9 @@
 #  4. start-up with the compile cache: `validate` of the embedded default and `run` of the
 #     section 2 pipeline on one line, with the cache cold (empty data directory) and warm;
 #  5. hot reload: file renamed over the plugin → first event processed by the new version,
-#     with a line every millisecond flowing, cold (new component) and warm (compiled before).
+#     with a line every millisecond flowing, cold (new component) and warm (compiled before);
+#  6. what the filter step costs: the section 2 pipeline with a filter that keeps every
+#     event (same output) against the same pipeline without it, alternated three times.
 # Usage: scripts/bench.sh [LINES]   (default 2000000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -301,4 +303,39 @@ agent.stdin.close(); agent.wait()
 print(f"cold (compiles a new component): {', '.join(f'{c:.0f}' for c in cold)} ms")
 print(f"warm (compiled before, in the engine's cache): median {statistics.median(warm):.1f} ms, "
       f"range {min(warm):.1f}–{max(warm):.1f} ms over {len(warm)} swaps")
+PY
+
+echo
+echo "== 6. the filter step: section 2 pipeline with a keep-everything filter vs without it =="
+python3 - "$PWD/$IN" "$PWD/$WORK" "$LINES" <<'PY'
+import os, resource, statistics, subprocess, sys
+inp, work, lines = sys.argv[1], sys.argv[2], int(sys.argv[3])
+template = open("config/bench/e2e-access.toml").read().replace("RUNNEL_BENCH_IN", inp)
+def config(tag, with_filter):
+    text = template.replace("RUNNEL_BENCH_OUT", f"{work}/filter-{tag}.jsonl")
+    if with_filter:
+        # The same filter on a prefix no path has: every event kept, the output the same.
+        text = text.replace('value = "/images/"', 'value = "/no-such-prefix/"')
+    else:
+        text = text.replace('plugins = ["access", "no-images"]', 'plugins = ["access"]')
+    path = f"{work}/filter-{tag}.toml"
+    open(path, "w").write(text)
+    return path
+def cpu(path):
+    out = path.replace(".toml", ".jsonl")
+    if os.path.exists(out):
+        os.remove(out)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(["target/release/runnel", "run", "--config", path], stderr=subprocess.DEVNULL, check=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ((after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)) / lines * 1e6
+with_f, without = config("with", True), config("without", False)
+cpu(with_f)  # warm the compile and page caches
+a, b = [], []
+for _ in range(3):
+    a.append(cpu(with_f)); b.append(cpu(without))
+ratios = [x / y - 1 for x, y in zip(a, b)]
+print(f"with the filter    {statistics.median(a):.2f} µs/line (runs {', '.join(f'{x:.2f}' for x in a)})")
+print(f"without it         {statistics.median(b):.2f} µs/line (runs {', '.join(f'{x:.2f}' for x in b)})")
+print(f"filter step        {statistics.median(ratios) * 100:+.0f}% (pairs: {', '.join(f'{r * 100:+.0f}%' for r in ratios)})")
 PY

@@ -5,3 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/build-plugins.sh
 cargo test --workspace "$@"
+# The benchmarks are not run here, but they must keep compiling.
+cargo check -p runnel --benches --quiet

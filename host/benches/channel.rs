@@ -160,7 +160,7 @@ fn rate(events: usize, time: Duration) -> f64 {
 
 /// The lines after the `combined` parser (as the agent's parser step leaves them).
 fn parse(raw: &[Event], chunk: usize) -> Vec<Event> {
-    let engine = PluginEngine::new(Arc::from("bench")).expect("engine");
+    let engine = PluginEngine::new(Arc::from("bench"), None).expect("engine");
     let builtin = runnel::builtin::find("combined").expect("builtin combined");
     let plugin = engine
         .load(
@@ -197,7 +197,7 @@ fn record_bytes_per_event(events: &[Event], batch: usize) -> f64 {
     let mut encoder = runnel::channel::file::codec::Encoder::default();
     let mut out = Vec::new();
     for part in events.chunks(batch) {
-        encoder.encode(part, &mut out);
+        encoder.encode(part, None, &mut out);
     }
     out.len() as f64 / events.len() as f64
 }
