@@ -80,6 +80,19 @@ pub enum PluginCommand {
     /// Run one plugin on lines from standard input and print the events it produces
     /// (JSON lines on standard output; drops and errors are reported too).
     Test(PluginTest),
+    /// Make an Ed25519 key pair for signing plugins: the private key at OUT (readable
+    /// by its owner only) and the public key at OUT.pub, for `[agent] trusted_keys`.
+    Keygen {
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
+    /// Sign a plugin file with a private key made by `keygen`: writes PLUGIN.sig, which
+    /// agents with `require_signed = true` check at every load and reload.
+    Sign {
+        plugin: std::path::PathBuf,
+        #[arg(long)]
+        key: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]

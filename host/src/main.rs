@@ -1,6 +1,7 @@
 use clap::Parser;
 use runnel::channel::file::wal;
 use runnel::cli::{ChannelCommand, Cli, Command, LogFormat, PluginCommand};
+use runnel::plugin::signing;
 use runnel::config::{self, AgentSpec, ConfigErrors};
 use runnel::topology::Topology;
 use std::process::ExitCode;
@@ -43,6 +44,33 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Plugin {
+            command: PluginCommand::Keygen { out },
+        } => signing_tool(signing::keygen(&out).map(|public| {
+            format!(
+                "private key: {} (keep it secret)\npublic key:  {} (list it in [agent] trusted_keys)",
+                out.display(),
+                public.display()
+            )
+        })),
+        Command::Plugin {
+            command: PluginCommand::Sign { plugin, key },
+        } => signing_tool(
+            signing::sign(&plugin, &key).map(|sig| format!("signed: {}", sig.display())),
+        ),
+    }
+}
+
+fn signing_tool(result: Result<String, signing::SignatureError>) -> ExitCode {
+    match result {
+        Ok(message) => {
+            println!("{message}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
     }
 }
 

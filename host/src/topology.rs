@@ -7,6 +7,7 @@ use crate::config::{AgentSpec, ConfigError, ConfigErrors, PluginCode, SourceSpec
 use crate::metrics::PluginCounters;
 use crate::pipeline::{Chain, Selector, Step, Worker};
 use crate::plugin::reload::PluginSet;
+use crate::plugin::signing::TrustedKeys;
 use crate::plugin::{PluginEngine, PluginError, Role};
 use crate::sink::Sink;
 use crate::source::{Batcher, Recovered, SourceContext};
@@ -30,7 +31,13 @@ pub struct Topology {
 /// Compiles the plugins some source's chain uses (each component once; from the
 /// compile cache when it has them). Declared but unused plugins are not loaded.
 fn load_plugins(spec: &AgentSpec, engine: &PluginEngine) -> Result<PluginSet, ConfigErrors> {
-    let mut plugins = PluginSet::new(engine.clone());
+    let trust = match &spec.trusted_keys {
+        Some(keys) => Some(TrustedKeys::load(keys).map_err(|e| {
+            ConfigErrors(vec![error_at(spec, None, "agent.trusted_keys", e.to_string())])
+        })?),
+        None => None,
+    };
+    let mut plugins = PluginSet::new(engine.clone(), trust);
     let mut errors = Vec::new();
     for p in &spec.plugins {
         if !spec.sources.iter().any(|s| s.plugins.contains(&p.name)) {
@@ -43,28 +50,32 @@ fn load_plugins(spec: &AgentSpec, engine: &PluginEngine) -> Result<PluginSet, Co
                 Some(b) => Ok(std::borrow::Cow::Borrowed(b.wasm)),
                 None => unreachable!("builtin names are checked by config validation"),
             },
-            PluginCode::Path(path) => {
-                std::fs::read(path)
-                    .map(std::borrow::Cow::Owned)
-                    .map_err(|source| PluginError::Read {
+            PluginCode::Path(path) => std::fs::read(path)
+                .map(std::borrow::Cow::Owned)
+                .map_err(|source| {
+                    PluginError::Read {
                         plugin: p.name.clone(),
                         path: path.display().to_string(),
                         source,
-                    })
-            }
+                    }
+                    .to_string()
+                })
+                .and_then(|wasm| {
+                    plugins
+                        .check_signature(path, &wasm)
+                        .map(|()| wasm)
+                        .map_err(|e| format!("plugin `{}`: {e}", p.name))
+                }),
         };
         let loaded = wasm.and_then(|wasm| {
-            let plugin = engine.load(&p.name, &wasm, &p.config, p.limits)?;
+            let plugin = engine
+                .load(&p.name, &wasm, &p.config, p.limits)
+                .map_err(|e| e.to_string())?;
             Ok((plugin, wasm))
         });
         match loaded {
             Ok((plugin, wasm)) => plugins.insert(p.clone(), plugin, &wasm, started.elapsed()),
-            Err(e) => errors.push(error_at(
-                spec,
-                p.line,
-                &format!("plugins.{}", p.name),
-                e.to_string(),
-            )),
+            Err(e) => errors.push(error_at(spec, p.line, &format!("plugins.{}", p.name), e)),
         }
     }
     if errors.is_empty() {

@@ -12,6 +12,7 @@ mod exec_tail;
 mod json_roundtrip;
 mod peer;
 mod reload;
+mod signing;
 mod sources;
 mod taildir;
 mod trap;

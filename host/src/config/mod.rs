@@ -77,6 +77,9 @@ pub struct AgentSpec {
     pub watch_plugins: bool,
     /// Where the admin HTTP endpoint listens (none: no endpoint).
     pub admin_listen: Option<std::net::SocketAddr>,
+    /// Public keys plugin files must be signed with (`require_signed`); none: plugins
+    /// need no signature.
+    pub trusted_keys: Option<Vec<PathBuf>>,
     pub summary_interval: Option<Duration>,
     pub shutdown_timeout: Duration,
     pub plugins: Vec<PluginSpec>,
@@ -295,6 +298,12 @@ impl Validator<'_> {
         self.check_channel_use(&drained, &channel_names);
         self.check_batches_fit(&mut sinks, &channels);
         self.check_feedback_loops(&sources, &sinks);
+        if raw.agent.require_signed == Some(true) && raw.agent.trusted_keys.is_empty() {
+            self.error(
+                &["agent", "trusted_keys"],
+                "require_signed needs at least one trusted public key file (made by `runnel plugin keygen`)",
+            );
+        }
 
         if !self.errors.is_empty() {
             return Err(ConfigErrors(self.errors));
@@ -307,6 +316,11 @@ impl Validator<'_> {
             plugin_cache: raw.agent.plugin_cache.unwrap_or(true),
             watch_plugins: raw.agent.watch_plugins.unwrap_or(true),
             admin_listen: raw.agent.admin_listen,
+            trusted_keys: raw
+                .agent
+                .require_signed
+                .unwrap_or(false)
+                .then(|| raw.agent.trusted_keys.iter().map(PathBuf::from).collect()),
             summary_interval: match raw.agent.summary_interval_secs {
                 Some(0) => None,
                 Some(s) => Some(Duration::from_secs(s)),

@@ -32,6 +32,9 @@ pub struct RawAgent {
     pub plugin_cache: Option<bool>,
     pub watch_plugins: Option<bool>,
     pub admin_listen: Option<std::net::SocketAddr>,
+    pub require_signed: Option<bool>,
+    #[serde(default)]
+    pub trusted_keys: Vec<String>,
 }
 
 /// The settings every source has, whatever its type.

@@ -12,6 +12,7 @@ pub mod bindings;
 mod cache;
 mod guest_output;
 pub mod reload;
+pub mod signing;
 mod sandbox;
 pub mod watch;
 pub mod wire;

@@ -9,6 +9,7 @@
 //! processed twice by a swap. A version that fails to load is refused: the old one keeps
 //! serving, and the refusal is logged, counted and shown by [`PluginSet::status`].
 
+use super::signing::{SignatureError, TrustedKeys};
 use super::{Plugin, PluginEngine, PluginError, Role};
 use crate::config::{PluginCode, PluginSpec};
 use crate::metrics::{Counter, PluginCounters, Registry};
@@ -64,6 +65,11 @@ pub enum ReloadError {
     Builtin(String),
     #[error(transparent)]
     Load(#[from] PluginError),
+    #[error("plugin `{plugin}`: {source}")]
+    Signature {
+        plugin: String,
+        source: SignatureError,
+    },
     #[error("plugin `{plugin}`: the new version is a {new}, the running one a {old}")]
     RoleChanged {
         plugin: String,
@@ -122,14 +128,26 @@ struct Entry {
 /// The agent's plugins by name, and how to reload them.
 pub struct PluginSet {
     engine: PluginEngine,
+    /// The keys plugin files must be signed with (`require_signed`).
+    trust: Option<TrustedKeys>,
     entries: IndexMap<String, Entry>,
 }
 
 impl PluginSet {
-    pub fn new(engine: PluginEngine) -> Self {
+    pub fn new(engine: PluginEngine, trust: Option<TrustedKeys>) -> Self {
         Self {
             engine,
+            trust,
             entries: IndexMap::new(),
+        }
+    }
+
+    /// Refuses the bytes of the plugin file `path` unless they carry a trusted
+    /// signature (when signatures are required).
+    pub fn check_signature(&self, path: &Path, wasm: &[u8]) -> Result<(), SignatureError> {
+        match &self.trust {
+            Some(trust) => trust.verify(path, wasm),
+            None => Ok(()),
         }
     }
 
@@ -241,6 +259,11 @@ impl PluginSet {
                 });
             }
         }
+        self.check_signature(path, &wasm)
+            .map_err(|source| ReloadError::Signature {
+                plugin: name.clone(),
+                source,
+            })?;
         let spec = &entry.spec;
         let plugin = self.engine.load(name, &wasm, &spec.config, spec.limits)?;
         let (running, _) = entry.slot.current();
@@ -284,11 +307,14 @@ impl PluginSet {
         }
     }
 
-    /// The plugins whose file is `path` (as the watcher reports it).
+    /// The plugins whose file (or its signature) is `path`, as the watcher reports it.
     pub fn plugins_at(&self, path: &Path) -> Vec<String> {
         self.files()
             .into_iter()
-            .filter(|(_, p)| crate::source::same_file(p, path))
+            .filter(|(_, p)| {
+                crate::source::same_file(p, path)
+                    || crate::source::same_file(&super::signing::signature_path(p), path)
+            })
             .map(|(n, _)| n)
             .collect()
     }
