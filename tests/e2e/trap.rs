@@ -291,3 +291,119 @@ channels = ["main"]
         assert_eq!(e["tags"]["plugin_error"].is_string(), i == 37, "{e}");
     }
 }
+
+/// One pipeline runs a hostile plugin — endless loops, a memory bomb, traps, 1000×
+/// output, slow batches — while another, healthy one shares the agent: the healthy one
+/// delivers everything long before the hostile one is through, the agent stays up and
+/// its memory stays bounded, and every hostile line still comes out (processed or
+/// tagged).
+#[test]
+fn hostile_plugins_do_not_hold_up_the_other_pipelines() {
+    let dir = tempfile::tempdir().unwrap();
+    let hostile_in = dir.path().join("hostile.log");
+    let healthy_in = dir.path().join("healthy.log");
+    let markers = ["SPIN", "BOMB", "TRAP", "AMPLIFY", "SLOW"];
+    let mut hostile = String::new();
+    for i in 0..200 {
+        let marker = if i % 10 == 0 { markers[(i / 10) % 5] } else { "ok" };
+        hostile.push_str(&format!("{i} {marker} {}\n", "x".repeat(100)));
+    }
+    std::fs::write(&hostile_in, hostile).unwrap();
+    let healthy: String = (0..20_000).map(|i| format!("healthy {i}\n")).collect();
+    std::fs::write(&healthy_in, healthy).unwrap();
+    let hostile_out = dir.path().join("hostile.jsonl");
+    let healthy_out = dir.path().join("healthy.jsonl");
+    let config = write_config(
+        dir.path(),
+        &format!(
+            r#"
+[agent]
+summary_interval_secs = 3600
+data_dir = "{data}"
+
+[plugins.hostile]
+path = "{plugin}"
+timeout_ms = 500
+memory_mb = 32
+
+[sources.bad]
+type = "file"
+path = "{hostile_in}"
+read_from = "start"
+exit_on_eof = true
+plugins = ["hostile"]
+channels = ["bad"]
+batch_size = 8
+
+[sources.good]
+type = "file"
+path = "{healthy_in}"
+read_from = "start"
+exit_on_eof = true
+channels = ["good"]
+
+[channels.bad]
+type = "memory"
+
+[channels.good]
+type = "memory"
+
+[sinks.bad]
+type = "file"
+channel = "bad"
+path = "{hostile_out}"
+format = "json"
+
+[sinks.good]
+type = "file"
+channel = "good"
+path = "{healthy_out}"
+format = "json"
+"#,
+            data = dir.path().join("data").display(),
+            plugin = built_plugin("runnel_test_trap_on_marker.wasm").display(),
+            hostile_in = hostile_in.display(),
+            healthy_in = healthy_in.display(),
+            hostile_out = hostile_out.display(),
+            healthy_out = healthy_out.display(),
+        ),
+    );
+    let agent = spawn(&config);
+    let pid = agent.id();
+    let start = std::time::Instant::now();
+    while count_lines(&healthy_out) < 20_000 {
+        assert!(start.elapsed() < std::time::Duration::from_secs(60), "the healthy pipeline stalled");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let hostile_done_then = count_lines(&hostile_out);
+    assert!(
+        hostile_done_then < 200,
+        "the healthy pipeline finished first ({hostile_done_then} of 200 hostile lines out)"
+    );
+    let mut peak = 0;
+    let mut agent = agent;
+    let status = loop {
+        peak = peak.max(peak_rss_kib(pid));
+        if let Some(status) = agent.try_wait().unwrap() {
+            break status;
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(120), "the agent did not finish");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut agent.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "{stderr}");
+    let events = json_lines(&hostile_out);
+    assert_eq!(events.len(), 200, "every hostile line out");
+    for (i, e) in events.iter().enumerate() {
+        let marker = if i % 10 == 0 { markers[(i / 10) % 5] } else { "ok" };
+        let failed = e["tags"]["plugin_error"].is_string();
+        assert_eq!(failed, matches!(marker, "SPIN" | "BOMB" | "TRAP"), "line {i}: {e}");
+        if marker == "AMPLIFY" {
+            let line = e["fields"]["line"].as_str().unwrap();
+            assert_eq!(line.len(), 1000 * (format!("{i} AMPLIFY ").len() + 100));
+        }
+    }
+    assert!(peak < 400 * 1024, "peak RSS {} MiB", peak / 1024);
+    eprintln!("hostile: peak RSS {} MiB, {:?}", peak / 1024, start.elapsed());
+}

@@ -8,7 +8,10 @@
 //! `file`, `dir`, `env`, `args`, `clock_secs`: what reading a file, listing `/`, the
 //! environment, the arguments and the wall clock gave); a body containing `GROW` keeps
 //! 4 MiB of memory allocated for good (memory that only a new instance gives back), then
-//! parses as usual; a body containing `BOMB` allocates until memory runs out; any other
+//! parses as usual; a body containing `BOMB` allocates until memory runs out; a body
+//! containing `AMPLIFY` parses to a `line` field holding the body 1000 times; a body
+//! containing `SLOW` busies the CPU for a while (about 50 million loop turns) before
+//! parsing; any other
 //! body parses to the field `line` holding the body as text (invalid UTF-8 replaced).
 //!
 //! Config: none.
@@ -26,6 +29,8 @@ pub enum Behaviour {
     Probe,
     Grow,
     Bomb,
+    Amplify,
+    Slow,
     Parse,
 }
 
@@ -44,6 +49,10 @@ pub fn behaviour(body: &[u8]) -> Behaviour {
         Behaviour::Grow
     } else if has(b"BOMB") {
         Behaviour::Bomb
+    } else if has(b"AMPLIFY") {
+        Behaviour::Amplify
+    } else if has(b"SLOW") {
+        Behaviour::Slow
     } else {
         Behaviour::Parse
     }
@@ -69,6 +78,14 @@ pub fn parse_lines(input: &Lines) -> ParseOutput {
                     // Touched, so the pages are really used; leaked, so they stay.
                     let kept: &'static mut [u8] = Vec::leak(vec![1u8; 4 << 20]);
                     std::hint::black_box(&kept);
+                    ParseResult::Ok(line(&mut out, body))
+                }
+                Behaviour::Amplify => ParseResult::Ok(line(&mut out, &body.repeat(1000))),
+                Behaviour::Slow => {
+                    let mut turns = 0u64;
+                    for _ in 0..50_000_000u64 {
+                        turns = std::hint::black_box(turns.wrapping_add(1));
+                    }
                     ParseResult::Ok(line(&mut out, body))
                 }
                 Behaviour::Bomb => {
@@ -180,6 +197,8 @@ mod tests {
         assert_eq!(behaviour(b"PROBE"), Behaviour::Probe);
         assert_eq!(behaviour(b"GROW"), Behaviour::Grow);
         assert_eq!(behaviour(b"BOMB"), Behaviour::Bomb);
+        assert_eq!(behaviour(b"AMPLIFY"), Behaviour::Amplify);
+        assert_eq!(behaviour(b"SLOW"), Behaviour::Slow);
         assert_eq!(behaviour(b"SPIN then TRAP"), Behaviour::Trap);
         assert_eq!(behaviour(b"trap spin TRA P"), Behaviour::Parse);
         assert_eq!(behaviour(b""), Behaviour::Parse);
