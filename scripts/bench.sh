@@ -13,7 +13,9 @@
 #  5. hot reload: file renamed over the plugin → first event processed by the new version,
 #     with a line every millisecond flowing, cold (new component) and warm (compiled before);
 #  6. what the filter step costs: the section 2 pipeline with a filter that keeps every
-#     event (same output) against the same pipeline without it, alternated three times.
+#     event (same output) against the same pipeline without it, alternated three times;
+#  7. many sources: 64 file sources (30,000 lines each) sharing the section 2 plugin
+#     chain, peak RSS and CPU, next to the same 64 sources without plugins.
 # Usage: scripts/bench.sh [LINES]   (default 2000000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -338,4 +340,42 @@ ratios = [x / y - 1 for x, y in zip(a, b)]
 print(f"with the filter    {statistics.median(a):.2f} µs/line (runs {', '.join(f'{x:.2f}' for x in a)})")
 print(f"without it         {statistics.median(b):.2f} µs/line (runs {', '.join(f'{x:.2f}' for x in b)})")
 print(f"filter step        {statistics.median(ratios) * 100:+.0f}% (pairs: {', '.join(f'{r * 100:+.0f}%' for r in ratios)})")
+PY
+
+echo
+echo "== 7. 64 file sources × 30,000 lines through combined → field-filter: peak RSS =="
+python3 - "$PWD/$DATA" "$PWD/$WORK/sources64" <<'PY'
+import os, resource, shutil, subprocess, sys
+data, work = sys.argv[1], sys.argv[2]
+shutil.rmtree(work, ignore_errors=True)
+os.makedirs(work)
+lines = open(data).read().splitlines() * 3
+def config(with_plugins):
+    cfg = ["[agent]", "summary_interval_secs = 0", f'data_dir = "{work}/data"',
+           "[plugins.access]", 'builtin = "combined"',
+           "[plugins.no-images]", 'builtin = "field-filter"', "[plugins.no-images.config]",
+           'field = "path"', 'op = "prefix"', 'value = "/images/"', 'action = "drop"']
+    for i in range(64):
+        cfg += [f"[sources.s{i}]", 'type = "file"', f'path = "{work}/in-{i}.log"',
+                'read_from = "start"', "exit_on_eof = true", 'channels = ["main"]',
+                'plugins = ["access", "no-images"]' if with_plugins else 'plugins = []']
+    cfg += ["[channels.main]", 'type = "memory"', "[sinks.out]", 'type = "file"',
+            'channel = "main"', f'path = "{work}/out.jsonl"', 'format = "json"']
+    path = f"{work}/{'plugins' if with_plugins else 'bare'}.toml"
+    open(path, "w").write("\n".join(cfg) + "\n")
+    return path
+for i in range(64):
+    open(f"{work}/in-{i}.log", "w").write("\n".join(lines) + "\n")
+for what, with_plugins in [("64 sources, no plugins (reference)", False), ("64 sources, 2-plugin chain", True)]:
+    path = config(with_plugins)
+    subprocess.run(["target/release/runnel", "validate", "--config", path],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    if os.path.exists(f"{work}/out.jsonl"):
+        os.remove(f"{work}/out.jsonl")
+    agent = subprocess.Popen(["target/release/runnel", "run", "--config", path], stderr=subprocess.DEVNULL)
+    _, status, ru = os.wait4(agent.pid, 0)
+    agent.returncode = 0
+    out = sum(1 for _ in open(f"{work}/out.jsonl"))
+    print(f"{what:<38} peak RSS {ru.ru_maxrss / 1024:6.1f} MiB, CPU {ru.ru_utime + ru.ru_stime:5.2f} s, {out:,} events out")
+shutil.rmtree(work, ignore_errors=True)
 PY

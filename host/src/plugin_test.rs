@@ -7,6 +7,7 @@ use crate::encoding::Format;
 use crate::event::{Event, Value};
 use crate::metrics::PluginCounters;
 use crate::pipeline::{Chain, Step};
+use crate::plugin::pool::InstancePool;
 use crate::plugin::reload::PluginSlot;
 use crate::plugin::{Limits, PluginEngine};
 use anyhow::Context;
@@ -43,14 +44,8 @@ pub fn run(args: &PluginTest) -> anyhow::Result<()> {
     let counters = Arc::new(PluginCounters::new(format!("step.test.{}", plugin.name())));
     let instance = plugin.instantiate(counters.clone())?;
     let slot = Arc::new(PluginSlot::new(plugin.clone()));
-    let mut chain = Chain::new(vec![Step::new(
-        instance,
-        slot,
-        counters,
-        "test",
-        OnError::Tag,
-        true,
-    )]);
+    let pool = Arc::new(InstancePool::new(slot, counters, instance, 1));
+    let mut chain = Chain::new(vec![Step::new(pool, "test", OnError::Tag, true)]);
     let routes = chain.routes().to_vec();
     eprintln!(
         "plugin `{}`: role {}{}",

@@ -4,7 +4,6 @@
 use crate::builtin;
 use crate::channel::{Capacity, Channel, FullPolicy, MemoryChannel};
 use crate::config::{AgentSpec, ConfigError, ConfigErrors, PluginCode, SourceSpec};
-use crate::metrics::PluginCounters;
 use crate::pipeline::{Chain, Selector, Step, Worker};
 use crate::plugin::reload::PluginSet;
 use crate::plugin::signing::TrustedKeys;
@@ -74,7 +73,16 @@ fn load_plugins(spec: &AgentSpec, engine: &PluginEngine) -> Result<PluginSet, Co
             Ok((plugin, wasm))
         });
         match loaded {
-            Ok((plugin, wasm)) => plugins.insert(p.clone(), plugin, &wasm, started.elapsed()),
+            Ok((plugin, wasm)) => {
+                if let Err(e) = plugins.insert(p.clone(), plugin, &wasm, started.elapsed()) {
+                    errors.push(error_at(
+                        spec,
+                        p.line,
+                        &format!("plugins.{}", p.name),
+                        e.to_string(),
+                    ));
+                }
+            }
             Err(e) => errors.push(error_at(spec, p.line, &format!("plugins.{}", p.name), e)),
         }
     }
@@ -362,10 +370,10 @@ fn build_worker(
     let mut errors = Vec::new();
     let mut steps = Vec::new();
     for (i, name) in s.plugins.iter().enumerate() {
-        let Some(slot) = plugins.slot(name) else {
+        let Some(pool) = plugins.pool(name) else {
             continue;
         };
-        let (plugin, _) = slot.current();
+        let (plugin, _) = pool.slot().current();
         let pspec = spec
             .plugins
             .iter()
@@ -380,23 +388,12 @@ fn build_worker(
             ));
             continue;
         }
-        let counters = Arc::new(PluginCounters::new(format!("step.{}.{name}", s.name)));
-        match plugin.instantiate(counters.clone()) {
-            Ok(instance) => steps.push(Step::new(
-                instance,
-                slot.clone(),
-                counters,
-                &s.name,
-                pspec.on_error,
-                pspec.keep_body,
-            )),
-            Err(e) => errors.push(error_at(
-                spec,
-                pspec.line,
-                &format!("plugins.{name}"),
-                e.to_string(),
-            )),
-        }
+        steps.push(Step::new(
+            pool.clone(),
+            &s.name,
+            pspec.on_error,
+            pspec.keep_body,
+        ));
     }
     if !errors.is_empty() {
         return Err(errors);

@@ -5,18 +5,20 @@ use super::breaker::{self, Breaker};
 use crate::config::OnError;
 use crate::event::{Event, error_tags};
 use crate::internal_events::{EventsFailed, PluginCallFailed, StepCounters, StepProcessed};
-use crate::metrics::PluginCounters;
-use crate::plugin::reload::PluginSlot;
+use crate::plugin::pool::InstancePool;
 use crate::plugin::{PluginInstance, Role, Verdict};
 use std::sync::Arc;
 
-/// One plugin in a chain, with its error policy.
+/// One plugin in a chain, with its error policy. The plugin's instances are shared with
+/// the other sources that use it ([`InstancePool`]); the counters, error policy and
+/// circuit breaker are this source's own.
 pub struct Step {
-    instance: PluginInstance,
-    /// Where a reloaded version of the plugin appears, and the generation running here.
-    slot: Arc<PluginSlot>,
+    pool: Arc<InstancePool>,
+    plugin: Arc<str>,
+    role: Role,
+    call_timeout: std::time::Duration,
+    /// The plugin version this step last ran (a new one resets the breaker).
     generation: u64,
-    plugin_counters: Arc<PluginCounters>,
     component: String,
     on_error: OnError,
     keep_body: bool,
@@ -25,22 +27,16 @@ pub struct Step {
 }
 
 impl Step {
-    /// `instance` is of the version in `slot` now.
-    pub fn new(
-        instance: PluginInstance,
-        slot: Arc<PluginSlot>,
-        plugin_counters: Arc<PluginCounters>,
-        source: &str,
-        on_error: OnError,
-        keep_body: bool,
-    ) -> Self {
-        let component = format!("step.{source}.{}", instance.plugin().name());
+    pub fn new(pool: Arc<InstancePool>, source: &str, on_error: OnError, keep_body: bool) -> Self {
+        let (plugin, generation) = pool.slot().current();
+        let component = format!("step.{source}.{}", plugin.name());
         Self {
             counters: StepCounters::new(&component),
-            generation: slot.generation(),
-            slot,
-            plugin_counters,
-            instance,
+            plugin: Arc::from(plugin.name()),
+            role: plugin.role(),
+            call_timeout: plugin.limits().call_timeout,
+            generation,
+            pool,
             component,
             on_error,
             keep_body,
@@ -48,32 +44,22 @@ impl Step {
         }
     }
 
-    /// Moves to the plugin's newest version if it was reloaded (between batches: a batch
-    /// is processed by one version). The reload proved the version starts; should this
-    /// instance fail to, the old one goes on and the failure is logged.
+    /// Notices a reloaded version (the pool hands out only instances of the newest):
+    /// it gets its chance at once, whatever the breaker said of the old one.
     fn refresh(&mut self) {
-        if self.slot.generation() == self.generation {
-            return;
-        }
-        let (plugin, generation) = self.slot.current();
-        self.generation = generation;
-        // A new version gets its chance at once.
-        self.breaker = Breaker::default();
-        match plugin.instantiate(self.plugin_counters.clone()) {
-            Ok(instance) => self.instance = instance,
-            Err(e) => tracing::error!(
-                step = %self.component,
-                "the reloaded plugin did not start here: {e}; the previous version goes on"
-            ),
+        let generation = self.pool.slot().generation();
+        if generation != self.generation {
+            self.generation = generation;
+            self.breaker = Breaker::default();
         }
     }
 
     pub fn role(&self) -> Role {
-        self.instance.plugin().role()
+        self.role
     }
 
     pub fn routes(&self) -> &[String] {
-        self.instance.routes()
+        self.pool.routes()
     }
 }
 
@@ -132,14 +118,15 @@ impl Isolation {
 /// retried on each half of the events, down to single events, so only the events that
 /// make the plugin fail get [`Verdict::CallFailed`] (within the [`Isolation`] budget).
 fn process_isolating(
-    step: &mut Step,
+    step: &Step,
+    instance: &mut PluginInstance,
     events: &mut [Event],
     out: &mut Vec<Verdict>,
     scratch: &mut Vec<Verdict>,
     isolation: &mut Isolation,
 ) {
     let started = std::time::Instant::now();
-    match step.instance.process(events, scratch) {
+    match instance.process(events, scratch) {
         Ok(()) => {
             isolation.calls_ok += 1;
             out.append(scratch);
@@ -161,8 +148,8 @@ fn process_isolating(
                 ));
             } else {
                 let (front, back) = events.split_at_mut(events.len() / 2);
-                process_isolating(step, front, out, scratch, isolation);
-                process_isolating(step, back, out, scratch, isolation);
+                process_isolating(step, instance, front, out, scratch, isolation);
+                process_isolating(step, instance, back, out, scratch, isolation);
             }
         }
     }
@@ -201,15 +188,32 @@ impl Chain {
             let now = std::time::Instant::now();
             match step.breaker.allow(now) {
                 Ok(()) => {
-                    let mut isolation =
-                        Isolation::for_batch(events.len(), step.instance.limits().call_timeout);
-                    process_isolating(
-                        step,
-                        &mut events,
-                        &mut self.verdicts,
-                        &mut self.scratch,
-                        &mut isolation,
-                    );
+                    let mut isolation = Isolation::for_batch(events.len(), step.call_timeout);
+                    match step.pool.lease() {
+                        Ok(mut instance) => process_isolating(
+                            step,
+                            &mut instance,
+                            &mut events,
+                            &mut self.verdicts,
+                            &mut self.scratch,
+                            &mut isolation,
+                        ),
+                        // A reloaded version that does not start here: like a failed call.
+                        Err(error) => {
+                            isolation.failed_calls += 1;
+                            PluginCallFailed {
+                                step: &step.component,
+                                events: events.len() as u64,
+                                error: &error,
+                            }
+                            .emit(&step.counters);
+                            let message = error.to_string();
+                            self.verdicts.extend(std::iter::repeat_n(
+                                Verdict::CallFailed(message),
+                                events.len(),
+                            ));
+                        }
+                    }
                     let all_failed = isolation.failed_calls > 0 && isolation.calls_ok == 0;
                     match step.breaker.record(all_failed, std::time::Instant::now()) {
                         Some(breaker::Change::Opened { backoff }) => {
@@ -230,7 +234,7 @@ impl Chain {
                 Err(left) => {
                     let message = format!(
                         "circuit open: plugin `{}` failed every call on recent batches; retried in {left:.1?}",
-                        step.instance.plugin().name()
+                        step.plugin
                     );
                     self.verdicts
                         .extend(std::iter::repeat_n(Verdict::CallFailed(message), events.len()));
@@ -320,7 +324,7 @@ fn handle_failure(
     event.tags.set(tag, message);
     event
         .tags
-        .set(error_tags::ERROR_STEP, step.instance.plugin().name());
+        .set(error_tags::ERROR_STEP, &*step.plugin);
     if step.on_error == OnError::DeadLetter {
         dead.push(std::mem::take(event));
         return false;

@@ -11,6 +11,7 @@
 pub mod bindings;
 mod cache;
 mod guest_output;
+pub mod pool;
 pub mod reload;
 pub mod signing;
 mod sandbox;
@@ -339,6 +340,10 @@ impl Plugin {
 
     pub fn role(&self) -> Role {
         self.inner.role
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.inner.limits
     }
 
     /// A running instance, with `create` called. `counters` receives `host.counter`.

@@ -9,6 +9,7 @@
 //! processed twice by a swap. A version that fails to load is refused: the old one keeps
 //! serving, and the refusal is logged, counted and shown by [`PluginSet::status`].
 
+use super::pool::InstancePool;
 use super::signing::{SignatureError, TrustedKeys};
 use super::{Plugin, PluginEngine, PluginError, Role};
 use crate::config::{PluginCode, PluginSpec};
@@ -118,6 +119,7 @@ pub struct PluginStatus {
 struct Entry {
     spec: PluginSpec,
     slot: Arc<PluginSlot>,
+    pool: Arc<InstancePool>,
     status: Mutex<PluginStatus>,
     reloads: Counter,
     refused: Counter,
@@ -128,6 +130,8 @@ struct Entry {
 /// The agent's plugins by name, and how to reload them.
 pub struct PluginSet {
     engine: PluginEngine,
+    /// Instances kept per plugin at most (one per core: more could not run at once).
+    instances_per_plugin: usize,
     /// The keys plugin files must be signed with (`require_signed`).
     trust: Option<TrustedKeys>,
     entries: IndexMap<String, Entry>,
@@ -137,6 +141,7 @@ impl PluginSet {
     pub fn new(engine: PluginEngine, trust: Option<TrustedKeys>) -> Self {
         Self {
             engine,
+            instances_per_plugin: std::thread::available_parallelism().map_or(1, |n| n.get()),
             trust,
             entries: IndexMap::new(),
         }
@@ -151,9 +156,18 @@ impl PluginSet {
         }
     }
 
-    /// Adds a plugin loaded at start from `spec`'s code (`wasm`, taking `load`).
-    pub fn insert(&mut self, spec: PluginSpec, plugin: Plugin, wasm: &[u8], load: Duration) {
+    /// Adds a plugin loaded at start from `spec`'s code (`wasm`, taking `load`): makes
+    /// its first instance (which calls `create`) and the pool the sources share.
+    pub fn insert(
+        &mut self,
+        spec: PluginSpec,
+        plugin: Plugin,
+        wasm: &[u8],
+        load: Duration,
+    ) -> Result<(), PluginError> {
         let component = format!("plugin.{}", spec.name);
+        let counters = Arc::new(PluginCounters::new(component.clone()));
+        let first = plugin.instantiate(counters.clone())?;
         let r = Registry::global();
         let status = PluginStatus {
             name: spec.name.clone(),
@@ -167,19 +181,29 @@ impl PluginSet {
             refused: 0,
             last_error: None,
         };
+        let slot = Arc::new(PluginSlot::new(plugin));
+        let pool = Arc::new(InstancePool::new(
+            slot.clone(),
+            counters,
+            first,
+            self.instances_per_plugin,
+        ));
         let entry = Entry {
             spec: spec.clone(),
-            slot: Arc::new(PluginSlot::new(plugin)),
+            slot,
+            pool,
             status: Mutex::new(status),
             reloads: r.counter(&component, "reloads"),
             refused: r.counter(&component, "reloads_refused"),
             reloading: Mutex::new(()),
         };
         self.entries.insert(spec.name, entry);
+        Ok(())
     }
 
-    pub fn slot(&self, name: &str) -> Option<&Arc<PluginSlot>> {
-        self.entries.get(name).map(|e| &e.slot)
+    /// The instances of plugin `name`, shared by every source that uses it.
+    pub fn pool(&self, name: &str) -> Option<&Arc<InstancePool>> {
+        self.entries.get(name).map(|e| &e.pool)
     }
 
     /// The file behind each file plugin, by plugin name.
