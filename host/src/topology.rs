@@ -388,12 +388,17 @@ fn build_worker(
             ));
             continue;
         }
-        steps.push(Step::new(
-            pool.clone(),
-            &s.name,
-            pspec.on_error,
-            pspec.keep_body,
-        ));
+        let step = Step::new(pool.clone(), &s.name, pspec.on_error, pspec.keep_body);
+        match (pspec.tick, plugin.role()) {
+            (Some(every), Role::Processor) => steps.push(step.ticking(every)),
+            (Some(_), role) => errors.push(error_at(
+                spec,
+                pspec.line,
+                &format!("plugins.{name}.tick_ms"),
+                format!("only processors tick; `{name}` is a {role}"),
+            )),
+            (None, _) => steps.push(step),
+        }
     }
     if !errors.is_empty() {
         return Err(errors);

@@ -11,6 +11,7 @@ mod durable;
 mod exec_tail;
 mod json_roundtrip;
 mod peer;
+mod processor;
 mod reload;
 mod signing;
 mod sources;

@@ -67,3 +67,17 @@ pub mod router {
         default_bindings_module: "runnel_plugin_sdk::bindings::router",
     });
 }
+
+pub mod processor {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "processor-plugin",
+        with: {
+            "runnel:plugin/types@0.2.0": crate::bindings::types,
+            "runnel:plugin/host@0.2.0": crate::bindings::host,
+        },
+        pub_export_macro: true,
+        export_macro_name: "export_processor",
+        default_bindings_module: "runnel_plugin_sdk::bindings::processor",
+    });
+}

@@ -42,6 +42,11 @@ pub mod interceptor {
 pub mod cleaner {
     pub use crate::bindings::cleaner::exports::runnel::plugin::cleaner::*;
 }
+/// The processor role: any number of events out (keep, drop, change, emit new ones),
+/// and `tick` on a timer.
+pub mod processor {
+    pub use crate::bindings::processor::exports::runnel::plugin::processor::*;
+}
 /// The router role: a route mask per event.
 pub mod router {
     pub use crate::bindings::router::exports::runnel::plugin::router::*;
@@ -101,4 +106,5 @@ pub fn packed_str(arena: &[u8], packed: u64) -> std::borrow::Cow<'_, str> {
 pub use bindings::cleaner::export_cleaner;
 pub use bindings::interceptor::export_interceptor;
 pub use bindings::parser::export_parser;
+pub use bindings::processor::export_processor;
 pub use bindings::router::export_router;

@@ -115,6 +115,8 @@ pub struct PluginSpec {
     /// Parsers: keep the raw body after a successful parse.
     pub keep_body: bool,
     pub limits: Limits,
+    /// Processors: how often `tick` is called.
+    pub tick: Option<Duration>,
 }
 
 /// When a batch is closed: at `size` events, `bytes` bytes, or `timeout` after its first
@@ -478,6 +480,9 @@ impl Validator<'_> {
         if memory_mb == 0 || memory_mb > 4096 {
             self.error(&at("memory_mb"), "must be between 1 and 4096");
         }
+        if p.tick_ms.is_some_and(|t| t < 10) {
+            self.error(&at("tick_ms"), "must be at least 10");
+        }
         // Three quarters of the cap unless set; 0 turns recycling off.
         let recycle_mb = p.recycle_mb.unwrap_or(memory_mb * 3 / 4);
         if recycle_mb > memory_mb {
@@ -498,6 +503,7 @@ impl Validator<'_> {
                 call_timeout: Duration::from_millis(timeout_ms.max(1)),
                 recycle_bytes: recycle_mb << 20,
             },
+            tick: p.tick_ms.map(Duration::from_millis),
         })
     }
 

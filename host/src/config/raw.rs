@@ -109,6 +109,7 @@ pub struct RawPlugin {
     pub timeout_ms: Option<u64>,
     pub memory_mb: Option<usize>,
     pub recycle_mb: Option<usize>,
+    pub tick_ms: Option<u64>,
     #[serde(default)]
     pub config: toml::Table,
 }

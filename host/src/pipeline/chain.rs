@@ -24,6 +24,13 @@ pub struct Step {
     keep_body: bool,
     counters: StepCounters,
     breaker: Breaker,
+    /// A processor's `tick` schedule.
+    tick: Option<Tick>,
+}
+
+struct Tick {
+    every: std::time::Duration,
+    next: std::time::Instant,
 }
 
 impl Step {
@@ -41,7 +48,17 @@ impl Step {
             on_error,
             keep_body,
             breaker: Breaker::default(),
+            tick: None,
         }
+    }
+
+    /// Calls the processor's `tick` every `every`.
+    pub fn ticking(mut self, every: std::time::Duration) -> Self {
+        self.tick = Some(Tick {
+            every,
+            next: std::time::Instant::now() + every,
+        });
+        self
     }
 
     /// Notices a reloaded version (the pool hands out only instances of the newest):
@@ -175,10 +192,57 @@ impl Chain {
 
     /// Runs every step on `events`, in place. Nothing is lost: every event ends in the
     /// output, in the dead letters, or in a step's `events_dropped` count.
-    pub fn run(&mut self, mut events: Vec<Event>) -> ChainOutput {
+    pub fn run(&mut self, events: Vec<Event>) -> ChainOutput {
+        self.run_from(0, events)
+    }
+
+    /// When the next processor tick is due, if any step ticks.
+    pub fn next_tick(&self) -> Option<std::time::Instant> {
+        self.steps.iter().filter_map(|s| s.tick.as_ref().map(|t| t.next)).min()
+    }
+
+    /// Calls `tick` on the processors due at `now` (all of them with `all`: the final
+    /// flush when the agent stops) and runs what they emit through the rest of the chain.
+    pub fn tick(&mut self, now: std::time::Instant, all: bool) -> ChainOutput {
+        let mut output = ChainOutput::default();
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i64);
+        for i in 0..self.steps.len() {
+            let step = &mut self.steps[i];
+            let Some(tick) = &mut step.tick else { continue };
+            if !all && now < tick.next {
+                continue;
+            }
+            tick.next = now + tick.every;
+            let emitted = match step.pool.lease().and_then(|mut instance| instance.tick(wall)) {
+                Ok(events) => events,
+                Err(error) => {
+                    PluginCallFailed {
+                        step: &step.component,
+                        events: 0,
+                        error: &error,
+                    }
+                    .emit(&step.counters);
+                    continue;
+                }
+            };
+            if emitted.is_empty() {
+                continue;
+            }
+            let out = self.run_from(i + 1, emitted);
+            output.events.extend(out.events);
+            output.masks.extend(out.masks);
+            output.dead_letter.extend(out.dead_letter);
+        }
+        output
+    }
+
+    /// Runs steps `first..` on `events`.
+    fn run_from(&mut self, first: usize, mut events: Vec<Event>) -> ChainOutput {
         let mut dead_letter = Vec::new();
         let mut masks = Vec::new();
-        for step in &mut self.steps {
+        for step in &mut self.steps[first..] {
             if events.is_empty() {
                 break;
             }
@@ -190,6 +254,30 @@ impl Chain {
                 Ok(()) => {
                     let mut isolation = Isolation::for_batch(events.len(), step.call_timeout);
                     match step.pool.lease() {
+                        // A processor's output replaces the batch; a failed call leaves
+                        // the batch to on_error (not split: its state sees each event once).
+                        Ok(mut instance) if step.role == Role::Processor => {
+                            match instance.process_many(&mut events) {
+                                Ok(()) => {
+                                    isolation.calls_ok += 1;
+                                    self.verdicts.resize(events.len(), Verdict::Keep);
+                                }
+                                Err(error) => {
+                                    isolation.failed_calls += 1;
+                                    PluginCallFailed {
+                                        step: &step.component,
+                                        events: events.len() as u64,
+                                        error: &error,
+                                    }
+                                    .emit(&step.counters);
+                                    let message = error.to_string();
+                                    self.verdicts.extend(std::iter::repeat_n(
+                                        Verdict::CallFailed(message),
+                                        events.len(),
+                                    ));
+                                }
+                            }
+                        }
                         Ok(mut instance) => process_isolating(
                             step,
                             &mut instance,

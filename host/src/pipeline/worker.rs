@@ -1,10 +1,12 @@
 //! The worker thread of one source: takes batches from the source, runs the chain,
 //! puts the results into channels (waiting when they are full: backpressure reaches the
-//! source through the bounded queue in front of the worker).
+//! source through the bounded queue in front of the worker). When the chain has
+//! processors that tick, the worker also wakes for their ticks, and gives them a last
+//! one when the source has ended.
 
-use super::{Chain, Selector};
+use super::{Chain, ChainOutput, Selector};
 use crate::internal_events::EventsLost;
-use crate::source::Batch;
+use crate::source::{Ack, Batch};
 use std::panic::AssertUnwindSafe;
 use tokio::sync::mpsc;
 
@@ -14,6 +16,14 @@ pub type WorkerHandle = mpsc::Sender<Batch>;
 pub struct Worker {
     pub chain: Chain,
     pub selector: Selector,
+}
+
+/// What the worker wakes up for.
+enum Wake {
+    Batch(Batch),
+    Tick,
+    /// The source has ended and its queue is empty.
+    Closed,
 }
 
 impl Worker {
@@ -33,55 +43,87 @@ impl Worker {
         let thread = std::thread::Builder::new()
             .name(format!("runnel-{source}"))
             .spawn(move || {
-                while let Some(Batch { events: batch, ack }) = rx.blocking_recv() {
-                    let n = batch.len() as u64;
+                let deliver = |output: ChainOutput, ack: Option<Ack>| {
+                    put(&runtime, &selector, &source, output, ack)
+                };
+                loop {
+                    let wake = match chain.next_tick() {
+                        None => rx.blocking_recv().map_or(Wake::Closed, Wake::Batch),
+                        Some(at) => runtime.block_on(async {
+                            match tokio::time::timeout_at(at.into(), rx.recv()).await {
+                                Ok(Some(batch)) => Wake::Batch(batch),
+                                Ok(None) => Wake::Closed,
+                                Err(_) => Wake::Tick,
+                            }
+                        }),
+                    };
+                    let (batch, ack, all) = match wake {
+                        Wake::Batch(Batch { events, ack }) => (Some(events), ack, false),
+                        Wake::Tick => (None, None, false),
+                        Wake::Closed => (None, None, true),
+                    };
+                    let n = batch.as_ref().map_or(0, Vec::len) as u64;
                     // A bug in the host must not kill the source's pipeline for good.
-                    let output =
-                        match std::panic::catch_unwind(AssertUnwindSafe(|| chain.run(batch))) {
-                            Ok(output) => output,
-                            Err(_) => {
-                                EventsLost {
-                                    count: n,
-                                    at: &source,
-                                    reason: &"the plugin chain panicked (a bug in the agent)",
-                                }
-                                .emit();
-                                continue;
-                            }
-                        };
-                    let selected = selector.select(output);
-                    let channels = selector.channels();
-                    // The source's positions go with the batch's last durable put, made
-                    // after the others: stored, they say the whole batch is.
-                    let last_durable = selected
-                        .iter()
-                        .zip(channels)
-                        .rposition(|(events, channel)| !events.is_empty() && channel.is_durable());
-                    let checkpoint = ack.as_ref().map(|a| a.checkpoint());
-                    let mut all_put = true;
-                    for (i, (channel, events)) in channels.iter().zip(selected).enumerate() {
-                        if events.is_empty() {
-                            continue;
+                    let output = std::panic::catch_unwind(AssertUnwindSafe(|| match batch {
+                        Some(events) => chain.run(events),
+                        None => chain.tick(std::time::Instant::now(), all),
+                    }));
+                    match output {
+                        Ok(output) => deliver(output, ack),
+                        Err(_) => EventsLost {
+                            count: n,
+                            at: &source,
+                            reason: &"the plugin chain panicked (a bug in the agent)",
                         }
-                        let with = checkpoint.as_ref().filter(|_| Some(i) == last_durable);
-                        if let Err(e) = runtime.block_on(channel.put_checkpointed(events, with)) {
-                            // Channels close before workers finish only at a forced stop.
-                            // Parts of a split put that went in are not lost.
-                            all_put = false;
-                            EventsLost {
-                                count: e.not_put as u64,
-                                at: &source,
-                                reason: &e,
-                            }
-                            .emit();
-                        }
+                        .emit(),
                     }
-                    // The source may now persist the positions this batch covers.
-                    if let (true, Some(ack)) = (all_put, ack) {
-                        ack.done();
+                    if all {
+                        break;
                     }
                 }
             })?;
         Ok((tx, thread))
+    }
+}
+
+/// Puts a chain's output into the source's channels. With a source's `ack`, the batch's
+/// read positions go with its last durable put, and the source is told once all is in.
+fn put(
+    runtime: &tokio::runtime::Handle,
+    selector: &Selector,
+    source: &str,
+    output: ChainOutput,
+    ack: Option<Ack>,
+) {
+    let selected = selector.select(output);
+    let channels = selector.channels();
+    // The source's positions go with the batch's last durable put, made after the
+    // others: stored, they say the whole batch is.
+    let last_durable = selected
+        .iter()
+        .zip(channels)
+        .rposition(|(events, channel)| !events.is_empty() && channel.is_durable());
+    let checkpoint = ack.as_ref().map(|a| a.checkpoint());
+    let mut all_put = true;
+    for (i, (channel, events)) in channels.iter().zip(selected).enumerate() {
+        if events.is_empty() {
+            continue;
+        }
+        let with = checkpoint.as_ref().filter(|_| Some(i) == last_durable);
+        if let Err(e) = runtime.block_on(channel.put_checkpointed(events, with)) {
+            // Channels close before workers finish only at a forced stop. Parts of a
+            // split put that went in are not lost.
+            all_put = false;
+            EventsLost {
+                count: e.not_put as u64,
+                at: source,
+                reason: &e,
+            }
+            .emit();
+        }
+    }
+    // The source may now persist the positions this batch covers.
+    if let (true, Some(ack)) = (all_put, ack) {
+        ack.done();
     }
 }

@@ -43,3 +43,14 @@ pub mod router {
         },
     });
 }
+
+pub mod processor {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "processor-plugin",
+        with: {
+            "runnel:plugin/types": crate::plugin::bindings::types,
+            "runnel:plugin/host": crate::plugin::bindings::host,
+        },
+    });
+}

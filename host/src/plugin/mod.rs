@@ -20,7 +20,7 @@ pub mod wire;
 
 use crate::event::{Event, Value};
 use crate::metrics::PluginCounters;
-use bindings::{cleaner, interceptor, parser, router, types as wit};
+use bindings::{cleaner, interceptor, parser, processor, router, types as wit};
 use sandbox::HostState;
 use std::fmt;
 use std::sync::Arc;
@@ -37,23 +37,31 @@ pub const WIT_VERSION: &str = "0.2.0";
 /// How often the epoch advances; deadlines are counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
-/// The four plugin roles.
+/// The five plugin roles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     Parser,
     Interceptor,
     Cleaner,
+    Processor,
     Router,
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [Role::Parser, Role::Interceptor, Role::Cleaner, Role::Router];
+    pub const ALL: [Role; 5] = [
+        Role::Parser,
+        Role::Interceptor,
+        Role::Cleaner,
+        Role::Processor,
+        Role::Router,
+    ];
 
     pub fn interface(self) -> &'static str {
         match self {
             Role::Parser => "parser",
             Role::Interceptor => "interceptor",
             Role::Cleaner => "cleaner",
+            Role::Processor => "processor",
             Role::Router => "router",
         }
     }
@@ -445,6 +453,26 @@ impl Plugin {
                         .map_err(reads_err)?;
                     (Bound::Cleaner(b, res), reads)
                 }
+                Role::Processor => {
+                    let b = processor::ProcessorPlugin::instantiate(
+                        &mut store,
+                        &p.component,
+                        &engine.linker,
+                    )
+                    .map_err(inst_err)?;
+                    let res = b
+                        .runnel_plugin_processor()
+                        .instance()
+                        .call_create(&mut store, &p.config)
+                        .map_err(call_err)?;
+                    let res = res.map_err(init_err)?;
+                    let reads = b
+                        .runnel_plugin_processor()
+                        .instance()
+                        .call_reads(&mut store, res)
+                        .map_err(reads_err)?;
+                    (Bound::Processor(b, res), reads)
+                }
                 Role::Router => {
                     let b =
                         router::RouterPlugin::instantiate(&mut store, &p.component, &engine.linker)
@@ -492,6 +520,7 @@ enum Bound {
     Parser(parser::ParserPlugin, ResourceAny),
     Interceptor(interceptor::InterceptorPlugin, ResourceAny),
     Cleaner(cleaner::CleanerPlugin, ResourceAny),
+    Processor(processor::ProcessorPlugin, ResourceAny),
     Router(router::RouterPlugin, ResourceAny, Vec<String>),
 }
 
@@ -573,11 +602,91 @@ impl PluginInstance {
         if events.is_empty() {
             return Ok(());
         }
-        let mut live = match self.live.take() {
-            Some(live) => live,
-            None => self.plugin.bind(&self.counters)?,
-        };
+        let mut live = self.take_live()?;
         let result = self.call(&mut live, events, verdicts);
+        self.put_back(live, &result);
+        result
+    }
+
+    /// Runs a processor on `events`, replacing them with the events it emitted. On
+    /// `Err` the call failed as a whole and `events` are unchanged.
+    pub fn process_many(&mut self, events: &mut Vec<Event>) -> Result<(), PluginError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut live = self.take_live()?;
+        let result = self.call_processor(&mut live, Some(events), 0);
+        self.put_back(live, &result);
+        *events = result?;
+        Ok(())
+    }
+
+    /// A processor's `tick`: the new events it emits at `now` (nanoseconds since the
+    /// Unix epoch).
+    pub fn tick(&mut self, now: i64) -> Result<Vec<Event>, PluginError> {
+        let mut live = self.take_live()?;
+        let result = self.call_processor(&mut live, None, now);
+        self.put_back(live, &result);
+        result
+    }
+
+    fn call_processor(
+        &mut self,
+        live: &mut Live,
+        input: Option<&mut Vec<Event>>,
+        now: i64,
+    ) -> Result<Vec<Event>, PluginError> {
+        let p = &*self.plugin.inner;
+        let Bound::Processor(b, res) = &live.bound else {
+            return Err(PluginError::Output {
+                plugin: p.name.to_string(),
+                source: WireError::MalformedTree("not a processor"),
+            });
+        };
+        live.store
+            .set_epoch_deadline(deadline_ticks(p.limits.call_timeout));
+        let call_err = |call| {
+            move |source| PluginError::Call {
+                plugin: p.name.to_string(),
+                call,
+                source,
+            }
+        };
+        let guest = b.runnel_plugin_processor().instance();
+        let out = match &input {
+            Some(events) => {
+                let batch = self.batch.encode(events, live.projection.as_ref());
+                guest
+                    .call_process(&mut live.store, *res, batch)
+                    .map_err(call_err("process"))?
+            }
+            None => guest
+                .call_tick(&mut live.store, *res, now)
+                .map_err(call_err("tick"))?,
+        };
+        let mut empty = Vec::new();
+        let inputs = match input {
+            Some(events) => events,
+            None => &mut empty,
+        };
+        emitted(inputs, out).map_err(|source| PluginError::Output {
+            plugin: p.name.to_string(),
+            source,
+        })
+    }
+
+    /// The instance to call: the one kept from the last call, or a fresh one.
+    fn take_live(&mut self) -> Result<Live, PluginError> {
+        match self.live.take() {
+            Some(live) => Ok(live),
+            None => self.plugin.bind(&self.counters),
+        }
+    }
+
+    /// Keeps the instance after a call — unless the call failed as a whole (then it
+    /// may be in any state) or its memory grew past `recycle_mb` — and logs what it
+    /// printed.
+    fn put_back<T>(&mut self, live: Live, result: &Result<T, PluginError>) {
         let state = live.store.data();
         state.drain_output();
         let recycle = self.plugin.inner.limits.recycle_bytes;
@@ -597,7 +706,6 @@ impl PluginInstance {
             }
             _ => self.live = Some(live),
         }
-        result
     }
 
     /// Calls a parser on the bodies of `events` without applying its output to them:
@@ -650,6 +758,11 @@ impl PluginInstance {
             }
         };
         match &live.bound {
+            Bound::Processor(..) => {
+                return Err(out_err(WireError::MalformedTree(
+                    "a processor emits events: the host calls it with process_many",
+                )));
+            }
             Bound::Parser(b, res) => {
                 let out = call_parse(store, b, *res, self.lines.encode(events), &p.name)?;
                 expect("parse results", out.results.len())?;
@@ -724,6 +837,63 @@ impl PluginInstance {
         }
         Ok(())
     }
+}
+
+/// The events a processor emitted: input events kept (cloned when kept more than once)
+/// or patched, and new ones, in its order. Everything is checked before any input event
+/// is moved, so on `Err` the input is left as it was.
+fn emitted(
+    inputs: &mut Vec<Event>,
+    out: processor::exports::runnel::plugin::processor::ProcessOutput,
+) -> Result<Vec<Event>, WireError> {
+    use processor::exports::runnel::plugin::processor::Emit;
+    let len = inputs.len();
+    let index = |i: u32| {
+        if (i as usize) < len {
+            Ok(i as usize)
+        } else {
+            Err(WireError::NoSuchInput { index: i, len })
+        }
+    };
+    // The last time each input is named: it is moved there, cloned before.
+    let mut last_use = vec![usize::MAX; len];
+    for (at, emit) in out.events.iter().enumerate() {
+        match emit {
+            Emit::Keep(i) | Emit::Patched((i, _)) => last_use[index(*i)?] = at,
+            Emit::New(_) => {}
+        }
+    }
+    let reader = OutputReader::new(out.data);
+    let mut result = Vec::with_capacity(out.events.len());
+    let mut patched_inputs = Vec::new();
+    for emit in &out.events {
+        match emit {
+            Emit::Keep(i) => result.push(Ok(*i as usize)),
+            Emit::Patched((i, patch)) => {
+                // Checked on a copy, so a bad patch leaves the input untouched.
+                let mut event = inputs[*i as usize].clone();
+                reader.apply_patch(&mut event, patch)?;
+                patched_inputs.push(event);
+                result.push(Err(patched_inputs.len() - 1));
+            }
+            Emit::New(e) => {
+                patched_inputs.push(reader.event(e)?);
+                result.push(Err(patched_inputs.len() - 1));
+            }
+        }
+    }
+    let mut taken: Vec<Option<Event>> = std::mem::take(inputs).into_iter().map(Some).collect();
+    let mut made = patched_inputs.into_iter().map(Some).collect::<Vec<_>>();
+    let events = result
+        .into_iter()
+        .enumerate()
+        .map(|(at, source)| match source {
+            Ok(i) if last_use[i] == at => taken[i].take().unwrap_or_default(),
+            Ok(i) => taken[i].clone().unwrap_or_default(),
+            Err(k) => made[k].take().unwrap_or_default(),
+        })
+        .collect();
+    Ok(events)
 }
 
 /// One `parse` call: the bodies in, the parser's output out (not yet checked).

@@ -75,6 +75,8 @@ pub enum WireError {
         expected: usize,
         got: usize,
     },
+    #[error("emits input event {index} of {len}")]
+    NoSuchInput { index: u32, len: usize },
 }
 
 pub fn level_to_wit(level: Level) -> wit::Level {
@@ -777,6 +779,24 @@ impl OutputReader {
             _ => return Err(WireError::MalformedTree("unknown node kind")),
         }
         Ok(())
+    }
+
+    /// A whole new event the plugin wrote into its output (a processor's `new`).
+    pub fn event(&self, e: &wit::Event) -> Result<Event, WireError> {
+        let mut event = Event {
+            name: Arc::from(self.str(e.name)?),
+            timestamp: e.timestamp,
+            level: level_from_wit(e.level),
+            tags: Tags::default(),
+            fields: Fields::default(),
+            body: self.bytes(e.body)?.to_vec(),
+        };
+        self.set_tags(&mut event.tags, e.tags)?;
+        let object = self.object(e.fields)?;
+        if !object.is_empty() {
+            event.fields = Fields::from(object);
+        }
+        Ok(event)
     }
 
     fn set_tags(&self, tags: &mut Tags, range: wit::Range) -> Result<(), WireError> {
