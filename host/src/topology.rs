@@ -36,7 +36,7 @@ fn load_plugins(spec: &AgentSpec, engine: &PluginEngine) -> Result<PluginSet, Co
         })?),
         None => None,
     };
-    let mut plugins = PluginSet::new(engine.clone(), trust);
+    let mut plugins = PluginSet::new(engine.clone(), trust, spec.data_dir.join("state"));
     let mut errors = Vec::new();
     for p in &spec.plugins {
         if !spec.sources.iter().any(|s| s.plugins.contains(&p.name)) {
@@ -258,6 +258,22 @@ impl Topology {
                 recovered,
             }));
         }
+        // Plugins' keyed state is saved every second while it changes, and at the end.
+        let saver = {
+            let plugins = plugins.clone();
+            let stop = stop_reloads.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+                loop {
+                    tokio::select! {
+                        _ = every.tick() => {}
+                        _ = stop.cancelled() => return,
+                    }
+                    let plugins = plugins.clone();
+                    let _ = tokio::task::spawn_blocking(move || plugins.save_states()).await;
+                }
+            })
+        };
         let reloads = tokio::spawn(crate::plugin::watch::run(
             plugins.clone(),
             spec.watch_plugins,
@@ -286,6 +302,7 @@ impl Topology {
         stop_sources.cancel();
         stop_reloads.cancel();
         let _ = reloads.await;
+        let _ = saver.await;
         if let Some(admin) = admin {
             let _ = admin.await;
         }
@@ -330,6 +347,9 @@ impl Topology {
                 );
             }
         }
+        // What the drained batches changed in the plugins' state.
+        let saving = plugins.clone();
+        let _ = tokio::task::spawn_blocking(move || saving.save_states()).await;
         // Events left in a memory channel are lost; in a durable one they wait on disk
         // for the next start.
         let mut undelivered = 0u64;

@@ -14,6 +14,7 @@ mod peer;
 mod processor;
 mod reload;
 mod signing;
+mod state;
 mod sources;
 mod taildir;
 mod trap;

@@ -10,6 +10,7 @@ mod shared {
 }
 
 pub use shared::runnel::plugin::host;
+pub use shared::runnel::plugin::state;
 pub use shared::runnel::plugin::types;
 
 pub mod parser {
@@ -19,6 +20,7 @@ pub mod parser {
         with: {
             "runnel:plugin/types@0.2.0": crate::bindings::types,
             "runnel:plugin/host@0.2.0": crate::bindings::host,
+            "runnel:plugin/state@0.2.0": crate::bindings::state,
         },
         pub_export_macro: true,
         export_macro_name: "export_parser",
@@ -33,6 +35,7 @@ pub mod interceptor {
         with: {
             "runnel:plugin/types@0.2.0": crate::bindings::types,
             "runnel:plugin/host@0.2.0": crate::bindings::host,
+            "runnel:plugin/state@0.2.0": crate::bindings::state,
         },
         pub_export_macro: true,
         export_macro_name: "export_interceptor",
@@ -47,6 +50,7 @@ pub mod cleaner {
         with: {
             "runnel:plugin/types@0.2.0": crate::bindings::types,
             "runnel:plugin/host@0.2.0": crate::bindings::host,
+            "runnel:plugin/state@0.2.0": crate::bindings::state,
         },
         pub_export_macro: true,
         export_macro_name: "export_cleaner",
@@ -61,6 +65,7 @@ pub mod router {
         with: {
             "runnel:plugin/types@0.2.0": crate::bindings::types,
             "runnel:plugin/host@0.2.0": crate::bindings::host,
+            "runnel:plugin/state@0.2.0": crate::bindings::state,
         },
         pub_export_macro: true,
         export_macro_name: "export_router",
@@ -75,6 +80,7 @@ pub mod processor {
         with: {
             "runnel:plugin/types@0.2.0": crate::bindings::types,
             "runnel:plugin/host@0.2.0": crate::bindings::host,
+            "runnel:plugin/state@0.2.0": crate::bindings::state,
         },
         pub_export_macro: true,
         export_macro_name: "export_processor",

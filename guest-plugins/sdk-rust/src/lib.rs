@@ -55,6 +55,10 @@ pub mod router {
 pub mod host {
     pub use crate::bindings::host::*;
 }
+/// Keyed state the host keeps for the plugin across traps, reloads and restarts.
+pub mod state {
+    pub use crate::bindings::state::*;
+}
 
 /// A parser's input made from bodies (for native tests and benchmarks: the host builds
 /// it the same way).

@@ -480,6 +480,10 @@ impl Validator<'_> {
         if memory_mb == 0 || memory_mb > 4096 {
             self.error(&at("memory_mb"), "must be between 1 and 4096");
         }
+        let state_mb = p.state_max_mb.unwrap_or(defaults.state_bytes >> 20);
+        if state_mb == 0 || state_mb > 4096 {
+            self.error(&at("state_max_mb"), "must be between 1 and 4096");
+        }
         if p.tick_ms.is_some_and(|t| t < 10) {
             self.error(&at("tick_ms"), "must be at least 10");
         }
@@ -502,6 +506,7 @@ impl Validator<'_> {
                 memory_bytes: memory_mb << 20,
                 call_timeout: Duration::from_millis(timeout_ms.max(1)),
                 recycle_bytes: recycle_mb << 20,
+                state_bytes: state_mb << 20,
             },
             tick: p.tick_ms.map(Duration::from_millis),
         })

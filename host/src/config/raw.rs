@@ -110,6 +110,7 @@ pub struct RawPlugin {
     pub memory_mb: Option<usize>,
     pub recycle_mb: Option<usize>,
     pub tick_ms: Option<u64>,
+    pub state_max_mb: Option<usize>,
     #[serde(default)]
     pub config: toml::Table,
 }

@@ -9,7 +9,7 @@ pub mod parser {
     });
 }
 
-pub use parser::runnel::plugin::{host, types};
+pub use parser::runnel::plugin::{host, state, types};
 
 pub mod interceptor {
     wasmtime::component::bindgen!({
@@ -18,6 +18,7 @@ pub mod interceptor {
         with: {
             "runnel:plugin/types": crate::plugin::bindings::types,
             "runnel:plugin/host": crate::plugin::bindings::host,
+            "runnel:plugin/state": crate::plugin::bindings::state,
         },
     });
 }
@@ -29,6 +30,7 @@ pub mod cleaner {
         with: {
             "runnel:plugin/types": crate::plugin::bindings::types,
             "runnel:plugin/host": crate::plugin::bindings::host,
+            "runnel:plugin/state": crate::plugin::bindings::state,
         },
     });
 }
@@ -40,6 +42,7 @@ pub mod router {
         with: {
             "runnel:plugin/types": crate::plugin::bindings::types,
             "runnel:plugin/host": crate::plugin::bindings::host,
+            "runnel:plugin/state": crate::plugin::bindings::state,
         },
     });
 }
@@ -51,6 +54,7 @@ pub mod processor {
         with: {
             "runnel:plugin/types": crate::plugin::bindings::types,
             "runnel:plugin/host": crate::plugin::bindings::host,
+            "runnel:plugin/state": crate::plugin::bindings::state,
         },
     });
 }

@@ -14,6 +14,7 @@ mod guest_output;
 pub mod pool;
 pub mod reload;
 pub mod signing;
+pub mod state;
 mod sandbox;
 pub mod watch;
 pub mod wire;
@@ -126,6 +127,8 @@ pub struct Limits {
     /// An instance whose memory grew past this is re-created before its next call
     /// (WebAssembly memory never shrinks); 0: never.
     pub recycle_bytes: usize,
+    /// The cap of the plugin's keyed state (keys and values).
+    pub state_bytes: usize,
 }
 
 impl Default for Limits {
@@ -134,6 +137,7 @@ impl Default for Limits {
             memory_bytes: 64 << 20,
             call_timeout: Duration::from_secs(5),
             recycle_bytes: 48 << 20,
+            state_bytes: 16 << 20,
         }
     }
 }
@@ -171,6 +175,7 @@ impl PluginEngine {
         deny_blocking(&mut linker)?;
         bindings::host::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
         bindings::types::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
+        bindings::state::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
 
         let stop_ticker = Arc::new(AtomicBool::new(false));
         let ticker_engine = engine.weak();
@@ -227,6 +232,8 @@ impl PluginEngine {
                 config: wire::encode_tree(config),
                 limits,
                 engine: self.clone(),
+                // In memory until the agent gives it its own store.
+                state: Arc::new(state::StateStore::open(name, None, limits.state_bytes)),
             }),
         })
     }
@@ -339,9 +346,29 @@ struct PluginInner {
     config: wit::Tree,
     limits: Limits,
     engine: PluginEngine,
+    /// The plugin's keyed state (`runnel:plugin/state`), shared by its instances.
+    state: Arc<state::StateStore>,
 }
 
 impl Plugin {
+    /// The same plugin keeping its keyed state in `store` (the agent's per-plugin store,
+    /// which outlives reloads).
+    pub fn with_state(&self, store: Arc<state::StateStore>) -> Plugin {
+        let p = &*self.inner;
+        Plugin {
+            inner: Arc::new(PluginInner {
+                name: p.name.clone(),
+                recycled: p.recycled.clone(),
+                role: p.role,
+                component: p.component.clone(),
+                config: p.config.clone(),
+                limits: p.limits,
+                engine: p.engine.clone(),
+                state: store,
+            }),
+        }
+    }
+
     pub fn name(&self) -> &str {
         &self.inner.name
     }
@@ -377,6 +404,7 @@ impl Plugin {
             engine.hostname.clone(),
             counters.clone(),
             p.limits.memory_bytes,
+            p.state.clone(),
         );
         let mut store = Store::new(&engine.engine, state);
         store.limiter(|s| &mut s.limits);
@@ -686,7 +714,9 @@ impl PluginInstance {
     /// Keeps the instance after a call — unless the call failed as a whole (then it
     /// may be in any state) or its memory grew past `recycle_mb` — and logs what it
     /// printed.
-    fn put_back<T>(&mut self, live: Live, result: &Result<T, PluginError>) {
+    fn put_back<T>(&mut self, mut live: Live, result: &Result<T, PluginError>) {
+        // The state changes of the call take effect only if it succeeded.
+        live.store.data_mut().end_call(result.is_ok());
         let state = live.store.data();
         state.drain_output();
         let recycle = self.plugin.inner.limits.recycle_bytes;

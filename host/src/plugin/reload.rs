@@ -11,6 +11,7 @@
 
 use super::pool::InstancePool;
 use super::signing::{SignatureError, TrustedKeys};
+use super::state::StateStore;
 use super::{Plugin, PluginEngine, PluginError, Role};
 use crate::config::{PluginCode, PluginSpec};
 use crate::metrics::{Counter, PluginCounters, Registry};
@@ -120,6 +121,8 @@ struct Entry {
     spec: PluginSpec,
     slot: Arc<PluginSlot>,
     pool: Arc<InstancePool>,
+    /// The plugin's keyed state: every version of the plugin uses this one.
+    state: Arc<StateStore>,
     status: Mutex<PluginStatus>,
     reloads: Counter,
     refused: Counter,
@@ -132,15 +135,18 @@ pub struct PluginSet {
     engine: PluginEngine,
     /// Instances kept per plugin at most (one per core: more could not run at once).
     instances_per_plugin: usize,
+    /// Where each plugin's keyed state is saved (`<data_dir>/state`).
+    state_dir: PathBuf,
     /// The keys plugin files must be signed with (`require_signed`).
     trust: Option<TrustedKeys>,
     entries: IndexMap<String, Entry>,
 }
 
 impl PluginSet {
-    pub fn new(engine: PluginEngine, trust: Option<TrustedKeys>) -> Self {
+    pub fn new(engine: PluginEngine, trust: Option<TrustedKeys>, state_dir: PathBuf) -> Self {
         Self {
             engine,
+            state_dir,
             instances_per_plugin: std::thread::available_parallelism().map_or(1, |n| n.get()),
             trust,
             entries: IndexMap::new(),
@@ -167,6 +173,12 @@ impl PluginSet {
     ) -> Result<(), PluginError> {
         let component = format!("plugin.{}", spec.name);
         let counters = Arc::new(PluginCounters::new(component.clone()));
+        let state = Arc::new(StateStore::open(
+            &spec.name,
+            Some(self.state_dir.join(format!("{}.state", spec.name))),
+            spec.limits.state_bytes,
+        ));
+        let plugin = plugin.with_state(state.clone());
         let first = plugin.instantiate(counters.clone())?;
         let r = Registry::global();
         let status = PluginStatus {
@@ -192,6 +204,7 @@ impl PluginSet {
             spec: spec.clone(),
             slot,
             pool,
+            state,
             status: Mutex::new(status),
             reloads: r.counter(&component, "reloads"),
             refused: r.counter(&component, "reloads_refused"),
@@ -289,7 +302,10 @@ impl PluginSet {
                 source,
             })?;
         let spec = &entry.spec;
-        let plugin = self.engine.load(name, &wasm, &spec.config, spec.limits)?;
+        let plugin = self
+            .engine
+            .load(name, &wasm, &spec.config, spec.limits)?
+            .with_state(entry.state.clone());
         let (running, _) = entry.slot.current();
         if plugin.role() != running.role() {
             return Err(ReloadError::RoleChanged {
@@ -322,6 +338,13 @@ impl PluginSet {
         Ok(Reloaded::Swapped {
             version: generation,
         })
+    }
+
+    /// Saves every plugin's keyed state that changed since the last save.
+    pub fn save_states(&self) {
+        for entry in self.entries.values() {
+            entry.state.save_if_changed();
+        }
     }
 
     /// Reloads every plugin loaded from a file (SIGHUP); refusals are logged.

@@ -3,7 +3,8 @@
 //! sockets, frozen clocks) but standard output and error, which are captured into the
 //! agent's log ([`GuestOutput`]), a memory cap, and the `runnel:plugin/host` imports.
 
-use super::bindings::{host, types};
+use super::bindings::{host, state, types};
+use super::state::{Staged, StateStore};
 use super::guest_output::GuestOutput;
 use crate::event::Level;
 use crate::metrics::PluginCounters;
@@ -25,6 +26,9 @@ pub struct HostState {
     counters: Arc<PluginCounters>,
     stdout: GuestOutput,
     stderr: GuestOutput,
+    state: Arc<StateStore>,
+    /// The state changes of the call in progress.
+    staged: Staged,
 }
 
 impl HostState {
@@ -33,6 +37,7 @@ impl HostState {
         hostname: Arc<str>,
         counters: Arc<PluginCounters>,
         memory_bytes: usize,
+        state: Arc<StateStore>,
     ) -> Self {
         let stdout = GuestOutput::default();
         let stderr = GuestOutput::default();
@@ -59,6 +64,17 @@ impl HostState {
             counters,
             stdout,
             stderr,
+            state,
+            staged: Staged::default(),
+        }
+    }
+
+    /// Applies the state changes of the call that ended (if it succeeded) or drops them.
+    pub fn end_call(&mut self, succeeded: bool) {
+        if succeeded {
+            self.state.commit(&mut self.staged);
+        } else {
+            self.staged = Staged::default();
         }
     }
 
@@ -156,6 +172,20 @@ impl HostMonotonicClock for FrozenClock {
 }
 
 impl types::Host for HostState {}
+
+impl state::Host for HostState {
+    fn get(&mut self, key: Vec<u8>) -> Option<Vec<u8>> {
+        self.state.get(&self.staged, &key)
+    }
+
+    fn set(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<(), String> {
+        self.state.set(&mut self.staged, key, value)
+    }
+
+    fn delete(&mut self, key: Vec<u8>) {
+        self.state.delete(&mut self.staged, key);
+    }
+}
 
 impl host::Host for HostState {
     fn log(&mut self, level: types::Level, message: String) {

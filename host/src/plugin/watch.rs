@@ -19,7 +19,17 @@ const SETTLE: Duration = Duration::from_millis(25);
 pub async fn run(plugins: Arc<PluginSet>, watch_files: bool, shutdown: CancellationToken) {
     let (tx, mut changed) = mpsc::unbounded_channel::<PathBuf>();
     let _watcher = if watch_files {
-        watch(&plugins, tx)
+        let watcher = watch(&plugins, tx);
+        // A file replaced between the load at start and the watch: nothing will report
+        // it, so look once (an unchanged file costs a read and a hash).
+        let set = plugins.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            for (name, _) in set.files() {
+                let _ = set.reload(&name);
+            }
+        })
+        .await;
+        watcher
     } else {
         None
     };

@@ -14,7 +14,10 @@
 //! parsing; any other
 //! body parses to the field `line` holding the body as text (invalid UTF-8 replaced).
 //!
-//! Config: none.
+//! Config: `count` (bool, default false): every parsed body also gets the field `seen`,
+//! how many bodies with its first word the plugin has parsed so far — counted in the
+//! host-held state (`runnel:plugin/state`), so the count outlives traps, reloads and
+//! restarts.
 
 use runnel_plugin_sdk::Output;
 use runnel_plugin_sdk::parser::{ParseOutput, ParseResult, Parsed};
@@ -59,7 +62,15 @@ pub fn behaviour(body: &[u8]) -> Behaviour {
 }
 
 /// Parses every body of `input`; traps or spins as the bodies ask.
+/// Counts one more body with `key` in the host-held state; returns the new count.
+pub type Counter<'a> = &'a dyn Fn(&[u8]) -> i64;
+
 pub fn parse_lines(input: &Lines) -> ParseOutput {
+    parse_counting(input, None)
+}
+
+/// Like [`parse_lines`]; with `count`, parsed bodies get `seen` from it.
+pub fn parse_counting(input: &Lines, count: Option<Counter>) -> ParseOutput {
     let mut out = Output::with_capacity(input.bodies.len(), 64, 2);
     let results = input
         .bodies
@@ -95,7 +106,21 @@ pub fn parse_lines(input: &Lines) -> ParseOutput {
                         std::hint::black_box(&hoard);
                     }
                 }
-                Behaviour::Parse => ParseResult::Ok(line(&mut out, body)),
+                Behaviour::Parse => match count {
+                    Some(count) => {
+                        let key = body.split(|&b| b == b' ').next().unwrap_or_default();
+                        let seen = count(key);
+                        let mut obj = out.object();
+                        obj.str("line", &String::from_utf8_lossy(body)).int("seen", seen);
+                        ParseResult::Ok(Parsed {
+                            fields: obj.finish(),
+                            level: None,
+                            timestamp: None,
+                            name: None,
+                        })
+                    }
+                    None => ParseResult::Ok(line(&mut out, body)),
+                },
             }
         })
         .collect();
@@ -160,7 +185,9 @@ mod component {
 
     struct Plugin;
 
-    struct TrapOnMarker;
+    struct TrapOnMarker {
+        count: bool,
+    }
 
     impl Guest for Plugin {
         type Instance = TrapOnMarker;
@@ -168,12 +195,26 @@ mod component {
 
     impl GuestInstance for TrapOnMarker {
         fn create(config: Tree) -> Result<Instance, String> {
-            runnel_plugin_sdk::Config::from_tree(&config)?.deny_unknown(&[])?;
-            Ok(Instance::new(TrapOnMarker))
+            let config = runnel_plugin_sdk::Config::from_tree(&config)?;
+            config.deny_unknown(&["count"])?;
+            let count = config.bool("count")?.unwrap_or(false);
+            Ok(Instance::new(TrapOnMarker { count }))
         }
 
         fn parse(&self, input: Lines) -> ParseOutput {
-            super::parse_lines(&input)
+            if !self.count {
+                return super::parse_lines(&input);
+            }
+            let count = |key: &[u8]| {
+                use runnel_plugin_sdk::state;
+                let seen = state::get(key)
+                    .and_then(|v| std::str::from_utf8(&v).ok()?.parse::<i64>().ok())
+                    .unwrap_or(0)
+                    + 1;
+                state::set(key, seen.to_string().as_bytes()).expect("a small state");
+                seen
+            };
+            super::parse_counting(&input, Some(&count))
         }
     }
 
