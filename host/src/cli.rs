@@ -61,6 +61,10 @@ pub enum ChannelCommand {
     Inspect {
         /// The channel's directory (`<data_dir>/channels/<name>` by default).
         path: PathBuf,
+        /// The agent's config: then the pending events are also shown per sink that
+        /// reads the channel (the sinks of one channel share its events).
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Verifies every record's checksum (and, with the key, its authentication tag).
     /// Exits non-zero when something is damaged. With --repair: cuts a torn tail and

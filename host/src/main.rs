@@ -1,8 +1,8 @@
 use clap::Parser;
 use runnel::channel::file::wal;
 use runnel::cli::{ChannelCommand, Cli, Command, LogFormat, PluginCommand};
-use runnel::plugin::signing;
 use runnel::config::{self, AgentSpec, ConfigErrors};
+use runnel::plugin::signing;
 use runnel::topology::Topology;
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
@@ -74,10 +74,43 @@ fn signing_tool(result: Result<String, signing::SignatureError>) -> ExitCode {
     }
 }
 
+/// The sinks of `spec` that read the file channel whose log is `dir`, and what is
+/// pending for them.
+fn print_readers(spec: &AgentSpec, dir: &std::path::Path, pending: u64) {
+    use runnel::channel::ChannelType;
+    let same = |a: &std::path::Path| runnel::source::same_file(a, dir);
+    let Some(channel) = spec.channels.iter().find(|c| match &c.kind {
+        ChannelType::File(f) => same(&f.dir(&c.name, &spec.data_dir)),
+        _ => false,
+    }) else {
+        println!("no file channel of {} keeps its log here", spec.origin);
+        return;
+    };
+    let sinks: Vec<&str> = spec
+        .sinks
+        .iter()
+        .filter(|s| s.channel == channel.name)
+        .map(|s| s.name.as_str())
+        .collect();
+    println!("channel `{}` of {}", channel.name, spec.origin);
+    for sink in &sinks {
+        println!("  sink `{sink}`: {pending} events pending");
+    }
+    if sinks.len() > 1 {
+        println!("  (the sinks of a channel share its events: each takes some of them)");
+    }
+}
+
 fn channel_tool(command: ChannelCommand) -> ExitCode {
     let result = match command {
-        ChannelCommand::Inspect { path } => wal::inspect(&path).map(|report| {
-            print!("{report}");
+        ChannelCommand::Inspect { path, config } => wal::inspect(&path).map(|summary| {
+            print!("{summary}");
+            if let Some(config) = config {
+                match load(Some(&config)) {
+                    Ok(spec) => print_readers(&spec, &path, summary.pending_items),
+                    Err(errors) => return report(&errors),
+                }
+            }
             ExitCode::SUCCESS
         }),
         ChannelCommand::Fsck {

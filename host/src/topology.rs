@@ -32,7 +32,12 @@ pub struct Topology {
 fn load_plugins(spec: &AgentSpec, engine: &PluginEngine) -> Result<PluginSet, ConfigErrors> {
     let trust = match &spec.trusted_keys {
         Some(keys) => Some(TrustedKeys::load(keys).map_err(|e| {
-            ConfigErrors(vec![error_at(spec, None, "agent.trusted_keys", e.to_string())])
+            ConfigErrors(vec![error_at(
+                spec,
+                None,
+                "agent.trusted_keys",
+                e.to_string(),
+            )])
         })?),
         None => None,
     };

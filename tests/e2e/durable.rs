@@ -278,6 +278,17 @@ fn backlog_then_power_cut(dir: &Path) -> Backlog {
     }
     agent.kill().unwrap();
     agent.wait().unwrap();
+    // With the config, the pending events are shown for the sink that reads them.
+    let (ok, report) = channel_tool(
+        &["inspect", "--config", config.to_str().unwrap()],
+        &channel_dir,
+    );
+    assert!(ok, "{report}");
+    assert!(
+        report.contains("channel `durable`")
+            && report.contains("sink `central`: 1000 events pending"),
+        "{report}"
+    );
     Backlog {
         rx,
         config,

@@ -42,8 +42,7 @@ batch_size = 100
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     let events = json_lines(&out);
-    let (windows, passed): (Vec<_>, Vec<_>) =
-        events.iter().partition(|e| e["name"] == "window");
+    let (windows, passed): (Vec<_>, Vec<_>) = events.iter().partition(|e| e["name"] == "window");
     // Every input line counted once, across the ticks and the last one at the end.
     let counted: u64 = windows
         .iter()
@@ -63,7 +62,10 @@ batch_size = 100
     let bodies: Vec<&str> = passed.iter().map(|e| e["body"].as_str().unwrap()).collect();
     assert_eq!(bodies, expected);
     for e in &passed {
-        assert_eq!(e["fields"]["patched"].as_bool(), (e["body"] == "PATCH").then_some(true));
+        assert_eq!(
+            e["fields"]["patched"].as_bool(),
+            (e["body"] == "PATCH").then_some(true)
+        );
     }
 }
 

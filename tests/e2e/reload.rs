@@ -473,7 +473,10 @@ batch_timeout_ms = 10
         .iter()
         .any(|e| e["fields"]["version"] == 2)
     {
-        assert!(start.elapsed() < Duration::from_secs(60), "the fixed version never served");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the fixed version never served"
+        );
         send(&mut stdin, Instant::now() + Duration::from_millis(50));
     }
     drop(stdin);
@@ -485,6 +488,9 @@ batch_timeout_ms = 10
     let calls = summary_counter(&text, "step.in.v", "call_failures").unwrap();
     let opened = summary_counter(&text, "step.in.v", "breaker_opened").unwrap();
     // Without the breaker every batch would cost its failed calls (tens each).
-    assert!(opened >= 1 && calls < 600, "{calls} failed calls, opened {opened}");
+    assert!(
+        opened >= 1 && calls < 600,
+        "{calls} failed calls, opened {opened}"
+    );
     assert!(events.last().unwrap()["fields"]["version"] == 2);
 }

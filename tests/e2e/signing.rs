@@ -20,7 +20,12 @@ fn cli(args: &[&std::ffi::OsStr]) -> (bool, String) {
 }
 
 fn keygen(out: &Path) {
-    let (ok, text) = cli(&["plugin".as_ref(), "keygen".as_ref(), "--out".as_ref(), out.as_os_str()]);
+    let (ok, text) = cli(&[
+        "plugin".as_ref(),
+        "keygen".as_ref(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ]);
     assert!(ok, "{text}");
 }
 
@@ -36,7 +41,10 @@ fn sign(plugin: &Path, key: &Path) {
 }
 
 fn config(dir: &Path, plugin: &Path, keys: &[PathBuf]) -> PathBuf {
-    let keys: Vec<String> = keys.iter().map(|k| format!("\"{}\"", k.display())).collect();
+    let keys: Vec<String> = keys
+        .iter()
+        .map(|k| format!("\"{}\"", k.display()))
+        .collect();
     write_config(
         dir,
         &format!(
@@ -81,7 +89,10 @@ fn only_plugins_signed_with_a_trusted_key_load() {
     let config = config(dir.path(), &plugin, &[dir.path().join("fleet.key.pub")]);
 
     let (ok, text) = validate(&config);
-    assert!(!ok && text.contains("plugins.v") && text.contains("is not signed"), "{text}");
+    assert!(
+        !ok && text.contains("plugins.v") && text.contains("is not signed"),
+        "{text}"
+    );
     sign(&plugin, &key);
     let (ok, text) = validate(&config);
     assert!(ok, "{text}"); // the built-in router needs no signature
@@ -98,9 +109,10 @@ fn only_plugins_signed_with_a_trusted_key_load() {
     assert!(!ok && text.contains("does not verify"), "{text}");
 
     // Required without a key: a config error naming the key.
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace(&format!("\"{}\"", dir.path().join("fleet.key.pub").display()), "");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        &format!("\"{}\"", dir.path().join("fleet.key.pub").display()),
+        "",
+    );
     let bare = write_config(dir.path(), &text);
     let (ok, text) = validate(&bare);
     assert!(!ok && text.contains("agent.trusted_keys"), "{text}");
@@ -129,7 +141,11 @@ fn a_reload_needs_a_signature_too() {
     let wait = |what: &str| {
         let start = Instant::now();
         while !log_text().contains(what) {
-            assert!(start.elapsed() < Duration::from_secs(30), "no `{what}`:\n{}", log_text());
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "no `{what}`:\n{}",
+                log_text()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     };

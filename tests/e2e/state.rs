@@ -83,18 +83,29 @@ fn plugin_state_survives_traps_a_reload_and_restarts() {
         .spawn()
         .unwrap();
     let started = Instant::now();
-    while !std::fs::read_to_string(&log).unwrap().contains("runnel started") {
-        assert!(started.elapsed() < Duration::from_secs(30), "the agent did not start");
+    while !std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("runnel started")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the agent did not start"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let mut stdin = agent.stdin.take().unwrap();
     let first = lines(0, 1500);
-    stdin.write_all((first.join("\n") + "\n").as_bytes()).unwrap();
+    stdin
+        .write_all((first.join("\n") + "\n").as_bytes())
+        .unwrap();
     all.extend(first);
     std::fs::write(dir.path().join("next.wasm"), another_version(&wasm)).unwrap();
     std::fs::rename(dir.path().join("next.wasm"), &plugin).unwrap();
     let start = Instant::now();
-    while !std::fs::read_to_string(&log).unwrap().contains("plugin reloaded") {
+    while !std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("plugin reloaded")
+    {
         assert!(
             start.elapsed() < Duration::from_secs(30),
             "no reload: {}",
@@ -103,10 +114,16 @@ fn plugin_state_survives_traps_a_reload_and_restarts() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let second = lines(1500, 1500);
-    stdin.write_all((second.join("\n") + "\n").as_bytes()).unwrap();
+    stdin
+        .write_all((second.join("\n") + "\n").as_bytes())
+        .unwrap();
     all.extend(second);
     drop(stdin);
-    assert!(agent.wait().unwrap().success(), "{}", std::fs::read_to_string(&log).unwrap());
+    assert!(
+        agent.wait().unwrap().success(),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
 
     // Runs 2 and 3: restarts, on the same data directory.
     for from in [3000, 4000] {
@@ -114,7 +131,11 @@ fn plugin_state_survives_traps_a_reload_and_restarts() {
         let input = dir.path().join("in.log");
         std::fs::write(&input, more.join("\n") + "\n").unwrap();
         let output = run_with_stdin(&config, &input);
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         all.extend(more);
     }
 
@@ -132,7 +153,11 @@ fn plugin_state_survives_traps_a_reload_and_restarts() {
         let key = line.split(' ').next().unwrap().to_owned();
         let n = expected.entry(key).or_default();
         *n += 1;
-        assert_eq!(event["fields"]["seen"].as_i64(), Some(*n), "{line}: {event}");
+        assert_eq!(
+            event["fields"]["seen"].as_i64(),
+            Some(*n),
+            "{line}: {event}"
+        );
     }
     assert_eq!(trapped, all.iter().filter(|l| l.contains("TRAP")).count());
     assert!(dir.path().join("data/state/counter.state").exists());

@@ -247,7 +247,10 @@ fn an_instance_whose_memory_grew_is_recycled_before_it_runs_out() {
     let (parsed, stderr) = grow_through(16);
     assert_eq!(parsed, 40, "{stderr}");
     let recycled = summary_counter(&stderr, "plugin.hungry", "instances_recycled").unwrap();
-    assert!((8..=14).contains(&recycled), "{recycled} recycles\n{stderr}");
+    assert!(
+        (8..=14).contains(&recycled),
+        "{recycled} recycles\n{stderr}"
+    );
     // Without recycling, the same plugin runs into its cap.
     let (parsed, stderr) = grow_through(0);
     assert!(parsed < 40, "{stderr}");
@@ -259,7 +262,13 @@ fn a_memory_bomb_fails_its_own_line_only() {
     let out = dir.path().join("out.jsonl");
     let input = dir.path().join("in.log");
     let text: String = (0..100)
-        .map(|i| if i == 37 { "BOMB\n".to_owned() } else { format!("line {i}\n") })
+        .map(|i| {
+            if i == 37 {
+                "BOMB\n".to_owned()
+            } else {
+                format!("line {i}\n")
+            }
+        })
         .collect();
     std::fs::write(&input, text).unwrap();
     let config = write_config(
@@ -305,7 +314,11 @@ fn hostile_plugins_do_not_hold_up_the_other_pipelines() {
     let markers = ["SPIN", "BOMB", "TRAP", "AMPLIFY", "SLOW"];
     let mut hostile = String::new();
     for i in 0..200 {
-        let marker = if i % 10 == 0 { markers[(i / 10) % 5] } else { "ok" };
+        let marker = if i % 10 == 0 {
+            markers[(i / 10) % 5]
+        } else {
+            "ok"
+        };
         hostile.push_str(&format!("{i} {marker} {}\n", "x".repeat(100)));
     }
     std::fs::write(&hostile_in, hostile).unwrap();
@@ -372,7 +385,10 @@ format = "json"
     let pid = agent.id();
     let start = std::time::Instant::now();
     while count_lines(&healthy_out) < 20_000 {
-        assert!(start.elapsed() < std::time::Duration::from_secs(60), "the healthy pipeline stalled");
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "the healthy pipeline stalled"
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let hostile_done_then = count_lines(&hostile_out);
@@ -387,7 +403,10 @@ format = "json"
         if let Some(status) = agent.try_wait().unwrap() {
             break status;
         }
-        assert!(start.elapsed() < std::time::Duration::from_secs(120), "the agent did not finish");
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(120),
+            "the agent did not finish"
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     };
     let mut stderr = String::new();
@@ -396,14 +415,26 @@ format = "json"
     let events = json_lines(&hostile_out);
     assert_eq!(events.len(), 200, "every hostile line out");
     for (i, e) in events.iter().enumerate() {
-        let marker = if i % 10 == 0 { markers[(i / 10) % 5] } else { "ok" };
+        let marker = if i % 10 == 0 {
+            markers[(i / 10) % 5]
+        } else {
+            "ok"
+        };
         let failed = e["tags"]["plugin_error"].is_string();
-        assert_eq!(failed, matches!(marker, "SPIN" | "BOMB" | "TRAP"), "line {i}: {e}");
+        assert_eq!(
+            failed,
+            matches!(marker, "SPIN" | "BOMB" | "TRAP"),
+            "line {i}: {e}"
+        );
         if marker == "AMPLIFY" {
             let line = e["fields"]["line"].as_str().unwrap();
             assert_eq!(line.len(), 1000 * (format!("{i} AMPLIFY ").len() + 100));
         }
     }
     assert!(peak < 400 * 1024, "peak RSS {} MiB", peak / 1024);
-    eprintln!("hostile: peak RSS {} MiB, {:?}", peak / 1024, start.elapsed());
+    eprintln!(
+        "hostile: peak RSS {} MiB, {:?}",
+        peak / 1024,
+        start.elapsed()
+    );
 }

@@ -268,7 +268,10 @@ fn it_reads_only_the_top_level_field_its_path_starts_with() {
     assert_eq!(exists("http.status").reads(), vec!["http", "http.status"]);
     // Given only those fields (what the host sends), the filter decides the same.
     let f = filter(vec![("field", s("http.status")), ("op", s("exists"))]);
-    let full = obj(vec![("http", obj(vec![("status", Value::Int(200))])), ("x", s("y"))]);
+    let full = obj(vec![
+        ("http", obj(vec![("status", Value::Int(200))])),
+        ("x", s("y")),
+    ]);
     let projected = obj(vec![("http", obj(vec![("status", Value::Int(200))]))]);
     assert_eq!(kept(&f, &[full]), kept(&f, &[projected]));
 }

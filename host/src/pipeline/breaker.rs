@@ -13,8 +13,12 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
-    Closed { failed_batches: u32 },
-    Open { until: Instant },
+    Closed {
+        failed_batches: u32,
+    },
+    Open {
+        until: Instant,
+    },
     /// One batch is being let through.
     HalfOpen,
 }

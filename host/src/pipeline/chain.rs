@@ -198,7 +198,10 @@ impl Chain {
 
     /// When the next processor tick is due, if any step ticks.
     pub fn next_tick(&self) -> Option<std::time::Instant> {
-        self.steps.iter().filter_map(|s| s.tick.as_ref().map(|t| t.next)).min()
+        self.steps
+            .iter()
+            .filter_map(|s| s.tick.as_ref().map(|t| t.next))
+            .min()
     }
 
     /// Calls `tick` on the processors due at `now` (all of them with `all`: the final
@@ -215,7 +218,11 @@ impl Chain {
                 continue;
             }
             tick.next = now + tick.every;
-            let emitted = match step.pool.lease().and_then(|mut instance| instance.tick(wall)) {
+            let emitted = match step
+                .pool
+                .lease()
+                .and_then(|mut instance| instance.tick(wall))
+            {
                 Ok(events) => events,
                 Err(error) => {
                     PluginCallFailed {
@@ -324,8 +331,10 @@ impl Chain {
                         "circuit open: plugin `{}` failed every call on recent batches; retried in {left:.1?}",
                         step.plugin
                     );
-                    self.verdicts
-                        .extend(std::iter::repeat_n(Verdict::CallFailed(message), events.len()));
+                    self.verdicts.extend(std::iter::repeat_n(
+                        Verdict::CallFailed(message),
+                        events.len(),
+                    ));
                 }
             }
             let is_router = step.role() == Role::Router;
@@ -410,9 +419,7 @@ fn handle_failure(
         return false;
     }
     event.tags.set(tag, message);
-    event
-        .tags
-        .set(error_tags::ERROR_STEP, &*step.plugin);
+    event.tags.set(error_tags::ERROR_STEP, &*step.plugin);
     if step.on_error == OnError::DeadLetter {
         dead.push(std::mem::take(event));
         return false;

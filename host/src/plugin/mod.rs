@@ -13,9 +13,9 @@ mod cache;
 mod guest_output;
 pub mod pool;
 pub mod reload;
+mod sandbox;
 pub mod signing;
 pub mod state;
-mod sandbox;
 pub mod watch;
 pub mod wire;
 
@@ -565,7 +565,10 @@ fn projection(plugin: &str, names: Vec<String>) -> Result<wire::Projection, Plug
     if names.len() > MAX {
         return Err(PluginError::Init {
             plugin: plugin.to_owned(),
-            message: format!("`reads` names {} fields; at most {MAX} are allowed", names.len()),
+            message: format!(
+                "`reads` names {} fields; at most {MAX} are allowed",
+                names.len()
+            ),
         });
     }
     Ok(wire::Projection::new(names))

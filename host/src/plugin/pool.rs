@@ -99,10 +99,7 @@ impl InstancePool {
                     }
                 };
             }
-            idle = self
-                .returned
-                .wait(idle)
-                .unwrap_or_else(|e| e.into_inner());
+            idle = self.returned.wait(idle).unwrap_or_else(|e| e.into_inner());
         }
     }
 

@@ -4,8 +4,8 @@
 //! agent's log ([`GuestOutput`]), a memory cap, and the `runnel:plugin/host` imports.
 
 use super::bindings::{host, state, types};
-use super::state::{Staged, StateStore};
 use super::guest_output::GuestOutput;
+use super::state::{Staged, StateStore};
 use crate::event::Level;
 use crate::metrics::PluginCounters;
 use std::sync::Arc;

@@ -85,10 +85,11 @@ impl TrustedKeys {
             .ok_or_else(|| SignatureError::Malformed {
                 path: sig_path.display().to_string(),
             })?;
-        let trusted = self
-            .keys
-            .iter()
-            .any(|(_, key)| UnparsedPublicKey::new(&ED25519, key).verify(wasm, &signature).is_ok());
+        let trusted = self.keys.iter().any(|(_, key)| {
+            UnparsedPublicKey::new(&ED25519, key)
+                .verify(wasm, &signature)
+                .is_ok()
+        });
         if trusted {
             Ok(())
         } else {
@@ -120,7 +121,10 @@ pub fn keygen(out: &Path) -> Result<PathBuf, SignatureError> {
         name.push(".pub");
         PathBuf::from(name)
     };
-    write(&public, format!("{}\n", hex_encode(pair.public_key().as_ref())).as_bytes())?;
+    write(
+        &public,
+        format!("{}\n", hex_encode(pair.public_key().as_ref())).as_bytes(),
+    )?;
     Ok(public)
 }
 
@@ -140,7 +144,10 @@ pub fn sign(plugin: &Path, key: &Path) -> Result<PathBuf, SignatureError> {
     })?;
     let sig_path = signature_path(plugin);
     let signature = pair.sign(&wasm);
-    write(&sig_path, format!("{}\n", hex_encode(signature.as_ref())).as_bytes())?;
+    write(
+        &sig_path,
+        format!("{}\n", hex_encode(signature.as_ref())).as_bytes(),
+    )?;
     Ok(sig_path)
 }
 

@@ -215,8 +215,16 @@ mod tests {
         let store = StateStore::open("p", Some(path.clone()), 1 << 20);
         let mut call = Staged::default();
         store.set(&mut call, b"a".to_vec(), b"1".to_vec()).unwrap();
-        assert_eq!(store.get(&call, b"a"), Some(b"1".to_vec()), "a call sees its own changes");
-        assert_eq!(store.get(&Staged::default(), b"a"), None, "others do not, yet");
+        assert_eq!(
+            store.get(&call, b"a"),
+            Some(b"1".to_vec()),
+            "a call sees its own changes"
+        );
+        assert_eq!(
+            store.get(&Staged::default(), b"a"),
+            None,
+            "others do not, yet"
+        );
         // A failed call's changes are dropped with its staging.
         drop(call);
         assert_eq!(store.get(&Staged::default(), b"a"), None);
@@ -243,9 +251,13 @@ mod tests {
     fn the_cap_counts_keys_and_values_and_refuses_past_it() {
         let store = StateStore::open("p", None, 10);
         let mut call = Staged::default();
-        store.set(&mut call, b"key".to_vec(), b"12345".to_vec()).unwrap(); // 8 bytes
+        store
+            .set(&mut call, b"key".to_vec(), b"12345".to_vec())
+            .unwrap(); // 8 bytes
         // Replacing the same key counts the new size only.
-        store.set(&mut call, b"key".to_vec(), b"1234567".to_vec()).unwrap(); // 10 bytes
+        store
+            .set(&mut call, b"key".to_vec(), b"1234567".to_vec())
+            .unwrap(); // 10 bytes
         assert!(store.set(&mut call, b"k2".to_vec(), b"x".to_vec()).is_err());
         store.commit(&mut call);
         assert_eq!(store.bytes(), 10);

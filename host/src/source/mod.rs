@@ -72,7 +72,7 @@ pub(crate) fn check_path(problems: &mut Problems, key: &str, path: &str) {
 
 /// Whether two paths name the same file (by their absolute, normalised form; the file
 /// need not exist).
-pub(crate) fn same_file(a: &Path, b: &Path) -> bool {
+pub fn same_file(a: &Path, b: &Path) -> bool {
     fn absolute(p: &Path) -> PathBuf {
         let p = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
         std::fs::canonicalize(&p).unwrap_or(p)

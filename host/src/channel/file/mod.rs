@@ -114,7 +114,8 @@ fn default_segment_bytes() -> u64 {
 }
 
 impl FileChannelConfig {
-    fn dir(&self, name: &str, data_dir: &Path) -> PathBuf {
+    /// The channel's log directory.
+    pub fn dir(&self, name: &str, data_dir: &Path) -> PathBuf {
         match &self.dir {
             Some(dir) => PathBuf::from(dir),
             None => data_dir.join("channels").join(name),

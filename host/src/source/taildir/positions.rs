@@ -97,14 +97,14 @@ pub fn save(path: &Path, saved: &Saved) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
+/// Saved positions by (device, inode).
+pub type Resume = HashMap<(u64, u64), Entry>;
+
 /// Where each file resumes after a restart: the position file, overlaid with the
 /// positions the channels stored with batches it does not cover yet (numbered after
 /// its `seq`). `None` when there is neither (a first start). Also returns the number
 /// of the last batch either knows of.
-pub fn resume_points(
-    saved: Option<Saved>,
-    recovered: &Recovered,
-) -> (Option<HashMap<(u64, u64), Entry>>, Option<u64>) {
+pub fn resume_points(saved: Option<Saved>, recovered: &Recovered) -> (Option<Resume>, Option<u64>) {
     let covered = saved.as_ref().and_then(|s| s.seq);
     let last_seq = covered.max(recovered.last_seq);
     let newer: Vec<_> = recovered

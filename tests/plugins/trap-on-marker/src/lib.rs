@@ -111,7 +111,8 @@ pub fn parse_counting(input: &Lines, count: Option<Counter>) -> ParseOutput {
                         let key = body.split(|&b| b == b' ').next().unwrap_or_default();
                         let seen = count(key);
                         let mut obj = out.object();
-                        obj.str("line", &String::from_utf8_lossy(body)).int("seen", seen);
+                        obj.str("line", &String::from_utf8_lossy(body))
+                            .int("seen", seen);
                         ParseResult::Ok(Parsed {
                             fields: obj.finish(),
                             level: None,

@@ -496,9 +496,7 @@ impl Wal {
         let first = self
             .closed
             .keys()
-            .rev()
-            .take(last.saturating_sub(1))
-            .last()
+            .nth(self.closed.len().saturating_sub(last.saturating_sub(1)))
             .copied()
             .unwrap_or(self.cur);
         let from = RecordId {
