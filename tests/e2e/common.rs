@@ -281,3 +281,40 @@ impl Drop for Running {
         }
     }
 }
+
+/// `runnel run --config CONFIG` with a standard input the test writes to, logging at
+/// info level into the file `log` (a pipe nobody reads could fill up).
+pub fn spawn_fed(config: &Path, log: &Path) -> Child {
+    runnel()
+        .env("RUNNEL_LOG", "info")
+        .args(["run", "--config"])
+        .arg(config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until `done` (or panics naming `what` after `timeout`).
+pub fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < timeout, "gave up waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until the agent's log file holds `text` (panics with the log after 30 s).
+pub fn wait_for_log(log: &Path, text: &str) {
+    let read = || std::fs::read_to_string(log).unwrap_or_default();
+    let start = Instant::now();
+    while !read().contains(text) {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no `{text}` in the log:\n{}",
+            read()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -50,14 +50,6 @@ fn parse(event: &serde_json::Value) -> (u64, Option<u64>) {
     }
 }
 
-fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < timeout, "gave up waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn a_plugin_replaced_twenty_times_under_load_loses_and_doubles_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -88,15 +80,7 @@ batch_timeout_ms = 10
             tail = main_channel_to_file(&out, "json"),
         ),
     );
-    let mut agent = runnel()
-        .env("RUNNEL_LOG", "info")
-        .args(["run", "--config"])
-        .arg(&config)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut agent = spawn_fed(&config, &log);
 
     // A steady stream: 50 lines every 5 ms, until told to stop.
     let mut stdin = agent.stdin.take().unwrap();
@@ -229,15 +213,7 @@ batch_timeout_ms = 10
             tail = main_channel_to_file(&out, "json"),
         ),
     );
-    let mut agent = runnel()
-        .env("RUNNEL_LOG", "info")
-        .args(["run", "--config"])
-        .arg(&config)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut agent = spawn_fed(&config, &log);
     let mut stdin = agent.stdin.take().unwrap();
     let versions = || -> Vec<u64> {
         json_lines_lenient(&out)
@@ -443,15 +419,7 @@ batch_timeout_ms = 10
             tail = main_channel_to_file(&out, "json"),
         ),
     );
-    let mut agent = runnel()
-        .env("RUNNEL_LOG", "info")
-        .args(["run", "--config"])
-        .arg(&config)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut agent = spawn_fed(&config, &log);
     let mut stdin = agent.stdin.take().unwrap();
     let mut next = 0u64;
     let mut send = |stdin: &mut std::process::ChildStdin, until: Instant| {

@@ -4,8 +4,6 @@
 use crate::common::*;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
 
 fn cli(args: &[&std::ffi::OsStr]) -> (bool, String) {
     let out = runnel().args(args).output().unwrap();
@@ -128,28 +126,9 @@ fn a_reload_needs_a_signature_too() {
     sign(&plugin, &key);
     let config = config(dir.path(), &plugin, &[dir.path().join("fleet.key.pub")]);
     let log = dir.path().join("agent.log");
-    let mut agent = runnel()
-        .env("RUNNEL_LOG", "info")
-        .args(["run", "--config"])
-        .arg(&config)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut agent = spawn_fed(&config, &log);
     let log_text = || std::fs::read_to_string(&log).unwrap();
-    let wait = |what: &str| {
-        let start = Instant::now();
-        while !log_text().contains(what) {
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "no `{what}`:\n{}",
-                log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    };
-    wait("runnel started");
+    wait_for_log(&log, "runnel started");
     // A new version without its signature: refused, the signed one keeps serving.
     let mut v2 = std::fs::read(built_plugin("runnel_test_versioned.wasm")).unwrap();
     let at = v2
@@ -161,10 +140,10 @@ fn a_reload_needs_a_signature_too() {
     let staged = dir.path().join("staging.wasm");
     std::fs::write(&staged, &v2).unwrap();
     std::fs::rename(&staged, &plugin).unwrap();
-    wait("does not verify");
+    wait_for_log(&log, "does not verify");
     // Its signature arrives: the watcher sees it and the version loads.
     sign(&plugin, &key);
-    wait("plugin reloaded");
+    wait_for_log(&log, "plugin reloaded");
     let mut stdin = agent.stdin.take().unwrap();
     stdin.write_all(b"id=0\n").unwrap();
     drop(stdin);

@@ -7,8 +7,6 @@ use crate::common::*;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
 
 /// `n` lines over keys k0..k4, with a trapping line every 97th; returns the lines.
 fn lines(from: usize, n: usize) -> Vec<String> {
@@ -73,26 +71,8 @@ fn plugin_state_survives_traps_a_reload_and_restarts() {
 
     // Run 1: 3,000 lines, with a reload halfway.
     let log = dir.path().join("agent.log");
-    let mut agent = runnel()
-        .env("RUNNEL_LOG", "info")
-        .args(["run", "--config"])
-        .arg(&config)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while !std::fs::read_to_string(&log)
-        .unwrap()
-        .contains("runnel started")
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the agent did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut agent = spawn_fed(&config, &log);
+    wait_for_log(&log, "runnel started");
     let mut stdin = agent.stdin.take().unwrap();
     let first = lines(0, 1500);
     stdin
@@ -101,18 +81,7 @@ fn plugin_state_survives_traps_a_reload_and_restarts() {
     all.extend(first);
     std::fs::write(dir.path().join("next.wasm"), another_version(&wasm)).unwrap();
     std::fs::rename(dir.path().join("next.wasm"), &plugin).unwrap();
-    let start = Instant::now();
-    while !std::fs::read_to_string(&log)
-        .unwrap()
-        .contains("plugin reloaded")
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "no reload: {}",
-            std::fs::read_to_string(&log).unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_log(&log, "plugin reloaded");
     let second = lines(1500, 1500);
     stdin
         .write_all((second.join("\n") + "\n").as_bytes())
