@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod encoding;
 pub mod event;
+pub mod files;
 pub mod internal_events;
 pub mod metrics;
 pub mod pipeline;

@@ -50,6 +50,47 @@ fn parse(event: &serde_json::Value) -> (u64, Option<u64>) {
     }
 }
 
+/// stdin → the plugin file `plugin` as `v` (then `more_plugins`, named after it in
+/// the chain) → the JSON file `out`; `agent` is added to `[agent]`.
+fn config(
+    dir: &Path,
+    plugin: &Path,
+    out: &Path,
+    agent: &str,
+    more_plugins: &[(&str, &str)],
+) -> PathBuf {
+    let extra: String = more_plugins
+        .iter()
+        .map(|(name, table)| format!("\n[plugins.{name}]\n{table}\n"))
+        .collect();
+    let chain: Vec<String> = std::iter::once("\"v\"".to_owned())
+        .chain(more_plugins.iter().map(|(name, _)| format!("\"{name}\"")))
+        .collect();
+    write_config(
+        dir,
+        &format!(
+            r#"
+[agent]
+summary_interval_secs = 3600
+{agent}
+
+[plugins.v]
+path = "{plugin}"
+{extra}
+[sources.in]
+type = "stdin"
+plugins = [{chain}]
+channels = ["main"]
+batch_size = 50
+batch_timeout_ms = 10
+{tail}"#,
+            plugin = plugin.display(),
+            chain = chain.join(", "),
+            tail = main_channel_to_file(out, "json"),
+        ),
+    )
+}
+
 #[test]
 fn a_plugin_replaced_twenty_times_under_load_loses_and_doubles_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -57,29 +98,8 @@ fn a_plugin_replaced_twenty_times_under_load_loses_and_doubles_nothing() {
     std::fs::write(&plugin, fixture(1)).unwrap();
     let out = dir.path().join("out.jsonl");
     let log = dir.path().join("agent.log");
-    let config = write_config(
-        dir.path(),
-        &format!(
-            r#"
-[agent]
-summary_interval_secs = 3600
-data_dir = "{data}"
-
-[plugins.v]
-path = "{plugin}"
-
-[sources.in]
-type = "stdin"
-plugins = ["v"]
-channels = ["main"]
-batch_size = 50
-batch_timeout_ms = 10
-{tail}"#,
-            data = dir.path().join("data").display(),
-            plugin = plugin.display(),
-            tail = main_channel_to_file(&out, "json"),
-        ),
-    );
+    let data = format!("data_dir = \"{}\"", dir.path().join("data").display());
+    let config = config(dir.path(), &plugin, &out, &data, &[]);
     let mut agent = spawn_fed(&config, &log);
 
     // A steady stream: 50 lines every 5 ms, until told to stop.
@@ -192,27 +212,7 @@ fn sighup_reloads_and_the_status_shows_each_version() {
     std::fs::write(&plugin, fixture(7)).unwrap();
     let out = dir.path().join("out.jsonl");
     let log = dir.path().join("agent.log");
-    let config = write_config(
-        dir.path(),
-        &format!(
-            r#"
-[agent]
-summary_interval_secs = 3600
-watch_plugins = false
-
-[plugins.v]
-path = "{plugin}"
-
-[sources.in]
-type = "stdin"
-plugins = ["v"]
-channels = ["main"]
-batch_timeout_ms = 10
-{tail}"#,
-            plugin = plugin.display(),
-            tail = main_channel_to_file(&out, "json"),
-        ),
-    );
+    let config = config(dir.path(), &plugin, &out, "watch_plugins = false", &[]);
     let mut agent = spawn_fed(&config, &log);
     let mut stdin = agent.stdin.take().unwrap();
     let versions = || -> Vec<u64> {
@@ -285,30 +285,16 @@ fn the_admin_endpoint_lists_plugins_and_reloads_one() {
         .local_addr()
         .unwrap()
         .port();
-    let config = write_config(
+    let admin = format!(
+        "watch_plugins = false
+admin_listen = \"127.0.0.1:{port}\""
+    );
+    let config = config(
         dir.path(),
-        &format!(
-            r#"
-[agent]
-summary_interval_secs = 0
-watch_plugins = false
-admin_listen = "127.0.0.1:{port}"
-
-[plugins.v]
-path = "{plugin}"
-
-[plugins.router]
-builtin = "level-router"
-
-[sources.in]
-type = "stdin"
-plugins = ["v", "router"]
-channels = ["main"]
-batch_timeout_ms = 10
-{tail}"#,
-            plugin = plugin.display(),
-            tail = main_channel_to_file(&out, "json"),
-        ),
+        &plugin,
+        &out,
+        &admin,
+        &[("router", "builtin = \"level-router\"")],
     );
     let mut agent = runnel()
         .args(["run", "--config"])
@@ -398,27 +384,7 @@ fn a_plugin_failing_every_call_is_put_behind_a_breaker_until_fixed() {
     std::fs::write(&plugin, fixture(99_999)).unwrap();
     let out = dir.path().join("out.jsonl");
     let log = dir.path().join("agent.log");
-    let config = write_config(
-        dir.path(),
-        &format!(
-            r#"
-[agent]
-summary_interval_secs = 3600
-
-[plugins.v]
-path = "{plugin}"
-
-[sources.in]
-type = "stdin"
-plugins = ["v"]
-channels = ["main"]
-batch_size = 50
-batch_timeout_ms = 10
-{tail}"#,
-            plugin = plugin.display(),
-            tail = main_channel_to_file(&out, "json"),
-        ),
-    );
+    let config = config(dir.path(), &plugin, &out, "", &[]);
     let mut agent = spawn_fed(&config, &log);
     let mut stdin = agent.stdin.take().unwrap();
     let mut next = 0u64;

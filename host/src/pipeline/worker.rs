@@ -103,7 +103,11 @@ fn put(
         .iter()
         .zip(channels)
         .rposition(|(events, channel)| !events.is_empty() && channel.is_durable());
-    let checkpoint = ack.as_ref().map(|a| a.checkpoint());
+    // Made only when a durable channel keeps it.
+    let checkpoint = ack
+        .as_ref()
+        .filter(|_| last_durable.is_some())
+        .map(Ack::checkpoint);
     let mut all_put = true;
     for (i, (channel, events)) in channels.iter().zip(selected).enumerate() {
         if events.is_empty() {

@@ -99,9 +99,7 @@ impl CompileCache {
 }
 
 fn file_name(key: &[u8; 32]) -> String {
-    let mut name: String = key.iter().map(|b| format!("{b:02x}")).collect();
-    name.push_str(".cwasm");
-    name
+    format!("{}.cwasm", crate::files::hex(key))
 }
 
 fn checksum(code: &[u8]) -> [u8; 32] {
@@ -145,25 +143,12 @@ fn read(engine: &Engine, file: &Path) -> Option<Component> {
     component
 }
 
-/// Writes a cache file atomically (temporary file, then rename).
+/// Writes a cache file whole (see [`crate::files::replace`]).
 fn write(component: &Component, file: &Path) -> anyhow::Result<()> {
     use anyhow::Context as _;
-    use std::io::Write;
     let code = component.serialize()?;
-    let dir = file.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-    let tmp = file.with_extension(format!("tmp{}", std::process::id()));
-    let written = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(MAGIC)?;
-        f.write_all(&checksum(&code))?;
-        f.write_all(&code)?;
-        std::fs::rename(&tmp, file)
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written.with_context(|| format!("write {}", file.display()))
+    crate::files::replace(file, &[MAGIC, &checksum(&code), &code])
+        .with_context(|| format!("write {}", file.display()))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

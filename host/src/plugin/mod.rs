@@ -602,10 +602,6 @@ pub struct PluginInstance {
 }
 
 impl PluginInstance {
-    pub fn limits(&self) -> Limits {
-        self.plugin.inner.limits
-    }
-
     pub fn plugin(&self) -> &Plugin {
         &self.plugin
     }

@@ -318,9 +318,9 @@ impl PluginSet {
         // reaches a pipeline; the routes of a router must stay what the channels were
         // wired for.
         let probe = Arc::new(PluginCounters::new(format!("plugin.{name}.reload")));
-        let new_routes = plugin.instantiate(probe.clone())?.routes().to_vec();
+        let new_routes = plugin.instantiate(probe)?.routes().to_vec();
         if plugin.role() == Role::Router {
-            let old_routes = running.instantiate(probe)?.routes().to_vec();
+            let old_routes = entry.pool.routes();
             if new_routes != old_routes {
                 return Err(ReloadError::RoutesChanged {
                     plugin: name.clone(),
@@ -375,11 +375,7 @@ fn describe(code: &PluginCode) -> String {
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, bytes)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::files::hex(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
 }
 
 fn now_secs() -> f64 {

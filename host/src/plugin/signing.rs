@@ -51,7 +51,7 @@ impl TrustedKeys {
             .iter()
             .map(|p| {
                 let text = read_text(p)?;
-                let key = hex_decode(text.trim())
+                let key = crate::files::unhex(text.trim().as_bytes())
                     .filter(|k| k.len() == 32)
                     .ok_or_else(|| SignatureError::BadPublicKey {
                         path: p.display().to_string(),
@@ -80,7 +80,7 @@ impl TrustedKeys {
                 });
             }
         };
-        let signature = hex_decode(text.trim())
+        let signature = crate::files::unhex(text.trim().as_bytes())
             .filter(|s| s.len() == 64)
             .ok_or_else(|| SignatureError::Malformed {
                 path: sig_path.display().to_string(),
@@ -123,7 +123,7 @@ pub fn keygen(out: &Path) -> Result<PathBuf, SignatureError> {
     };
     write(
         &public,
-        format!("{}\n", hex_encode(pair.public_key().as_ref())).as_bytes(),
+        format!("{}\n", crate::files::hex(pair.public_key().as_ref())).as_bytes(),
     )?;
     Ok(public)
 }
@@ -146,7 +146,7 @@ pub fn sign(plugin: &Path, key: &Path) -> Result<PathBuf, SignatureError> {
     let signature = pair.sign(&wasm);
     write(
         &sig_path,
-        format!("{}\n", hex_encode(signature.as_ref())).as_bytes(),
+        format!("{}\n", crate::files::hex(signature.as_ref())).as_bytes(),
     )?;
     Ok(sig_path)
 }
@@ -158,18 +158,12 @@ fn read_text(path: &Path) -> Result<String, SignatureError> {
     })
 }
 
-/// Writes a file whole (a temporary file renamed over it): an agent watching for a new
-/// signature never reads half of one.
+/// Writes a file whole: an agent watching for a new signature never reads half of one.
 fn write(path: &Path, bytes: &[u8]) -> Result<(), SignatureError> {
-    let mut tmp = path.as_os_str().to_os_string();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, bytes)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|source| SignatureError::Read {
-            path: path.display().to_string(),
-            source,
-        })
+    crate::files::replace(path, &[bytes]).map_err(|source| SignatureError::Read {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), SignatureError> {
@@ -186,20 +180,6 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), SignatureError> {
         .open(path)
         .map_err(err)?;
     f.write_all(bytes).map_err(err)
-}
-
-fn hex_encode(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn hex_decode(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) || !text.is_ascii() {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
-        .collect()
 }
 
 #[cfg(test)]

@@ -132,7 +132,7 @@ impl StateStore {
             return;
         }
         let bytes = encode(&self.lock());
-        if let Err(e) = write(path, &bytes) {
+        if let Err(e) = crate::files::replace(path, &[&bytes]) {
             self.dirty.store(true, Ordering::Release);
             tracing::error!(plugin = %self.plugin, "cannot save the plugin's state to {}: {e}", path.display());
         }
@@ -192,16 +192,6 @@ fn read(path: &Path) -> Result<Entries, String> {
         entries.map.insert(key, value);
     }
     Ok(entries)
-}
-
-fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut tmp = path.as_os_str().to_os_string();
-    tmp.push(".tmp");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]

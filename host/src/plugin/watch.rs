@@ -23,12 +23,7 @@ pub async fn run(plugins: Arc<PluginSet>, watch_files: bool, shutdown: Cancellat
         // A file replaced between the load at start and the watch: nothing will report
         // it, so look once (an unchanged file costs a read and a hash).
         let set = plugins.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            for (name, _) in set.files() {
-                let _ = set.reload(&name);
-            }
-        })
-        .await;
+        let _ = tokio::task::spawn_blocking(move || set.reload_all()).await;
         watcher
     } else {
         None

@@ -538,14 +538,15 @@ impl FileChannel {
                 let segment = writer.wal.end().segment;
                 match writer.wal.append(payload, n as u32) {
                     Ok(id) => {
-                        let mut newest = lock(&shared.checkpoints);
-                        if let Some(c) = checkpoint {
-                            newest.entry(c.source.clone()).or_default().record(c);
+                        if checkpoint.is_some() || id.segment != segment {
+                            let mut newest = lock(&shared.checkpoints);
+                            if let Some(c) = checkpoint {
+                                newest.entry(c.source.clone()).or_default().record(c);
+                            }
+                            if id.segment != segment {
+                                self.carry_forward(&mut writer.wal, &newest);
+                            }
                         }
-                        if id.segment != segment {
-                            self.carry_forward(&mut writer.wal, &newest);
-                        }
-                        drop(newest);
                         let next = writer.wal.end();
                         let mut state = lock(&shared.state);
                         let meta = RecordMeta {

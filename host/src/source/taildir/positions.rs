@@ -9,7 +9,6 @@ use super::tracked::Fingerprint;
 use crate::source::Recovered;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The format's version, written into the file and checked when reading it.
@@ -82,19 +81,7 @@ pub fn save(path: &Path, saved: &Saved) -> std::io::Result<()> {
         files: saved.files.clone(),
     };
     let json = serde_json::to_vec_pretty(&file).map_err(std::io::Error::other)?;
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(".tmp");
-    let tmp = dir.join(tmp_name);
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(&json)?;
-    f.write_all(b"\n")?;
-    drop(f);
-    std::fs::rename(&tmp, path)
+    crate::files::replace(path, &[&json, b"\n"])
 }
 
 /// Saved positions by (device, inode).

@@ -50,16 +50,12 @@ impl Cipher {
                 ),
             });
         }
-        let mut key = [0u8; 32];
-        for (i, pair) in trimmed.chunks_exact(2).enumerate() {
-            let (Some(hi), Some(lo)) = (hex_val(pair[0]), hex_val(pair[1])) else {
-                return Err(WalError::InvalidKey {
-                    origin: origin.to_string(),
-                    reason: "not a hexadecimal key".to_string(),
-                });
-            };
-            key[i] = hi << 4 | lo;
-        }
+        let Some(mut key) = crate::files::unhex(trimmed) else {
+            return Err(WalError::InvalidKey {
+                origin: origin.to_string(),
+                reason: "not a hexadecimal key".to_string(),
+            });
+        };
         let cipher = Self::build(&key, origin);
         key.fill(0);
         cipher
@@ -133,14 +129,5 @@ impl Cipher {
         buf.copy_within(NONCE_LEN..NONCE_LEN + plain_len, 0);
         buf.truncate(plain_len);
         true
-    }
-}
-
-pub(super) fn hex_val(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
     }
 }

@@ -1,0 +1,86 @@
+//! Small file helpers shared by every part of the agent that keeps state on disk.
+
+use std::io::Write;
+use std::path::Path;
+
+/// Replaces the file at `path` with `parts`, one after another: written to a temporary
+/// file next to it, then renamed over it, so a crash leaves the old file or the new one,
+/// never half of one (and a process watching the file never reads half of one). Creates
+/// the directory. Not fsynced: callers that need it durable say so.
+pub fn replace(path: &Path, parts: &[&[u8]]) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(format!(".tmp{}", std::process::id()));
+    let tmp = dir.join(tmp_name);
+    let written = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        for part in parts {
+            f.write_all(part)?;
+        }
+        drop(f);
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+/// Lower-case hexadecimal digits of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 0xf) as usize] as char);
+    }
+    s
+}
+
+/// The bytes of hexadecimal `text` (either case); `None` if it is not.
+pub fn unhex(text: &[u8]) -> Option<Vec<u8>> {
+    fn digit(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        }
+    }
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    text.chunks_exact(2)
+        .map(|p| Some(digit(p[0])? << 4 | digit(p[1])?))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trips_and_refuses_non_hex() {
+        assert_eq!(hex(&[0, 0xab, 0xff]), "00abff");
+        assert_eq!(unhex(b"00ABff"), Some(vec![0, 0xab, 0xff]));
+        assert_eq!(unhex(b"0g"), None);
+        assert_eq!(unhex(b"abc"), None);
+    }
+
+    #[test]
+    fn replace_creates_the_directory_and_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a/b/f");
+        replace(&path, &[b"one", b"two"]).unwrap();
+        replace(&path, &[b"three"]).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"three");
+        assert_eq!(
+            std::fs::read_dir(path.parent().unwrap()).unwrap().count(),
+            1
+        );
+    }
+}
