@@ -6,8 +6,18 @@ use std::path::Path;
 /// Replaces the file at `path` with `parts`, one after another: written to a temporary
 /// file next to it, then renamed over it, so a crash leaves the old file or the new one,
 /// never half of one (and a process watching the file never reads half of one). Creates
-/// the directory. Not fsynced: callers that need it durable say so.
+/// the directory. Not fsynced: a `kill -9` keeps it, a power cut may not ([`replace_synced`]).
 pub fn replace(path: &Path, parts: &[&[u8]]) -> std::io::Result<()> {
+    replace_with(path, parts, false)
+}
+
+/// Like [`replace`], and durable when it returns: the new file is fsynced before the
+/// rename, and its directory after.
+pub fn replace_synced(path: &Path, parts: &[&[u8]]) -> std::io::Result<()> {
+    replace_with(path, parts, true)
+}
+
+fn replace_with(path: &Path, parts: &[&[u8]], sync: bool) -> std::io::Result<()> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -21,8 +31,15 @@ pub fn replace(path: &Path, parts: &[&[u8]]) -> std::io::Result<()> {
         for part in parts {
             f.write_all(part)?;
         }
+        if sync {
+            f.sync_all()?;
+        }
         drop(f);
-        std::fs::rename(&tmp, path)
+        std::fs::rename(&tmp, path)?;
+        if sync {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
     })();
     if written.is_err() {
         let _ = std::fs::remove_file(&tmp);

@@ -151,6 +151,8 @@ impl Topology {
             };
             match built {
                 Ok(channel) => {
+                    // Plugin state changes stored with batches the state files lack.
+                    plugins.recover_states(&channel.state_commits());
                     channels.insert(c.name.clone(), channel);
                 }
                 Err(e) => errors.push(error_at(

@@ -131,3 +131,172 @@ fn plugin_state_survives_traps_a_reload_and_restarts() {
     assert_eq!(trapped, all.iter().filter(|l| l.contains("TRAP")).count());
     assert!(dir.path().join("data/state/counter.state").exists());
 }
+
+/// taildir of `dir/logs/*.log` → the counting plugin → durable `file` channel → file
+/// sink: the read positions and the plugin's state changes go into the channel's log
+/// with the batches they come from.
+fn tailing_config(dir: &Path, plugin: &Path, out: &Path) -> std::path::PathBuf {
+    std::fs::create_dir_all(dir.join("logs")).unwrap();
+    write_config(
+        dir,
+        &format!(
+            r#"
+[agent]
+summary_interval_secs = 0
+data_dir = "{data}"
+
+[plugins.counter]
+path = "{plugin}"
+[plugins.counter.config]
+count = true
+
+[sources.app]
+type = "taildir"
+paths = {{ app = "{logs}/*.log" }}
+read_from = "start"
+plugins = ["counter"]
+channels = ["durable"]
+batch_size = 50
+batch_timeout_ms = 10
+
+[channels.durable]
+type = "file"
+# Small segments: many are started and deleted while the agent is killed again and
+# again (each start saves the plugin states).
+segment_bytes = 65536
+
+[sinks.out]
+type = "file"
+channel = "durable"
+path = "{out}"
+format = "json"
+batch_size = 50
+batch_timeout_ms = 10
+"#,
+            data = dir.join("data").display(),
+            logs = dir.join("logs").display(),
+            plugin = plugin.display(),
+            out = out.display(),
+        ),
+    )
+}
+
+#[test]
+fn plugin_state_stays_exact_through_sigkills() {
+    const TOTAL: usize = 20_000;
+    const KILLS: usize = 10;
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = built_plugin("runnel_test_trap_on_marker.wasm");
+    let out = dir.path().join("out.jsonl");
+    let config = tailing_config(dir.path(), &plugin, &out);
+    let log = dir.path().join("agent.log");
+    let spawn = || {
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        Running::new(
+            runnel()
+                .env("RUNNEL_LOG", "warn")
+                .args(["run", "--config"])
+                .arg(&config)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(stderr)
+                .spawn()
+                .unwrap(),
+        )
+    };
+
+    // A writer appends `k<i % 2000> <i>` lines, 50 every 10 ms, while the agent is
+    // killed (SIGKILL) and restarted again and again. With 2,000 keys a key's last
+    // change is often several log segments back.
+    let input: Vec<String> = (0..TOTAL).map(|i| format!("k{} {i}", i % 2000)).collect();
+    let path = dir.path().join("logs/app.log");
+    let to_write = input.clone();
+    let writer = std::thread::spawn(move || {
+        let mut file = std::fs::File::create(path).unwrap();
+        for chunk in to_write.chunks(50) {
+            file.write_all((chunk.join("\n") + "\n").as_bytes())
+                .unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    });
+    for i in 0..KILLS {
+        let mut agent = spawn();
+        std::thread::sleep(std::time::Duration::from_millis(250 + 97 * (i as u64 % 5)));
+        agent.kill().unwrap();
+        agent.wait().unwrap();
+    }
+    writer.join().unwrap();
+    let agent = spawn();
+    wait_until(
+        "every line delivered",
+        std::time::Duration::from_secs(60),
+        || {
+            count_lines(&out) >= TOTAL
+                && json_lines(&out)
+                    .iter()
+                    .map(|e| e["fields"]["line"].as_str().unwrap_or("").to_owned())
+                    .collect::<std::collections::HashSet<_>>()
+                    .len()
+                    == TOTAL
+        },
+    );
+    let (status, _) = terminate(agent.into_child());
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+
+    // An independent count: the n-th line of a key must say seen = n, and a line the
+    // agent read again after a kill (a duplicate) must say the same as the first time.
+    let mut expected: HashMap<&str, i64> = HashMap::new();
+    let mut seen_of_line: HashMap<&str, i64> = HashMap::new();
+    for line in &input {
+        let key = line.split(' ').next().unwrap();
+        let n = expected.entry(key).or_default();
+        *n += 1;
+        seen_of_line.insert(line.as_str(), *n);
+    }
+    let events = json_lines(&out);
+    let mut wrong = Vec::new();
+    for event in &events {
+        let line = event["fields"]["line"].as_str().unwrap();
+        let seen = event["fields"]["seen"].as_i64();
+        if seen != seen_of_line.get(line).copied() {
+            wrong.push(format!(
+                "{line}: seen {seen:?}, expected {:?}",
+                seen_of_line.get(line)
+            ));
+        }
+    }
+    eprintln!(
+        "kill -9 ×{KILLS}: {} events for {TOTAL} lines, {} with a wrong count",
+        events.len(),
+        wrong.len()
+    );
+    assert!(
+        wrong.is_empty(),
+        "{} wrong counts, first: {:?}",
+        wrong.len(),
+        &wrong[..wrong.len().min(5)]
+    );
+    // The log went through many segments (names are their numbers).
+    let newest_segment = std::fs::read_dir(dir.path().join("data/channels/durable"))
+        .unwrap()
+        .filter_map(|e| {
+            e.unwrap()
+                .file_name()
+                .to_str()?
+                .strip_suffix(".wal")?
+                .parse::<u64>()
+                .ok()
+        })
+        .max()
+        .unwrap();
+    eprintln!("newest segment {newest_segment}");
+    assert!(newest_segment >= 10, "only {newest_segment} segments");
+}

@@ -16,6 +16,7 @@ pub use policy::{Capacity, FullPolicy};
 use crate::config::Problems;
 use crate::config::registry::registry;
 use crate::event::Event;
+use crate::plugin::state::StateCommit;
 use crate::source::Checkpoint;
 use futures_util::future::BoxFuture;
 use std::path::Path;
@@ -79,6 +80,12 @@ pub trait ChannelBackend: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// The plugin state commits found in the channel's newest records when it was
+    /// opened, for the plugins' states to take what their files lack.
+    fn state_commits(&self) -> Vec<Arc<StateCommit>> {
+        Vec::new()
+    }
+
     /// Opens a take transaction. Waits for the first event, then up to `timeout` more
     /// for the batch to fill to `limits` (or for the channel to be full: a batch never
     /// waits for more than the channel can hold). Returns an empty transaction only
@@ -120,13 +127,15 @@ impl Channel {
         self.put_checkpointed(events, None).await
     }
 
-    /// Puts `events` with the positions of the source batch they come from.
+    /// Puts `events` with the positions of the source batch they come from. A durable
+    /// channel stores a checkpoint with plugin state changes even without events.
     pub async fn put_checkpointed(
         &self,
         events: Vec<Event>,
         checkpoint: Option<&Checkpoint>,
     ) -> Result<(), Closed> {
-        if events.is_empty() {
+        let state_only = checkpoint.is_some_and(|c| !c.state.is_empty()) && self.is_durable();
+        if events.is_empty() && !state_only {
             return Ok(());
         }
         self.0.put(events, checkpoint).await
@@ -135,6 +144,11 @@ impl Channel {
     /// See [`ChannelBackend::checkpoints`].
     pub fn checkpoints(&self, source: &str) -> Vec<Checkpoint> {
         self.0.checkpoints(source)
+    }
+
+    /// See [`ChannelBackend::state_commits`].
+    pub fn state_commits(&self) -> Vec<Arc<StateCommit>> {
+        self.0.state_commits()
     }
 
     pub async fn take(&self, limits: TakeLimits, timeout: Duration) -> Take {

@@ -6,6 +6,7 @@ use crate::config::OnError;
 use crate::event::{Event, error_tags};
 use crate::internal_events::{EventsFailed, PluginCallFailed, StepCounters, StepProcessed};
 use crate::plugin::pool::InstancePool;
+use crate::plugin::state::StateJournal;
 use crate::plugin::{PluginInstance, Role, Verdict};
 use std::sync::Arc;
 
@@ -90,6 +91,8 @@ pub struct ChainOutput {
     pub masks: Vec<u64>,
     /// Events a step with `on_error = "dead-letter"` could not handle.
     pub dead_letter: Vec<Event>,
+    /// The plugin state changes made on the way: durable with the batch.
+    pub state: StateJournal,
 }
 
 /// The steps of one source, in order.
@@ -218,11 +221,11 @@ impl Chain {
                 continue;
             }
             tick.next = now + tick.every;
-            let emitted = match step
-                .pool
-                .lease()
-                .and_then(|mut instance| instance.tick(wall))
-            {
+            let emitted = match step.pool.lease().and_then(|mut instance| {
+                let emitted = instance.tick(wall);
+                output.state.append(&mut instance.take_journal());
+                emitted
+            }) {
                 Ok(events) => events,
                 Err(error) => {
                     PluginCallFailed {
@@ -237,10 +240,11 @@ impl Chain {
             if emitted.is_empty() {
                 continue;
             }
-            let out = self.run_from(i + 1, emitted);
+            let mut out = self.run_from(i + 1, emitted);
             output.events.extend(out.events);
             output.masks.extend(out.masks);
             output.dead_letter.extend(out.dead_letter);
+            output.state.append(&mut out.state);
         }
         output
     }
@@ -249,6 +253,7 @@ impl Chain {
     fn run_from(&mut self, first: usize, mut events: Vec<Event>) -> ChainOutput {
         let mut dead_letter = Vec::new();
         let mut masks = Vec::new();
+        let mut state = StateJournal::default();
         for step in &mut self.steps[first..] {
             if events.is_empty() {
                 break;
@@ -264,7 +269,9 @@ impl Chain {
                         // A processor's output replaces the batch; a failed call leaves
                         // the batch to on_error (not split: its state sees each event once).
                         Ok(mut instance) if step.role == Role::Processor => {
-                            match instance.process_many(&mut events) {
+                            let result = instance.process_many(&mut events);
+                            state.append(&mut instance.take_journal());
+                            match result {
                                 Ok(()) => {
                                     isolation.calls_ok += 1;
                                     self.verdicts.resize(events.len(), Verdict::Keep);
@@ -285,14 +292,17 @@ impl Chain {
                                 }
                             }
                         }
-                        Ok(mut instance) => process_isolating(
-                            step,
-                            &mut instance,
-                            &mut events,
-                            &mut self.verdicts,
-                            &mut self.scratch,
-                            &mut isolation,
-                        ),
+                        Ok(mut instance) => {
+                            process_isolating(
+                                step,
+                                &mut instance,
+                                &mut events,
+                                &mut self.verdicts,
+                                &mut self.scratch,
+                                &mut isolation,
+                            );
+                            state.append(&mut instance.take_journal());
+                        }
                         // A reloaded version that does not start here: like a failed call.
                         Err(error) => {
                             isolation.failed_calls += 1;
@@ -402,6 +412,7 @@ impl Chain {
             events,
             masks,
             dead_letter,
+            state,
         }
     }
 }

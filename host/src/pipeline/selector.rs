@@ -53,6 +53,7 @@ impl Selector {
             events,
             masks,
             dead_letter,
+            state: _,
         } = output;
         let mut per_channel: Vec<Vec<Event>> =
             (0..self.channels.len()).map(|_| Vec::new()).collect();

@@ -6,7 +6,7 @@
 
 use super::{Chain, ChainOutput, Selector};
 use crate::internal_events::EventsLost;
-use crate::source::{Ack, Batch};
+use crate::source::{Ack, Batch, Checkpoint};
 use std::panic::AssertUnwindSafe;
 use tokio::sync::mpsc;
 
@@ -88,13 +88,17 @@ impl Worker {
 
 /// Puts a chain's output into the source's channels. With a source's `ack`, the batch's
 /// read positions go with its last durable put, and the source is told once all is in.
+/// The plugin state changes the batch made go in the same record (into the first
+/// durable channel, without events, when no durable channel gets any), and become
+/// durable in their stores once every put is done.
 fn put(
     runtime: &tokio::runtime::Handle,
     selector: &Selector,
     source: &str,
-    output: ChainOutput,
+    mut output: ChainOutput,
     ack: Option<Ack>,
 ) {
+    let journal = std::mem::take(&mut output.state);
     let selected = selector.select(output);
     let channels = selector.channels();
     // The source's positions go with the batch's last durable put, made after the
@@ -102,18 +106,35 @@ fn put(
     let last_durable = selected
         .iter()
         .zip(channels)
-        .rposition(|(events, channel)| !events.is_empty() && channel.is_durable());
+        .rposition(|(events, channel)| !events.is_empty() && channel.is_durable())
+        .or_else(|| {
+            // State changes are stored even when no event is.
+            (!journal.is_empty())
+                .then(|| channels.iter().position(|c| c.is_durable()))
+                .flatten()
+        });
     // Made only when a durable channel keeps it.
-    let checkpoint = ack
-        .as_ref()
-        .filter(|_| last_durable.is_some())
-        .map(Ack::checkpoint);
+    let checkpoint = last_durable
+        .filter(|_| ack.is_some() || !journal.is_empty())
+        .map(|_| {
+            let mut checkpoint = match &ack {
+                Some(ack) => ack.checkpoint(),
+                None => Checkpoint {
+                    source: source.into(),
+                    seq: 0,
+                    positions: Vec::new(),
+                    state: Vec::new(),
+                },
+            };
+            checkpoint.state = journal.commits();
+            checkpoint
+        });
     let mut all_put = true;
     for (i, (channel, events)) in channels.iter().zip(selected).enumerate() {
-        if events.is_empty() {
+        let with = checkpoint.as_ref().filter(|_| Some(i) == last_durable);
+        if events.is_empty() && with.is_none() {
             continue;
         }
-        let with = checkpoint.as_ref().filter(|_| Some(i) == last_durable);
         if let Err(e) = runtime.block_on(channel.put_checkpointed(events, with)) {
             // Channels close before workers finish only at a forced stop. Parts of a
             // split put that went in are not lost.
@@ -126,8 +147,11 @@ fn put(
             .emit();
         }
     }
-    // The source may now persist the positions this batch covers.
-    if let (true, Some(ack)) = (all_put, ack) {
-        ack.done();
+    if all_put {
+        journal.applied();
+        // The source may now persist the positions this batch covers.
+        if let Some(ack) = ack {
+            ack.done();
+        }
     }
 }

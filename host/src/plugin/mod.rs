@@ -233,7 +233,7 @@ impl PluginEngine {
                 limits,
                 engine: self.clone(),
                 // In memory until the agent gives it its own store.
-                state: Arc::new(state::StateStore::open(name, None, limits.state_bytes)),
+                state: state::StateStore::open(name, None, limits.state_bytes),
             }),
         })
     }
@@ -393,6 +393,7 @@ impl Plugin {
             live: Some(live),
             lines: LinesEncoder::default(),
             batch: BatchEncoder::default(),
+            journal: state::StateJournal::default(),
         })
     }
 
@@ -599,9 +600,17 @@ pub struct PluginInstance {
     live: Option<Live>,
     lines: LinesEncoder,
     batch: BatchEncoder,
+    /// The state commits of the calls since the last [`PluginInstance::take_journal`].
+    journal: state::StateJournal,
 }
 
 impl PluginInstance {
+    /// The state commits of the calls since the last time (the caller's batch's), to
+    /// be stored with the batch and applied once it is in its channels.
+    pub fn take_journal(&mut self) -> state::StateJournal {
+        std::mem::take(&mut self.journal)
+    }
+
     pub fn plugin(&self) -> &Plugin {
         &self.plugin
     }
@@ -715,7 +724,9 @@ impl PluginInstance {
     /// printed.
     fn put_back<T>(&mut self, mut live: Live, result: &Result<T, PluginError>) {
         // The state changes of the call take effect only if it succeeded.
-        live.store.data_mut().end_call(result.is_ok());
+        if let Some(commit) = live.store.data_mut().end_call(result.is_ok()) {
+            self.journal.push(self.plugin.inner.state.clone(), commit);
+        }
         let state = live.store.data();
         state.drain_output();
         let recycle = self.plugin.inner.limits.recycle_bytes;

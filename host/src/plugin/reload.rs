@@ -173,11 +173,11 @@ impl PluginSet {
     ) -> Result<(), PluginError> {
         let component = format!("plugin.{}", spec.name);
         let counters = Arc::new(PluginCounters::new(component.clone()));
-        let state = Arc::new(StateStore::open(
+        let state = StateStore::open(
             &spec.name,
             Some(self.state_dir.join(format!("{}.state", spec.name))),
             spec.limits.state_bytes,
-        ));
+        );
         let plugin = plugin.with_state(state.clone());
         let first = plugin.instantiate(counters.clone())?;
         let r = Registry::global();
@@ -338,6 +338,20 @@ impl PluginSet {
         Ok(Reloaded::Swapped {
             version: generation,
         })
+    }
+
+    /// Applies the state commits a durable channel's log holds (read at its open) to
+    /// the plugins' states: those the state files do not have yet.
+    pub fn recover_states(&self, commits: &[Arc<super::state::StateCommit>]) {
+        for commit in commits {
+            match self.entries.get(&*commit.plugin) {
+                Some(entry) => entry.state.recover(commit),
+                None => tracing::warn!(
+                    plugin = %commit.plugin,
+                    "a channel holds state changes of a plugin no longer configured; ignored"
+                ),
+            }
+        }
     }
 
     /// Saves every plugin's keyed state that changed since the last save.

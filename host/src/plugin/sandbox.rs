@@ -5,7 +5,7 @@
 
 use super::bindings::{host, state, types};
 use super::guest_output::GuestOutput;
-use super::state::{Staged, StateStore};
+use super::state::{Staged, StateCommit, StateStore};
 use crate::event::Level;
 use crate::metrics::PluginCounters;
 use std::sync::Arc;
@@ -69,12 +69,14 @@ impl HostState {
         }
     }
 
-    /// Applies the state changes of the call that ended (if it succeeded) or drops them.
-    pub fn end_call(&mut self, succeeded: bool) {
+    /// Applies the state changes of the call that ended (if it succeeded; returns them
+    /// as a commit if there were any) or drops them.
+    pub fn end_call(&mut self, succeeded: bool) -> Option<StateCommit> {
         if succeeded {
-            self.state.commit(&mut self.staged);
+            self.state.commit(&mut self.staged)
         } else {
             self.staged = Staged::default();
+            None
         }
     }
 

@@ -35,6 +35,7 @@ impl Ack {
         Checkpoint {
             source: self.source.clone(),
             seq: self.seq,
+            state: Vec::new(),
             positions: self.marks.iter().map(|m| (m.file, m.offset)).collect(),
         }
     }

@@ -8,6 +8,7 @@
 //! hold, so a batch that reached a durable channel is never read again, even when the
 //! position file had not caught up.
 
+use crate::plugin::state::StateCommit;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -61,9 +62,13 @@ pub struct Checkpoint {
     pub seq: u64,
     /// The last position per file in the batch.
     pub positions: Vec<(FileId, u64)>,
+    /// The plugin state changes the batch made (see [`crate::plugin::state`]): durable
+    /// exactly when the batch is.
+    pub state: Vec<Arc<StateCommit>>,
 }
 
-const VERSION: u8 = 1;
+/// Version 1 had no state changes.
+const VERSION: u8 = 2;
 /// dev, inode, fingerprint len and crc, offset.
 const ENTRY_BYTES: usize = 8 + 8 + 4 + 4 + 8;
 
@@ -74,14 +79,16 @@ pub enum CheckpointError {
     Short,
     #[error("unknown checkpoint version {0}")]
     Version(u8),
-    #[error("the source name is not UTF-8")]
+    #[error("the source or plugin name is not UTF-8")]
     Name,
 }
 
 impl Checkpoint {
     /// Appends the stored form: `version u8, name len u16, name, seq u64, count u32`,
-    /// then per file `dev u64, inode u64, fingerprint len u32, crc u32, offset u64`
-    /// (little-endian).
+    /// then per file `dev u64, inode u64, fingerprint len u32, crc u32, offset u64`;
+    /// then `commits u32` and per state commit `plugin len u16, plugin, version u64,
+    /// changes u32`, per change `key len u32, key, present u8` and when present `value
+    /// len u32, value` (little-endian).
     pub fn encode(&self, out: &mut Vec<u8>) {
         let name = self.source.as_bytes();
         let name = &name[..name.len().min(u16::MAX as usize)];
@@ -98,13 +105,34 @@ impl Checkpoint {
             out.extend_from_slice(&file.fingerprint.crc32.to_le_bytes());
             out.extend_from_slice(&offset.to_le_bytes());
         }
+        out.extend_from_slice(&(self.state.len() as u32).to_le_bytes());
+        for commit in &self.state {
+            let plugin = commit.plugin.as_bytes();
+            let plugin = &plugin[..plugin.len().min(u16::MAX as usize)];
+            out.extend_from_slice(&(plugin.len() as u16).to_le_bytes());
+            out.extend_from_slice(plugin);
+            out.extend_from_slice(&commit.version.to_le_bytes());
+            out.extend_from_slice(&(commit.changes.len() as u32).to_le_bytes());
+            for (key, value) in &commit.changes {
+                out.extend_from_slice(&(key.len() as u32).to_le_bytes());
+                out.extend_from_slice(key);
+                match value {
+                    Some(v) => {
+                        out.push(1);
+                        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                        out.extend_from_slice(v);
+                    }
+                    None => out.push(0),
+                }
+            }
+        }
     }
 
     /// Reads a checkpoint from the front of `bytes`; returns it and the bytes after it.
     pub fn decode(bytes: &[u8]) -> Result<(Checkpoint, &[u8]), CheckpointError> {
         let mut r = bytes;
         let version = take::<1>(&mut r)?[0];
-        if version != VERSION {
+        if version != VERSION && version != 1 {
             return Err(CheckpointError::Version(version));
         }
         let name_len = u16::from_le_bytes(take(&mut r)?) as usize;
@@ -132,15 +160,61 @@ impl Checkpoint {
             };
             positions.push((file, offset));
         }
+        let mut state = Vec::new();
+        if version >= 2 {
+            let commits = u32::from_le_bytes(take(&mut r)?);
+            for _ in 0..commits {
+                state.push(Arc::new(decode_commit(&mut r)?));
+            }
+        }
         Ok((
             Checkpoint {
                 source,
                 seq,
+                state,
                 positions,
             },
             r,
         ))
     }
+}
+
+fn decode_commit(r: &mut &[u8]) -> Result<StateCommit, CheckpointError> {
+    let plugin_len = u16::from_le_bytes(take(r)?) as usize;
+    let plugin = bytes(r, plugin_len)?;
+    let plugin: Arc<str> = std::str::from_utf8(plugin)
+        .map_err(|_| CheckpointError::Name)?
+        .into();
+    let version = u64::from_le_bytes(take(r)?);
+    let count = u32::from_le_bytes(take(r)?) as usize;
+    // Each change takes 5 bytes at least.
+    if r.len() < count.saturating_mul(5) {
+        return Err(CheckpointError::Short);
+    }
+    let mut changes = Vec::with_capacity(count);
+    for _ in 0..count {
+        let key_len = u32::from_le_bytes(take(r)?) as usize;
+        let key = bytes(r, key_len)?.to_vec();
+        let value = match take::<1>(r)?[0] {
+            0 => None,
+            _ => {
+                let len = u32::from_le_bytes(take(r)?) as usize;
+                Some(bytes(r, len)?.to_vec())
+            }
+        };
+        changes.push((key, value));
+    }
+    Ok(StateCommit {
+        plugin,
+        version,
+        changes,
+    })
+}
+
+fn bytes<'a>(r: &mut &'a [u8], n: usize) -> Result<&'a [u8], CheckpointError> {
+    let head = r.get(..n).ok_or(CheckpointError::Short)?;
+    *r = &r[n..];
+    Ok(head)
 }
 
 fn take<const N: usize>(r: &mut &[u8]) -> Result<[u8; N], CheckpointError> {
@@ -211,6 +285,7 @@ impl Newest {
             .map(|(seq, positions)| Checkpoint {
                 source: source.clone(),
                 seq,
+                state: Vec::new(),
                 positions,
             })
             .collect()
@@ -256,6 +331,14 @@ mod tests {
         let c = Checkpoint {
             source: "app logs".into(),
             seq: 42,
+            state: vec![Arc::new(StateCommit {
+                plugin: "counter".into(),
+                version: 7,
+                changes: vec![
+                    (b"k".to_vec(), Some(b"3".to_vec())),
+                    (b"gone".to_vec(), None),
+                ],
+            })],
             positions: vec![(file(1, 5), 100), (file(2, 6), 0)],
         };
         let mut out = Vec::new();
@@ -271,6 +354,7 @@ mod tests {
         let c = Checkpoint {
             source: "s".into(),
             seq: 1,
+            state: Vec::new(),
             positions: vec![(file(1, 5), 100)],
         };
         let mut out = Vec::new();
@@ -288,6 +372,7 @@ mod tests {
         Checkpoint {
             source: "s".into(),
             seq: 1,
+            state: Vec::new(),
             positions: vec![],
         }
         .encode(&mut huge);
@@ -304,6 +389,7 @@ mod tests {
         let at = |seq, positions| Checkpoint {
             source: "s".into(),
             seq,
+            state: Vec::new(),
             positions,
         };
         let recovered = Recovered::merge([

@@ -294,6 +294,7 @@ mod tests {
         let c = Checkpoint {
             source: Arc::from("app"),
             seq: 9,
+            state: Vec::new(),
             positions: vec![(
                 FileId {
                     dev: 1,

@@ -21,6 +21,7 @@ use crate::config::Problems;
 use crate::event::Event;
 use crate::internal_events::{ChannelCounters, EventsDroppedFull, LogLimiter};
 use crate::metrics::{Counter, Registry};
+use crate::plugin::state::StateCommit;
 use crate::source::checkpoint::{Checkpoint, Newest};
 use futures_util::future::BoxFuture;
 use serde::Deserialize;
@@ -196,6 +197,8 @@ struct Shared {
     checkpoints: Mutex<HashMap<Arc<str>, Newest>>,
     /// What `checkpoints` held at open, for the sources starting.
     recovered: HashMap<Arc<str>, Vec<Checkpoint>>,
+    /// The plugin state commits in the log's last segments at open.
+    recovered_state: Vec<Arc<StateCommit>>,
 }
 
 struct Writer {
@@ -321,7 +324,7 @@ impl FileChannel {
                 "events from before the restart are delivered first"
             );
         }
-        let checkpoints = recover_checkpoints(&wal);
+        let (checkpoints, recovered_state) = recover_checkpoints(&wal);
         let recovered = checkpoints
             .iter()
             .map(|(source, newest)| (source.clone(), newest.checkpoints(source)))
@@ -361,6 +364,7 @@ impl FileChannel {
             io_log: LogLimiter::new(5),
             checkpoints: Mutex::new(checkpoints),
             recovered,
+            recovered_state,
         });
         shared.counters.put.add(0);
         if config.fsync == FsyncPolicy::Interval {
@@ -384,6 +388,11 @@ impl FileChannel {
         let step = self.shared.capacity.events;
         let parts = total.div_ceil(step);
         let mut payload = Vec::new();
+        if total == 0 {
+            // Only a checkpoint (plugin state changes of a batch that left no events).
+            lock(&self.shared.encoder).encode(&[], checkpoint.as_ref(), &mut payload);
+            return self.put_payload(&payload, 0, checkpoint.as_ref()).await;
+        }
         for (i, part) in events.chunks(step).enumerate() {
             payload.clear();
             let with = checkpoint.as_ref().filter(|_| i + 1 == parts);
@@ -544,6 +553,9 @@ impl FileChannel {
                                 newest.entry(c.source.clone()).or_default().record(c);
                             }
                             if id.segment != segment {
+                                // The segments this one may outlive must not hold
+                                // state changes the plugins' state files lack.
+                                crate::plugin::state::save_all_synced();
                                 self.carry_forward(&mut writer.wal, &newest);
                             }
                         }
@@ -851,6 +863,10 @@ impl ChannelBackend for FileChannel {
             .unwrap_or_default()
     }
 
+    fn state_commits(&self) -> Vec<Arc<StateCommit>> {
+        self.shared.recovered_state.clone()
+    }
+
     fn take(&self, limits: TakeLimits, timeout: Duration) -> BoxFuture<'_, Take> {
         Box::pin(self.take_batch(limits, timeout))
     }
@@ -882,10 +898,12 @@ impl ChannelBackend for FileChannel {
 const CHECKPOINT_SEGMENTS: usize = 2;
 
 /// Reads the checkpoints stored in the log's last segments, acknowledged records
-/// included: the newest position per source and file. Damaged records are left to the
-/// takers to report.
-fn recover_checkpoints(wal: &Wal) -> HashMap<Arc<str>, Newest> {
+/// included: the newest position per source and file, and the plugin state commits
+/// (those of older segments are in the state files: they are saved before a segment
+/// starts). Damaged records are left to the takers to report.
+fn recover_checkpoints(wal: &Wal) -> (HashMap<Arc<str>, Newest>, Vec<Arc<StateCommit>>) {
     let mut newest: HashMap<Arc<str>, Newest> = HashMap::new();
+    let mut state = Vec::new();
     let mut reader = wal.reader_of_last_segments(CHECKPOINT_SEGMENTS);
     let end = wal.end();
     while let Ok(Some(record)) = reader.next(end) {
@@ -894,9 +912,10 @@ fn recover_checkpoints(wal: &Wal) -> HashMap<Arc<str>, Newest> {
                 .entry(checkpoint.source.clone())
                 .or_default()
                 .record(&checkpoint);
+            state.extend(checkpoint.state);
         }
     }
-    newest
+    (newest, state)
 }
 
 /// An open take of the file channel: events `start..end` in put order.
@@ -998,6 +1017,7 @@ mod tests {
         let position = |seq: u64, inode: u64, offset: u64| Checkpoint {
             source: Arc::from("app"),
             seq,
+            state: Vec::new(),
             positions: vec![(
                 FileId {
                     dev: 1,

@@ -204,6 +204,7 @@ mod tests {
         let stored = |seq, inode, offset| Checkpoint {
             source: "s".into(),
             seq,
+            state: Vec::new(),
             positions: vec![(
                 FileId {
                     dev: 7,
