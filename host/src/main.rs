@@ -203,8 +203,10 @@ fn limit_malloc_arenas() {
 fn init_logging(cli: &Cli) {
     let filter =
         EnvFilter::try_from_env("RUNNEL_LOG").unwrap_or_else(|_| EnvFilter::new(&cli.log_level));
+    // Colours only for a terminal: a log file or journald gets plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match cli.log_format {
         LogFormat::Json => builder.json().init(),

@@ -2,6 +2,7 @@
 //! commands and data from tests/data, and checks what comes out.
 
 mod common;
+mod config_reload;
 
 mod apache_corpus;
 mod default_config;

@@ -22,7 +22,7 @@ pub const DEFAULT_CAPACITY: usize = 10_000;
 /// Default `capacity_bytes` of a memory channel: small enough for an edge host.
 pub const DEFAULT_CAPACITY_BYTES: usize = 16 << 20;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(PartialEq, Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MemoryChannelConfig {
     /// Most events held (queued plus taken and not yet committed).

@@ -67,6 +67,8 @@ impl std::error::Error for ConfigErrors {}
 pub struct AgentSpec {
     /// Where the config came from (a path, or `<embedded default>`).
     pub origin: String,
+    /// The file it was read from (what SIGHUP reads again); none for a config text.
+    pub config_path: Option<PathBuf>,
     pub name: String,
     pub hostname: Arc<str>,
     /// Where durable state lives: file channels (by default), source positions.
@@ -88,7 +90,7 @@ pub struct AgentSpec {
     pub sinks: Vec<SinkSpec>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum PluginCode {
     Builtin(&'static str),
     Path(PathBuf),
@@ -105,7 +107,7 @@ pub enum OnError {
     Drop,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PluginSpec {
     pub name: String,
     pub line: Option<usize>,
@@ -128,14 +130,14 @@ pub struct BatchSpec {
     pub timeout: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RouteSpec {
     pub name: String,
     pub line: Option<usize>,
     pub channels: Vec<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SourceSpec {
     pub name: String,
     pub line: Option<usize>,
@@ -149,14 +151,14 @@ pub struct SourceSpec {
     pub max_line_bytes: usize,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ChannelSpec {
     pub name: String,
     pub line: Option<usize>,
     pub kind: ChannelType,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SinkSpec {
     pub name: String,
     pub line: Option<usize>,
@@ -168,6 +170,34 @@ pub struct SinkSpec {
     pub kind: SinkType,
     /// Whether `batch_size` was written (else the default, clamped to the channel).
     batch_size_set: bool,
+}
+
+/// Settings compared across a config reload: the same settings at another line of the
+/// file are the same component.
+macro_rules! unlined {
+    ($($Spec:ty),+) => {$(
+        impl $Spec {
+            /// A copy with no line numbers, to compare settings.
+            pub fn unlined(&self) -> Self {
+                let mut copy = self.clone();
+                copy.line = None;
+                copy
+            }
+        }
+    )+};
+}
+unlined!(PluginSpec, ChannelSpec, SinkSpec);
+
+impl SourceSpec {
+    /// A copy with no line numbers, to compare settings.
+    pub fn unlined(&self) -> Self {
+        let mut copy = self.clone();
+        copy.line = None;
+        for route in &mut copy.routes {
+            route.line = None;
+        }
+        copy
+    }
 }
 
 /// The config compiled into the binary, used when no `--config` is given.
@@ -207,7 +237,9 @@ pub fn load_file(path: &std::path::Path) -> Result<AgentSpec, ConfigErrors> {
             message: format!("cannot read the config: {e}"),
         }])
     })?;
-    load(&text, &origin)
+    let mut spec = load(&text, &origin)?;
+    spec.config_path = Some(path.to_owned());
+    Ok(spec)
 }
 
 /// Converts a TOML value into an event value (datetimes become strings).
@@ -312,6 +344,7 @@ impl Validator<'_> {
         }
         Ok(AgentSpec {
             origin: self.origin.to_owned(),
+            config_path: None,
             name: raw.agent.name.unwrap_or_else(|| hostname.to_string()),
             hostname,
             data_dir: PathBuf::from(raw.agent.data_dir.as_deref().unwrap_or("runnel-data")),

@@ -97,7 +97,7 @@ macro_rules! registry {
         }
     ) => {
         $(#[$meta])*
-        #[derive(Debug, Clone)]
+        #[derive(Debug, Clone, PartialEq)]
         pub enum $Enum {
             $($Variant($Config),)+
         }

@@ -118,7 +118,7 @@ pub enum PluginError {
 }
 
 /// Limits that hold for every call of a plugin.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Linear memory cap per instance.
     pub memory_bytes: usize,

@@ -117,7 +117,9 @@ pub struct PluginStatus {
     pub last_error: Option<String>,
 }
 
-struct Entry {
+/// A loaded plugin: its settings, the slot its versions are swapped in, the instances
+/// the sources share, its state and its status.
+pub struct PluginEntry {
     spec: PluginSpec,
     slot: Arc<PluginSlot>,
     pool: Arc<InstancePool>,
@@ -139,7 +141,19 @@ pub struct PluginSet {
     state_dir: PathBuf,
     /// The keys plugin files must be signed with (`require_signed`).
     trust: Option<TrustedKeys>,
-    entries: IndexMap<String, Entry>,
+    entries: RwLock<IndexMap<String, Arc<PluginEntry>>>,
+}
+
+impl PluginEntry {
+    /// The instances of the plugin, shared by every source that uses it.
+    pub fn pool(&self) -> &Arc<InstancePool> {
+        &self.pool
+    }
+
+    /// Whether the plugin was loaded from settings equal to `spec` (lines aside).
+    pub fn has_settings(&self, spec: &PluginSpec) -> bool {
+        self.spec.unlined() == spec.unlined()
+    }
 }
 
 impl PluginSet {
@@ -149,8 +163,13 @@ impl PluginSet {
             state_dir,
             instances_per_plugin: std::thread::available_parallelism().map_or(1, |n| n.get()),
             trust,
-            entries: IndexMap::new(),
+            entries: RwLock::new(IndexMap::new()),
         }
+    }
+
+    /// The engine the plugins are compiled with.
+    pub fn engine(&self) -> &PluginEngine {
+        &self.engine
     }
 
     /// Refuses the bytes of the plugin file `path` unless they carry a trusted
@@ -162,22 +181,40 @@ impl PluginSet {
         }
     }
 
-    /// Adds a plugin loaded at start from `spec`'s code (`wasm`, taking `load`): makes
-    /// its first instance (which calls `create`) and the pool the sources share.
+    /// Adds a plugin loaded at start (see [`PluginSet::entry`]).
     pub fn insert(
-        &mut self,
+        &self,
         spec: PluginSpec,
         plugin: Plugin,
         wasm: &[u8],
         load: Duration,
     ) -> Result<(), PluginError> {
+        let entry = self.entry(spec, plugin, wasm, load)?;
+        self.write().insert(entry.spec.name.clone(), entry);
+        Ok(())
+    }
+
+    /// A plugin loaded from `spec`'s code (`wasm`, taking `load`), not yet in the set:
+    /// makes its first instance (which calls `create`) and the pool the sources share.
+    /// It keeps its state in the store of the plugin of that name already in the set,
+    /// if there is one (the state outlives a change of the plugin's settings).
+    pub fn entry(
+        &self,
+        spec: PluginSpec,
+        plugin: Plugin,
+        wasm: &[u8],
+        load: Duration,
+    ) -> Result<Arc<PluginEntry>, PluginError> {
         let component = format!("plugin.{}", spec.name);
         let counters = Arc::new(PluginCounters::new(component.clone()));
-        let state = StateStore::open(
-            &spec.name,
-            Some(self.state_dir.join(format!("{}.state", spec.name))),
-            spec.limits.state_bytes,
-        );
+        let state = match self.read().get(&spec.name) {
+            Some(running) => running.state.clone(),
+            None => StateStore::open(
+                &spec.name,
+                Some(self.state_dir.join(format!("{}.state", spec.name))),
+                spec.limits.state_bytes,
+            ),
+        };
         let plugin = plugin.with_state(state.clone());
         let first = plugin.instantiate(counters.clone())?;
         let r = Registry::global();
@@ -200,7 +237,7 @@ impl PluginSet {
             first,
             self.instances_per_plugin,
         ));
-        let entry = Entry {
+        Ok(Arc::new(PluginEntry {
             spec: spec.clone(),
             slot,
             pool,
@@ -209,19 +246,49 @@ impl PluginSet {
             reloads: r.counter(&component, "reloads"),
             refused: r.counter(&component, "reloads_refused"),
             reloading: Mutex::new(()),
-        };
-        self.entries.insert(spec.name, entry);
-        Ok(())
+        }))
+    }
+
+    /// The names of the plugins loaded now.
+    pub fn names(&self) -> Vec<String> {
+        self.read().keys().cloned().collect()
+    }
+
+    /// The plugin `name` as loaded now.
+    pub fn get(&self, name: &str) -> Option<Arc<PluginEntry>> {
+        self.read().get(name).cloned()
+    }
+
+    /// Replaces the set's plugins with `entries` (a config reload): the plugins no
+    /// longer in it save their state and are dropped once no source uses them.
+    pub fn replace(&self, entries: IndexMap<String, Arc<PluginEntry>>) {
+        let old = std::mem::replace(&mut *self.write(), entries);
+        for (name, entry) in old {
+            if self
+                .get(&name)
+                .is_none_or(|e| !Arc::ptr_eq(&e.state, &entry.state))
+            {
+                entry.state.save_if_changed();
+            }
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, IndexMap<String, Arc<PluginEntry>>> {
+        self.entries.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, IndexMap<String, Arc<PluginEntry>>> {
+        self.entries.write().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The instances of plugin `name`, shared by every source that uses it.
-    pub fn pool(&self, name: &str) -> Option<&Arc<InstancePool>> {
-        self.entries.get(name).map(|e| &e.pool)
+    pub fn pool(&self, name: &str) -> Option<Arc<InstancePool>> {
+        self.read().get(name).map(|e| e.pool.clone())
     }
 
     /// The file behind each file plugin, by plugin name.
     pub fn files(&self) -> Vec<(String, PathBuf)> {
-        self.entries
+        self.read()
             .values()
             .filter_map(|e| match &e.spec.code {
                 PluginCode::Path(p) => Some((e.spec.name.clone(), p.clone())),
@@ -231,7 +298,7 @@ impl PluginSet {
     }
 
     pub fn status(&self) -> Vec<PluginStatus> {
-        self.entries
+        self.read()
             .values()
             .map(|e| lock(&e.status).clone())
             .collect()
@@ -241,11 +308,10 @@ impl PluginSet {
     /// and passes `create`. Blocking (compiles); call it off the event path.
     pub fn reload(&self, name: &str) -> Result<Reloaded, ReloadError> {
         let entry = self
-            .entries
             .get(name)
             .ok_or_else(|| ReloadError::Unknown(name.to_owned()))?;
         let _one_at_a_time = lock(&entry.reloading);
-        let outcome = self.try_reload(entry);
+        let outcome = self.try_reload(&entry);
         let mut status = lock(&entry.status);
         match &outcome {
             Ok(Reloaded::Swapped { version }) => {
@@ -275,7 +341,7 @@ impl PluginSet {
         outcome
     }
 
-    fn try_reload(&self, entry: &Entry) -> Result<Reloaded, ReloadError> {
+    fn try_reload(&self, entry: &PluginEntry) -> Result<Reloaded, ReloadError> {
         let name = &entry.spec.name;
         let path = match &entry.spec.code {
             PluginCode::Path(p) => p,
@@ -344,7 +410,7 @@ impl PluginSet {
     /// the plugins' states: those the state files do not have yet.
     pub fn recover_states(&self, commits: &[Arc<super::state::StateCommit>]) {
         for commit in commits {
-            match self.entries.get(&*commit.plugin) {
+            match self.read().get(&*commit.plugin) {
                 Some(entry) => entry.state.recover(commit),
                 None => tracing::warn!(
                     plugin = %commit.plugin,
@@ -356,7 +422,7 @@ impl PluginSet {
 
     /// Saves every plugin's keyed state that changed since the last save.
     pub fn save_states(&self) {
-        for entry in self.entries.values() {
+        for entry in self.read().values() {
             entry.state.save_if_changed();
         }
     }

@@ -306,6 +306,9 @@ impl StateStore {
             durable
                 .map
                 .retain(|_, v| v.value.is_some() || v.version > watermark);
+            // What `recover` may skip from now on (a deletion forgotten here must not
+            // be undone by an older commit found in a log).
+            durable.watermark = watermark;
             encode(&durable.map, watermark)
         };
         let written = if synced {

@@ -1,5 +1,6 @@
-//! What starts a hot reload: a plugin file that changes (watched with `notify`), and
-//! SIGHUP (every file plugin). The admin endpoint (`admin.rs`) is the third way.
+//! What starts a hot reload: a plugin file that changes (watched with `notify`). SIGHUP
+//! (every file plugin, after the config: `topology`) and the admin endpoint
+//! (`admin.rs`) are the other ways.
 
 use super::reload::PluginSet;
 use notify::{EventKind, RecursiveMode, Watcher};
@@ -14,8 +15,8 @@ use tokio_util::sync::CancellationToken;
 /// writes a file in several steps) before reloading.
 const SETTLE: Duration = Duration::from_millis(25);
 
-/// Reloads plugins when their files change (with `watch_files`) and on SIGHUP, until
-/// `shutdown`. Reloads compile, so they run on the blocking pool, one after another.
+/// Reloads plugins when their files change (with `watch_files`), until `shutdown`.
+/// Reloads compile, so they run on the blocking pool, one after another.
 pub async fn run(plugins: Arc<PluginSet>, watch_files: bool, shutdown: CancellationToken) {
     let (tx, mut changed) = mpsc::unbounded_channel::<PathBuf>();
     let _watcher = if watch_files {
@@ -28,20 +29,9 @@ pub async fn run(plugins: Arc<PluginSet>, watch_files: bool, shutdown: Cancellat
     } else {
         None
     };
-    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::warn!("cannot listen for SIGHUP: {e}; reload plugins by their files");
-            None
-        }
-    };
     loop {
         let names: BTreeSet<String> = tokio::select! {
             _ = shutdown.cancelled() => return,
-            Some(()) = async { hangup.as_mut()?.recv().await } => {
-                tracing::info!("SIGHUP: reloading every plugin loaded from a file");
-                plugins.files().into_iter().map(|(n, _)| n).collect()
-            }
             Some(path) = changed.recv() => {
                 let mut paths = vec![path];
                 tokio::time::sleep(SETTLE).await;

@@ -18,7 +18,7 @@ pub enum Stream {
     Stderr,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(PartialEq, Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConsoleSinkConfig {
     #[serde(default = "default_format")]

@@ -60,9 +60,10 @@ impl Sink {
         }
     }
 
-    /// Delivers until the channel is closed and drained. `abort` stops retrying: batches
-    /// still in flight are rolled back into the channel.
-    pub async fn run(self, abort: CancellationToken) {
+    /// Delivers until the channel is closed and drained, or until `stop` (then the
+    /// batches in flight are still delivered; the channel keeps the rest). `abort`
+    /// stops retrying: batches still in flight are rolled back into the channel.
+    pub async fn run(self, stop: CancellationToken, abort: CancellationToken) {
         let max_in_flight = self.service.in_flight().max(1);
         let mut in_flight = FuturesOrdered::new();
         let mut drained = false;
@@ -73,6 +74,7 @@ impl Sink {
             tokio::select! {
                 biased;
                 _ = abort.cancelled() => return, // dropping the takes rolls them back
+                _ = stop.cancelled(), if !drained => drained = true,
                 Some((take, outcome)) = in_flight.next(), if !in_flight.is_empty() => {
                     let Some(take) = take else {
                         continue; // its encoding failed; rolled back, taken again

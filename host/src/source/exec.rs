@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 /// A run this long resets the backoff: the command was healthy.
 const HEALTHY_RUN: Duration = Duration::from_secs(10);
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(PartialEq, Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExecConfig {
     /// Run with `sh -c`.

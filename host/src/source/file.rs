@@ -22,7 +22,7 @@ pub enum ReadFrom {
     End,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(PartialEq, Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub path: String,

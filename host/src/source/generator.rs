@@ -24,7 +24,7 @@ pub enum GeneratedKind {
     Syslog,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(PartialEq, Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GeneratorConfig {
     /// Concurrent simulated applications.

@@ -5,7 +5,7 @@ use crate::config::Problems;
 use futures_util::future::BoxFuture;
 use serde::Deserialize;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(PartialEq, Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StdinConfig {}
 

@@ -48,7 +48,7 @@ pub enum FsyncPolicy {
 }
 
 /// Where the key for encryption at rest comes from.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(PartialEq, Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EncryptionConfig {
     /// A file holding the 32-byte key (raw, or 64 hex digits).
@@ -77,7 +77,7 @@ pub const DEFAULT_CAPACITY: usize = 1_000_000;
 /// Default `capacity_bytes` (encoded bytes held on disk) of a file channel.
 pub const DEFAULT_CAPACITY_BYTES: u64 = 1 << 30;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(PartialEq, Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileChannelConfig {
     /// The log's directory; default `<agent.data_dir>/channels/<name>`.

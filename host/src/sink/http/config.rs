@@ -13,7 +13,7 @@ use std::time::Duration;
 
 /// The settings of an `http` sink (`[sinks.NAME] type = "http"`). The settings every
 /// sink has (channel, batching, retry backoff, dead letter) are read elsewhere.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(PartialEq, Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpSinkConfig {
     /// Where batches are sent: an `http://` or `https://` URL. Credentials in it
@@ -92,7 +92,7 @@ pub enum CompressionKind {
 }
 
 /// The extra headers; `Debug` shows their names only (values are often API keys).
-#[derive(Clone, Default, Deserialize)]
+#[derive(PartialEq, Clone, Default, Deserialize)]
 #[serde(transparent)]
 pub struct Headers(pub BTreeMap<String, String>);
 
@@ -105,7 +105,7 @@ impl fmt::Debug for Headers {
 }
 
 /// A secret written in the config; `Debug` does not show it.
-#[derive(Clone, Deserialize)]
+#[derive(PartialEq, Clone, Deserialize)]
 #[serde(transparent)]
 pub struct Secret(pub String);
 
@@ -124,7 +124,7 @@ impl fmt::Debug for Redacted {
 }
 
 /// `auth = { strategy = "…", … }`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(PartialEq, Debug, Clone, Deserialize)]
 #[serde(tag = "strategy", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Auth {
     /// `Authorization: Bearer <token>`; exactly one of `token` and `token_file`.
@@ -142,7 +142,7 @@ pub enum Auth {
 }
 
 /// `signature = { key_file = "…", header_prefix = "X-Runnel-" }`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(PartialEq, Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Signature {
     /// The HMAC key: the file's bytes, trailing `\r`/`\n` removed. Required.
@@ -154,7 +154,7 @@ pub struct Signature {
 }
 
 /// `tls = { ca_file = "…", verify = true }`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(PartialEq, Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Tls {
     /// PEM certificates (one or more) trusted in addition to the built-in roots, e.g. a

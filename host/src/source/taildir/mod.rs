@@ -49,7 +49,7 @@ const TURN_BUDGET: usize = 1024 * 1024;
 /// How long a stopping source waits for its last batches to be acknowledged.
 const ACK_WAIT: Duration = Duration::from_secs(5);
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(PartialEq, Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TaildirConfig {
     /// Pattern name → glob (`{ app = "/var/log/app/*.log" }`); at least one. Only the
@@ -88,7 +88,7 @@ pub struct TaildirConfig {
 }
 
 /// The names of the tags a taildir source sets.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(PartialEq, Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TagNames {
     /// The tag holding the file's path: a name, `true` for `"file"`, `false` for none.
@@ -108,7 +108,7 @@ impl Default for TagNames {
 }
 
 /// A tag's name, or whether the tag is set under its default name.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(PartialEq, Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum TagName {
     Enabled(bool),

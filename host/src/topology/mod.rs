@@ -1,18 +1,26 @@
 //! Builds the running agent from a validated config and runs it: sources → workers
-//! (plugin chains) → channels → sinks, with a graceful shutdown that drains everything.
+//! (plugin chains) → channels → sinks, with a graceful shutdown that drains everything
+//! and a config reload on SIGHUP that changes only what changed (`reload.rs`).
+
+mod reload;
+mod running;
 
 use crate::builtin;
 use crate::channel::{Capacity, Channel, FullPolicy, MemoryChannel};
-use crate::config::{AgentSpec, ConfigError, ConfigErrors, PluginCode, SourceSpec};
+use crate::config::{
+    AgentSpec, ConfigError, ConfigErrors, PluginCode, PluginSpec, SinkSpec, SourceSpec,
+};
 use crate::pipeline::{Chain, Selector, Step, Worker};
+use crate::plugin::pool::InstancePool;
 use crate::plugin::reload::PluginSet;
 use crate::plugin::signing::TrustedKeys;
 use crate::plugin::{PluginEngine, PluginError, Role};
 use crate::sink::Sink;
-use crate::source::{Batcher, Recovered, SourceContext};
 use crate::summary::Summary;
 use indexmap::IndexMap;
+use running::Running;
 use std::sync::Arc;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// After a forced stop, how long tasks get to notice it.
@@ -24,7 +32,7 @@ pub struct Topology {
     plugins: Arc<PluginSet>,
     sources: Vec<(SourceSpec, Worker)>,
     channels: IndexMap<String, Channel>,
-    sinks: Vec<Sink>,
+    sinks: Vec<(SinkSpec, Sink)>,
 }
 
 /// Compiles the plugins some source's chain uses (each component once; from the
@@ -41,54 +49,16 @@ fn load_plugins(spec: &AgentSpec, engine: &PluginEngine) -> Result<PluginSet, Co
         })?),
         None => None,
     };
-    let mut plugins = PluginSet::new(engine.clone(), trust, spec.data_dir.join("state"));
+    let plugins = PluginSet::new(engine.clone(), trust, spec.data_dir.join("state"));
     let mut errors = Vec::new();
-    for p in &spec.plugins {
-        if !spec.sources.iter().any(|s| s.plugins.contains(&p.name)) {
-            tracing::warn!(plugin = %p.name, "declared but used by no source: not loaded");
-            continue;
-        }
-        let started = std::time::Instant::now();
-        let wasm = match &p.code {
-            PluginCode::Builtin(name) => match builtin::find(name) {
-                Some(b) => Ok(std::borrow::Cow::Borrowed(b.wasm)),
-                None => unreachable!("builtin names are checked by config validation"),
-            },
-            PluginCode::Path(path) => std::fs::read(path)
-                .map(std::borrow::Cow::Owned)
-                .map_err(|source| {
-                    PluginError::Read {
-                        plugin: p.name.clone(),
-                        path: path.display().to_string(),
-                        source,
-                    }
-                    .to_string()
-                })
-                .and_then(|wasm| {
-                    plugins
-                        .check_signature(path, &wasm)
-                        .map(|()| wasm)
-                        .map_err(|e| format!("plugin `{}`: {e}", p.name))
-                }),
-        };
-        let loaded = wasm.and_then(|wasm| {
-            let plugin = engine
-                .load(&p.name, &wasm, &p.config, p.limits)
-                .map_err(|e| e.to_string())?;
-            Ok((plugin, wasm))
+    for p in used_plugins(spec) {
+        let loaded = load_plugin(&plugins, p).and_then(|(plugin, wasm, load)| {
+            plugins
+                .insert(p.clone(), plugin, &wasm, load)
+                .map_err(|e| e.to_string())
         });
-        match loaded {
-            Ok((plugin, wasm)) => {
-                if let Err(e) = plugins.insert(p.clone(), plugin, &wasm, started.elapsed()) {
-                    errors.push(error_at(
-                        spec,
-                        p.line,
-                        &format!("plugins.{}", p.name),
-                        e.to_string(),
-                    ));
-                }
-            }
-            Err(e) => errors.push(error_at(spec, p.line, &format!("plugins.{}", p.name), e)),
+        if let Err(e) = loaded {
+            errors.push(error_at(spec, p.line, &format!("plugins.{}", p.name), e));
         }
     }
     if errors.is_empty() {
@@ -96,6 +66,58 @@ fn load_plugins(spec: &AgentSpec, engine: &PluginEngine) -> Result<PluginSet, Co
     } else {
         Err(ConfigErrors(errors))
     }
+}
+
+/// The plugins some source's chain uses (the others are declared but not loaded).
+fn used_plugins(spec: &AgentSpec) -> impl Iterator<Item = &PluginSpec> {
+    spec.plugins.iter().filter(|p| {
+        let used = spec.sources.iter().any(|s| s.plugins.contains(&p.name));
+        if !used {
+            tracing::warn!(plugin = %p.name, "declared but used by no source: not loaded");
+        }
+        used
+    })
+}
+
+/// Reads (and, when required, checks the signature of) plugin `p`'s code and compiles
+/// it; returns the plugin, its bytes and how long that took.
+fn load_plugin<'a>(
+    plugins: &PluginSet,
+    p: &'a PluginSpec,
+) -> Result<
+    (
+        crate::plugin::Plugin,
+        std::borrow::Cow<'a, [u8]>,
+        std::time::Duration,
+    ),
+    String,
+> {
+    let started = std::time::Instant::now();
+    let wasm = match &p.code {
+        PluginCode::Builtin(name) => match builtin::find(name) {
+            Some(b) => std::borrow::Cow::Borrowed(b.wasm),
+            None => unreachable!("builtin names are checked by config validation"),
+        },
+        PluginCode::Path(path) => {
+            let wasm = std::fs::read(path).map_err(|source| {
+                PluginError::Read {
+                    plugin: p.name.clone(),
+                    path: path.display().to_string(),
+                    source,
+                }
+                .to_string()
+            })?;
+            plugins
+                .check_signature(path, &wasm)
+                .map_err(|e| format!("plugin `{}`: {e}", p.name))?;
+            std::borrow::Cow::Owned(wasm)
+        }
+    };
+    let plugin = plugins
+        .engine()
+        .load(&p.name, &wasm, &p.config, p.limits)
+        .map_err(|e| e.to_string())?;
+    Ok((plugin, wasm, started.elapsed()))
 }
 
 fn error_at(spec: &AgentSpec, line: Option<usize>, path: &str, message: String) -> ConfigError {
@@ -168,7 +190,7 @@ impl Topology {
         }
         let mut sources = Vec::new();
         for s in &spec.sources {
-            match build_worker(&spec, s, &plugins, &channels) {
+            match build_worker(&spec, s, &|name| plugins.pool(name), &channels) {
                 Ok(worker) => sources.push((s.clone(), worker)),
                 Err(mut e) => errors.append(&mut e),
             }
@@ -178,19 +200,9 @@ impl Topology {
         }
         let mut sinks = Vec::new();
         for s in &spec.sinks {
-            match s.kind.config().build(&s.name) {
-                Ok(service) => sinks.push(Sink::new(
-                    s,
-                    channels[&s.channel].clone(),
-                    s.dead_letter.as_ref().map(|d| channels[d].clone()),
-                    service,
-                )),
-                Err(e) => errors.push(error_at(
-                    &spec,
-                    s.line,
-                    &format!("sinks.{}", s.name),
-                    format!("{e:#}"),
-                )),
+            match build_sink(&spec, s, &channels) {
+                Ok(sink) => sinks.push((s.clone(), sink)),
+                Err(e) => errors.push(e),
             }
         }
         if !errors.is_empty() {
@@ -207,8 +219,9 @@ impl Topology {
 
     /// Runs until SIGINT/SIGTERM (or `stop`), or until every source has ended; then
     /// drains: sources flush, workers finish their chains, channels close, sinks deliver
-    /// what is left. Returns the number of accepted events that were not delivered
-    /// (0 on a clean stop).
+    /// what is left. SIGHUP reloads the config file (only what changed is stopped and
+    /// started again) and every plugin file. Returns the number of accepted events that
+    /// were not delivered (0 on a clean stop).
     pub async fn run(self, stop: CancellationToken) -> anyhow::Result<usize> {
         let Topology {
             spec,
@@ -217,9 +230,8 @@ impl Topology {
             channels,
             sinks,
         } = self;
-        let runtime = tokio::runtime::Handle::current();
-        // Plugin reloads (file changes, SIGHUP, the admin endpoint) stop with this. The
-        // endpoint binds first: an address in use stops the agent before anything runs.
+        // Plugin reloads (file changes, the admin endpoint) stop with this. The endpoint
+        // binds first: an address in use stops the agent before anything runs.
         let stop_reloads = CancellationToken::new();
         let admin = match spec.admin_listen {
             Some(addr) => {
@@ -227,43 +239,16 @@ impl Topology {
             }
             None => None,
         };
-        // Cancelled when the agent must stop without waiting for a clean drain.
-        let hard_stop = CancellationToken::new();
-        let mut sink_tasks = tokio::task::JoinSet::new();
-        for sink in sinks {
-            sink_tasks.spawn(sink.run(hard_stop.clone()));
-        }
+        let (ended_tx, mut ended) = mpsc::unbounded_channel();
+        let shutdown_timeout = spec.shutdown_timeout;
         let summary = Summary::new(spec.summary_interval);
+        let mut running = Running::new(spec, plugins.clone(), channels, ended_tx);
+        for (spec, sink) in sinks {
+            running.start_sink(spec, sink);
+        }
         let summary_task = summary.clone().spawn();
-
-        let stop_sources = CancellationToken::new();
-        let mut source_tasks = tokio::task::JoinSet::new();
-        let mut worker_threads = Vec::new();
         for (s, worker) in sources {
-            let recovered = Recovered::merge(
-                worker
-                    .selector
-                    .channels()
-                    .iter()
-                    .flat_map(|c| c.checkpoints(&s.name)),
-            );
-            let (handle, thread) = worker.spawn(&s.name, runtime.clone())?;
-            worker_threads.push(thread);
-            let batcher = Batcher::new(
-                &s.name,
-                s.event_name.clone(),
-                s.batch,
-                s.max_line_bytes,
-                handle,
-                hard_stop.clone(),
-            );
-            source_tasks.spawn(s.kind.config().run(SourceContext {
-                name: s.name.as_str().into(),
-                batcher,
-                shutdown: stop_sources.clone(),
-                data_dir: spec.data_dir.clone(),
-                recovered,
-            }));
+            running.start_source(s, worker)?;
         }
         // Plugins' keyed state is saved every second while it changes, and at the end.
         let saver = {
@@ -281,34 +266,46 @@ impl Topology {
                 }
             })
         };
-        let reloads = tokio::spawn(crate::plugin::watch::run(
-            plugins.clone(),
-            spec.watch_plugins,
-            stop_reloads.clone(),
-        ));
-        tracing::info!(agent = %spec.name, sources = source_tasks.len(), sinks = sink_tasks.len(), "runnel started");
+        let mut watcher = Watcher::spawn(&plugins, running.spec.watch_plugins, &stop_reloads);
+        tracing::info!(agent = %running.spec.name, sources = running.sources.len(), sinks = running.sinks.len(), "runnel started");
 
         let signal = shutdown_signal();
         tokio::pin!(signal);
-        loop {
+        let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!("cannot listen for SIGHUP: {e}; the config cannot be reloaded");
+                None
+            }
+        };
+        while !running.all_sources_ended() {
             tokio::select! {
                 _ = &mut signal => {
                     tracing::info!("shutdown requested; draining");
                     break;
                 }
                 _ = stop.cancelled() => break,
-                done = source_tasks.join_next() => match done {
-                    Some(_) => continue,
-                    None => {
-                        tracing::info!("every source has ended; draining");
-                        break;
+                Some(id) = ended.recv() => {
+                    running.source_ended(id);
+                }
+                Some(()) = async { hangup.as_mut()?.recv().await } => {
+                    tracing::info!("SIGHUP: reloading the config and every plugin file");
+                    if reload::reload_config(&mut running).await {
+                        // Other plugin files to watch.
+                        watcher.stop().await;
+                        watcher = Watcher::spawn(&plugins, running.spec.watch_plugins, &stop_reloads);
                     }
-                },
+                    let set = plugins.clone();
+                    let _ = tokio::task::spawn_blocking(move || set.reload_all()).await;
+                }
             }
         }
-        stop_sources.cancel();
+        if running.all_sources_ended() {
+            tracing::info!("every source has ended; draining");
+        }
         stop_reloads.cancel();
-        let _ = reloads.await;
+        watcher.stop().await;
         let _ = saver.await;
         if let Some(admin) = admin {
             let _ = admin.await;
@@ -318,40 +315,35 @@ impl Topology {
         // empty them — all within the shutdown timeout. A second signal, or the timeout,
         // stops waiting: blocked hand-overs give up (their events are counted as lost),
         // sinks stop retrying and roll their batches back.
-        let drain = async {
-            while source_tasks.join_next().await.is_some() {}
-            for thread in worker_threads {
-                let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-            }
-            for channel in channels.values() {
-                channel.close();
-            }
-            while sink_tasks.join_next().await.is_some() {}
-        };
-        tokio::pin!(drain);
-        let clean = tokio::select! {
-            _ = &mut drain => true,
-            _ = tokio::time::sleep(spec.shutdown_timeout) => {
-                tracing::error!(timeout_secs = spec.shutdown_timeout.as_secs(), "could not drain before the shutdown timeout; stopping");
-                false
-            }
-            _ = shutdown_signal() => {
-                tracing::warn!("second shutdown request; stopping without draining");
-                false
-            }
-        };
-        if !clean {
-            hard_stop.cancel();
-            for channel in channels.values() {
-                channel.close();
-            }
-            if tokio::time::timeout(HARD_STOP_GRACE, &mut drain)
-                .await
-                .is_err()
-            {
-                tracing::error!(
-                    "some tasks did not stop within {HARD_STOP_GRACE:?}; exiting anyway"
-                );
+        let hard_stop = running.hard_stop.clone();
+        let channels: Vec<Channel> = running.channels.values().cloned().collect();
+        {
+            let drain = running.drain();
+            tokio::pin!(drain);
+            let clean = tokio::select! {
+                _ = &mut drain => true,
+                _ = tokio::time::sleep(shutdown_timeout) => {
+                    tracing::error!(timeout_secs = shutdown_timeout.as_secs(), "could not drain before the shutdown timeout; stopping");
+                    false
+                }
+                _ = shutdown_signal() => {
+                    tracing::warn!("second shutdown request; stopping without draining");
+                    false
+                }
+            };
+            if !clean {
+                hard_stop.cancel();
+                for channel in &channels {
+                    channel.close();
+                }
+                if tokio::time::timeout(HARD_STOP_GRACE, &mut drain)
+                    .await
+                    .is_err()
+                {
+                    tracing::error!(
+                        "some tasks did not stop within {HARD_STOP_GRACE:?}; exiting anyway"
+                    );
+                }
             }
         }
         // What the drained batches changed in the plugins' state.
@@ -360,7 +352,7 @@ impl Topology {
         // Events left in a memory channel are lost; in a durable one they wait on disk
         // for the next start.
         let mut undelivered = 0u64;
-        for channel in channels.values() {
+        for channel in &channels {
             let left = channel.len() as u64;
             if channel.is_durable() {
                 if left > 0 {
@@ -388,16 +380,71 @@ impl Topology {
     }
 }
 
+/// The plugin file watcher (`plugin::watch`), restarted when a config reload changes
+/// which files there are.
+struct Watcher {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Watcher {
+    fn spawn(plugins: &Arc<PluginSet>, watch_files: bool, parent: &CancellationToken) -> Self {
+        let stop = parent.child_token();
+        let task = tokio::spawn(crate::plugin::watch::run(
+            plugins.clone(),
+            watch_files,
+            stop.clone(),
+        ));
+        Self { stop, task }
+    }
+
+    async fn stop(&mut self) {
+        self.stop.cancel();
+        let _ = (&mut self.task).await;
+    }
+}
+
+/// A sink reading its channel (and writing refused batches to its dead-letter channel).
+fn build_sink(
+    spec: &AgentSpec,
+    s: &SinkSpec,
+    channels: &IndexMap<String, Channel>,
+) -> Result<Sink, ConfigError> {
+    let missing = |name: &str| {
+        error_at(
+            spec,
+            s.line,
+            &format!("sinks.{}", s.name),
+            format!("its channel `{name}` is not open"),
+        )
+    };
+    let channel = channels
+        .get(&s.channel)
+        .ok_or_else(|| missing(&s.channel))?;
+    let dead_letter = match &s.dead_letter {
+        Some(d) => Some(channels.get(d).ok_or_else(|| missing(d))?.clone()),
+        None => None,
+    };
+    let service = s
+        .kind
+        .config()
+        .build(&s.name)
+        .map_err(|e| error_at(spec, s.line, &format!("sinks.{}", s.name), format!("{e:#}")))?;
+    Ok(Sink::new(s, channel.clone(), dead_letter, service))
+}
+
+/// A source's worker: its chain of steps over the plugins' shared instances (`pools`
+/// finds them by plugin name) and the selector over its channels.
 fn build_worker(
     spec: &AgentSpec,
     s: &SourceSpec,
-    plugins: &PluginSet,
+    pools: &dyn Fn(&str) -> Option<Arc<InstancePool>>,
     channels: &IndexMap<String, Channel>,
 ) -> Result<Worker, Vec<ConfigError>> {
     let mut errors = Vec::new();
     let mut steps = Vec::new();
     for (i, name) in s.plugins.iter().enumerate() {
-        let Some(pool) = plugins.pool(name) else {
+        let Some(pool) = pools(name) else {
             continue;
         };
         let (plugin, _) = pool.slot().current();
@@ -477,13 +524,22 @@ fn build_worker(
             (name.clone(), targets)
         })
         .collect();
-    let selector = Selector::new(
-        &s.name,
-        used.iter().map(|n| channels[n].clone()).collect(),
-        default,
-        dead_letter,
-        routes,
-    );
+    let mut selected = Vec::new();
+    for n in &used {
+        match channels.get(n) {
+            Some(c) => selected.push(c.clone()),
+            None => errors.push(error_at(
+                spec,
+                s.line,
+                &format!("sources.{}", s.name),
+                format!("its channel `{n}` is not open"),
+            )),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let selector = Selector::new(&s.name, selected, default, dead_letter, routes);
     Ok(Worker { chain, selector })
 }
 

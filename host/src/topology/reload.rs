@@ -1,0 +1,498 @@
+//! Reloading the whole config (SIGHUP): the file is read and validated again, and the
+//! running agent is changed into what it says, component by component, diffed by name
+//! and settings (line numbers aside):
+//!
+//! - what is unchanged keeps running, untouched: its events do not pause;
+//! - new and changed plugins are loaded (compiled, instantiated, `create`d) first, off
+//!   the event path, and every new source's chain and routes are checked; if anything
+//!   fails the reload is refused with errors naming the key and line, and nothing
+//!   changes;
+//! - then sources that are removed or changed (settings, a plugin of their chain, one of
+//!   their channels) stop: they flush and their workers put what they hold into the
+//!   channels;
+//! - sinks that are removed or changed stop taking batches and deliver those in flight;
+//!   what they did not take stays in the channel for their successor;
+//! - channels that are removed or changed close: a memory channel's sinks first deliver
+//!   what it holds (within `shutdown_timeout`; what is left after it is counted as lost),
+//!   a file channel keeps it on disk, and a changed one is opened again with its new
+//!   settings (its log still holds what was not delivered);
+//! - then the new and changed channels, sinks and sources start, in that order.
+//!
+//! Settings of `[agent]` other than `shutdown_timeout` apply at the next restart (a
+//! warning says which).
+
+use super::running::Running;
+use super::{build_sink, build_worker, load_plugin, used_plugins};
+use crate::channel::{Capacity, Channel, FullPolicy, MemoryChannel};
+use crate::config::{self, AgentSpec, ConfigError, ConfigErrors, SourceSpec};
+use crate::plugin::reload::{PluginEntry, PluginSet};
+use crate::source::SourceType;
+use indexmap::IndexMap;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+/// Reads the config file again and applies what changed. Returns whether the plugins
+/// changed (their files are then watched anew).
+pub async fn reload_config(running: &mut Running) -> bool {
+    let Some(path) = running.spec.config_path.clone() else {
+        tracing::info!("the agent runs the embedded default config: nothing to reload");
+        return false;
+    };
+    let mut new = match config::load_file(&path) {
+        Ok(spec) => spec,
+        Err(errors) => {
+            refused(&errors);
+            return false;
+        }
+    };
+    keep_restart_only_settings(&running.spec, &mut new);
+
+    // Load what is new or changed, off the event path.
+    let plugins = running.plugins.clone();
+    let candidate = new.clone();
+    let prepared = tokio::task::spawn_blocking(move || prepare_plugins(&plugins, &candidate)).await;
+    let PreparedPlugins {
+        entries,
+        changed: changed_plugins,
+    } = match prepared {
+        Ok(Ok(prepared)) => prepared,
+        Ok(Err(errors)) => {
+            refused(&errors);
+            return false;
+        }
+        Err(e) => {
+            tracing::error!("config reload refused: loading its plugins failed: {e}");
+            return false;
+        }
+    };
+    let diff = Diff::between(&running.spec, &new, &changed_plugins);
+    // A source kept as it runs keeps its settings in the running config.
+    for s in &mut new.sources {
+        if diff.sources_kept.contains(&s.name)
+            && let Some(old) = running.spec.sources.iter().find(|o| o.name == s.name)
+        {
+            *s = old.clone();
+        }
+    }
+
+    // Every chain to start must build before anything stops (channels stand in).
+    let stand_ins = stand_in_channels(&new);
+    let pools = |name: &str| entries.get(name).map(|e| e.pool().clone());
+    let mut errors = Vec::new();
+    for s in new
+        .sources
+        .iter()
+        .filter(|s| diff.sources_start.contains(&s.name))
+    {
+        if let Err(mut e) = build_worker(&new, s, &pools, &stand_ins) {
+            errors.append(&mut e);
+        }
+    }
+    if !errors.is_empty() {
+        refused(&ConfigErrors(errors));
+        return false;
+    }
+
+    if diff.is_empty() {
+        tracing::info!("config reloaded: nothing changed");
+        running.plugins.replace(entries);
+        running.spec = new;
+        return !changed_plugins.is_empty();
+    }
+    apply(running, new, entries, &diff).await;
+    tracing::info!(
+        sources_started = ?diff.sources_start,
+        sources_stopped = ?diff.sources_stop,
+        sinks_started = ?diff.sinks_start,
+        sinks_stopped = ?diff.sinks_stop,
+        channels_opened = ?diff.channels_open,
+        channels_closed = ?diff.channels_close,
+        plugins_changed = ?changed_plugins,
+        "config reloaded"
+    );
+    true
+}
+
+fn refused(errors: &ConfigErrors) {
+    crate::metrics::Registry::global()
+        .counter("agent", "config_reloads_refused")
+        .add(1);
+    for e in &errors.0 {
+        tracing::error!("config reload refused: {e}");
+    }
+    tracing::error!("the running config stays in force");
+}
+
+/// `[agent]` settings a running agent cannot change: the old ones stay, with a warning.
+fn keep_restart_only_settings(old: &AgentSpec, new: &mut AgentSpec) {
+    macro_rules! keep {
+        ($($field:ident),+) => {$(
+            if old.$field != new.$field {
+                tracing::warn!(
+                    setting = concat!("agent.", stringify!($field)),
+                    "changed in the config file; applies at the next restart"
+                );
+                new.$field = old.$field.clone();
+            }
+        )+};
+    }
+    keep!(
+        name,
+        hostname,
+        data_dir,
+        plugin_cache,
+        watch_plugins,
+        admin_listen,
+        trusted_keys,
+        summary_interval
+    );
+}
+
+/// The plugins a new config uses, ready to replace the running ones.
+struct PreparedPlugins {
+    /// The running ones whose settings did not change, and the others loaded anew
+    /// (their state carries over by name).
+    entries: IndexMap<String, Arc<PluginEntry>>,
+    /// The plugins that are new, changed or gone.
+    changed: BTreeSet<String>,
+}
+
+fn prepare_plugins(plugins: &PluginSet, new: &AgentSpec) -> Result<PreparedPlugins, ConfigErrors> {
+    let mut entries = IndexMap::new();
+    let mut changed = BTreeSet::new();
+    let mut errors = Vec::new();
+    for p in used_plugins(new) {
+        if let Some(entry) = plugins.get(&p.name).filter(|e| e.has_settings(p)) {
+            entries.insert(p.name.clone(), entry);
+            continue;
+        }
+        changed.insert(p.name.clone());
+        let loaded = load_plugin(plugins, p).and_then(|(plugin, wasm, load)| {
+            plugins
+                .entry(p.clone(), plugin, &wasm, load)
+                .map_err(|e| e.to_string())
+        });
+        match loaded {
+            Ok(entry) => {
+                entries.insert(p.name.clone(), entry);
+            }
+            Err(e) => errors.push(ConfigError {
+                origin: new.origin.clone(),
+                line: p.line,
+                path: format!("plugins.{}", p.name),
+                message: e,
+            }),
+        }
+    }
+    for name in plugins.names() {
+        if !entries.contains_key(&name) {
+            changed.insert(name);
+        }
+    }
+    if errors.is_empty() {
+        Ok(PreparedPlugins { entries, changed })
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+/// Memory channels standing in for the new config's channels, to check its chains.
+fn stand_in_channels(spec: &AgentSpec) -> IndexMap<String, Channel> {
+    spec.channels
+        .iter()
+        .map(|c| {
+            let capacity = Capacity {
+                events: c.kind.config().capacity_events(),
+                bytes: usize::MAX,
+            };
+            let channel = MemoryChannel::new(&c.name, capacity, FullPolicy::Block);
+            (c.name.clone(), Channel::new(channel))
+        })
+        .collect()
+}
+
+/// What a reload stops and starts, by name.
+#[derive(Debug, Default)]
+struct Diff {
+    /// Changed, but kept running with the settings it has (stdin).
+    sources_kept: BTreeSet<String>,
+    sources_stop: BTreeSet<String>,
+    sources_start: BTreeSet<String>,
+    sinks_stop: BTreeSet<String>,
+    sinks_start: BTreeSet<String>,
+    channels_close: BTreeSet<String>,
+    channels_open: BTreeSet<String>,
+}
+
+impl Diff {
+    fn between(old: &AgentSpec, new: &AgentSpec, changed_plugins: &BTreeSet<String>) -> Self {
+        let mut diff = Diff::default();
+        for c in &old.channels {
+            match new.channels.iter().find(|n| n.name == c.name) {
+                Some(n) if n.unlined() == c.unlined() => {}
+                Some(_) => {
+                    diff.channels_close.insert(c.name.clone());
+                    diff.channels_open.insert(c.name.clone());
+                }
+                None => {
+                    diff.channels_close.insert(c.name.clone());
+                }
+            }
+        }
+        for c in &new.channels {
+            if !old.channels.iter().any(|o| o.name == c.name) {
+                diff.channels_open.insert(c.name.clone());
+            }
+        }
+        let reopened = |name: &String| diff.channels_close.contains(name);
+        let source_changes = |s: &SourceSpec, n: &SourceSpec| {
+            n.unlined() != s.unlined()
+                || s.plugins.iter().any(|p| changed_plugins.contains(p))
+                || channels_of(s).any(reopened)
+        };
+        let mut stop = BTreeSet::new();
+        let mut start = BTreeSet::new();
+        for s in &old.sources {
+            match new.sources.iter().find(|n| n.name == s.name) {
+                Some(n) if !source_changes(s, n) => {}
+                // Standard input cannot be handed to a successor without losing what is
+                // being read: its source keeps running as it is, unless its channels
+                // are reopened (then the line being read may be lost).
+                Some(_)
+                    if matches!(s.kind, SourceType::Stdin(_)) && !channels_of(s).any(reopened) =>
+                {
+                    tracing::warn!(
+                        source = %s.name,
+                        "a stdin source is not restarted by a config reload; its changes apply at the next restart"
+                    );
+                    diff.sources_kept.insert(s.name.clone());
+                }
+                Some(_) => {
+                    stop.insert(s.name.clone());
+                    start.insert(s.name.clone());
+                }
+                None => {
+                    stop.insert(s.name.clone());
+                }
+            }
+        }
+        for s in &new.sources {
+            if !old.sources.iter().any(|o| o.name == s.name) {
+                start.insert(s.name.clone());
+            }
+        }
+        (diff.sources_stop, diff.sources_start) = (stop, start);
+        let (mut stop, mut start) = (BTreeSet::new(), BTreeSet::new());
+        for s in &old.sinks {
+            let reads_reopened =
+                reopened(&s.channel) || s.dead_letter.as_ref().is_some_and(reopened);
+            match new.sinks.iter().find(|n| n.name == s.name) {
+                Some(n) if n.unlined() == s.unlined() && !reads_reopened => {}
+                Some(_) => {
+                    stop.insert(s.name.clone());
+                    start.insert(s.name.clone());
+                }
+                None => {
+                    stop.insert(s.name.clone());
+                }
+            }
+        }
+        for s in &new.sinks {
+            if !old.sinks.iter().any(|o| o.name == s.name) {
+                start.insert(s.name.clone());
+            }
+        }
+        (diff.sinks_stop, diff.sinks_start) = (stop, start);
+        diff
+    }
+
+    fn is_empty(&self) -> bool {
+        self.sources_stop.is_empty()
+            && self.sources_start.is_empty()
+            && self.sinks_stop.is_empty()
+            && self.sinks_start.is_empty()
+            && self.channels_close.is_empty()
+            && self.channels_open.is_empty()
+    }
+}
+
+/// Every channel a source puts into.
+fn channels_of(s: &SourceSpec) -> impl Iterator<Item = &String> {
+    s.channels
+        .iter()
+        .chain(&s.dead_letter)
+        .chain(s.routes.iter().flat_map(|r| &r.channels))
+}
+
+async fn apply(
+    running: &mut Running,
+    new: AgentSpec,
+    entries: IndexMap<String, Arc<PluginEntry>>,
+    diff: &Diff,
+) {
+    let timeout = new.shutdown_timeout;
+    for name in &diff.sources_stop {
+        running.stop_source(name).await;
+    }
+    // Sinks on channels that stay (a sink on a closing channel goes with it).
+    for name in &diff.sinks_stop {
+        let on_closing = running
+            .sinks
+            .get(name)
+            .is_some_and(|s| diff.channels_close.contains(&s.spec.channel));
+        if !on_closing {
+            running.stop_sink(name, timeout).await;
+        }
+    }
+    for name in &diff.channels_close {
+        running.drain_channel(name, timeout).await;
+    }
+    running.plugins.replace(entries);
+    running.spec = new;
+    let spec = running.spec.clone();
+    for c in spec
+        .channels
+        .iter()
+        .filter(|c| diff.channels_open.contains(&c.name))
+    {
+        match c.kind.config().build(&c.name, &spec.data_dir) {
+            Ok(channel) => {
+                running.channels.insert(c.name.clone(), channel);
+            }
+            Err(e) => tracing::error!(
+                "{}: cannot open channel `{}` after the config reload: {e:#}; its sources and sinks do not start",
+                spec.origin,
+                c.name
+            ),
+        }
+    }
+    for s in spec
+        .sinks
+        .iter()
+        .filter(|s| diff.sinks_start.contains(&s.name))
+    {
+        match build_sink(&spec, s, &running.channels) {
+            Ok(sink) => running.start_sink(s.clone(), sink),
+            Err(e) => tracing::error!("config reload: sink not started: {e}"),
+        }
+    }
+    let plugins = running.plugins.clone();
+    for s in spec
+        .sources
+        .iter()
+        .filter(|s| diff.sources_start.contains(&s.name))
+    {
+        let worker = build_worker(&spec, s, &|name| plugins.pool(name), &running.channels);
+        let started = match worker {
+            Ok(worker) => running
+                .start_source(s.clone(), worker)
+                .map_err(|e| e.to_string()),
+            Err(errors) => Err(errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")),
+        };
+        if let Err(e) = started {
+            tracing::error!(source = %s.name, "config reload: source not started: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+[plugins.keep]
+builtin = "field-filter"
+[plugins.keep.config]
+field = "app"
+op = "eq"
+value = "a"
+action = "keep"
+
+[sources.one]
+type = "generator"
+plugins = ["keep"]
+channels = ["main"]
+
+[sources.two]
+type = "generator"
+channels = ["other"]
+
+[channels.main]
+type = "memory"
+
+[channels.other]
+type = "memory"
+
+[sinks.out]
+type = "console"
+channel = "main"
+
+[sinks.out2]
+type = "console"
+channel = "other"
+"#;
+
+    fn spec(text: &str) -> AgentSpec {
+        config::load(text, "test").unwrap()
+    }
+
+    fn names(set: &BTreeSet<String>) -> Vec<&str> {
+        set.iter().map(String::as_str).collect()
+    }
+
+    #[test]
+    fn the_same_settings_on_other_lines_change_nothing() {
+        let moved = format!("\n\n# a comment\n{BASE}");
+        let diff = Diff::between(&spec(BASE), &spec(&moved), &BTreeSet::new());
+        assert!(diff.is_empty(), "{diff:?}");
+    }
+
+    #[test]
+    fn a_changed_plugin_restarts_the_sources_whose_chains_use_it() {
+        let changed = BTreeSet::from(["keep".to_owned()]);
+        let diff = Diff::between(&spec(BASE), &spec(BASE), &changed);
+        assert_eq!(names(&diff.sources_stop), ["one"]);
+        assert_eq!(names(&diff.sources_start), ["one"]);
+        assert!(diff.sinks_stop.is_empty() && diff.channels_close.is_empty());
+    }
+
+    #[test]
+    fn a_changed_channel_is_reopened_with_everything_on_it() {
+        let new = BASE.replace(
+            "[channels.other]\ntype = \"memory\"",
+            "[channels.other]\ntype = \"memory\"\ncapacity = 500",
+        );
+        let diff = Diff::between(&spec(BASE), &spec(&new), &BTreeSet::new());
+        assert_eq!(names(&diff.channels_close), ["other"]);
+        assert_eq!(names(&diff.channels_open), ["other"]);
+        assert_eq!(names(&diff.sources_stop), ["two"]);
+        assert_eq!(names(&diff.sources_start), ["two"]);
+        assert_eq!(names(&diff.sinks_stop), ["out2"]);
+        assert_eq!(names(&diff.sinks_start), ["out2"]);
+    }
+
+    #[test]
+    fn removed_and_added_components_stop_and_start() {
+        let new = BASE
+            .replace(
+                "[sources.two]\ntype = \"generator\"\nchannels = [\"other\"]\n",
+                "",
+            )
+            .replace(
+                "[channels.other]\ntype = \"memory\"\n",
+                "[channels.third]\ntype = \"memory\"\n",
+            )
+            .replace("channel = \"other\"", "channel = \"third\"");
+        let diff = Diff::between(&spec(BASE), &spec(&new), &BTreeSet::new());
+        assert_eq!(names(&diff.sources_stop), ["two"]);
+        assert!(diff.sources_start.is_empty());
+        assert_eq!(names(&diff.channels_close), ["other"]);
+        assert_eq!(names(&diff.channels_open), ["third"]);
+        assert_eq!(names(&diff.sinks_stop), ["out2"]);
+        assert_eq!(names(&diff.sinks_start), ["out2"]);
+    }
+}
