@@ -252,20 +252,7 @@ impl<'a> Iterator for Children<'a> {
 
 /// The number of nodes in the subtree at `at`, or `None` when it runs past `nodes`.
 fn subtree_len(nodes: NodesRef<'_>, at: usize) -> Option<usize> {
-    let mut pending: u64 = 1;
-    let mut i = at;
-    while pending > 0 {
-        if i >= nodes.len() {
-            return None;
-        }
-        let children = nodes.children(i);
-        i += 1;
-        pending = (pending - 1).saturating_add(children);
-        if pending > (nodes.len() - i) as u64 {
-            return None;
-        }
-    }
-    Some(i - at)
+    runnel_flat::subtree_len(nodes.kinds, nodes.payloads, at)
 }
 
 /// Writes a [`Batch`], for native tests of interceptors, cleaners and routers.

@@ -3,32 +3,19 @@
 
 use crate::bindings::types::{Nodes, Span};
 
-/// The kind numbers of the `nodes.kinds` column (see the WIT `nodes` record).
-pub mod kind {
-    pub const NULL: u8 = 0;
-    pub const BOOL: u8 = 1;
-    pub const INT: u8 = 2;
-    pub const UINT: u8 = 3;
-    pub const FLOAT: u8 = 4;
-    pub const STR: u8 = 5;
-    pub const BYTES: u8 = 6;
-    pub const ARRAY: u8 = 7;
-    pub const OBJECT: u8 = 8;
-}
+pub use runnel_flat::kind;
 
 /// Packs a span into one number: `offset << 32 | len`.
 #[inline]
 pub const fn pack(span: Span) -> u64 {
-    (span.offset as u64) << 32 | span.len as u64
+    runnel_flat::pack(span.offset, span.len)
 }
 
 /// The span of a packed span.
 #[inline]
 pub const fn unpack(packed: u64) -> Span {
-    Span {
-        offset: (packed >> 32) as u32,
-        len: packed as u32,
-    }
+    let (offset, len) = runnel_flat::unpack(packed);
+    Span { offset, len }
 }
 
 impl From<u64> for Span {
@@ -47,90 +34,21 @@ impl From<Span> for u64 {
     }
 }
 
-/// One node's value, typed: a scalar, or the child count of a container. This is what a
-/// node's `kinds[i]` and `payloads[i]` mean together.
-#[derive(Debug, Clone, Copy)]
-pub enum NodeValue {
-    Null,
-    Boolean(bool),
-    /// Any integer in the i64 range.
-    Int(i64),
-    /// Only integers above the i64 range.
-    Uint(u64),
-    Float(f64),
-    /// UTF-8 text in the arena.
-    Str(Span),
-    /// Bytes in the arena.
-    Bytes(Span),
-    /// This many child values follow.
-    Array(u32),
-    /// This many members follow.
-    Object(u32),
-}
-
-impl PartialEq for NodeValue {
-    /// Spans compare by offset and length; floats as `f64`s (NaN is unequal).
-    fn eq(&self, other: &Self) -> bool {
-        use NodeValue::*;
-        match (*self, *other) {
-            (Null, Null) => true,
-            (Boolean(a), Boolean(b)) => a == b,
-            (Int(a), Int(b)) => a == b,
-            (Uint(a), Uint(b)) => a == b,
-            (Float(a), Float(b)) => a == b,
-            (Str(a), Str(b)) | (Bytes(a), Bytes(b)) => pack(a) == pack(b),
-            (Array(a), Array(b)) | (Object(a), Object(b)) => a == b,
-            _ => false,
-        }
-    }
-}
-
-impl NodeValue {
-    /// Reads a node's kind and payload; `None` for an unknown kind, a boolean other than
-    /// 0 or 1, or a child count above `u32::MAX`. A `uint` in the i64 range reads as
-    /// `Int`.
+impl runnel_flat::Span for Span {
     #[inline]
-    pub fn from_raw(kind: u8, payload: u64) -> Option<Self> {
-        Some(match kind {
-            kind::NULL => NodeValue::Null,
-            kind::BOOL => match payload {
-                0 => NodeValue::Boolean(false),
-                1 => NodeValue::Boolean(true),
-                _ => return None,
-            },
-            kind::INT => NodeValue::Int(payload as i64),
-            kind::UINT => match i64::try_from(payload) {
-                Ok(i) => NodeValue::Int(i),
-                Err(_) => NodeValue::Uint(payload),
-            },
-            kind::FLOAT => NodeValue::Float(f64::from_bits(payload)),
-            kind::STR => NodeValue::Str(unpack(payload)),
-            kind::BYTES => NodeValue::Bytes(unpack(payload)),
-            kind::ARRAY => NodeValue::Array(u32::try_from(payload).ok()?),
-            kind::OBJECT => NodeValue::Object(u32::try_from(payload).ok()?),
-            _ => return None,
-        })
+    fn from_parts(offset: u32, len: u32) -> Self {
+        Span { offset, len }
     }
 
-    /// The node's kind and payload. A `Uint` in the i64 range is written as `int`.
     #[inline]
-    pub fn to_raw(self) -> (u8, u64) {
-        match self {
-            NodeValue::Null => (kind::NULL, 0),
-            NodeValue::Boolean(b) => (kind::BOOL, b as u64),
-            NodeValue::Int(i) => (kind::INT, i as u64),
-            NodeValue::Uint(u) => match i64::try_from(u) {
-                Ok(i) => (kind::INT, i as u64),
-                Err(_) => (kind::UINT, u),
-            },
-            NodeValue::Float(f) => (kind::FLOAT, f.to_bits()),
-            NodeValue::Str(span) => (kind::STR, pack(span)),
-            NodeValue::Bytes(span) => (kind::BYTES, pack(span)),
-            NodeValue::Array(n) => (kind::ARRAY, u64::from(n)),
-            NodeValue::Object(n) => (kind::OBJECT, u64::from(n)),
-        }
+    fn parts(self) -> (u32, u32) {
+        (self.offset, self.len)
     }
 }
+
+/// One node's value, typed: a scalar, or the child count of a container (see
+/// [`runnel_flat::NodeValue`]), with spans as WIT [`Span`]s.
+pub type NodeValue = runnel_flat::NodeValue<Span>;
 
 impl Nodes {
     /// No nodes.
@@ -256,16 +174,6 @@ impl<'a> NodesRef<'a> {
     #[inline]
     pub fn key(&self, i: usize) -> u64 {
         self.keys.get(i).copied().unwrap_or(0)
-    }
-
-    /// The child count of node `i` when it is a container (0 otherwise). Not limited to
-    /// u32, so that a malformed count is seen as too large rather than cut.
-    #[inline]
-    pub(crate) fn children(&self, i: usize) -> u64 {
-        match self.kinds.get(i) {
-            Some(&kind::ARRAY | &kind::OBJECT) => self.payloads[i],
-            _ => 0,
-        }
     }
 
     /// The values of the nodes, in order (`None` for malformed ones).

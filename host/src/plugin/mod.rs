@@ -428,6 +428,22 @@ impl Plugin {
             call: "reads",
             source,
         };
+        // Instantiates a role's world, calls `create` and asks which fields it `reads`:
+        // the same steps for every role that takes events (a parser reads lines; a
+        // router also names its routes).
+        macro_rules! bind {
+            ($World:ty, $exports:ident, $Variant:ident) => {{
+                let b = <$World>::instantiate(&mut store, &p.component, &engine.linker)
+                    .map_err(inst_err)?;
+                let guest = b.$exports().instance();
+                let res = guest
+                    .call_create(&mut store, &p.config)
+                    .map_err(call_err)?
+                    .map_err(init_err)?;
+                let reads = guest.call_reads(&mut store, res).map_err(reads_err)?;
+                (Bound::$Variant(b, res), reads)
+            }};
+        }
         // What `create` printed (a traceback when it failed) is logged either way.
         let bound = (|| -> Result<(Bound, Option<Vec<String>>), PluginError> {
             Ok(match p.role {
@@ -442,66 +458,17 @@ impl Plugin {
                         .map_err(call_err)?;
                     (Bound::Parser(b, res.map_err(init_err)?), None)
                 }
-                Role::Interceptor => {
-                    let b = interceptor::InterceptorPlugin::instantiate(
-                        &mut store,
-                        &p.component,
-                        &engine.linker,
-                    )
-                    .map_err(inst_err)?;
-                    let res = b
-                        .runnel_plugin_interceptor()
-                        .instance()
-                        .call_create(&mut store, &p.config)
-                        .map_err(call_err)?;
-                    let res = res.map_err(init_err)?;
-                    let reads = b
-                        .runnel_plugin_interceptor()
-                        .instance()
-                        .call_reads(&mut store, res)
-                        .map_err(reads_err)?;
-                    (Bound::Interceptor(b, res), reads)
-                }
-                Role::Cleaner => {
-                    let b = cleaner::CleanerPlugin::instantiate(
-                        &mut store,
-                        &p.component,
-                        &engine.linker,
-                    )
-                    .map_err(inst_err)?;
-                    let res = b
-                        .runnel_plugin_cleaner()
-                        .instance()
-                        .call_create(&mut store, &p.config)
-                        .map_err(call_err)?;
-                    let res = res.map_err(init_err)?;
-                    let reads = b
-                        .runnel_plugin_cleaner()
-                        .instance()
-                        .call_reads(&mut store, res)
-                        .map_err(reads_err)?;
-                    (Bound::Cleaner(b, res), reads)
-                }
-                Role::Processor => {
-                    let b = processor::ProcessorPlugin::instantiate(
-                        &mut store,
-                        &p.component,
-                        &engine.linker,
-                    )
-                    .map_err(inst_err)?;
-                    let res = b
-                        .runnel_plugin_processor()
-                        .instance()
-                        .call_create(&mut store, &p.config)
-                        .map_err(call_err)?;
-                    let res = res.map_err(init_err)?;
-                    let reads = b
-                        .runnel_plugin_processor()
-                        .instance()
-                        .call_reads(&mut store, res)
-                        .map_err(reads_err)?;
-                    (Bound::Processor(b, res), reads)
-                }
+                Role::Interceptor => bind!(
+                    interceptor::InterceptorPlugin,
+                    runnel_plugin_interceptor,
+                    Interceptor
+                ),
+                Role::Cleaner => bind!(cleaner::CleanerPlugin, runnel_plugin_cleaner, Cleaner),
+                Role::Processor => bind!(
+                    processor::ProcessorPlugin,
+                    runnel_plugin_processor,
+                    Processor
+                ),
                 Role::Router => {
                     let b =
                         router::RouterPlugin::instantiate(&mut store, &p.component, &engine.linker)

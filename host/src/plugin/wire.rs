@@ -21,28 +21,7 @@ pub const MAX_TAGS_PER_PATCH: u32 = 1024;
 /// fine, but not make the host copy a huge tree once per event).
 const MERGE_ALLOWANCE: usize = 1 << 16;
 
-/// Node kinds of the column-wise node lists (`nodes.kinds`).
-pub mod kind {
-    pub const NULL: u8 = 0;
-    pub const BOOL: u8 = 1;
-    pub const INT: u8 = 2;
-    pub const UINT: u8 = 3;
-    pub const FLOAT: u8 = 4;
-    pub const STR: u8 = 5;
-    pub const BYTES: u8 = 6;
-    pub const ARRAY: u8 = 7;
-    pub const OBJECT: u8 = 8;
-}
-
-/// A span packed into one number, as the WIT `packed-span`: `offset << 32 | len`.
-pub fn pack(offset: u32, len: u32) -> u64 {
-    u64::from(offset) << 32 | u64::from(len)
-}
-
-/// `(offset, len)` of a packed span.
-pub fn unpack(packed: u64) -> (u32, u32) {
-    ((packed >> 32) as u32, packed as u32)
-}
+pub use runnel_flat::{kind, pack, unpack};
 
 /// Plugin output that does not follow the contract.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -269,7 +248,7 @@ impl BatchEncoder {
             None
         };
         if let Some(output) = shared {
-            b.arena.extend_from_slice(&output.arena);
+            b.arena.extend_from_slice(output.arena.bytes());
         }
         for event in events {
             let name = push_span(&mut b.arena, event.name.as_bytes());
@@ -371,11 +350,6 @@ pub fn decode_batch(batch: wit::Batch) -> Result<Vec<Event>, WireError> {
     Ok(out)
 }
 
-/// A UTF-8 continuation byte (`10xxxxxx`): never the start of a character.
-fn is_continuation(b: u8) -> bool {
-    b & 0xC0 == 0x80
-}
-
 /// The plugin output that every wire-form event of `events` points into, if they all
 /// point into the same one (and at least one does), and they use at least half of it:
 /// copying its whole arena is then cheaper than copying their trees one by one. (After
@@ -399,8 +373,40 @@ fn common_output(events: &[Event]) -> Option<&Arc<SharedOutput>> {
 
 /// A plugin's output arena and nodes, shared by the events whose fields point into it.
 pub struct SharedOutput {
-    arena: Vec<u8>,
+    arena: Arena,
     nodes: wit::Nodes,
+}
+
+/// A plugin's output bytes, checked once: text when all of them are UTF-8 (the usual
+/// case: then a string span is a `str` slice whose ends `str::get` checks, in constant
+/// time), bytes otherwise (then each string span is checked on its own).
+enum Arena {
+    Text(String),
+    Bytes(Vec<u8>),
+}
+
+impl Arena {
+    fn new(bytes: Vec<u8>) -> Self {
+        match String::from_utf8(bytes) {
+            Ok(text) => Arena::Text(text),
+            Err(e) => Arena::Bytes(e.into_bytes()),
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Arena::Text(text) => text.as_bytes(),
+            Arena::Bytes(bytes) => bytes,
+        }
+    }
+
+    /// The text at `start..end`: `None` when out of range or not UTF-8.
+    fn str(&self, start: usize, end: usize) -> Option<&str> {
+        match self {
+            Arena::Text(text) => text.get(start..end),
+            Arena::Bytes(bytes) => std::str::from_utf8(bytes.get(start..end)?).ok(),
+        }
+    }
 }
 
 /// One node of a checked tree.
@@ -443,20 +449,21 @@ impl WireObject {
     /// nodes (checked at construction).
     pub(crate) fn bytes(&self, packed: u64) -> &[u8] {
         let (offset, len) = unpack(packed);
-        &self.output.arena[offset as usize..(offset + len) as usize]
+        &self.output.arena.bytes()[offset as usize..(offset + len) as usize]
     }
 
     /// The text of a string span of this tree: the payload of one of its string nodes or
-    /// the key of one of its object members — nothing else (checked UTF-8 at
-    /// construction).
+    /// the key of one of its object members. `OutputReader::object` checked each of them
+    /// (in range, UTF-8) before making the `WireObject`, so the empty text for a span
+    /// that is neither is never returned for those.
     pub(crate) fn str(&self, packed: u64) -> &str {
-        let bytes = self.bytes(packed);
-        debug_assert!(std::str::from_utf8(bytes).is_ok());
-        // SAFETY: `OutputReader::object` checked that every string and key span of this
-        // tree is UTF-8 before making the `WireObject`, and the shared output is never
-        // mutated afterwards (it sits behind an `Arc` with no `&mut` access). Only the
-        // spans of this tree's own string and key nodes are passed here.
-        unsafe { std::str::from_utf8_unchecked(bytes) }
+        let (offset, len) = unpack(packed);
+        let text = self
+            .output
+            .arena
+            .str(offset as usize, (offset + len) as usize);
+        debug_assert!(text.is_some(), "a string span not checked at construction");
+        text.unwrap_or_default()
     }
 
     /// Members of the root object.
@@ -514,18 +521,13 @@ impl WireObject {
         nodes.payloads.extend_from_slice(&from.payloads[range]);
     }
 
-    /// The index just past the subtree that starts at node `at`.
-    fn subtree_end(&self, mut at: usize) -> usize {
-        let mut left = 1u64;
-        while left > 0 {
-            let node = self.node(at);
-            at += 1;
-            left -= 1;
-            if matches!(node.kind, kind::ARRAY | kind::OBJECT) {
-                left += node.payload;
-            }
-        }
-        at
+    /// The index just past the subtree that starts at node `at` (of this checked tree).
+    fn subtree_end(&self, at: usize) -> usize {
+        let n = &self.output.nodes;
+        let start = self.start as usize;
+        let len = runnel_flat::subtree_len(&n.kinds, &n.payloads, start + at);
+        debug_assert!(len.is_some(), "a subtree of a checked tree");
+        at + len.unwrap_or(1)
     }
 
     /// Appends an object of the root members `projection` names, copying their strings
@@ -589,29 +591,24 @@ pub struct OutputReader {
     /// well-formed output checks each of its nodes once; pointing many events at large
     /// trees costs more, up to this bound.
     work_budget: Cell<usize>,
-    /// The whole arena is UTF-8: then a span is UTF-8 exactly when it starts and ends on
-    /// character boundaries, and one bulk check replaces one per string.
-    arena_is_utf8: bool,
 }
 
 impl OutputReader {
     pub fn new(data: wit::OutputData) -> Self {
-        let arena_is_utf8 = std::str::from_utf8(&data.arena).is_ok();
         let work_budget = 4 * data.nodes.kinds.len() + MERGE_ALLOWANCE;
         Self {
             last_checked: RefCell::new(None),
             work_budget: Cell::new(work_budget),
             output: Arc::new(SharedOutput {
-                arena: data.arena,
+                arena: Arena::new(data.arena),
                 nodes: data.nodes,
             }),
             tags: data.tags,
-            arena_is_utf8,
         }
     }
 
     pub fn bytes(&self, span: wit::Span) -> Result<&[u8], WireError> {
-        let arena = &self.output.arena;
+        let arena = self.output.arena.bytes();
         let start = span.offset as usize;
         start
             .checked_add(span.len as usize)
@@ -624,23 +621,9 @@ impl OutputReader {
     }
 
     pub fn str(&self, span: wit::Span) -> Result<&str, WireError> {
-        let bytes = self.bytes(span)?;
-        let on_boundaries = |at: usize| {
-            self.output
-                .arena
-                .get(at)
-                .is_none_or(|&b| !is_continuation(b))
-        };
-        if self.arena_is_utf8
-            && on_boundaries(span.offset as usize)
-            && on_boundaries((span.offset + span.len) as usize)
-        {
-            // SAFETY: the arena is valid UTF-8 (checked in `new`, never mutated), and a
-            // slice of valid UTF-8 that starts and ends on character boundaries is valid
-            // UTF-8.
-            return Ok(unsafe { std::str::from_utf8_unchecked(bytes) });
-        }
-        std::str::from_utf8(bytes).map_err(|_| WireError::NotUtf8 {
+        let start = span.offset as usize;
+        let end = start + self.bytes(span)?.len();
+        self.output.arena.str(start, end).ok_or(WireError::NotUtf8 {
             offset: span.offset,
         })
     }
