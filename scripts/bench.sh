@@ -379,3 +379,29 @@ for what, with_plugins in [("64 sources, no plugins (reference)", False), ("64 s
     print(f"{what:<38} peak RSS {ru.ru_maxrss / 1024:6.1f} MiB, CPU {ru.ru_utime + ru.ru_stime:5.2f} s, {out:,} events out")
 shutil.rmtree(work, ignore_errors=True)
 PY
+
+echo
+echo "== 8. instructions per line (callgrind): section 2 pipeline on 100,000 lines =="
+# Wall-clock CPU on this VM spreads ±15% from run to run; instruction counts do not
+# (the same binary and input give the same count within 0.5%). Compare a change with
+# the previous commit by building both and running this section on each.
+if command -v valgrind >/dev/null; then
+    W8="$WORK/callgrind"
+    rm -rf "$W8" && mkdir -p "$W8"
+    head -n 100000 "$IN" > "$W8/in.log"
+    sed -e "s|RUNNEL_BENCH_IN|$PWD/$W8/in.log|" -e "s|RUNNEL_BENCH_OUT|$PWD/$W8/out.jsonl|" \
+        -e "s|^summary_interval_secs = 0|summary_interval_secs = 0\ndata_dir = \"$PWD/$W8/data\"|" \
+        config/bench/e2e-access.toml > "$W8/config.toml"
+    # Once on one line to fill the compile cache, under valgrind too (its CPU has other
+    # features, so the cache keeps other entries for it): the count is then the
+    # pipeline's, not Cranelift's.
+    head -n 1 "$W8/in.log" > "$W8/one.log"
+    sed -e "s|$PWD/$W8/in.log|$PWD/$W8/one.log|" "$W8/config.toml" > "$W8/one.toml"
+    valgrind --tool=none target/release/runnel run --config "$W8/one.toml" >/dev/null 2>&1
+    rm -f "$W8/out.jsonl"
+    ir=$(valgrind --tool=callgrind --smc-check=all --callgrind-out-file="$W8/callgrind.out" \
+        target/release/runnel run --config "$W8/config.toml" 2>&1 | sed -n 's/.*Collected : //p')
+    echo "instructions     $ir = $((ir / 100000)) per line ($(wc -l < "$W8/out.jsonl") events out)"
+else
+    echo "valgrind not installed: skipped"
+fi

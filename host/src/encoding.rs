@@ -142,8 +142,13 @@ fn needs_escape(word: u64) -> bool {
 /// Writes `s` as a JSON string: quotes, backslashes and control characters escaped,
 /// everything else copied as it is (it is UTF-8 already).
 fn write_str(out: &mut Vec<u8>, s: &str) {
+    write_text(out, s.as_bytes());
+}
+
+/// [`write_str`] for text held as bytes: a checked wire-form string (UTF-8, checked when
+/// the plugin's output was), written without being checked again.
+fn write_text(out: &mut Vec<u8>, bytes: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let bytes = s.as_bytes();
     out.reserve(bytes.len() + 2);
     out.push(b'"');
     let mut start = 0;
@@ -205,7 +210,7 @@ fn write_wire(out: &mut Vec<u8>, object: &WireObject, pos: &mut usize) {
         kind::INT => write_value(out, &Value::Int(node.payload as i64)),
         kind::UINT => write_value(out, &Value::from_u64(node.payload)),
         kind::FLOAT => write_value(out, &Value::Float(f64::from_bits(node.payload))),
-        kind::STR => write_str(out, object.str(node.payload)),
+        kind::STR => write_text(out, object.bytes(node.payload)),
         kind::BYTES => write_str(out, &String::from_utf8_lossy(object.bytes(node.payload))),
         kind::ARRAY => {
             out.push(b'[');
@@ -223,7 +228,7 @@ fn write_wire(out: &mut Vec<u8>, object: &WireObject, pos: &mut usize) {
                 if i > 0 {
                     out.push(b',');
                 }
-                write_str(out, object.str(object.node(*pos).key));
+                write_text(out, object.bytes(object.node(*pos).key));
                 out.push(b':');
                 write_wire(out, object, pos);
             }

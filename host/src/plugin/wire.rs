@@ -215,8 +215,13 @@ impl Projection {
     }
 
     pub fn contains(&self, key: &str) -> bool {
+        self.contains_bytes(key.as_bytes())
+    }
+
+    /// [`Projection::contains`] for a name held as bytes (a checked wire-form key).
+    pub fn contains_bytes(&self, key: &[u8]) -> bool {
         // A handful of names: a scan beats hashing.
-        self.names.iter().any(|n| n == key)
+        self.names.iter().any(|n| n.as_bytes() == key)
     }
 }
 
@@ -393,6 +398,7 @@ impl Arena {
         }
     }
 
+    #[inline]
     fn bytes(&self) -> &[u8] {
         match self {
             Arena::Text(text) => text.as_bytes(),
@@ -401,6 +407,7 @@ impl Arena {
     }
 
     /// The text at `start..end`: `None` when out of range or not UTF-8.
+    #[inline]
     fn str(&self, start: usize, end: usize) -> Option<&str> {
         match self {
             Arena::Text(text) => text.get(start..end),
@@ -435,6 +442,7 @@ impl WireObject {
     }
 
     /// Node `i` of the tree (0 is the root).
+    #[inline]
     pub(crate) fn node(&self, i: usize) -> NodeView {
         let at = self.start as usize + i;
         let n = &self.output.nodes;
@@ -447,6 +455,7 @@ impl WireObject {
 
     /// The bytes of a packed span of this tree: a string, bytes or key span of one of its
     /// nodes (checked at construction).
+    #[inline]
     pub(crate) fn bytes(&self, packed: u64) -> &[u8] {
         let (offset, len) = unpack(packed);
         &self.output.arena.bytes()[offset as usize..(offset + len) as usize]
@@ -456,6 +465,7 @@ impl WireObject {
     /// the key of one of its object members. `OutputReader::object` checked each of them
     /// (in range, UTF-8) before making the `WireObject`, so the empty text for a span
     /// that is neither is never returned for those.
+    #[inline]
     pub(crate) fn str(&self, packed: u64) -> &str {
         let (offset, len) = unpack(packed);
         let text = self
@@ -521,13 +531,18 @@ impl WireObject {
         nodes.payloads.extend_from_slice(&from.payloads[range]);
     }
 
-    /// The index just past the subtree that starts at node `at` (of this checked tree).
-    fn subtree_end(&self, at: usize) -> usize {
-        let n = &self.output.nodes;
-        let start = self.start as usize;
-        let len = runnel_flat::subtree_len(&n.kinds, &n.payloads, start + at);
-        debug_assert!(len.is_some(), "a subtree of a checked tree");
-        at + len.unwrap_or(1)
+    /// The index just past the subtree that starts at node `at`. The tree is checked
+    /// (`OutputReader::object`): its counts are consistent, so this walks it without
+    /// the bounds checks of `runnel_flat::subtree_len`, which is for unchecked input.
+    #[inline]
+    fn subtree_end(&self, mut at: usize) -> usize {
+        let mut left = 1u64;
+        while left > 0 {
+            let node = self.node(at);
+            at += 1;
+            left = left - 1 + runnel_flat::children(node.kind, node.payload);
+        }
+        at
     }
 
     /// Appends an object of the root members `projection` names, copying their strings
@@ -544,7 +559,7 @@ impl WireObject {
         let mut at = 1;
         for _ in 0..self.len() {
             let end = self.subtree_end(at);
-            if projection.contains(self.str(self.node(at).key)) {
+            if projection.contains_bytes(self.bytes(self.node(at).key)) {
                 self.encode_nodes_into(at..end, arena, nodes);
                 kept += 1;
             }
@@ -622,10 +637,16 @@ impl OutputReader {
 
     pub fn str(&self, span: wit::Span) -> Result<&str, WireError> {
         let start = span.offset as usize;
-        let end = start + self.bytes(span)?.len();
-        self.output.arena.str(start, end).ok_or(WireError::NotUtf8 {
-            offset: span.offset,
-        })
+        let end = start.saturating_add(span.len as usize);
+        match self.output.arena.str(start, end) {
+            Some(text) => Ok(text),
+            None => Err(match self.bytes(span) {
+                Err(out_of_range) => out_of_range,
+                Ok(_) => WireError::NotUtf8 {
+                    offset: span.offset,
+                },
+            }),
+        }
     }
 
     fn packed_str(&self, packed: u64) -> Result<&str, WireError> {

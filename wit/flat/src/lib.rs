@@ -160,6 +160,7 @@ pub const fn children(kind: u8, payload: u64) -> u64 {
 /// The number of nodes in the subtree that starts at node `at` (itself included), or
 /// `None` when the subtree would run past the end of the columns (a malformed tree, or
 /// `at` out of range). Reads only `kinds` and `payloads`; linear in the subtree's size.
+#[inline]
 pub fn subtree_len(kinds: &[u8], payloads: &[u64], at: usize) -> Option<usize> {
     let n = kinds.len().min(payloads.len());
     let mut pending: u64 = 1;
