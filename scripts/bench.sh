@@ -24,15 +24,17 @@ DATA=tests/data/apache_access/apache_logs
 WORK=target/bench
 mkdir -p "$WORK"
 
+features=()
+scripts/setup.sh || features=(--no-default-features)
 scripts/build-plugins.sh
-cargo build --release -p runnel
+cargo build --release -p runnel "${features[@]}"
 
 echo "== 1. WASM boundary =="
-cargo bench -p runnel --bench plugin_boundary
+cargo bench -p runnel --bench plugin_boundary "${features[@]}"
 
 echo
 echo "== 1b. channels: put + take, memory vs file (fsync per put, every interval, never) =="
-cargo bench -p runnel --bench channel
+cargo bench -p runnel --bench channel "${features[@]}"
 
 echo
 echo "== 2. end to end: $LINES lines, file → combined → field-filter → file (JSON) =="

@@ -9,6 +9,7 @@ pub mod admin;
 pub mod builtin;
 pub mod channel;
 pub mod cli;
+pub mod compress;
 pub mod config;
 pub mod encoding;
 pub mod event;

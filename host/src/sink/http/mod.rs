@@ -336,34 +336,24 @@ fn encode_body(encoding: BodyEncoding, events: &[Event], out: &mut Vec<u8>) {
     }
 }
 
-/// A gzip compressor (libdeflate: whole-buffer compression, about twice as fast as
-/// zlib at the same level, and our batches are whole buffers) and the buffer the
-/// uncompressed body is built in, kept for reuse.
+/// A gzip compressor (`crate::compress`) and the buffer the uncompressed body is built
+/// in, kept for reuse.
 struct Compressor {
     plain: Vec<u8>,
-    gzip: libdeflater::Compressor,
+    gzip: crate::compress::Gzip,
 }
 
 impl Compressor {
-    /// `level`: 0 (store) to 12; the config allows 0 to 9, like zlib's.
     fn new(level: u32) -> Self {
-        let level = libdeflater::CompressionLvl::new(level as i32).unwrap_or_default();
         Self {
             plain: Vec::new(),
-            gzip: libdeflater::Compressor::new(level),
+            gzip: crate::compress::Gzip::new(level),
         }
     }
 
     /// Appends `self.plain` as one gzip member to `out`.
     fn compress(&mut self, out: &mut Vec<u8>) {
-        let start = out.len();
-        out.resize(start + self.gzip.gzip_compress_bound(self.plain.len()), 0);
-        // The bound is libdeflate's worst case for this input, so the output fits.
-        let written = self
-            .gzip
-            .gzip_compress(&self.plain, &mut out[start..])
-            .unwrap_or(0);
-        out.truncate(start + written);
+        self.gzip.compress(&self.plain, out);
     }
 }
 

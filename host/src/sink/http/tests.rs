@@ -626,7 +626,8 @@ fn gzip_levels() {
         }
         let per = started.elapsed() / 20;
         println!(
-            "level {level}: {} -> {} bytes ({:.1}%), {per:?} per batch, {:.0} MB/s",
+            "level {level} ({}): {} -> {} bytes ({:.1}%), {per:?} per batch, {:.0} MB/s",
+            compressor.gzip.implementation(),
             plain.len(),
             out.len(),
             100.0 * out.len() as f64 / plain.len() as f64,
