@@ -16,6 +16,16 @@ fn hangup(agent: &std::process::Child) {
     assert!(hup.success());
 }
 
+/// Writes `text` as the agent's config, sends it SIGHUP and waits for its `n`-th
+/// "config reloaded".
+fn reload(dir: &Path, agent: &std::process::Child, log: &Path, text: &str, n: usize) {
+    write_config(dir, text);
+    hangup(agent);
+    wait_until("the reload", Duration::from_secs(30), || {
+        logged(log, "config reloaded") == n
+    });
+}
+
 /// The number of times `text` is in the agent's log.
 fn logged(log: &Path, text: &str) -> usize {
     std::fs::read_to_string(log).unwrap().matches(text).count()
@@ -30,8 +40,13 @@ fn bodies(path: &Path) -> Vec<String> {
         .collect()
 }
 
-/// The `n` field of each event in `path`.
+/// The `n` field of each event in `path` from the `extra` source (below 100).
 fn numbers(path: &Path) -> Vec<u64> {
+    all_numbers(path).into_iter().filter(|&n| n < 100).collect()
+}
+
+/// The `n` field of each event in `path`.
+fn all_numbers(path: &Path) -> Vec<u64> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
@@ -50,7 +65,8 @@ fn append(path: &Path, text: &str) {
 }
 
 /// The added pipeline: taildir of `extra.log` → json → a filter dropping `k == drop`
-/// → channel `second` → sink `out2` (to `b.jsonl`).
+/// → channel `second` → sink `out2` (to `b.jsonl`); and the same chain on `once.log`,
+/// read once (the source ends at its end).
 fn added(dir: &Path, drop: &str) -> String {
     format!(
         r#"
@@ -64,6 +80,14 @@ field = "k"
 op = "eq"
 value = "{drop}"
 action = "drop"
+
+[sources.once]
+type = "file"
+path = "{once}"
+read_from = "start"
+exit_on_eof = true
+plugins = ["json", "filter"]
+channels = ["second"]
 
 [sources.extra]
 type = "taildir"
@@ -84,6 +108,7 @@ format = "json"
 batch_timeout_ms = 10
 "#,
         input = dir.join("extra.log").display(),
+        once = dir.join("once.log").display(),
         out2 = dir.join("b.jsonl").display(),
     )
 }
@@ -130,6 +155,7 @@ fn sighup_reloads_the_whole_config_and_the_unchanged_pipeline_loses_nothing() {
     )
     .unwrap();
     let out2 = dir.path().join("b.jsonl");
+    std::fs::write(dir.path().join("once.log"), "{\"k\":\"z\",\"n\":100}\n").unwrap();
     let config = write_config(dir.path(), &config_text(dir.path(), "a.jsonl", ""));
     let mut agent = spawn_fed(&config, &log);
     let mut stdin = agent.stdin.take().unwrap();
@@ -145,14 +171,8 @@ fn sighup_reloads_the_whole_config_and_the_unchanged_pipeline_loses_nothing() {
     feed(&mut stdin, 100);
 
     // 1. A second pipeline is added: two plugins, a taildir source, a channel, a sink.
-    write_config(
-        dir.path(),
-        &config_text(dir.path(), "a.jsonl", &added(dir.path(), "x")),
-    );
-    hangup(&agent);
-    wait_until("the reload", Duration::from_secs(30), || {
-        logged(&log, "config reloaded") == 1
-    });
+    let text = config_text(dir.path(), "a.jsonl", &added(dir.path(), "x"));
+    reload(dir.path(), &agent, &log, &text, 1);
     feed(&mut stdin, 100);
     wait_until("the added pipeline", Duration::from_secs(30), || {
         numbers(&out2) == [1, 2]
@@ -186,16 +206,11 @@ fn sighup_reloads_the_whole_config_and_the_unchanged_pipeline_loses_nothing() {
         || numbers(&out2) == [1, 2, 4],
     );
 
-    // 3. The filter's settings change: the plugin is loaded again and its source
-    // restarted, resuming where it was (nothing read twice).
-    write_config(
-        dir.path(),
-        &config_text(dir.path(), "a.jsonl", &added(dir.path(), "y")),
-    );
-    hangup(&agent);
-    wait_until("the reload of the filter", Duration::from_secs(30), || {
-        logged(&log, "config reloaded") == 2
-    });
+    // 3. The filter's settings change: the plugin is loaded again and the taildir source
+    // restarted, resuming where it was (nothing read twice); the source that ended is
+    // not run again.
+    let text = config_text(dir.path(), "a.jsonl", &added(dir.path(), "y"));
+    reload(dir.path(), &agent, &log, &text, 2);
     append(&extra_in, "{\"k\":\"x\",\"n\":5}\n{\"k\":\"y\",\"n\":6}\n");
     feed(&mut stdin, 100);
     wait_until("the changed filter", Duration::from_secs(30), || {
@@ -204,11 +219,8 @@ fn sighup_reloads_the_whole_config_and_the_unchanged_pipeline_loses_nothing() {
 
     // 3. The added pipeline is removed, and sink `out` changes (another file): it
     // stops, and its successor delivers what it had not taken.
-    write_config(dir.path(), &config_text(dir.path(), "c.jsonl", ""));
-    hangup(&agent);
-    wait_until("the third reload", Duration::from_secs(30), || {
-        logged(&log, "config reloaded") == 3
-    });
+    let text = config_text(dir.path(), "c.jsonl", "");
+    reload(dir.path(), &agent, &log, &text, 3);
     feed(&mut stdin, 100);
     append(&extra_in, "{\"k\":\"z\",\"n\":7}\n");
     drop(stdin);
@@ -226,6 +238,15 @@ fn sighup_reloads_the_whole_config_and_the_unchanged_pipeline_loses_nothing() {
     delivered.extend(after);
     let expected: Vec<String> = (0..fed).map(|i| format!("line {i}")).collect();
     assert_eq!(delivered, expected, "{log_text}");
-    // The removed source read nothing after it was removed.
+    // The removed source read nothing after it was removed; the ended one ran once.
     assert_eq!(numbers(&out2), [1, 2, 4, 5]);
+    assert_eq!(
+        all_numbers(&out2).iter().filter(|&&n| n == 100).count(),
+        1,
+        "{log_text}"
+    );
+    assert!(
+        log_text.contains("source has ended: not started again"),
+        "{log_text}"
+    );
 }

@@ -22,11 +22,10 @@ fn lines(from: usize, n: usize) -> Vec<String> {
         .collect()
 }
 
-fn config(dir: &Path, plugin: &Path, out: &Path) -> std::path::PathBuf {
-    write_config(
-        dir,
-        &format!(
-            r#"
+/// The agent's data directory in `dir`, and the plugin `counter`: `plugin` counting.
+fn counter_head(dir: &Path, plugin: &Path) -> String {
+    format!(
+        r#"
 [agent]
 summary_interval_secs = 0
 data_dir = "{data}"
@@ -35,7 +34,17 @@ data_dir = "{data}"
 path = "{plugin}"
 [plugins.counter.config]
 count = true
+"#,
+        data = dir.join("data").display(),
+        plugin = plugin.display(),
+    )
+}
 
+fn config(dir: &Path, plugin: &Path, out: &Path) -> std::path::PathBuf {
+    write_config(
+        dir,
+        &format!(
+            r#"{head}
 [sources.in]
 type = "stdin"
 plugins = ["counter"]
@@ -43,8 +52,7 @@ channels = ["main"]
 batch_size = 64
 batch_timeout_ms = 10
 {tail}"#,
-            data = dir.join("data").display(),
-            plugin = plugin.display(),
+            head = counter_head(dir, plugin),
             tail = main_channel_to_file(out, "json"),
         ),
     )
@@ -140,16 +148,7 @@ fn tailing_config(dir: &Path, plugin: &Path, out: &Path) -> std::path::PathBuf {
     write_config(
         dir,
         &format!(
-            r#"
-[agent]
-summary_interval_secs = 0
-data_dir = "{data}"
-
-[plugins.counter]
-path = "{plugin}"
-[plugins.counter.config]
-count = true
-
+            r#"{head}
 [sources.app]
 type = "taildir"
 paths = {{ app = "{logs}/*.log" }}
@@ -173,9 +172,8 @@ format = "json"
 batch_size = 50
 batch_timeout_ms = 10
 "#,
-            data = dir.join("data").display(),
+            head = counter_head(dir, plugin),
             logs = dir.join("logs").display(),
-            plugin = plugin.display(),
             out = out.display(),
         ),
     )

@@ -65,7 +65,19 @@ pub async fn reload_config(running: &mut Running) -> bool {
             return false;
         }
     };
-    let diff = Diff::between(&running.spec, &new, &changed_plugins);
+    let mut diff = Diff::between(&running.spec, &new, &changed_plugins);
+    // A source that has ended (its input did) is not run again because a channel or a
+    // plugin of its changed: it would read its input again.
+    diff.sources_start.retain(|name| {
+        let old = running.spec.sources.iter().find(|o| o.name == *name);
+        let now = new.sources.iter().find(|n| n.name == *name);
+        let unchanged = matches!((old, now), (Some(o), Some(n)) if o.unlined() == n.unlined());
+        let rerun = !(unchanged && running.has_ended(name));
+        if !rerun {
+            tracing::info!(source = %name, "source has ended: not started again by the config reload");
+        }
+        rerun
+    });
     // A source kept as it runs keeps its settings in the running config.
     for s in &mut new.sources {
         if diff.sources_kept.contains(&s.name)
@@ -226,84 +238,58 @@ struct Diff {
 
 impl Diff {
     fn between(old: &AgentSpec, new: &AgentSpec, changed_plugins: &BTreeSet<String>) -> Self {
-        let mut diff = Diff::default();
-        for c in &old.channels {
-            match new.channels.iter().find(|n| n.name == c.name) {
-                Some(n) if n.unlined() == c.unlined() => {}
-                Some(_) => {
-                    diff.channels_close.insert(c.name.clone());
-                    diff.channels_open.insert(c.name.clone());
-                }
-                None => {
-                    diff.channels_close.insert(c.name.clone());
-                }
-            }
-        }
-        for c in &new.channels {
-            if !old.channels.iter().any(|o| o.name == c.name) {
-                diff.channels_open.insert(c.name.clone());
-            }
-        }
-        let reopened = |name: &String| diff.channels_close.contains(name);
-        let source_changes = |s: &SourceSpec, n: &SourceSpec| {
-            n.unlined() != s.unlined()
-                || s.plugins.iter().any(|p| changed_plugins.contains(p))
-                || channels_of(s).any(reopened)
-        };
-        let mut stop = BTreeSet::new();
-        let mut start = BTreeSet::new();
+        let (channels_close, channels_open) = changes(
+            &old.channels,
+            &new.channels,
+            |c| &c.name,
+            |o, n| o.unlined() != n.unlined(),
+        );
+        let reopened = |name: &String| channels_close.contains(name);
+        let (mut sources_stop, mut sources_start) = changes(
+            &old.sources,
+            &new.sources,
+            |s| &s.name,
+            |o, n| {
+                o.unlined() != n.unlined()
+                    || o.plugins.iter().any(|p| changed_plugins.contains(p))
+                    || channels_of(o).any(reopened)
+            },
+        );
+        // Standard input cannot be handed to a successor without losing what is being
+        // read: a changed stdin source keeps running as it is, unless its channels are
+        // reopened (then the line being read may be lost).
+        let mut sources_kept = BTreeSet::new();
         for s in &old.sources {
-            match new.sources.iter().find(|n| n.name == s.name) {
-                Some(n) if !source_changes(s, n) => {}
-                // Standard input cannot be handed to a successor without losing what is
-                // being read: its source keeps running as it is, unless its channels
-                // are reopened (then the line being read may be lost).
-                Some(_)
-                    if matches!(s.kind, SourceType::Stdin(_)) && !channels_of(s).any(reopened) =>
-                {
-                    tracing::warn!(
-                        source = %s.name,
-                        "a stdin source is not restarted by a config reload; its changes apply at the next restart"
-                    );
-                    diff.sources_kept.insert(s.name.clone());
-                }
-                Some(_) => {
-                    stop.insert(s.name.clone());
-                    start.insert(s.name.clone());
-                }
-                None => {
-                    stop.insert(s.name.clone());
-                }
+            let changed = sources_stop.contains(&s.name) && sources_start.contains(&s.name);
+            if changed && matches!(s.kind, SourceType::Stdin(_)) && !channels_of(s).any(reopened) {
+                tracing::warn!(
+                    source = %s.name,
+                    "a stdin source is not restarted by a config reload; its changes apply at the next restart"
+                );
+                sources_stop.remove(&s.name);
+                sources_start.remove(&s.name);
+                sources_kept.insert(s.name.clone());
             }
         }
-        for s in &new.sources {
-            if !old.sources.iter().any(|o| o.name == s.name) {
-                start.insert(s.name.clone());
-            }
+        let (sinks_stop, sinks_start) = changes(
+            &old.sinks,
+            &new.sinks,
+            |s| &s.name,
+            |o, n| {
+                o.unlined() != n.unlined()
+                    || reopened(&o.channel)
+                    || o.dead_letter.as_ref().is_some_and(reopened)
+            },
+        );
+        Diff {
+            sources_kept,
+            sources_stop,
+            sources_start,
+            sinks_stop,
+            sinks_start,
+            channels_close,
+            channels_open,
         }
-        (diff.sources_stop, diff.sources_start) = (stop, start);
-        let (mut stop, mut start) = (BTreeSet::new(), BTreeSet::new());
-        for s in &old.sinks {
-            let reads_reopened =
-                reopened(&s.channel) || s.dead_letter.as_ref().is_some_and(reopened);
-            match new.sinks.iter().find(|n| n.name == s.name) {
-                Some(n) if n.unlined() == s.unlined() && !reads_reopened => {}
-                Some(_) => {
-                    stop.insert(s.name.clone());
-                    start.insert(s.name.clone());
-                }
-                None => {
-                    stop.insert(s.name.clone());
-                }
-            }
-        }
-        for s in &new.sinks {
-            if !old.sinks.iter().any(|o| o.name == s.name) {
-                start.insert(s.name.clone());
-            }
-        }
-        (diff.sinks_stop, diff.sinks_start) = (stop, start);
-        diff
     }
 
     fn is_empty(&self) -> bool {
@@ -314,6 +300,35 @@ impl Diff {
             && self.channels_close.is_empty()
             && self.channels_open.is_empty()
     }
+}
+
+/// What stops and what starts among `old` and `new` components, by name: removed and
+/// `changed` ones stop, changed and added ones start.
+fn changes<T>(
+    old: &[T],
+    new: &[T],
+    name: impl Fn(&T) -> &String,
+    changed: impl Fn(&T, &T) -> bool,
+) -> (BTreeSet<String>, BTreeSet<String>) {
+    let (mut stop, mut start) = (BTreeSet::new(), BTreeSet::new());
+    for o in old {
+        match new.iter().find(|n| name(n) == name(o)) {
+            Some(n) if !changed(o, n) => {}
+            Some(_) => {
+                stop.insert(name(o).clone());
+                start.insert(name(o).clone());
+            }
+            None => {
+                stop.insert(name(o).clone());
+            }
+        }
+    }
+    for n in new {
+        if !old.iter().any(|o| name(o) == name(n)) {
+            start.insert(name(n).clone());
+        }
+    }
+    (stop, start)
 }
 
 /// Every channel a source puts into.

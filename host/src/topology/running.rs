@@ -128,6 +128,11 @@ impl Running {
         }
     }
 
+    /// Whether the source `name` runs and its task has ended.
+    pub fn has_ended(&self, name: &str) -> bool {
+        self.sources.get(name).is_some_and(|s| s.ended)
+    }
+
     pub fn all_sources_ended(&self) -> bool {
         self.sources.values().all(|s| s.ended)
     }
