@@ -4,9 +4,14 @@
 //!   reloads and refusals, the last refusal's reason;
 //! - `POST /plugins/NAME/reload` — reloads one plugin from its file: `200` with the
 //!   version serving (`swapped` or `unchanged`), `404` for an unknown plugin, `409` for
-//!   a built-in one, `422` with the reason when the new version is refused.
+//!   a built-in one, `422` with the reason when the new version is refused;
+//! - `POST /config/reload` — what SIGHUP does (the config file, then every plugin
+//!   file): `200` with what was started and stopped, `422` with the errors (key and
+//!   line) when the new config is refused, `409` when the agent runs the embedded
+//!   default.
 
 use crate::plugin::reload::{PluginSet, ReloadError, Reloaded};
+use crate::topology::{ReloadOutcome, ReloadRequest};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -16,10 +21,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
+#[derive(Clone)]
+struct Admin {
+    plugins: Arc<PluginSet>,
+    /// To the agent's run loop, which reloads the config between its other work.
+    reloads: tokio::sync::mpsc::Sender<ReloadRequest>,
+}
+
 /// Binds `addr` (an error names it) and serves until `shutdown`.
 pub async fn serve(
     addr: SocketAddr,
     plugins: Arc<PluginSet>,
+    reloads: tokio::sync::mpsc::Sender<ReloadRequest>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let listener = tokio::net::TcpListener::bind(addr)
@@ -32,7 +45,8 @@ pub async fn serve(
         .route("/health", get(|| async { "ok\n" }))
         .route("/plugins", get(list))
         .route("/plugins/{name}/reload", post(reload))
-        .with_state(plugins);
+        .route("/config/reload", post(reload_config))
+        .with_state(Admin { plugins, reloads });
     tracing::info!(%addr, "admin endpoint listening");
     Ok(tokio::spawn(async move {
         let served = axum::serve(listener, app)
@@ -44,14 +58,37 @@ pub async fn serve(
     }))
 }
 
-async fn list(State(plugins): State<Arc<PluginSet>>) -> Json<serde_json::Value> {
-    Json(json!({ "plugins": plugins.status() }))
+async fn list(State(admin): State<Admin>) -> Json<serde_json::Value> {
+    Json(json!({ "plugins": admin.plugins.status() }))
+}
+
+async fn reload_config(State(admin): State<Admin>) -> (StatusCode, Json<serde_json::Value>) {
+    let (reply, outcome) = tokio::sync::oneshot::channel();
+    let stopping = || {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "outcome": "failed", "error": "the agent is stopping" })),
+        )
+    };
+    if admin.reloads.send(reply).await.is_err() {
+        return stopping();
+    }
+    let Ok(outcome) = outcome.await else {
+        return stopping();
+    };
+    let status = match outcome {
+        ReloadOutcome::Reloaded { .. } => StatusCode::OK,
+        ReloadOutcome::Refused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        ReloadOutcome::NoFile => StatusCode::CONFLICT,
+    };
+    (status, Json(json!(outcome)))
 }
 
 async fn reload(
-    State(plugins): State<Arc<PluginSet>>,
+    State(admin): State<Admin>,
     Path(name): Path<String>,
 ) -> (StatusCode, Json<serde_json::Value>) {
+    let plugins = admin.plugins;
     let outcome = tokio::task::spawn_blocking(move || plugins.reload(&name)).await;
     match outcome {
         Ok(Ok(Reloaded::Swapped { version })) => (

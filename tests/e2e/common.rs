@@ -318,3 +318,26 @@ pub fn wait_for_log(log: &Path, text: &str) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// `curl` against the admin endpoint: (HTTP status, body).
+pub fn curl(method: &str, url: &str) -> (u16, serde_json::Value) {
+    let out = Command::new("curl")
+        .args(["-s", "-X", method, "-w", "\n%{http_code}", url])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (
+        code.parse().unwrap(),
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// A TCP port free on 127.0.0.1 (for an agent's admin endpoint).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

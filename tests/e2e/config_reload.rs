@@ -250,3 +250,83 @@ fn sighup_reloads_the_whole_config_and_the_unchanged_pipeline_loses_nothing() {
         "{log_text}"
     );
 }
+
+#[test]
+fn the_admin_endpoint_reloads_the_config_and_answers_what_it_did() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("agent.log");
+    let out = dir.path().join("out.jsonl");
+    let port = free_port();
+    let text = |extra: &str| {
+        format!(
+            r#"
+[agent]
+summary_interval_secs = 0
+data_dir = "{data}"
+admin_listen = "127.0.0.1:{port}"
+
+[sources.fed]
+type = "stdin"
+channels = ["main"]
+
+[channels.main]
+type = "memory"
+{extra}
+
+[sinks.out]
+type = "file"
+channel = "main"
+path = "{out}"
+format = "json"
+batch_timeout_ms = 10
+"#,
+            data = dir.path().join("data").display(),
+            out = out.display(),
+        )
+    };
+    let config = write_config(dir.path(), &text(""));
+    let mut agent = spawn_fed(&config, &log);
+    wait_for_log(&log, "admin endpoint listening");
+    let url = format!("http://127.0.0.1:{port}/config/reload");
+
+    // The same config: nothing stops or starts.
+    let (status, body) = curl("POST", &url);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["outcome"], "reloaded");
+    assert_eq!(body["sources_started"], serde_json::json!([]));
+
+    // A generator added: it starts, and its events arrive.
+    write_config(
+        dir.path(),
+        &text(
+            "\n[sources.gen]\ntype = \"generator\"\napps = 1\ncount = 5\nchannels = [\"main\"]\n",
+        ),
+    );
+    let (status, body) = curl("POST", &url);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["sources_started"], serde_json::json!(["gen"]));
+    wait_until("the generator's events", Duration::from_secs(30), || {
+        count_lines(&out) == 5
+    });
+
+    // A broken config: 422 with the error, key and line.
+    let broken = text("capacity = -1");
+    let line = broken.lines().position(|l| l == "capacity = -1").unwrap() + 1;
+    write_config(dir.path(), &broken);
+    let (status, body) = curl("POST", &url);
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["outcome"], "refused");
+    let error = body["errors"][0].as_str().unwrap();
+    assert!(
+        error.contains("channels.main.capacity") && error.contains(&format!(":{line}:")),
+        "{error}"
+    );
+
+    drop(agent.stdin.take());
+    let status = agent.wait().unwrap();
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+}

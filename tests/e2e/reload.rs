@@ -260,20 +260,6 @@ fn json_lines_lenient(path: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// `curl` against the admin endpoint: (HTTP status, body).
-fn curl(method: &str, url: &str) -> (u16, serde_json::Value) {
-    let out = std::process::Command::new("curl")
-        .args(["-s", "-X", method, "-w", "\n%{http_code}", url])
-        .output()
-        .unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
-    let (body, code) = text.rsplit_once('\n').unwrap();
-    (
-        code.parse().unwrap(),
-        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
-    )
-}
-
 #[test]
 fn the_admin_endpoint_lists_plugins_and_reloads_one() {
     let dir = tempfile::tempdir().unwrap();

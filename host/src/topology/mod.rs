@@ -233,10 +233,12 @@ impl Topology {
         // Plugin reloads (file changes, the admin endpoint) stop with this. The endpoint
         // binds first: an address in use stops the agent before anything runs.
         let stop_reloads = CancellationToken::new();
+        let (reload_requests, mut reload_asked) = mpsc::channel(4);
         let admin = match spec.admin_listen {
-            Some(addr) => {
-                Some(crate::admin::serve(addr, plugins.clone(), stop_reloads.clone()).await?)
-            }
+            Some(addr) => Some(
+                crate::admin::serve(addr, plugins.clone(), reload_requests, stop_reloads.clone())
+                    .await?,
+            ),
             None => None,
         };
         let (ended_tx, mut ended) = mpsc::unbounded_channel();
@@ -291,13 +293,12 @@ impl Topology {
                 }
                 Some(()) = async { hangup.as_mut()?.recv().await } => {
                     tracing::info!("SIGHUP: reloading the config and every plugin file");
-                    if reload::reload_config(&mut running).await {
-                        // Other plugin files to watch.
-                        watcher.stop().await;
-                        watcher = Watcher::spawn(&plugins, running.spec.watch_plugins, &stop_reloads);
-                    }
-                    let set = plugins.clone();
-                    let _ = tokio::task::spawn_blocking(move || set.reload_all()).await;
+                    reload_everything(&mut running, &mut watcher, &stop_reloads).await;
+                }
+                Some(reply) = reload_asked.recv() => {
+                    tracing::info!("POST /config/reload: reloading the config and every plugin file");
+                    let outcome = reload_everything(&mut running, &mut watcher, &stop_reloads).await;
+                    let _ = reply.send(outcome);
                 }
             }
         }
@@ -379,6 +380,28 @@ impl Topology {
         Ok(lost.get() as usize)
     }
 }
+
+/// Reloads the config file, then every plugin file (SIGHUP, `POST /config/reload`).
+async fn reload_everything(
+    running: &mut Running,
+    watcher: &mut Watcher,
+    stop_reloads: &CancellationToken,
+) -> reload::Outcome {
+    let outcome = reload::reload_config(running).await;
+    let plugins = running.plugins.clone();
+    if outcome.plugins_changed() {
+        // Other plugin files to watch.
+        watcher.stop().await;
+        *watcher = Watcher::spawn(&plugins, running.spec.watch_plugins, stop_reloads);
+    }
+    let _ = tokio::task::spawn_blocking(move || plugins.reload_all()).await;
+    outcome
+}
+
+/// A request of the admin endpoint for a config reload, answered with what it did.
+pub type ReloadRequest = tokio::sync::oneshot::Sender<reload::Outcome>;
+
+pub use reload::Outcome as ReloadOutcome;
 
 /// The plugin file watcher (`plugin::watch`), restarted when a config reload changes
 /// which files there are.

@@ -31,19 +31,43 @@ use indexmap::IndexMap;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-/// Reads the config file again and applies what changed. Returns whether the plugins
-/// changed (their files are then watched anew).
-pub async fn reload_config(running: &mut Running) -> bool {
+/// What a config reload did (logged, and the answer of `POST /config/reload`).
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
+pub enum Outcome {
+    /// The agent runs the embedded default: there is no file to read again.
+    NoFile,
+    /// The new config is not valid (each error names its key and line); the running
+    /// one stays.
+    Refused { errors: Vec<String> },
+    /// What changed was stopped and started.
+    Reloaded {
+        sources_started: BTreeSet<String>,
+        sources_stopped: BTreeSet<String>,
+        sinks_started: BTreeSet<String>,
+        sinks_stopped: BTreeSet<String>,
+        channels_opened: BTreeSet<String>,
+        channels_closed: BTreeSet<String>,
+        plugins_changed: BTreeSet<String>,
+    },
+}
+
+impl Outcome {
+    /// Whether the set of plugins changed (their files are then watched anew).
+    pub fn plugins_changed(&self) -> bool {
+        matches!(self, Outcome::Reloaded { plugins_changed, .. } if !plugins_changed.is_empty())
+    }
+}
+
+/// Reads the config file again and applies what changed.
+pub async fn reload_config(running: &mut Running) -> Outcome {
     let Some(path) = running.spec.config_path.clone() else {
         tracing::info!("the agent runs the embedded default config: nothing to reload");
-        return false;
+        return Outcome::NoFile;
     };
     let mut new = match config::load_file(&path) {
         Ok(spec) => spec,
-        Err(errors) => {
-            refused(&errors);
-            return false;
-        }
+        Err(errors) => return refused(&errors),
     };
     keep_restart_only_settings(&running.spec, &mut new);
 
@@ -56,13 +80,13 @@ pub async fn reload_config(running: &mut Running) -> bool {
         changed: changed_plugins,
     } = match prepared {
         Ok(Ok(prepared)) => prepared,
-        Ok(Err(errors)) => {
-            refused(&errors);
-            return false;
-        }
+        Ok(Err(errors)) => return refused(&errors),
         Err(e) => {
-            tracing::error!("config reload refused: loading its plugins failed: {e}");
-            return false;
+            let error = format!("loading its plugins failed: {e}");
+            tracing::error!("config reload refused: {error}");
+            return Outcome::Refused {
+                errors: vec![error],
+            };
         }
     };
     let mut diff = Diff::between(&running.spec, &new, &changed_plugins);
@@ -101,17 +125,15 @@ pub async fn reload_config(running: &mut Running) -> bool {
         }
     }
     if !errors.is_empty() {
-        refused(&ConfigErrors(errors));
-        return false;
+        return refused(&ConfigErrors(errors));
     }
 
     if diff.is_empty() {
-        tracing::info!("config reloaded: nothing changed");
         running.plugins.replace(entries);
         running.spec = new;
-        return !changed_plugins.is_empty();
+    } else {
+        apply(running, new, entries, &diff).await;
     }
-    apply(running, new, entries, &diff).await;
     tracing::info!(
         sources_started = ?diff.sources_start,
         sources_stopped = ?diff.sources_stop,
@@ -122,10 +144,18 @@ pub async fn reload_config(running: &mut Running) -> bool {
         plugins_changed = ?changed_plugins,
         "config reloaded"
     );
-    true
+    Outcome::Reloaded {
+        sources_started: diff.sources_start,
+        sources_stopped: diff.sources_stop,
+        sinks_started: diff.sinks_start,
+        sinks_stopped: diff.sinks_stop,
+        channels_opened: diff.channels_open,
+        channels_closed: diff.channels_close,
+        plugins_changed: changed_plugins,
+    }
 }
 
-fn refused(errors: &ConfigErrors) {
+fn refused(errors: &ConfigErrors) -> Outcome {
     crate::metrics::Registry::global()
         .counter("agent", "config_reloads_refused")
         .add(1);
@@ -133,6 +163,9 @@ fn refused(errors: &ConfigErrors) {
         tracing::error!("config reload refused: {e}");
     }
     tracing::error!("the running config stays in force");
+    Outcome::Refused {
+        errors: errors.0.iter().map(ToString::to_string).collect(),
+    }
 }
 
 /// `[agent]` settings a running agent cannot change: the old ones stay, with a warning.
