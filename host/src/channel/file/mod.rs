@@ -1058,6 +1058,61 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn state_changes_without_events_are_stored_and_skipped_by_takers() {
+        use crate::plugin::state::StateCommit;
+        let commit = |version: u64| {
+            Arc::new(StateCommit {
+                plugin: "counter".into(),
+                version,
+                changes: vec![(b"k".to_vec(), Some(version.to_string().into_bytes()))],
+            })
+        };
+        let only_state = |version: u64| Checkpoint {
+            source: Arc::from("app"),
+            seq: 0,
+            positions: Vec::new(),
+            state: vec![commit(version)],
+        };
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let ch = open(dir.path(), "");
+            ch.put(events(0..2)).await.unwrap();
+            // A batch that left no events but changed state: a record without events.
+            ch.put_checkpointed(Vec::new(), Some(&only_state(1)))
+                .await
+                .unwrap();
+            ch.put(events(2..4)).await.unwrap();
+            assert_eq!(ch.len(), 4);
+            let t = ch.take(limits(10), SHORT).await;
+            assert_eq!(bodies(&t), vec![0, 1, 2, 3]);
+            t.commit();
+            ch.put_checkpointed(Vec::new(), Some(&only_state(2)))
+                .await
+                .unwrap();
+        }
+        let ch = open(dir.path(), "");
+        assert_eq!(ch.state_commits(), vec![commit(1), commit(2)]);
+        assert_eq!(ch.len(), 0);
+        // Nothing to take; what comes next is taken as usual.
+        ch.put(events(4..5)).await.unwrap();
+        assert_eq!(bodies(&ch.take(limits(10), SHORT).await), vec![4]);
+        // A memory channel keeps no state changes: nothing is put.
+        let memory = Channel::new(crate::channel::MemoryChannel::new(
+            "m",
+            Capacity {
+                events: 10,
+                bytes: 1 << 20,
+            },
+            FullPolicy::Block,
+        ));
+        memory
+            .put_checkpointed(Vec::new(), Some(&only_state(3)))
+            .await
+            .unwrap();
+        assert_eq!(memory.len(), 0);
+    }
+
+    #[tokio::test]
     async fn rollback_hands_events_out_again_first_and_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let ch = open(dir.path(), "");
