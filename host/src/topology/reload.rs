@@ -102,6 +102,12 @@ pub async fn reload_config(running: &mut Running) -> Outcome {
         }
         rerun
     });
+    // Only what runs can be stopped (a source that ended and was not run again is in
+    // the config, not among the running).
+    diff.sources_stop
+        .retain(|name| running.sources.contains_key(name));
+    diff.sinks_stop
+        .retain(|name| running.sinks.contains_key(name));
     // A source kept as it runs keeps its settings in the running config.
     for s in &mut new.sources {
         if diff.sources_kept.contains(&s.name)
