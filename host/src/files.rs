@@ -47,6 +47,39 @@ fn replace_with(path: &Path, parts: &[&[u8]], sync: bool) -> std::io::Result<()>
     written
 }
 
+/// Reading the agent's own little-endian binary formats (checkpoints, plugin state
+/// files) off the front of a byte slice: each read advances the slice, `None` when it
+/// is too short.
+pub mod le {
+    pub fn slice<'a>(r: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        let head = r.get(..n)?;
+        *r = &r[n..];
+        Some(head)
+    }
+
+    pub fn array<const N: usize>(r: &mut &[u8]) -> Option<[u8; N]> {
+        let (head, rest) = r.split_first_chunk::<N>()?;
+        *r = rest;
+        Some(*head)
+    }
+
+    pub fn u8(r: &mut &[u8]) -> Option<u8> {
+        array::<1>(r).map(|[b]| b)
+    }
+
+    pub fn u16(r: &mut &[u8]) -> Option<u16> {
+        array(r).map(u16::from_le_bytes)
+    }
+
+    pub fn u32(r: &mut &[u8]) -> Option<u32> {
+        array(r).map(u32::from_le_bytes)
+    }
+
+    pub fn u64(r: &mut &[u8]) -> Option<u64> {
+        array(r).map(u64::from_le_bytes)
+    }
+}
+
 /// Lower-case hexadecimal digits of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";

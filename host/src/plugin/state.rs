@@ -62,6 +62,22 @@ struct Live {
     version: u64,
 }
 
+impl Live {
+    /// Sets `key` to `value` (`None`: deletes it), keeping the byte count.
+    fn change(&mut self, key: &[u8], value: &Option<Vec<u8>>) {
+        let old = match value {
+            Some(v) => {
+                self.bytes += key.len() + v.len();
+                self.map.insert(key.to_vec(), v.clone())
+            }
+            None => self.map.remove(key),
+        };
+        if let Some(old) = old {
+            self.bytes -= key.len() + old.len();
+        }
+    }
+}
+
 /// What is durable: the commits of batches in their channels, with the version that
 /// last changed each key (deletions kept while newer than the watermark).
 #[derive(Default)]
@@ -82,11 +98,15 @@ struct Versioned {
 }
 
 impl Durable {
+    /// Whether a change of `key` made by commit `version` is newer than what is kept.
+    fn is_newer(&self, key: &[u8], version: u64) -> bool {
+        self.map.get(key).is_none_or(|v| v.version < version)
+    }
+
     /// Applies `commit`'s changes to keys it is newer for.
     fn apply(&mut self, commit: &StateCommit) {
         for (key, value) in &commit.changes {
-            let newer = self.map.get(key).is_none_or(|v| v.version < commit.version);
-            if newer {
+            if self.is_newer(key, commit.version) {
                 self.map.insert(
                     key.clone(),
                     Versioned {
@@ -224,16 +244,7 @@ impl StateStore {
         staged.delta = 0;
         let mut changes = Vec::with_capacity(staged.changes.len());
         for (k, change) in staged.changes.drain() {
-            let old = match &change {
-                Some(v) => {
-                    live.bytes += k.len() + v.len();
-                    live.map.insert(k.clone(), v.clone())
-                }
-                None => live.map.remove(&k),
-            };
-            if let Some(old) = old {
-                live.bytes -= k.len() + old.len();
-            }
+            live.change(&k, &change);
             changes.push((k, change));
         }
         live.version += 1;
@@ -265,23 +276,10 @@ impl StateStore {
             return;
         }
         for (key, value) in &commit.changes {
-            let newer = durable
-                .map
-                .get(key)
-                .is_none_or(|v| v.version < commit.version);
-            if !newer {
+            if !durable.is_newer(key, commit.version) {
                 continue;
             }
-            let old = match value {
-                Some(v) => {
-                    live.bytes += key.len() + v.len();
-                    live.map.insert(key.clone(), v.clone())
-                }
-                None => live.map.remove(key),
-            };
-            if let Some(old) = old {
-                live.bytes -= key.len() + old.len();
-            }
+            live.change(key, value);
         }
         durable.apply(commit);
         live.version = live.version.max(commit.version);
@@ -409,30 +407,20 @@ fn read(path: &Path) -> Result<Durable, String> {
     if !(v1 || body.starts_with(MAGIC)) || crc32fast::hash(body) != u32::from_le_bytes(*crc) {
         return Err(damaged());
     }
+    use crate::files::le;
     let mut r = &body[MAGIC.len()..];
-    fn bytes_of<'a>(r: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
-        let (head, tail) = (r.get(..n)?, r.get(n..)?);
-        *r = tail;
-        Some(head)
-    }
-    fn u32_of(r: &mut &[u8]) -> Option<usize> {
-        Some(u32::from_le_bytes(bytes_of(r, 4)?.try_into().ok()?) as usize)
-    }
-    fn u64_of(r: &mut &[u8]) -> Option<u64> {
-        Some(u64::from_le_bytes(bytes_of(r, 8)?.try_into().ok()?))
-    }
     let mut durable = Durable::default();
     if !v1 {
-        durable.watermark = u64_of(&mut r).ok_or_else(damaged)?;
+        durable.watermark = le::u64(&mut r).ok_or_else(damaged)?;
     }
     let mut newest = durable.watermark;
     while !r.is_empty() {
         let entry = (|| {
-            let n = u32_of(&mut r)?;
-            let key = bytes_of(&mut r, n)?.to_vec();
+            let n = le::u32(&mut r)? as usize;
+            let key = le::slice(&mut r, n)?.to_vec();
             if v1 {
-                let n = u32_of(&mut r)?;
-                let value = bytes_of(&mut r, n)?.to_vec();
+                let n = le::u32(&mut r)? as usize;
+                let value = le::slice(&mut r, n)?.to_vec();
                 return Some((
                     key,
                     Versioned {
@@ -441,12 +429,12 @@ fn read(path: &Path) -> Result<Durable, String> {
                     },
                 ));
             }
-            let version = u64_of(&mut r)?;
-            let value = match bytes_of(&mut r, 1)?[0] {
+            let version = le::u64(&mut r)?;
+            let value = match le::u8(&mut r)? {
                 0 => None,
                 _ => {
-                    let n = u32_of(&mut r)?;
-                    Some(bytes_of(&mut r, n)?.to_vec())
+                    let n = le::u32(&mut r)? as usize;
+                    Some(le::slice(&mut r, n)?.to_vec())
                 }
             };
             Some((key, Versioned { version, value }))

@@ -8,6 +8,7 @@
 //! hold, so a batch that reached a durable channel is never read again, even when the
 //! position file had not caught up.
 
+use crate::files::le;
 use crate::plugin::state::StateCommit;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -131,28 +132,27 @@ impl Checkpoint {
     /// Reads a checkpoint from the front of `bytes`; returns it and the bytes after it.
     pub fn decode(bytes: &[u8]) -> Result<(Checkpoint, &[u8]), CheckpointError> {
         let mut r = bytes;
-        let version = take::<1>(&mut r)?[0];
+        let version = short(le::u8(&mut r))?;
         if version != VERSION && version != 1 {
             return Err(CheckpointError::Version(version));
         }
-        let name_len = u16::from_le_bytes(take(&mut r)?) as usize;
-        let name = r.get(..name_len).ok_or(CheckpointError::Short)?;
+        let name_len = short(le::u16(&mut r))? as usize;
+        let name = short(le::slice(&mut r, name_len))?;
         let source: Arc<str> = std::str::from_utf8(name)
             .map_err(|_| CheckpointError::Name)?
             .into();
-        r = &r[name_len..];
-        let seq = u64::from_le_bytes(take(&mut r)?);
-        let count = u32::from_le_bytes(take(&mut r)?) as usize;
+        let seq = short(le::u64(&mut r))?;
+        let count = short(le::u32(&mut r))? as usize;
         if r.len() < count.saturating_mul(ENTRY_BYTES) {
             return Err(CheckpointError::Short);
         }
         let mut positions = Vec::with_capacity(count);
         for _ in 0..count {
-            let dev = u64::from_le_bytes(take(&mut r)?);
-            let inode = u64::from_le_bytes(take(&mut r)?);
-            let len = u32::from_le_bytes(take(&mut r)?);
-            let crc32 = u32::from_le_bytes(take(&mut r)?);
-            let offset = u64::from_le_bytes(take(&mut r)?);
+            let dev = short(le::u64(&mut r))?;
+            let inode = short(le::u64(&mut r))?;
+            let len = short(le::u32(&mut r))?;
+            let crc32 = short(le::u32(&mut r))?;
+            let offset = short(le::u64(&mut r))?;
             let file = FileId {
                 dev,
                 inode,
@@ -162,7 +162,7 @@ impl Checkpoint {
         }
         let mut state = Vec::new();
         if version >= 2 {
-            let commits = u32::from_le_bytes(take(&mut r)?);
+            let commits = short(le::u32(&mut r))?;
             for _ in 0..commits {
                 state.push(Arc::new(decode_commit(&mut r)?));
             }
@@ -180,26 +180,26 @@ impl Checkpoint {
 }
 
 fn decode_commit(r: &mut &[u8]) -> Result<StateCommit, CheckpointError> {
-    let plugin_len = u16::from_le_bytes(take(r)?) as usize;
-    let plugin = bytes(r, plugin_len)?;
+    let plugin_len = short(le::u16(r))? as usize;
+    let plugin = short(le::slice(r, plugin_len))?;
     let plugin: Arc<str> = std::str::from_utf8(plugin)
         .map_err(|_| CheckpointError::Name)?
         .into();
-    let version = u64::from_le_bytes(take(r)?);
-    let count = u32::from_le_bytes(take(r)?) as usize;
+    let version = short(le::u64(r))?;
+    let count = short(le::u32(r))? as usize;
     // Each change takes 5 bytes at least.
     if r.len() < count.saturating_mul(5) {
         return Err(CheckpointError::Short);
     }
     let mut changes = Vec::with_capacity(count);
     for _ in 0..count {
-        let key_len = u32::from_le_bytes(take(r)?) as usize;
-        let key = bytes(r, key_len)?.to_vec();
-        let value = match take::<1>(r)?[0] {
+        let key_len = short(le::u32(r))? as usize;
+        let key = short(le::slice(r, key_len))?.to_vec();
+        let value = match short(le::u8(r))? {
             0 => None,
             _ => {
-                let len = u32::from_le_bytes(take(r)?) as usize;
-                Some(bytes(r, len)?.to_vec())
+                let len = short(le::u32(r))? as usize;
+                Some(short(le::slice(r, len))?.to_vec())
             }
         };
         changes.push((key, value));
@@ -211,16 +211,8 @@ fn decode_commit(r: &mut &[u8]) -> Result<StateCommit, CheckpointError> {
     })
 }
 
-fn bytes<'a>(r: &mut &'a [u8], n: usize) -> Result<&'a [u8], CheckpointError> {
-    let head = r.get(..n).ok_or(CheckpointError::Short)?;
-    *r = &r[n..];
-    Ok(head)
-}
-
-fn take<const N: usize>(r: &mut &[u8]) -> Result<[u8; N], CheckpointError> {
-    let (head, rest) = r.split_first_chunk::<N>().ok_or(CheckpointError::Short)?;
-    *r = rest;
-    Ok(*head)
+fn short<T>(read: Option<T>) -> Result<T, CheckpointError> {
+    read.ok_or(CheckpointError::Short)
 }
 
 /// What a source's channels held for it at start: the newest stored position per file
