@@ -162,14 +162,7 @@ impl Topology {
             let built = if open_channels {
                 config.build(&c.name, &spec.data_dir)
             } else {
-                Ok(Channel::new(MemoryChannel::new(
-                    &c.name,
-                    Capacity {
-                        events: config.capacity_events(),
-                        bytes: usize::MAX,
-                    },
-                    FullPolicy::Block,
-                )))
+                Ok(stand_in(c))
             };
             match built {
                 Ok(channel) => {
@@ -425,6 +418,16 @@ impl Watcher {
         self.stop.cancel();
         let _ = (&mut self.task).await;
     }
+}
+
+/// A memory channel of `c`'s capacity in events, standing in for it where chains are
+/// checked without opening channels (`validate`, a config reload before it applies).
+fn stand_in(c: &crate::config::ChannelSpec) -> Channel {
+    let capacity = Capacity {
+        events: c.kind.config().capacity_events(),
+        bytes: usize::MAX,
+    };
+    Channel::new(MemoryChannel::new(&c.name, capacity, FullPolicy::Block))
 }
 
 /// A sink reading its channel (and writing refused batches to its dead-letter channel).

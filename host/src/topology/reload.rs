@@ -22,8 +22,8 @@
 //! warning says which).
 
 use super::running::Running;
-use super::{build_sink, build_worker, load_plugin, used_plugins};
-use crate::channel::{Capacity, Channel, FullPolicy, MemoryChannel};
+use super::{build_sink, build_worker, load_plugin, stand_in, used_plugins};
+use crate::channel::Channel;
 use crate::config::{self, AgentSpec, ConfigError, ConfigErrors, SourceSpec};
 use crate::plugin::reload::{PluginEntry, PluginSet};
 use crate::source::SourceType;
@@ -251,14 +251,7 @@ fn prepare_plugins(plugins: &PluginSet, new: &AgentSpec) -> Result<PreparedPlugi
 fn stand_in_channels(spec: &AgentSpec) -> IndexMap<String, Channel> {
     spec.channels
         .iter()
-        .map(|c| {
-            let capacity = Capacity {
-                events: c.kind.config().capacity_events(),
-                bytes: usize::MAX,
-            };
-            let channel = MemoryChannel::new(&c.name, capacity, FullPolicy::Block);
-            (c.name.clone(), Channel::new(channel))
-        })
+        .map(|c| (c.name.clone(), stand_in(c)))
         .collect()
 }
 
