@@ -1,7 +1,13 @@
 //! Embeds the shipped plugins (built for wasm32-wasip2 by scripts/build-plugins.sh) into
 //! the agent, so `runnel run` works from the binary alone.
+//!
+//! With `RUNNEL_PRECOMPILED_DIR` set, it also embeds their code compiled ahead of time
+//! (`STEM.cwasm` files that `runnel plugin compile --builtins --out DIR` writes; see
+//! scripts/build-release.sh), so that the agent does not compile the builtins at start.
+//! A missing file embeds nothing, and code that does not fit the embedded plugin or the
+//! running engine is ignored by the agent (it compiles that plugin instead).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 const PLUGINS: &[&str] = &[
     "combined",
@@ -15,6 +21,7 @@ const PLUGINS: &[&str] = &[
 
 fn main() {
     println!("cargo:rerun-if-env-changed=RUNNEL_PLUGIN_DIR");
+    println!("cargo:rerun-if-env-changed=RUNNEL_PRECOMPILED_DIR");
     let dir = match std::env::var_os("RUNNEL_PLUGIN_DIR") {
         Some(dir) => PathBuf::from(dir),
         None => {
@@ -42,4 +49,24 @@ fn main() {
         );
     }
     println!("cargo:rustc-env=RUNNEL_PLUGIN_DIR={}", dir.display());
+
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("set by cargo"));
+    let precompiled = std::env::var_os("RUNNEL_PRECOMPILED_DIR").map(PathBuf::from);
+    for name in PLUGINS {
+        embed_precompiled(precompiled.as_deref(), &out, name);
+    }
+    println!("cargo:rustc-env=RUNNEL_PRECOMPILED_DIR={}", out.display());
+}
+
+/// Copies `from/NAME.cwasm` to `out/NAME.cwasm`, or writes an empty one (nothing
+/// precompiled) when there is none.
+fn embed_precompiled(from: Option<&Path>, out: &Path, name: &str) {
+    let file = format!("{name}.cwasm");
+    let code = from.map_or_else(Vec::new, |dir| {
+        let path = dir.join(&file);
+        println!("cargo:rerun-if-changed={}", path.display());
+        std::fs::read(&path).unwrap_or_default()
+    });
+    let target = out.join(&file);
+    std::fs::write(&target, code).unwrap_or_else(|e| panic!("write {}: {e}", target.display()));
 }

@@ -8,8 +8,9 @@
 #  3. end to end over HTTP: the same pipeline into the `http` sink (gzip) and a local
 #     receiver, with a memory channel and with a file channel (fsync per put), next to
 #     the file-sink pipeline of section 2 run again as the in-run reference;
-#  4. start-up with the compile cache: `validate` of the embedded default and `run` of the
-#     section 2 pipeline on one line, with the cache cold (empty data directory) and warm;
+#  4. start-up: `validate` of the embedded default and `run` of the section 2 pipeline on
+#     one line, with the builtins precompiled into the agent and with the same plugins
+#     as files compiled at start, each with the compile cache cold and warm;
 #  5. hot reload: file renamed over the plugin → first event processed by the new version,
 #     with a line every millisecond flowing, cold (new component) and warm (compiled before);
 #  6. what the filter step costs: the section 2 pipeline with a filter that keeps every
@@ -26,8 +27,7 @@ mkdir -p "$WORK"
 
 features=()
 scripts/setup.sh || features=(--no-default-features)
-scripts/build-plugins.sh
-cargo build --release -p runnel "${features[@]}"
+scripts/build-release.sh
 
 echo "== 1. WASM boundary =="
 cargo bench -p runnel --bench plugin_boundary "${features[@]}"
@@ -213,10 +213,11 @@ if final:
 PY
 
 echo
-echo "== 4. start-up: compile cache cold vs warm (embedded default; section 2 config, one line) =="
-python3 - "$PWD/target/release/runnel" "$PWD/$CONFIG_ONE" <<'PY'
-import os, resource, shutil, subprocess, sys, tempfile
-runnel, config_one = sys.argv[1], sys.argv[2]
+echo "== 4. start-up: builtins precompiled vs compiled; compile cache cold vs warm =="
+python3 - "$PWD/target/release/runnel" "$PWD/config/default.toml" "$PWD/$CONFIG_ONE" \
+    "$PWD/target/wasm32-wasip2/release" <<'PY'
+import os, re, resource, shutil, subprocess, sys, tempfile
+runnel, default, config_one, wasm_dir = sys.argv[1:5]
 
 def cpu_of(args, cwd):
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -224,16 +225,32 @@ def cpu_of(args, cwd):
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
 
-for what, args in [("validate, embedded default", [runnel, "validate"]),
-                   ("run to the end, 1 line, 2 plugins", [runnel, "run", "--config", config_one])]:
-    work = tempfile.mkdtemp(prefix="runnel-startup-")
-    try:
-        cold = cpu_of(args, work)
-        warm = sorted(cpu_of(args, work) for _ in range(5))
-        print(f"{what:<36} cold {cold * 1000:7.0f} ms CPU   warm {warm[2] * 1000:5.0f} ms CPU "
-              f"(median of 5; {warm[0] * 1000:.0f}–{warm[-1] * 1000:.0f})")
-    finally:
-        shutil.rmtree(work)
+def as_files(config, work):
+    """The config with every builtin named by its .wasm file instead: the same plugins,
+    compiled at start (the agent embeds only the builtins' precompiled code)."""
+    text = re.sub(r'builtin = "([a-z-]+)"',
+                  lambda m: f'path = "{wasm_dir}/runnel_plugin_{m.group(1).replace("-", "_")}.wasm"',
+                  open(config).read())
+    path = os.path.join(work, "files.toml")
+    open(path, "w").write(text)
+    return path
+
+print("(builtins: the shipped plugins, precompiled into the agent by scripts/build-release.sh;")
+print(" files: the same .wasm files named by path, compiled at start; the cache is")
+print(" <data_dir>/plugin-cache, cold = empty, warm = filled by the cold run)")
+for what, args, config in [("validate, embedded default", ["validate", "--config"], default),
+                           ("run to the end, 1 line, 2 plugins", ["run", "--config"], config_one)]:
+    for kind in ["builtins", "files"]:
+        work = tempfile.mkdtemp(prefix="runnel-startup-")
+        try:
+            path = config if kind == "builtins" else as_files(config, work)
+            cmd = [runnel] + args + [path]
+            cold = cpu_of(cmd, work)
+            warm = sorted(cpu_of(cmd, work) for _ in range(5))
+            print(f"{what:<34} {kind:<9} cold {cold * 1000:6.0f} ms CPU   warm {warm[2] * 1000:4.0f} ms CPU "
+                  f"(median of 5; {warm[0] * 1000:.0f}–{warm[-1] * 1000:.0f})")
+        finally:
+            shutil.rmtree(work)
 PY
 
 echo

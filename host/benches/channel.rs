@@ -166,6 +166,7 @@ fn parse(raw: &[Event], chunk: usize) -> Vec<Event> {
         .load(
             "combined",
             builtin.wasm,
+            builtin.precompiled(),
             &runnel::event::Value::Object(Default::default()),
             Limits::default(),
         )

@@ -37,6 +37,7 @@ fn main() {
         .load(
             "combined",
             builtin.wasm,
+            builtin.precompiled(),
             &runnel::event::Value::Object(Default::default()),
             Limits::default(),
         )

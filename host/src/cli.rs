@@ -84,6 +84,17 @@ pub enum PluginCommand {
     /// Run one plugin on lines from standard input and print the events it produces
     /// (JSON lines on standard output; drops and errors are reported too).
     Test(PluginTest),
+    /// Compile plugins ahead of time for this machine. With `--builtins`: the shipped
+    /// plugins, as `STEM.cwasm` files in OUT that the agent's build embeds when
+    /// `RUNNEL_PRECOMPILED_DIR=OUT` (scripts/build-release.sh does both), so that the
+    /// agent does not compile them at start.
+    Compile {
+        /// Compile the builtin plugins (the only kind this command compiles so far).
+        #[arg(long, required = true)]
+        builtins: bool,
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
     /// Make an Ed25519 key pair for signing plugins: the private key at OUT (readable
     /// by its owner only) and the public key at OUT.pub, for `[agent] trusted_keys`.
     Keygen {

@@ -45,6 +45,15 @@ fn main() -> ExitCode {
             }
         },
         Command::Plugin {
+            command: PluginCommand::Compile { builtins: _, out },
+        } => match compile_builtins(&out) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Plugin {
             command: PluginCommand::Keygen { out },
         } => signing_tool(signing::keygen(&out).map(|public| {
             format!(
@@ -59,6 +68,21 @@ fn main() -> ExitCode {
             signing::sign(&plugin, &key).map(|sig| format!("signed: {}", sig.display())),
         ),
     }
+}
+
+/// `runnel plugin compile --builtins --out DIR`.
+fn compile_builtins(out: &std::path::Path) -> anyhow::Result<()> {
+    let engine = runnel::plugin::PluginEngine::new(std::sync::Arc::from("compile"), None)?;
+    for (name, compiled) in runnel::builtin::precompile_into(&engine, out)? {
+        let how = if compiled {
+            "compiled"
+        } else {
+            "unchanged (the agent already embeds it)"
+        };
+        println!("{name}: {how}");
+    }
+    println!("written to {}", out.display());
+    Ok(())
 }
 
 fn signing_tool(result: Result<String, signing::SignatureError>) -> ExitCode {

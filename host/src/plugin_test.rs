@@ -32,7 +32,7 @@ pub fn run(args: &PluginTest) -> anyhow::Result<()> {
     let engine = PluginEngine::new(hostname, None)?;
     let plugin = match builtin::find(&args.plugin) {
         Some(b) if !std::path::Path::new(&args.plugin).exists() => {
-            engine.load(b.name, b.wasm, &config, Limits::default())?
+            engine.load(b.name, b.wasm, b.precompiled(), &config, Limits::default())?
         }
         _ => engine.load_file(
             &args.plugin,

@@ -226,10 +226,24 @@ fn every_shipped_config_validates() {
 fn compiled_plugins_are_cached_and_a_damaged_cache_file_is_compiled_again() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let text = GOOD.replace(
-        "[agent]\n",
-        &format!("[agent]\ndata_dir = \"{}\"\n", data.display()),
-    );
+    // Plugin files, not builtins: a build may embed the builtins precompiled, and
+    // those are not kept in the cache.
+    let text = GOOD
+        .replace(
+            "[agent]\n",
+            &format!("[agent]\ndata_dir = \"{}\"\n", data.display()),
+        )
+        .replace(
+            "builtin = \"combined\"",
+            &format!("path = {:?}", built_plugin("runnel_plugin_combined.wasm")),
+        )
+        .replace(
+            "builtin = \"level-router\"",
+            &format!(
+                "path = {:?}",
+                built_plugin("runnel_plugin_level_router.wasm")
+            ),
+        );
     let config = write_config(dir.path(), &text);
     let run = || {
         let out = runnel()
@@ -289,4 +303,60 @@ fn compiled_plugins_are_cached_and_a_damaged_cache_file_is_compiled_again() {
         .unwrap();
     assert!(out.status.success());
     assert!(!off.join("plugin-cache").exists());
+}
+
+#[test]
+fn builtins_compiled_ahead_of_time_are_written_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("precompiled");
+    let compile = || {
+        runnel()
+            .args(["plugin", "compile", "--builtins", "--out"])
+            .arg(&out)
+            .output()
+            .unwrap()
+    };
+    let first = compile();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    for name in ["combined", "regex", "field-filter"] {
+        assert!(stdout.contains(&format!("{name}: ")), "{stdout}");
+    }
+    let files = || -> Vec<(std::path::PathBuf, Vec<u8>, std::time::SystemTime)> {
+        let mut files: Vec<_> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| {
+                let path = e.unwrap().path();
+                let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+                (path.clone(), std::fs::read(&path).unwrap(), modified)
+            })
+            .collect();
+        files.sort();
+        files
+    };
+    let written = files();
+    assert_eq!(written.len(), 7, "{written:?}");
+    for (path, bytes, _) in &written {
+        assert!(path.extension().is_some_and(|e| e == "cwasm"), "{path:?}");
+        assert!(bytes.starts_with(b"RNLPRE01"), "{path:?}");
+    }
+    // The same code again: nothing rewritten, so a build that embeds it has nothing new.
+    assert!(compile().status.success());
+    assert_eq!(files(), written);
+
+    // An output directory that cannot be made is an error naming it.
+    let blocked = dir.path().join("file");
+    std::fs::write(&blocked, "").unwrap();
+    let out = runnel()
+        .args(["plugin", "compile", "--builtins", "--out"])
+        .arg(blocked.join("sub"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("file/sub"), "{stderr}");
 }

@@ -14,6 +14,7 @@
 //! the cache directory must be writable by the agent only — the same trust as the
 //! config and the plugin files it names.
 
+use crate::builtin::Precompiled;
 use ring::digest::{Context, SHA256};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -24,12 +25,16 @@ use wasmtime::component::Component;
 
 const MAGIC: &[u8; 8] = b"RNLCWASM";
 const HEADER_LEN: usize = MAGIC.len() + 32;
+/// The start of a builtin's code compiled at build time (see [`CompileCache::precompile`]).
+const PRECOMPILED_MAGIC: &[u8; 8] = b"RNLPRE01";
 
 /// Where a component came from when it was asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
     /// Compiled now.
     Compiled,
+    /// Compiled when the agent was built (a builtin plugin).
+    Precompiled,
     /// Read from the cache directory.
     Disk,
     /// Already loaded by this engine.
@@ -57,16 +62,22 @@ impl CompileCache {
         }
     }
 
-    /// The compiled form of `wasm`, from memory, disk, or `compile`.
+    /// The compiled form of `wasm`, from memory, the code `precompiled` with the agent,
+    /// disk, or `compile`.
     pub fn get(
         &self,
         engine: &Engine,
         wasm: &[u8],
+        precompiled: Option<Precompiled>,
         compile: impl FnOnce() -> wasmtime::Result<Component>,
     ) -> wasmtime::Result<(Component, Origin)> {
         let key = self.key(wasm);
         if let Some(c) = lock(&self.loaded).get(&key) {
             return Ok((c.clone(), Origin::Memory));
+        }
+        if let Some(component) = precompiled.and_then(|p| self.embedded(engine, &key, p)) {
+            lock(&self.loaded).insert(key, component.clone());
+            return Ok((component, Origin::Precompiled));
         }
         let file = self.dir.as_ref().map(|d| d.join(file_name(&key)));
         if let Some(file) = &file
@@ -86,6 +97,48 @@ impl CompileCache {
         }
         lock(&self.loaded).insert(key, component.clone());
         Ok((component, Origin::Compiled))
+    }
+
+    /// `wasm` compiled for embedding in the agent's binary (see [`Precompiled`]):
+    /// `PRECOMPILED_MAGIC ‖ key ‖ code`, where `key` binds the code to these exact
+    /// component bytes and this engine's settings.
+    pub fn precompile(&self, engine: &Engine, wasm: &[u8]) -> wasmtime::Result<Vec<u8>> {
+        let code = engine.precompile_component(wasm)?;
+        Ok([PRECOMPILED_MAGIC.as_slice(), &self.key(wasm), &code].concat())
+    }
+
+    /// Whether `precompiled` holds `wasm` compiled for this engine.
+    pub fn fits(&self, engine: &Engine, wasm: &[u8], precompiled: Precompiled) -> bool {
+        self.embedded(engine, &self.key(wasm), precompiled)
+            .is_some()
+    }
+
+    /// The component in `precompiled`, if it was made by [`Self::precompile`] from the
+    /// component whose key is `key`, for an engine like this one.
+    fn embedded(
+        &self,
+        engine: &Engine,
+        key: &[u8; 32],
+        precompiled: Precompiled,
+    ) -> Option<Component> {
+        let bytes = precompiled.code();
+        let code = bytes
+            .strip_prefix(PRECOMPILED_MAGIC.as_slice())?
+            .strip_prefix(key.as_slice())?;
+        // SAFETY: `Component::deserialize` trusts its input to be code that wasmtime
+        // made. A `Precompiled` is only made by `crate::builtin` from bytes embedded in
+        // the agent's own binary at build time (`runnel plugin compile --builtins`,
+        // i.e. `precompile` above), as trusted as the agent's code; the key just
+        // checked binds them to these component bytes and this engine's compatibility
+        // hash, and wasmtime checks its version, settings and the CPU's features in
+        // the code's header again.
+        match unsafe { Component::deserialize(engine, code) } {
+            Ok(component) => Some(component),
+            Err(e) => {
+                tracing::debug!("the builtin's code compiled with the agent does not fit: {e:#}");
+                None
+            }
+        }
     }
 
     fn key(&self, wasm: &[u8]) -> [u8; 32] {
@@ -193,22 +246,67 @@ mod tests {
         let wasm = EMPTY_COMPONENT.to_vec();
         let cache = CompileCache::new(&engine, Some(dir.path().to_path_buf()));
         let (_, o) = cache
-            .get(&engine, &wasm, || compile(&engine, &wasm))
+            .get(&engine, &wasm, None, || compile(&engine, &wasm))
             .unwrap();
         assert_eq!(o, Origin::Compiled);
         let (_, o) = cache
-            .get(&engine, &wasm, || panic!("compiled twice"))
+            .get(&engine, &wasm, None, || panic!("compiled twice"))
             .unwrap();
         assert_eq!(o, Origin::Memory);
         // A new engine (a restart) reads what the first one wrote.
         let engine = engine_again();
         let cache = CompileCache::new(&engine, Some(dir.path().to_path_buf()));
-        let (_, o) = cache.get(&engine, &wasm, || panic!("not cached")).unwrap();
+        let (_, o) = cache
+            .get(&engine, &wasm, None, || panic!("not cached"))
+            .unwrap();
         assert_eq!(o, Origin::Disk);
     }
 
     fn engine_again() -> Engine {
         engine()
+    }
+
+    /// `EMPTY_COMPONENT` with a custom section: another component.
+    const OTHER_COMPONENT: &[u8] = b"\0asm\x0d\x00\x01\x00\x00\x02\x01x";
+
+    #[test]
+    fn precompiled_code_is_used_only_for_its_component_and_engine() {
+        let engine = engine();
+        let cache = CompileCache::new(&engine, None);
+        let code = cache.precompile(&engine, EMPTY_COMPONENT).unwrap();
+        let precompiled = Precompiled::for_test(Vec::leak(code));
+        let (_, o) = cache
+            .get(&engine, EMPTY_COMPONENT, Some(precompiled), || {
+                panic!("compiled")
+            })
+            .unwrap();
+        assert_eq!(o, Origin::Precompiled);
+        assert!(cache.fits(&engine, EMPTY_COMPONENT, precompiled));
+        // Not for another component: compiled instead.
+        assert!(!cache.fits(&engine, OTHER_COMPONENT, precompiled));
+        let (_, o) = cache
+            .get(&engine, OTHER_COMPONENT, Some(precompiled), || {
+                compile(&engine, OTHER_COMPONENT)
+            })
+            .unwrap();
+        assert_eq!(o, Origin::Compiled);
+        // Not for an engine with other settings either.
+        let mut config = wasmtime::Config::new();
+        config.wasm_component_model(true).epoch_interruption(true);
+        let other = Engine::new(&config).unwrap();
+        let other_cache = CompileCache::new(&other, None);
+        assert!(!other_cache.fits(&other, EMPTY_COMPONENT, precompiled));
+        let (_, o) = other_cache
+            .get(&other, EMPTY_COMPONENT, Some(precompiled), || {
+                compile(&other, EMPTY_COMPONENT)
+            })
+            .unwrap();
+        assert_eq!(o, Origin::Compiled);
+        // Damaged code is refused by its key or by wasmtime, never run.
+        let mut damaged = cache.precompile(&engine, EMPTY_COMPONENT).unwrap();
+        damaged[PRECOMPILED_MAGIC.len()] ^= 1;
+        let damaged = Precompiled::for_test(Vec::leak(damaged));
+        assert!(!cache.fits(&engine, EMPTY_COMPONENT, damaged));
     }
 
     #[test]
@@ -217,7 +315,7 @@ mod tests {
         let engine = engine();
         let wasm = EMPTY_COMPONENT.to_vec();
         CompileCache::new(&engine, Some(dir.path().to_path_buf()))
-            .get(&engine, &wasm, || compile(&engine, &wasm))
+            .get(&engine, &wasm, None, || compile(&engine, &wasm))
             .unwrap();
         let file = std::fs::read_dir(dir.path())
             .unwrap()
@@ -231,12 +329,14 @@ mod tests {
         std::fs::write(&file, &bytes).unwrap();
         let cache = CompileCache::new(&engine, Some(dir.path().to_path_buf()));
         let (_, o) = cache
-            .get(&engine, &wasm, || compile(&engine, &wasm))
+            .get(&engine, &wasm, None, || compile(&engine, &wasm))
             .unwrap();
         assert_eq!(o, Origin::Compiled);
         // Written again, intact.
         let cache = CompileCache::new(&engine, Some(dir.path().to_path_buf()));
-        let (_, o) = cache.get(&engine, &wasm, || panic!("not cached")).unwrap();
+        let (_, o) = cache
+            .get(&engine, &wasm, None, || panic!("not cached"))
+            .unwrap();
         assert_eq!(o, Origin::Disk);
     }
 

@@ -10,6 +10,7 @@
 
 pub mod bindings;
 mod cache;
+mod engine_config;
 mod guest_output;
 pub mod pool;
 pub mod reload;
@@ -166,9 +167,7 @@ impl PluginEngine {
     /// An engine whose compiled components are kept in `cache_dir` across restarts
     /// (none: compiled at every start, each component once).
     pub fn new(hostname: Arc<str>, cache_dir: Option<std::path::PathBuf>) -> anyhow::Result<Self> {
-        let mut config = wasmtime::Config::new();
-        config.wasm_component_model(true).epoch_interruption(true);
-        let engine = Engine::new(&config)?;
+        let engine = Engine::new(&engine_config::engine_config())?;
         let cache = cache::CompileCache::new(&engine, cache_dir);
         let mut linker = Linker::<HostState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
@@ -202,11 +201,29 @@ impl PluginEngine {
         })
     }
 
-    /// Compiles `bytes` (a component) and finds its role.
+    /// `wasm` compiled ahead of time for this engine, in the form a builtin's
+    /// precompiled code is embedded in the agent (see `crate::builtin`), and whether it
+    /// was compiled now (`false`: `embedded` already held it).
+    pub fn precompile(
+        &self,
+        wasm: &[u8],
+        embedded: Option<crate::builtin::Precompiled>,
+    ) -> wasmtime::Result<(Vec<u8>, bool)> {
+        let engine = &self.inner.engine;
+        let cache = &self.inner.cache;
+        match embedded {
+            Some(p) if cache.fits(engine, wasm, p) => Ok((p.code().to_vec(), false)),
+            _ => Ok((cache.precompile(engine, wasm)?, true)),
+        }
+    }
+
+    /// Compiles `bytes` (a component; a builtin plugin gives its `precompiled` code)
+    /// and finds its role.
     pub fn load(
         &self,
         name: &str,
         bytes: &[u8],
+        precompiled: Option<crate::builtin::Precompiled>,
         config: &Value,
         limits: Limits,
     ) -> Result<Plugin, PluginError> {
@@ -215,7 +232,7 @@ impl PluginEngine {
         let (component, origin) = self
             .inner
             .cache
-            .get(engine, bytes, || Component::new(engine, bytes))
+            .get(engine, bytes, precompiled, || Component::new(engine, bytes))
             .map_err(|source| PluginError::Compile {
                 plugin: name.to_owned(),
                 source,
@@ -251,7 +268,7 @@ impl PluginEngine {
             path: path.display().to_string(),
             source,
         })?;
-        self.load(name, &bytes, config, limits)
+        self.load(name, &bytes, None, config, limits)
     }
 
     fn role_of(&self, name: &str, component: &Component) -> Result<Role, PluginError> {

@@ -370,7 +370,7 @@ impl PluginSet {
         let spec = &entry.spec;
         let plugin = self
             .engine
-            .load(name, &wasm, &spec.config, spec.limits)?
+            .load(name, &wasm, None, &spec.config, spec.limits)?
             .with_state(entry.state.clone());
         let (running, _) = entry.slot.current();
         if plugin.role() != running.role() {

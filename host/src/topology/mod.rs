@@ -93,9 +93,9 @@ fn load_plugin<'a>(
     String,
 > {
     let started = std::time::Instant::now();
-    let wasm = match &p.code {
+    let (wasm, precompiled) = match &p.code {
         PluginCode::Builtin(name) => match builtin::find(name) {
-            Some(b) => std::borrow::Cow::Borrowed(b.wasm),
+            Some(b) => (std::borrow::Cow::Borrowed(b.wasm), b.precompiled()),
             None => unreachable!("builtin names are checked by config validation"),
         },
         PluginCode::Path(path) => {
@@ -110,12 +110,12 @@ fn load_plugin<'a>(
             plugins
                 .check_signature(path, &wasm)
                 .map_err(|e| format!("plugin `{}`: {e}", p.name))?;
-            std::borrow::Cow::Owned(wasm)
+            (std::borrow::Cow::Owned(wasm), None)
         }
     };
     let plugin = plugins
         .engine()
-        .load(&p.name, &wasm, &p.config, p.limits)
+        .load(&p.name, &wasm, precompiled, &p.config, p.limits)
         .map_err(|e| e.to_string())?;
     Ok((plugin, wasm, started.elapsed()))
 }
