@@ -1,7 +1,8 @@
 //! Turning events into bytes for sinks: one encoder per format, shared by every sink.
 
+use crate::event::flat::FlatObject;
 use crate::event::{Event, Fields, FieldsRepr, Map, Value};
-use crate::plugin::wire::{WireObject, kind};
+use runnel_flat::kind;
 use std::io::Write;
 use std::str::FromStr;
 
@@ -188,20 +189,20 @@ fn write_text(out: &mut Vec<u8>, bytes: &[u8]) {
     out.push(b'"');
 }
 
-/// Writes fields as a JSON object, straight from the wire form when they are in it.
+/// Writes fields as a JSON object, straight from the flat form when they are in it.
 pub fn write_fields(out: &mut Vec<u8>, fields: &Fields) {
     match fields.repr() {
         FieldsRepr::Empty => out.extend_from_slice(b"{}"),
         FieldsRepr::Owned(map) => write_map(out, map),
-        FieldsRepr::Wire(object) => {
+        FieldsRepr::Flat(object) => {
             let mut pos = 0;
-            write_wire(out, object, &mut pos);
+            write_flat(out, object, &mut pos);
         }
     }
 }
 
-/// Writes the subtree at `pos` of a (checked) wire object as JSON.
-fn write_wire(out: &mut Vec<u8>, object: &WireObject, pos: &mut usize) {
+/// Writes the subtree at `pos` of a (checked) flat object as JSON.
+fn write_flat(out: &mut Vec<u8>, object: &FlatObject, pos: &mut usize) {
     let node = object.node(*pos);
     *pos += 1;
     match node.kind {
@@ -218,7 +219,7 @@ fn write_wire(out: &mut Vec<u8>, object: &WireObject, pos: &mut usize) {
                 if i > 0 {
                     out.push(b',');
                 }
-                write_wire(out, object, pos);
+                write_flat(out, object, pos);
             }
             out.push(b']');
         }
@@ -230,7 +231,7 @@ fn write_wire(out: &mut Vec<u8>, object: &WireObject, pos: &mut usize) {
                 }
                 write_text(out, object.bytes(object.node(*pos).key));
                 out.push(b':');
-                write_wire(out, object, pos);
+                write_flat(out, object, pos);
             }
             out.push(b'}');
         }

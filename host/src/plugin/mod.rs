@@ -660,7 +660,7 @@ impl PluginInstance {
         let Bound::Processor(b, res) = &live.bound else {
             return Err(PluginError::Output {
                 plugin: p.name.to_string(),
-                source: WireError::MalformedTree("not a processor"),
+                source: WireError::WrongRole("not a processor"),
             });
         };
         live.store
@@ -783,7 +783,7 @@ impl PluginInstance {
         };
         match &live.bound {
             Bound::Processor(..) => {
-                return Err(out_err(WireError::MalformedTree(
+                return Err(out_err(WireError::WrongRole(
                     "a processor emits events: the host calls it with process_many",
                 )));
             }

@@ -5,13 +5,10 @@
 //! the host side once the buffers have grown to the batch size.
 
 use super::bindings::types as wit;
+use crate::event::flat::{FlatError, FlatObject, FlatOutput};
 use crate::event::{Event, Fields, FieldsRepr, Level, Map, Tags, Value};
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
-
-/// Deepest value tree accepted from a plugin; deeper trees are malformed output (they
-/// would otherwise exhaust the host's stack).
-pub const MAX_DEPTH: usize = 128;
 
 /// Most tags one patch may set.
 pub const MAX_TAGS_PER_PATCH: u32 = 1024;
@@ -26,22 +23,9 @@ pub use runnel_flat::{kind, pack, unpack};
 /// Plugin output that does not follow the contract.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum WireError {
-    #[error("span {offset}+{len} is outside the {arena}-byte arena")]
-    SpanOutOfRange { offset: u32, len: u32, arena: usize },
-    #[error("string at arena offset {offset} is not UTF-8")]
-    NotUtf8 { offset: u32 },
-    #[error("range {start}+{len} is outside the {available}-element list")]
-    RangeOutOfBounds {
-        start: u32,
-        len: u32,
-        available: usize,
-    },
-    #[error("malformed value tree: {0}")]
-    MalformedTree(&'static str),
-    #[error("fields must be an object")]
-    FieldsNotObject,
-    #[error("value tree deeper than {MAX_DEPTH}")]
-    TooDeep,
+    /// Spans, ranges and trees (see `crate::event::flat`).
+    #[error(transparent)]
+    Flat(#[from] FlatError),
     #[error(
         "output reuses its trees for more work than it is large (over {limit} nodes checked or copied)"
     )]
@@ -56,6 +40,9 @@ pub enum WireError {
     },
     #[error("emits input event {index} of {len}")]
     NoSuchInput { index: u32, len: usize },
+    /// The host called a plugin as the wrong role (a bug in the host, not the plugin).
+    #[error("called as another role: {0}")]
+    WrongRole(&'static str),
 }
 
 pub fn level_to_wit(level: Level) -> wit::Level {
@@ -253,7 +240,7 @@ impl BatchEncoder {
             None
         };
         if let Some(output) = shared {
-            b.arena.extend_from_slice(output.arena.bytes());
+            b.arena.extend_from_slice(output.arena());
         }
         for event in events {
             let name = push_span(&mut b.arena, event.name.as_bytes());
@@ -264,16 +251,18 @@ impl BatchEncoder {
                 (FieldsRepr::Owned(map), Some(p)) => {
                     push_projected_object(&mut b.arena, &mut b.nodes, map, p)
                 }
-                (FieldsRepr::Wire(object), Some(p)) => {
-                    object.encode_projected_into(&mut b.arena, &mut b.nodes, p)
+                (FieldsRepr::Flat(object), Some(p)) => {
+                    encode_projected_into(object, &mut b.arena, &mut b.nodes, p)
                 }
                 (FieldsRepr::Owned(map), None) => push_object(&mut b.arena, &mut b.nodes, 0, map),
-                (FieldsRepr::Wire(object), None)
-                    if shared.is_some_and(|s| Arc::ptr_eq(s, &object.output)) =>
+                (FieldsRepr::Flat(object), None)
+                    if shared.is_some_and(|s| Arc::ptr_eq(s, object.output())) =>
                 {
-                    object.copy_columns_into(&mut b.nodes)
+                    copy_columns_into(object, &mut b.nodes)
                 }
-                (FieldsRepr::Wire(object), None) => object.encode_into(&mut b.arena, &mut b.nodes),
+                (FieldsRepr::Flat(object), None) => {
+                    encode_nodes_into(object, 0..object.node_count(), &mut b.arena, &mut b.nodes)
+                }
             }
             let tags_start = b.tags.len();
             for (k, v) in event.tags.iter() {
@@ -302,7 +291,7 @@ impl BatchEncoder {
 
 /// Decodes a batch in the flat form back into events (the `file` channel stores batches
 /// this way). Everything is checked as a plugin's output is, so a damaged batch is an
-/// error, never a panic; fields stay in the checked wire form.
+/// error, never a panic; fields stay in the checked flat form.
 pub fn decode_batch(batch: wit::Batch) -> Result<Vec<Event>, WireError> {
     let wit::Batch {
         arena,
@@ -360,248 +349,83 @@ pub fn decode_batch(batch: wit::Batch) -> Result<Vec<Event>, WireError> {
 /// copying its whole arena is then cheaper than copying their trees one by one. (After
 /// a filter, or in a put that holds part of a parser's batch, the rest of the arena
 /// would be dead weight in every copy.)
-fn common_output(events: &[Event]) -> Option<&Arc<SharedOutput>> {
-    let mut common: Option<&Arc<SharedOutput>> = None;
+fn common_output(events: &[Event]) -> Option<&Arc<FlatOutput>> {
+    let mut common: Option<&Arc<FlatOutput>> = None;
     let mut nodes = 0;
     for event in events {
-        if let FieldsRepr::Wire(object) = event.fields.repr() {
+        if let FieldsRepr::Flat(object) = event.fields.repr() {
             match common {
-                None => common = Some(&object.output),
-                Some(c) if Arc::ptr_eq(c, &object.output) => {}
+                None => common = Some(object.output()),
+                Some(c) if Arc::ptr_eq(c, object.output()) => {}
                 Some(_) => return None,
             }
             nodes += object.node_count();
         }
     }
-    common.filter(|output| nodes * 2 >= output.nodes.kinds.len())
+    common.filter(|output| nodes * 2 >= output.node_count())
 }
 
-/// A plugin's output arena and nodes, shared by the events whose fields point into it.
-pub struct SharedOutput {
-    arena: Arena,
-    nodes: wit::Nodes,
+/// Appends the node columns of `object` as they are, for a batch whose arena starts
+/// with the object's whole output arena.
+fn copy_columns_into(object: &FlatObject, nodes: &mut wit::Nodes) {
+    let (kinds, keys, payloads) = object.columns();
+    nodes.kinds.extend_from_slice(kinds);
+    nodes.keys.extend_from_slice(keys);
+    nodes.payloads.extend_from_slice(payloads);
 }
 
-/// A plugin's output bytes, checked once: text when all of them are UTF-8 (the usual
-/// case: then a string span is a `str` slice whose ends `str::get` checks, in constant
-/// time), bytes otherwise (then each string span is checked on its own).
-enum Arena {
-    Text(String),
-    Bytes(Vec<u8>),
+/// Appends an object of the root members of `object` that `projection` names, copying
+/// their strings into `arena`; the other members are skipped without being read.
+fn encode_projected_into(
+    object: &FlatObject,
+    arena: &mut Vec<u8>,
+    nodes: &mut wit::Nodes,
+    projection: &Projection,
+) {
+    let root = nodes.kinds.len();
+    push_node(nodes, kind::OBJECT, 0, 0);
+    let mut kept = 0;
+    let mut at = 1;
+    for _ in 0..object.len() {
+        let end = object.subtree_end(at);
+        if projection.contains_bytes(object.bytes(object.node(at).key)) {
+            encode_nodes_into(object, at..end, arena, nodes);
+            kept += 1;
+        }
+        at = end;
+    }
+    nodes.payloads[root] = kept;
 }
 
-impl Arena {
-    fn new(bytes: Vec<u8>) -> Self {
-        match String::from_utf8(bytes) {
-            Ok(text) => Arena::Text(text),
-            Err(e) => Arena::Bytes(e.into_bytes()),
-        }
-    }
-
-    #[inline]
-    fn bytes(&self) -> &[u8] {
-        match self {
-            Arena::Text(text) => text.as_bytes(),
-            Arena::Bytes(bytes) => bytes,
-        }
-    }
-
-    /// The text at `start..end`: `None` when out of range or not UTF-8.
-    #[inline]
-    fn str(&self, start: usize, end: usize) -> Option<&str> {
-        match self {
-            Arena::Text(text) => text.get(start..end),
-            Arena::Bytes(bytes) => std::str::from_utf8(bytes.get(start..end)?).ok(),
-        }
-    }
-}
-
-/// One node of a checked tree.
-#[derive(Debug, Clone, Copy)]
-pub struct NodeView {
-    pub kind: u8,
-    pub key: u64,
-    pub payload: u64,
-}
-
-/// An object tree inside a plugin's output: an event's fields, kept in the wire form
-/// instead of being copied out into a [`Map`]. Only [`OutputReader::object`] makes one,
-/// after checking the tree, so every kind is known, every span is in range and every
-/// string is UTF-8.
-#[derive(Clone)]
-pub struct WireObject {
-    output: Arc<SharedOutput>,
-    start: u32,
-    len: u32,
-}
-
-impl WireObject {
-    /// Number of nodes in the tree, root included.
-    pub(crate) fn node_count(&self) -> usize {
-        self.len as usize
-    }
-
-    /// Node `i` of the tree (0 is the root).
-    #[inline]
-    pub(crate) fn node(&self, i: usize) -> NodeView {
-        let at = self.start as usize + i;
-        let n = &self.output.nodes;
-        NodeView {
-            kind: n.kinds[at],
-            key: n.keys[at],
-            payload: n.payloads[at],
-        }
-    }
-
-    /// The bytes of a packed span of this tree: a string, bytes or key span of one of its
-    /// nodes (checked at construction).
-    #[inline]
-    pub(crate) fn bytes(&self, packed: u64) -> &[u8] {
-        let (offset, len) = unpack(packed);
-        &self.output.arena.bytes()[offset as usize..(offset + len) as usize]
-    }
-
-    /// The text of a string span of this tree: the payload of one of its string nodes or
-    /// the key of one of its object members. `OutputReader::object` checked each of them
-    /// (in range, UTF-8) before making the `WireObject`, so the empty text for a span
-    /// that is neither is never returned for those.
-    #[inline]
-    pub(crate) fn str(&self, packed: u64) -> &str {
-        let (offset, len) = unpack(packed);
-        let text = self
-            .output
-            .arena
-            .str(offset as usize, (offset + len) as usize);
-        debug_assert!(text.is_some(), "a string span not checked at construction");
-        text.unwrap_or_default()
-    }
-
-    /// Members of the root object.
-    pub fn len(&self) -> usize {
-        self.node(0).payload as usize
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Copies the tree out into an owned map.
-    pub fn to_map(&self) -> Map {
-        let mut pos = 1;
-        let mut map = Map::with_capacity(self.len());
-        for _ in 0..self.len() {
-            let key = self.str(self.node(pos).key).to_owned();
-            let value = self.value_at(&mut pos);
-            map.insert(key, value);
-        }
-        map
-    }
-
-    fn value_at(&self, pos: &mut usize) -> Value {
-        let node = self.node(*pos);
-        *pos += 1;
-        match node.kind {
-            kind::BOOL => Value::Bool(node.payload != 0),
-            kind::INT => Value::Int(node.payload as i64),
-            kind::UINT => Value::from_u64(node.payload),
-            kind::FLOAT => Value::Float(f64::from_bits(node.payload)),
-            kind::STR => Value::String(self.str(node.payload).to_owned()),
-            kind::BYTES => Value::Bytes(self.bytes(node.payload).to_vec()),
-            kind::ARRAY => Value::Array((0..node.payload).map(|_| self.value_at(pos)).collect()),
-            kind::OBJECT => {
-                let mut map = Map::with_capacity(node.payload as usize);
-                for _ in 0..node.payload {
-                    let key = self.str(self.node(*pos).key).to_owned();
-                    let value = self.value_at(pos);
-                    map.insert(key, value);
-                }
-                Value::Object(map)
-            }
-            _ => Value::Null,
-        }
-    }
-
-    /// Appends the tree's node columns as they are, for a batch whose arena starts with
-    /// this tree's whole output arena.
-    fn copy_columns_into(&self, nodes: &mut wit::Nodes) {
-        let range = self.start as usize..(self.start + self.len) as usize;
-        let from = &self.output.nodes;
-        nodes.kinds.extend_from_slice(&from.kinds[range.clone()]);
-        nodes.keys.extend_from_slice(&from.keys[range.clone()]);
-        nodes.payloads.extend_from_slice(&from.payloads[range]);
-    }
-
-    /// The index just past the subtree that starts at node `at`. The tree is checked
-    /// (`OutputReader::object`): its counts are consistent, so this walks it without
-    /// the bounds checks of `runnel_flat::subtree_len`, which is for unchecked input.
-    #[inline]
-    fn subtree_end(&self, mut at: usize) -> usize {
-        let mut left = 1u64;
-        while left > 0 {
-            let node = self.node(at);
-            at += 1;
-            left = left - 1 + runnel_flat::children(node.kind, node.payload);
-        }
-        at
-    }
-
-    /// Appends an object of the root members `projection` names, copying their strings
-    /// into `arena`; the other members are skipped without being read.
-    fn encode_projected_into(
-        &self,
-        arena: &mut Vec<u8>,
-        nodes: &mut wit::Nodes,
-        projection: &Projection,
-    ) {
-        let root = nodes.kinds.len();
-        push_node(nodes, kind::OBJECT, 0, 0);
-        let mut kept = 0;
-        let mut at = 1;
-        for _ in 0..self.len() {
-            let end = self.subtree_end(at);
-            if projection.contains_bytes(self.bytes(self.node(at).key)) {
-                self.encode_nodes_into(at..end, arena, nodes);
-                kept += 1;
-            }
-            at = end;
-        }
-        nodes.payloads[root] = kept;
-    }
-
-    /// Appends the tree to an encoding batch, copying its strings into `arena`.
-    fn encode_into(&self, arena: &mut Vec<u8>, nodes: &mut wit::Nodes) {
-        self.encode_nodes_into(0..self.node_count(), arena, nodes);
-    }
-
-    /// Appends nodes `range` (whole subtrees) with their keys and strings copied.
-    fn encode_nodes_into(
-        &self,
-        range: std::ops::Range<usize>,
-        arena: &mut Vec<u8>,
-        nodes: &mut wit::Nodes,
-    ) {
-        for i in range {
-            let node = self.node(i);
-            let key = if i == 0 || node.key == 0 {
-                0
-            } else {
-                push_packed(arena, self.bytes(node.key))
-            };
-            let payload = match node.kind {
-                kind::STR | kind::BYTES => push_packed(arena, self.bytes(node.payload)),
-                _ => node.payload,
-            };
-            push_node(nodes, node.kind, key, payload);
-        }
+/// Appends nodes `range` (whole subtrees) of `object` with their keys and strings
+/// copied into `arena`.
+fn encode_nodes_into(
+    object: &FlatObject,
+    range: std::ops::Range<usize>,
+    arena: &mut Vec<u8>,
+    nodes: &mut wit::Nodes,
+) {
+    for i in range {
+        let node = object.node(i);
+        let key = if i == 0 || node.key == 0 {
+            0
+        } else {
+            push_packed(arena, object.bytes(node.key))
+        };
+        let payload = match node.kind {
+            kind::STR | kind::BYTES => push_packed(arena, object.bytes(node.payload)),
+            _ => node.payload,
+        };
+        push_node(nodes, node.kind, key, payload);
     }
 }
 
 /// Reads what a plugin returned, checking every span, range and tree.
 pub struct OutputReader {
-    output: Arc<SharedOutput>,
+    output: Arc<FlatOutput>,
     tags: Vec<wit::Tag>,
     /// The tree checked last: patches may all point at one tree, checked once.
-    last_checked: RefCell<Option<WireObject>>,
+    last_checked: RefCell<Option<FlatObject>>,
     /// Nodes still allowed to be checked or copied (see [`MERGE_ALLOWANCE`]): a
     /// well-formed output checks each of its nodes once; pointing many events at large
     /// trees costs more, up to this bound.
@@ -611,52 +435,25 @@ pub struct OutputReader {
 impl OutputReader {
     pub fn new(data: wit::OutputData) -> Self {
         let work_budget = 4 * data.nodes.kinds.len() + MERGE_ALLOWANCE;
+        let wit::Nodes {
+            kinds,
+            keys,
+            payloads,
+        } = data.nodes;
         Self {
             last_checked: RefCell::new(None),
             work_budget: Cell::new(work_budget),
-            output: Arc::new(SharedOutput {
-                arena: Arena::new(data.arena),
-                nodes: data.nodes,
-            }),
+            output: Arc::new(FlatOutput::new(data.arena, kinds, keys, payloads)),
             tags: data.tags,
         }
     }
 
     pub fn bytes(&self, span: wit::Span) -> Result<&[u8], WireError> {
-        let arena = self.output.arena.bytes();
-        let start = span.offset as usize;
-        start
-            .checked_add(span.len as usize)
-            .and_then(|end| arena.get(start..end))
-            .ok_or(WireError::SpanOutOfRange {
-                offset: span.offset,
-                len: span.len,
-                arena: arena.len(),
-            })
+        Ok(self.output.bytes(span.offset, span.len)?)
     }
 
     pub fn str(&self, span: wit::Span) -> Result<&str, WireError> {
-        let start = span.offset as usize;
-        let end = start.saturating_add(span.len as usize);
-        match self.output.arena.str(start, end) {
-            Some(text) => Ok(text),
-            None => Err(match self.bytes(span) {
-                Err(out_of_range) => out_of_range,
-                Ok(_) => WireError::NotUtf8 {
-                    offset: span.offset,
-                },
-            }),
-        }
-    }
-
-    fn packed_str(&self, packed: u64) -> Result<&str, WireError> {
-        let (offset, len) = unpack(packed);
-        self.str(wit::Span { offset, len })
-    }
-
-    fn packed_bytes(&self, packed: u64) -> Result<&[u8], WireError> {
-        let (offset, len) = unpack(packed);
-        self.bytes(wit::Span { offset, len })
+        Ok(self.output.str(span.offset, span.len)?)
     }
 
     fn range<T>(list: &[T], range: wit::Range) -> Result<&[T], WireError> {
@@ -664,30 +461,30 @@ impl OutputReader {
         start
             .checked_add(range.len as usize)
             .and_then(|end| list.get(start..end))
-            .ok_or(WireError::RangeOutOfBounds {
+            .ok_or(WireError::Flat(FlatError::RangeOutOfBounds {
                 start: range.start,
                 len: range.len,
                 available: list.len(),
-            })
+            }))
     }
 
     /// The object tree that fills exactly `range`, checked (a range asked for twice in a
     /// row is checked once).
-    pub fn object(&self, range: wit::Range) -> Result<WireObject, WireError> {
+    pub fn object(&self, range: wit::Range) -> Result<FlatObject, WireError> {
         if let Some(last) = self.last_checked.borrow().as_ref()
-            && (last.start, last.len) == (range.start, range.len)
+            && last.range() == (range.start, range.len)
         {
             return Ok(last.clone());
         }
         self.charge(range.len as usize)?;
-        let object = self.check_object(range)?;
+        let object = self.output.object(range.start, range.len)?;
         *self.last_checked.borrow_mut() = Some(object.clone());
         Ok(object)
     }
 
     /// Merges `object` into `fields`, charging the copy a merge into existing fields
     /// makes against this output's budget.
-    pub fn merge(&self, fields: &mut Fields, object: WireObject) -> Result<(), WireError> {
+    pub fn merge(&self, fields: &mut Fields, object: FlatObject) -> Result<(), WireError> {
         if !fields.is_empty() {
             self.charge(object.node_count())?;
         }
@@ -699,89 +496,10 @@ impl OutputReader {
         let left = self.work_budget.get();
         if nodes > left {
             return Err(WireError::TooMuchWork {
-                limit: 4 * self.output.nodes.kinds.len() + MERGE_ALLOWANCE,
+                limit: 4 * self.output.node_count() + MERGE_ALLOWANCE,
             });
         }
         self.work_budget.set(left - nodes);
-        Ok(())
-    }
-
-    fn check_object(&self, range: wit::Range) -> Result<WireObject, WireError> {
-        let nodes = &self.output.nodes;
-        let columns = nodes.kinds.len();
-        if nodes.keys.len() != columns || nodes.payloads.len() != columns {
-            return Err(WireError::MalformedTree("node columns differ in length"));
-        }
-        let kinds = Self::range(&nodes.kinds, range)?;
-        match kinds.first() {
-            None => return Err(WireError::MalformedTree("empty range")),
-            Some(&kind::OBJECT) => {}
-            Some(_) => return Err(WireError::FieldsNotObject),
-        }
-        let start = range.start as usize;
-        let end = start + range.len as usize;
-        let mut pos = start;
-        self.check_at(end, &mut pos, 0, false)?;
-        if pos != end {
-            return Err(WireError::MalformedTree("range holds nodes after the tree"));
-        }
-        Ok(WireObject {
-            output: self.output.clone(),
-            start: range.start,
-            len: range.len,
-        })
-    }
-
-    /// Checks the subtree at `pos` (and its key, when it is an object member); the tree
-    /// must end before `end`.
-    fn check_at(
-        &self,
-        end: usize,
-        pos: &mut usize,
-        depth: usize,
-        keyed: bool,
-    ) -> Result<(), WireError> {
-        if depth > MAX_DEPTH {
-            return Err(WireError::TooDeep);
-        }
-        if *pos >= end {
-            return Err(WireError::MalformedTree("tree ends before its last child"));
-        }
-        let nodes = &self.output.nodes;
-        let (k, key, payload) = (nodes.kinds[*pos], nodes.keys[*pos], nodes.payloads[*pos]);
-        *pos += 1;
-        if keyed {
-            self.packed_str(key)?;
-        } else if key != 0 {
-            return Err(WireError::MalformedTree(
-                "a node that is not an object member has a key",
-            ));
-        }
-        match k {
-            kind::BOOL if payload > 1 => {
-                return Err(WireError::MalformedTree(
-                    "boolean payload other than 0 or 1",
-                ));
-            }
-            kind::NULL | kind::BOOL | kind::INT | kind::UINT | kind::FLOAT => {}
-            kind::STR => {
-                self.packed_str(payload)?;
-            }
-            kind::BYTES => {
-                self.packed_bytes(payload)?;
-            }
-            kind::ARRAY | kind::OBJECT => {
-                if payload > (end - *pos) as u64 {
-                    return Err(WireError::MalformedTree(
-                        "container claims more children than remain",
-                    ));
-                }
-                for _ in 0..payload {
-                    self.check_at(end, pos, depth + 1, k == kind::OBJECT)?;
-                }
-            }
-            _ => return Err(WireError::MalformedTree("unknown node kind")),
-        }
         Ok(())
     }
 
@@ -973,22 +691,22 @@ mod tests {
         ));
         assert!(matches!(
             r.object(wit::Range { start: 0, len: 1 }),
-            Err(WireError::MalformedTree(_))
+            Err(WireError::Flat(FlatError::MalformedTree(_)))
         ));
         assert!(matches!(
             r.object(wit::Range { start: 0, len: 9 }),
-            Err(WireError::RangeOutOfBounds { .. })
+            Err(WireError::Flat(FlatError::RangeOutOfBounds { .. }))
         ));
         assert!(matches!(
             r.str(wit::Span { offset: 2, len: 2 }),
-            Err(WireError::NotUtf8 { .. })
+            Err(WireError::Flat(FlatError::NotUtf8 { .. }))
         ));
         assert!(matches!(
             r.bytes(wit::Span {
                 offset: u32::MAX,
                 len: u32::MAX
             }),
-            Err(WireError::SpanOutOfRange { .. })
+            Err(WireError::Flat(FlatError::SpanOutOfRange { .. }))
         ));
         // A string whose span leaves the arena, an unknown kind, a member key that is not UTF-8.
         let bad_span = OutputReader::new(output(
@@ -998,7 +716,7 @@ mod tests {
         ));
         assert!(matches!(
             bad_span.object(wit::Range { start: 0, len: 2 }),
-            Err(WireError::SpanOutOfRange { .. })
+            Err(WireError::Flat(FlatError::SpanOutOfRange { .. }))
         ));
         let bad_kind = OutputReader::new(output(
             b"x".to_vec(),
@@ -1007,7 +725,7 @@ mod tests {
         ));
         assert!(matches!(
             bad_kind.object(wit::Range { start: 0, len: 2 }),
-            Err(WireError::MalformedTree(_))
+            Err(WireError::Flat(FlatError::MalformedTree(_)))
         ));
         let bad_key = OutputReader::new(output(
             b"\xff".to_vec(),
@@ -1016,7 +734,7 @@ mod tests {
         ));
         assert!(matches!(
             bad_key.object(wit::Range { start: 0, len: 2 }),
-            Err(WireError::NotUtf8 { .. })
+            Err(WireError::Flat(FlatError::NotUtf8 { .. }))
         ));
     }
 
@@ -1069,20 +787,20 @@ mod tests {
         ));
         assert!(matches!(
             reader.object(wit::Range { start: 0, len: 3 }),
-            Err(WireError::MalformedTree(_))
+            Err(WireError::Flat(FlatError::MalformedTree(_)))
         ));
     }
 
     #[test]
     fn deep_trees_are_refused() {
         let mut nodes = vec![(kind::OBJECT, 0, 1)];
-        nodes.extend((0..MAX_DEPTH + 2).map(|_| (kind::ARRAY, 0, 1)));
+        nodes.extend((0..crate::event::flat::MAX_DEPTH + 2).map(|_| (kind::ARRAY, 0, 1)));
         nodes.push((kind::NULL, 0, 0));
         let len = nodes.len() as u32;
         let reader = OutputReader::new(output(Vec::new(), &nodes, vec![]));
         assert!(matches!(
             reader.object(wit::Range { start: 0, len }),
-            Err(WireError::TooDeep)
+            Err(WireError::Flat(FlatError::TooDeep))
         ));
     }
 

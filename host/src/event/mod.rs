@@ -1,7 +1,9 @@
 //! The event: Runnel's unit of data, after the four-element log model of Flume-era
 //! logging — a *name*, *fields*, *tags* and a *level* — plus a timestamp and the raw body.
 
-use crate::plugin::wire::WireObject;
+pub mod flat;
+
+use flat::FlatObject;
 use indexmap::IndexMap;
 use std::fmt;
 use std::sync::Arc;
@@ -84,9 +86,9 @@ impl fmt::Display for Level {
 }
 
 /// An event's fields: an object of named, typed values. Fields a plugin produced stay in
-/// the plugin's output (a [`WireObject`], shared by the batch) until something changes
-/// them, so a parsed event is not copied member by member into the host and back out to
-/// the next plugin or the sink.
+/// the flat form it returned them in (a [`FlatObject`], shared by the batch) until
+/// something changes them, so a parsed event is not copied member by member into the
+/// host and back out to the next plugin or the sink.
 #[derive(Clone)]
 pub struct Fields(FieldsRepr);
 
@@ -97,7 +99,8 @@ pub enum FieldsRepr {
     Empty,
     /// Boxed: events move through vectors and queues, and a small event moves cheaply.
     Owned(Box<Map>),
-    Wire(WireObject),
+    /// A checked tree in a plugin's output or a stored batch (see [`flat`]).
+    Flat(FlatObject),
 }
 
 impl Default for Fields {
@@ -112,9 +115,9 @@ impl From<Map> for Fields {
     }
 }
 
-impl From<WireObject> for Fields {
-    fn from(object: WireObject) -> Self {
-        Fields(FieldsRepr::Wire(object))
+impl From<FlatObject> for Fields {
+    fn from(object: FlatObject) -> Self {
+        Fields(FieldsRepr::Flat(object))
     }
 }
 
@@ -127,7 +130,7 @@ impl Fields {
         match &self.0 {
             FieldsRepr::Empty => 0,
             FieldsRepr::Owned(map) => map.len(),
-            FieldsRepr::Wire(object) => object.len(),
+            FieldsRepr::Flat(object) => object.len(),
         }
     }
 
@@ -140,20 +143,20 @@ impl Fields {
         match &self.0 {
             FieldsRepr::Empty => Map::new(),
             FieldsRepr::Owned(map) => (**map).clone(),
-            FieldsRepr::Wire(object) => object.to_map(),
+            FieldsRepr::Flat(object) => object.to_map(),
         }
     }
 
-    /// The fields as an owned map, to change them (copied out of the wire form first).
+    /// The fields as an owned map, to change them (copied out of the flat form first).
     pub fn make_mut(&mut self) -> &mut Map {
         match &self.0 {
             FieldsRepr::Empty => self.0 = FieldsRepr::Owned(Box::default()),
-            FieldsRepr::Wire(object) => self.0 = FieldsRepr::Owned(Box::new(object.to_map())),
+            FieldsRepr::Flat(object) => self.0 = FieldsRepr::Owned(Box::new(object.to_map())),
             FieldsRepr::Owned(_) => {}
         }
         match &mut self.0 {
             FieldsRepr::Owned(map) => map,
-            FieldsRepr::Empty | FieldsRepr::Wire(_) => unreachable!("made owned above"),
+            FieldsRepr::Empty | FieldsRepr::Flat(_) => unreachable!("made owned above"),
         }
     }
 
@@ -162,7 +165,7 @@ impl Fields {
     }
 
     /// Sets the members of `object`, keeping the others.
-    pub fn merge(&mut self, object: WireObject) {
+    pub fn merge(&mut self, object: FlatObject) {
         if self.is_empty() {
             *self = Fields::from(object);
         } else {
@@ -239,7 +242,7 @@ impl Event {
         let fields = match self.fields.repr() {
             FieldsRepr::Empty => 0,
             FieldsRepr::Owned(map) => map.len() * MEMBER,
-            FieldsRepr::Wire(object) => object.node_count() * NODE,
+            FieldsRepr::Flat(object) => object.node_count() * NODE,
         };
         std::mem::size_of::<Event>() + self.body.len() + self.tags.len() * 48 + fields
     }
