@@ -81,8 +81,9 @@ pub enum ChannelCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
-    /// Run one plugin on lines from standard input and print the events it produces
-    /// (JSON lines on standard output; drops and errors are reported too).
+    /// Run a plugin (after others, with `--after`) on lines or JSON events from standard
+    /// input and print the events that come out (JSON lines on standard output; drops,
+    /// errors and routes are reported too).
     Test(PluginTest),
     /// Compile plugins ahead of time for this machine. With `--builtins`: the shipped
     /// plugins, as `STEM.cwasm` files in OUT that the agent's build embeds when
@@ -117,6 +118,16 @@ pub struct PluginTest {
     /// The plugin's config: a TOML file, or inline TOML (`'pattern = "..."'`).
     #[arg(long, short)]
     pub config: Option<String>,
+    /// Run PLUGIN after these (in the order given), e.g. a parser in front of an
+    /// interceptor: `--after combined`. A plugin's config follows `::` (a TOML file or
+    /// inline TOML): `--after 'regex::pattern = "(?P<msg>.*)"'`.
+    #[arg(long, value_name = "PLUGIN[::CONFIG]")]
+    pub after: Vec<String>,
+    /// Standard input holds whole events, one JSON object per line, in the form the
+    /// `json` format writes (`name`, `timestamp`, `level`, `tags`, `fields`, `body`; all
+    /// optional), instead of raw lines.
+    #[arg(long)]
+    pub events_json: bool,
     /// Lines per call.
     #[arg(long, default_value_t = 256)]
     pub batch_size: usize,

@@ -1,10 +1,11 @@
 //! Turning events into bytes for sinks: one encoder per format, shared by every sink.
 
 use crate::event::flat::FlatObject;
-use crate::event::{Event, Fields, FieldsRepr, Map, Value};
+use crate::event::{Event, Fields, FieldsRepr, Level, Map, Value};
 use runnel_flat::kind;
 use std::io::Write;
 use std::str::FromStr;
+use std::sync::Arc;
 
 /// How a sink writes events, one per line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -281,6 +282,97 @@ pub fn write_value(out: &mut Vec<u8>, value: &Value) {
     }
 }
 
+/// Reads one event written as a JSON object in the form [`Format::Json`] writes:
+/// `name` (default `default_name`), `timestamp` (RFC 3339 text, or nanoseconds since
+/// the epoch), `level` (`info`, …), `tags` (an object of strings), `fields` (an object)
+/// and `body` (text) — each optional, no other keys.
+pub fn decode_json_event(line: &[u8], default_name: &Arc<str>) -> Result<Event, String> {
+    let object = match serde_json::from_slice(line) {
+        Ok(serde_json::Value::Object(object)) => object,
+        Ok(_) => return Err("not a JSON object".into()),
+        Err(e) => return Err(format!("not JSON: {e}")),
+    };
+    let mut event = Event::from_body(default_name.clone(), Vec::new());
+    for (key, value) in object {
+        let wrong = |expected: &str| format!("`{key}` must be {expected}");
+        match (key.as_str(), value) {
+            ("name", serde_json::Value::String(name)) => event.name = Arc::from(name),
+            ("timestamp", serde_json::Value::String(text)) => {
+                let t = time::OffsetDateTime::parse(
+                    &text,
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .map_err(|e| format!("`timestamp` {text:?} is not RFC 3339: {e}"))?;
+                let ns = i64::try_from(t.unix_timestamp_nanos())
+                    .map_err(|_| format!("`timestamp` {text:?} is out of range"))?;
+                event.timestamp = Some(ns);
+            }
+            ("timestamp", serde_json::Value::Number(n)) => {
+                event.timestamp =
+                    Some(n.as_i64().ok_or_else(|| {
+                        wrong("RFC 3339 text or whole nanoseconds since the epoch")
+                    })?);
+            }
+            ("level", serde_json::Value::String(name)) => {
+                event.level = Level::from_name(&name)
+                    .ok_or_else(|| wrong("trace, debug, info, warn, error, fatal or unknown"))?;
+            }
+            ("tags", serde_json::Value::Object(tags)) => {
+                for (k, v) in tags {
+                    match v {
+                        serde_json::Value::String(v) => event.tags.set(k, v),
+                        _ => return Err(format!("tag `{k}` must be a string")),
+                    }
+                }
+            }
+            ("fields", serde_json::Value::Object(fields)) => {
+                event.fields = Fields::from(
+                    fields
+                        .into_iter()
+                        .map(|(k, v)| (k, json_to_value(v)))
+                        .collect::<Map>(),
+                );
+            }
+            ("body", serde_json::Value::String(body)) => event.body = body.into_bytes(),
+            ("name" | "body", _) => return Err(wrong("a string")),
+            ("timestamp", _) => {
+                return Err(wrong("RFC 3339 text or whole nanoseconds since the epoch"));
+            }
+            ("level", _) => return Err(wrong("a string")),
+            ("tags" | "fields", _) => return Err(wrong("an object")),
+            (other, _) => {
+                return Err(format!(
+                    "unknown key `{other}` (expected name, timestamp, level, tags, fields, body)"
+                ));
+            }
+        }
+    }
+    Ok(event)
+}
+
+/// A JSON value as a field value (integers stay integers, other numbers are floats).
+fn json_to_value(value: serde_json::Value) -> Value {
+    match value {
+        serde_json::Value::Null => Value::Null,
+        serde_json::Value::Bool(b) => Value::Bool(b),
+        serde_json::Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => Value::Int(i),
+            (None, Some(u)) => Value::from_u64(u),
+            _ => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        serde_json::Value::String(s) => Value::String(s),
+        serde_json::Value::Array(items) => {
+            Value::Array(items.into_iter().map(json_to_value).collect())
+        }
+        serde_json::Value::Object(members) => Value::Object(
+            members
+                .into_iter()
+                .map(|(k, v)| (k, json_to_value(v)))
+                .collect(),
+        ),
+    }
+}
+
 /// Writes nanoseconds since the epoch as RFC 3339 UTC (`2015-05-17T10:05:03Z`, with a
 /// fraction only when there is one).
 pub fn write_rfc3339(out: &mut Vec<u8>, ts_ns: i64) {
@@ -363,7 +455,66 @@ mod calendar_tests {
 mod tests {
     use super::*;
     use crate::event::Level;
-    use std::sync::Arc;
+
+    #[test]
+    fn json_events_read_back_what_the_json_format_writes() {
+        let mut fields = Map::new();
+        fields.insert("status".into(), Value::Int(404));
+        fields.insert("ratio".into(), Value::Float(1.0));
+        fields.insert("big".into(), Value::Uint(u64::MAX));
+        fields.insert("none".into(), Value::Null);
+        fields.insert(
+            "nested".into(),
+            Value::Object(Map::from_iter([(
+                "list".to_owned(),
+                Value::Array(vec![Value::Bool(true), Value::String("x".into())]),
+            )])),
+        );
+        let mut event = Event::from_body(Arc::from("web"), b"GET / 404".to_vec());
+        event.timestamp = Some(1_431_857_103_250_000_000);
+        event.level = Level::Warn;
+        event.tags.set("host", "gw-7");
+        event.fields = Fields::from(fields);
+        let mut line = Vec::new();
+        Format::Json.encode(&event, &mut line);
+        let back = decode_json_event(&line, &Arc::from("default")).unwrap();
+        assert_eq!(back, event);
+        // Field order is kept.
+        let mut again = Vec::new();
+        Format::Json.encode(&back, &mut again);
+        assert_eq!(again, line);
+    }
+
+    #[test]
+    fn json_events_take_defaults_offsets_and_nanoseconds() {
+        let name = Arc::from("stdin");
+        let e = decode_json_event(br#"{"body":"x"}"#, &name).unwrap();
+        assert_eq!(
+            (&*e.name, e.level, e.timestamp),
+            ("stdin", Level::Unknown, None)
+        );
+        let e = decode_json_event(br#"{"timestamp":"2015-05-17T12:05:03+02:00"}"#, &name).unwrap();
+        assert_eq!(e.timestamp, Some(1_431_857_103_000_000_000));
+        let e = decode_json_event(br#"{"timestamp":5,"level":"ERROR"}"#, &name).unwrap();
+        assert_eq!((e.timestamp, e.level), (Some(5), Level::Error));
+    }
+
+    #[test]
+    fn bad_json_events_are_refused_naming_the_key() {
+        let name = Arc::from("stdin");
+        for (line, expected) in [
+            (&br#"[1]"#[..], "not a JSON object"),
+            (br#"{"#, "not JSON"),
+            (br#"{"level":"loud"}"#, "`level`"),
+            (br#"{"timestamp":"yesterday"}"#, "not RFC 3339"),
+            (br#"{"fields":[1]}"#, "`fields` must be an object"),
+            (br#"{"tags":{"a":1}}"#, "tag `a`"),
+            (br#"{"colour":"red"}"#, "unknown key `colour`"),
+        ] {
+            let error = decode_json_event(line, &name).unwrap_err();
+            assert!(error.contains(expected), "{error}");
+        }
+    }
 
     #[test]
     fn rfc3339_dates() {

@@ -66,6 +66,13 @@ impl Level {
         .copied()
     }
 
+    /// The level named `name` (as [`Level::as_str`] writes it; any case).
+    pub fn from_name(name: &str) -> Option<Level> {
+        (0..=6)
+            .filter_map(Level::from_u8)
+            .find(|l| l.as_str().eq_ignore_ascii_case(name))
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Level::Trace => "trace",
