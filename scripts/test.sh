@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 features=()
 scripts/setup.sh || features=(--no-default-features)
 scripts/build-plugins.sh
+# The Python SDK's encoding, in plain Python (the SDKs' plugins are built and run in
+# the agent by tests/e2e/plugin_sdks.rs).
+python3 -m unittest discover -s guest-plugins/sdk-python/tests
 cargo test --workspace "${features[@]}" "$@"
 # The benchmarks are not run here, but they must keep compiling.
 cargo check -p runnel --benches --quiet "${features[@]}"

@@ -85,6 +85,23 @@ pub enum PluginCommand {
     /// input and print the events that come out (JSON lines on standard output; drops,
     /// errors and routes are reported too).
     Test(PluginTest),
+    /// Time a plugin (after others, with `--after`) on lines or JSON events from
+    /// standard input, as a source runs it: ns/event, events/s, start-up, peak memory.
+    /// With `--after`, the cost of PLUGIN alone is the chain minus its `--after` part.
+    Bench(PluginBench),
+    /// Start a plugin project: NAME/ with the plugin (a working example of its role),
+    /// the SDK, the contract and a `build.sh` that installs what it needs and builds
+    /// NAME.wasm, ready for `runnel plugin test`.
+    New {
+        name: String,
+        #[arg(long, value_enum)]
+        lang: crate::scaffold::Lang,
+        #[arg(long, value_enum, default_value_t = RoleArg::Interceptor)]
+        role: RoleArg,
+        /// Where to write it (default: ./NAME).
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+    },
     /// Compile plugins ahead of time for this machine. With `--builtins`: the shipped
     /// plugins, as `STEM.cwasm` files in OUT that the agent's build embeds when
     /// `RUNNEL_PRECOMPILED_DIR=OUT` (scripts/build-release.sh does both), so that the
@@ -109,6 +126,49 @@ pub enum PluginCommand {
         #[arg(long)]
         key: std::path::PathBuf,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct PluginBench {
+    /// A .wasm component, or the name of a builtin plugin.
+    pub plugin: String,
+    /// The plugin's config: a TOML file, or inline TOML.
+    #[arg(long, short)]
+    pub config: Option<String>,
+    /// Plugins to run first, as for `plugin test`.
+    #[arg(long, value_name = "PLUGIN[::CONFIG]")]
+    pub after: Vec<String>,
+    /// Standard input holds JSON events, as for `plugin test`.
+    #[arg(long)]
+    pub events_json: bool,
+    /// Events per call.
+    #[arg(long, default_value_t = 1024)]
+    pub batch_size: usize,
+    /// Times the input is run through (after one warm-up run).
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+}
+
+/// A plugin role, as `plugin new --role` takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RoleArg {
+    Parser,
+    Interceptor,
+    Cleaner,
+    Router,
+    Processor,
+}
+
+impl From<RoleArg> for crate::plugin::Role {
+    fn from(role: RoleArg) -> Self {
+        match role {
+            RoleArg::Parser => Self::Parser,
+            RoleArg::Interceptor => Self::Interceptor,
+            RoleArg::Cleaner => Self::Cleaner,
+            RoleArg::Router => Self::Router,
+            RoleArg::Processor => Self::Processor,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod plugin;
 pub mod plugin_test;
+pub mod scaffold;
 pub mod sink;
 pub mod source;
 pub mod summary;

@@ -45,8 +45,43 @@ fn main() -> ExitCode {
             }
         },
         Command::Plugin {
+            command:
+                PluginCommand::New {
+                    name,
+                    lang,
+                    role,
+                    dir,
+                },
+        } => {
+            let dir = dir.unwrap_or_else(|| std::path::PathBuf::from(&name));
+            match runnel::scaffold::create(lang, role.into(), &name, &dir) {
+                Ok(files) => {
+                    println!(
+                        "wrote {} files into {}; next: {}/build.sh",
+                        files.len(),
+                        dir.display(),
+                        dir.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Plugin {
             command: PluginCommand::Compile { builtins: _, out },
         } => match compile_builtins(&out) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Plugin {
+            command: PluginCommand::Bench(args),
+        } => match runnel::plugin_test::bench(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e:#}");

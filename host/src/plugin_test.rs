@@ -1,8 +1,9 @@
 //! `runnel plugin test`: a plugin (behind others, with `--after`), lines or JSON events
-//! from stdin, the events that come out to stdout.
+//! from stdin, the events that come out to stdout; `runnel plugin bench`: the same chain
+//! timed.
 
 use crate::builtin;
-use crate::cli::PluginTest;
+use crate::cli::{PluginBench, PluginTest};
 use crate::config::{OnError, toml_to_value};
 use crate::encoding::{self, Format};
 use crate::event::{Event, Value};
@@ -19,40 +20,8 @@ use std::sync::Arc;
 const SOURCE: &str = "stdin";
 
 pub fn run(args: &PluginTest) -> anyhow::Result<()> {
-    let engine = PluginEngine::new(Arc::from("plugin-test"), None)?;
-    let mut plugins = Vec::new();
-    for spec in &args.after {
-        let (plugin, config) = spec.split_once("::").unwrap_or((spec, ""));
-        plugins.push(load(
-            &engine,
-            plugin,
-            Some(config).filter(|c| !c.is_empty()),
-        )?);
-    }
-    plugins.push(load(&engine, &args.plugin, args.config.as_deref())?);
-    if let Some(router) = plugins[..plugins.len() - 1]
-        .iter()
-        .find(|p| p.role() == Role::Router)
-    {
-        bail!(
-            "`{}` is a router: a router must be the last plugin (test it as PLUGIN, not with --after)",
-            router.name()
-        );
-    }
-    let mut steps = Vec::new();
-    for plugin in &plugins {
-        let counters = Arc::new(PluginCounters::new(format!("step.test.{}", plugin.name())));
-        let instance = plugin.instantiate(counters.clone())?;
-        let slot = Arc::new(PluginSlot::new(plugin.clone()));
-        let pool = Arc::new(InstancePool::new(slot, counters, instance, 1));
-        let step = Step::new(pool, "test", OnError::Tag, true);
-        // A processor's windows are flushed by the final tick, after the last batch.
-        steps.push(match plugin.role() {
-            Role::Processor => step.ticking(std::time::Duration::from_secs(3600)),
-            _ => step,
-        });
-    }
-    let mut chain = Chain::new(steps);
+    let engine = PluginEngine::new(Arc::from("plugin-test"), cache_dir())?;
+    let (plugins, mut chain) = build(&engine, &args.plugin, args.config.as_deref(), &args.after)?;
     let routes = chain.routes().to_vec();
     for plugin in &plugins {
         eprintln!("plugin `{}`: role {}", plugin.name(), plugin.role());
@@ -74,15 +43,9 @@ pub fn run(args: &PluginTest) -> anyhow::Result<()> {
             if line.last() == Some(&b'\r') {
                 line.pop();
             }
-            batch.push(if args.events_json {
-                if line.iter().all(u8::is_ascii_whitespace) {
-                    continue;
-                }
-                encoding::decode_json_event(&line, &name)
-                    .map_err(|e| anyhow::anyhow!("stdin line {}: {e}", n + 1))?
-            } else {
-                Event::from_body(name.clone(), line)
-            });
+            if let Some(event) = read_event(line, n, args.events_json, &name)? {
+                batch.push(event);
+            }
         }
         if batch.is_empty() {
             break;
@@ -105,6 +68,213 @@ pub fn run(args: &PluginTest) -> anyhow::Result<()> {
         }
     );
     Ok(())
+}
+
+/// The plugins (`after`, then `plugin`) and a chain of them, as a source runs it.
+fn build(
+    engine: &PluginEngine,
+    plugin: &str,
+    config: Option<&str>,
+    after: &[String],
+) -> anyhow::Result<(Vec<Plugin>, Chain)> {
+    let mut plugins = Vec::new();
+    for spec in after {
+        let (plugin, config) = spec.split_once("::").unwrap_or((spec, ""));
+        plugins.push(load(
+            engine,
+            plugin,
+            Some(config).filter(|c| !c.is_empty()),
+        )?);
+    }
+    plugins.push(load(engine, plugin, config)?);
+    if let Some(router) = plugins[..plugins.len() - 1]
+        .iter()
+        .find(|p| p.role() == Role::Router)
+    {
+        bail!(
+            "`{}` is a router: a router must be the last plugin (test it as PLUGIN, not with --after)",
+            router.name()
+        );
+    }
+    let mut steps = Vec::new();
+    for plugin in &plugins {
+        let counters = Arc::new(PluginCounters::new(format!("step.test.{}", plugin.name())));
+        let instance = plugin.instantiate(counters.clone())?;
+        let slot = Arc::new(PluginSlot::new(plugin.clone()));
+        let pool = Arc::new(InstancePool::new(slot, counters, instance, 1));
+        let step = Step::new(pool, "test", OnError::Tag, true);
+        // A processor's windows are flushed by the final tick, after the last batch.
+        steps.push(match plugin.role() {
+            Role::Processor => step.ticking(std::time::Duration::from_secs(3600)),
+            _ => step,
+        });
+    }
+    Ok((plugins, Chain::new(steps)))
+}
+
+/// Where `plugin test` and `plugin bench` keep compiled plugins: `RUNNEL_CACHE_DIR`, or
+/// `~/.cache/runnel/plugin-cache` (none without a home directory).
+fn cache_dir() -> Option<std::path::PathBuf> {
+    std::env::var_os("RUNNEL_CACHE_DIR")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .map(|home| std::path::Path::new(&home).join(".cache/runnel/plugin-cache"))
+        })
+}
+
+/// Line `n` (0-based) of the input as an event: a raw line, or a JSON event (`None` for
+/// a blank line).
+fn read_event(
+    line: Vec<u8>,
+    n: usize,
+    json: bool,
+    name: &Arc<str>,
+) -> anyhow::Result<Option<Event>> {
+    if !json {
+        return Ok(Some(Event::from_body(name.clone(), line)));
+    }
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    encoding::decode_json_event(&line, name)
+        .map(Some)
+        .map_err(|e| anyhow::anyhow!("stdin line {}: {e}", n + 1))
+}
+
+/// `runnel plugin bench`: the chain over the whole input, batch by batch, as a source
+/// would run it; the cost of PLUGIN alone is the run minus a run of its `--after`
+/// plugins alone, on the same input.
+pub fn bench(args: &PluginBench) -> anyhow::Result<()> {
+    let name: Arc<str> = Arc::from(SOURCE);
+    let mut input = Vec::new();
+    for (n, line) in std::io::stdin().lock().split(b'\n').enumerate() {
+        let mut line = line.context("reading stdin")?;
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        if let Some(event) = read_event(line, n, args.events_json, &name)? {
+            input.push(event);
+        }
+    }
+    if input.is_empty() {
+        bail!("no input: give lines (or --events-json events) on standard input");
+    }
+    let events = input.len();
+    let batch = args.batch_size.max(1);
+
+    let started = Usage::now();
+    let engine = PluginEngine::new(Arc::from("plugin-bench"), cache_dir())?;
+    let (plugins, mut chain) = build(&engine, &args.plugin, args.config.as_deref(), &args.after)?;
+    let startup = Usage::now().since(&started);
+    let reference = if args.after.is_empty() {
+        None
+    } else {
+        let last = args.after.len() - 1;
+        let (first, config) = args.after[last]
+            .split_once("::")
+            .unwrap_or((&args.after[last], ""));
+        let (_, chain) = build(
+            &engine,
+            first,
+            Some(config).filter(|c| !c.is_empty()),
+            &args.after[..last],
+        )?;
+        Some(chain)
+    };
+
+    let run = |chain: &mut Chain| -> (Spent, usize) {
+        let mut out = 0;
+        let before = Usage::now();
+        for _ in 0..args.rounds.max(1) {
+            for part in input.chunks(batch) {
+                out += chain.run(part.to_vec()).events.len();
+            }
+            out += chain.tick(std::time::Instant::now(), true).events.len();
+        }
+        (Usage::now().since(&before), out)
+    };
+    // Once to warm up (instances grown to the batch size), then measured.
+    run(&mut chain);
+    let (whole, out) = run(&mut chain);
+    let per_event = |u: &Spent| u.cpu_ns as f64 / (events * args.rounds.max(1)) as f64;
+    let names: Vec<&str> = plugins.iter().map(|p| p.name()).collect();
+    println!("chain            {}", names.join(" → "));
+    println!(
+        "input            {events} events × {} rounds, batches of {batch}",
+        args.rounds.max(1)
+    );
+    println!(
+        "start-up         {:.0} ms CPU, {:.0} ms wall (load, compile or cache, instantiate, create)",
+        startup.cpu_ns as f64 / 1e6,
+        startup.wall_ns as f64 / 1e6
+    );
+    println!(
+        "chain            {:.0} ns/event CPU, {:.0} events/s, {} events out per round",
+        per_event(&whole),
+        (events * args.rounds.max(1)) as f64 / (whole.wall_ns as f64 / 1e9),
+        out / args.rounds.max(1)
+    );
+    if let Some(mut reference) = reference {
+        run(&mut reference);
+        let (alone, _) = run(&mut reference);
+        println!("--after alone    {:.0} ns/event CPU", per_event(&alone));
+        println!(
+            "{:<16} {:.0} ns/event CPU (chain minus --after alone)",
+            plugins[plugins.len() - 1].name(),
+            per_event(&whole) - per_event(&alone)
+        );
+    }
+    println!("peak RSS         {} MiB", Usage::peak_rss_kib() / 1024);
+    Ok(())
+}
+
+/// The process's CPU time (user + system) and the wall clock at one moment.
+struct Usage {
+    cpu_ns: u64,
+    at: std::time::Instant,
+}
+
+/// What was spent between two [`Usage`]s.
+struct Spent {
+    cpu_ns: u64,
+    wall_ns: u64,
+}
+
+impl Usage {
+    fn now() -> Self {
+        Self {
+            cpu_ns: process_cpu_ns(),
+            at: std::time::Instant::now(),
+        }
+    }
+
+    fn since(&self, earlier: &Usage) -> Spent {
+        Spent {
+            cpu_ns: self.cpu_ns.saturating_sub(earlier.cpu_ns),
+            wall_ns: self.at.duration_since(earlier.at).as_nanos() as u64,
+        }
+    }
+
+    fn peak_rss_kib() -> u64 {
+        rusage().ru_maxrss as u64
+    }
+}
+
+fn rusage() -> libc::rusage {
+    // SAFETY: `getrusage` writes a whole `rusage` into the zeroed value it is given and
+    // reads nothing else; RUSAGE_SELF is always valid.
+    unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    }
+}
+
+fn process_cpu_ns() -> u64 {
+    let u = rusage();
+    let ns = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1_000;
+    ns(u.ru_utime) + ns(u.ru_stime)
 }
 
 /// A builtin plugin by name (unless a file of that name exists), else a `.wasm` file.

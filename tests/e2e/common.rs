@@ -11,6 +11,10 @@ use std::time::{Duration, Instant};
 pub fn runnel() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_runnel"));
     cmd.env("RUNNEL_LOG", "warn")
+        .env(
+            "RUNNEL_CACHE_DIR",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache"),
+        )
         .current_dir(env!("CARGO_TARGET_TMPDIR"));
     cmd
 }

@@ -12,6 +12,7 @@ mod durable;
 mod exec_tail;
 mod json_roundtrip;
 mod peer;
+mod plugin_sdks;
 mod processor;
 mod reload;
 mod signing;

@@ -3,7 +3,7 @@
 
 mod shared {
     wit_bindgen::generate!({
-        path: "../../wit",
+        path: "wit",
         world: "sdk",
         generate_all,
     });
@@ -15,7 +15,7 @@ pub use shared::runnel::plugin::types;
 
 pub mod parser {
     wit_bindgen::generate!({
-        path: "../../wit",
+        path: "wit",
         world: "parser-plugin",
         with: {
             "runnel:plugin/types@0.2.0": crate::bindings::types,
@@ -30,7 +30,7 @@ pub mod parser {
 
 pub mod interceptor {
     wit_bindgen::generate!({
-        path: "../../wit",
+        path: "wit",
         world: "interceptor-plugin",
         with: {
             "runnel:plugin/types@0.2.0": crate::bindings::types,
@@ -45,7 +45,7 @@ pub mod interceptor {
 
 pub mod cleaner {
     wit_bindgen::generate!({
-        path: "../../wit",
+        path: "wit",
         world: "cleaner-plugin",
         with: {
             "runnel:plugin/types@0.2.0": crate::bindings::types,
@@ -60,7 +60,7 @@ pub mod cleaner {
 
 pub mod router {
     wit_bindgen::generate!({
-        path: "../../wit",
+        path: "wit",
         world: "router-plugin",
         with: {
             "runnel:plugin/types@0.2.0": crate::bindings::types,
@@ -75,7 +75,7 @@ pub mod router {
 
 pub mod processor {
     wit_bindgen::generate!({
-        path: "../../wit",
+        path: "wit",
         world: "processor-plugin",
         with: {
             "runnel:plugin/types@0.2.0": crate::bindings::types,

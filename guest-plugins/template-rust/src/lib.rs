@@ -1,53 +1,44 @@
-//! A template for Runnel plugins written in Rust: an interceptor that adds fixed fields
-//! to every event and drops events whose body is empty.
+//! A Runnel interceptor in Rust: keeps the events whose `status` field is at least
+//! `min_status` (default 400) and adds `class` = "client" (4xx) or "server" (5xx and up).
+//! The same plugin as the Python template's, so the two can be compared.
 //!
-//! ```toml
-//! [plugins.enrich]
-//! path = "target/wasm32-wasip2/release/runnel_plugin_template.wasm"
-//! [plugins.enrich.config]
-//! fields = { env = "prod", site = "plant-3" }
-//! ```
-//!
-//! Build: `cargo build --release --target wasm32-wasip2 -p runnel-plugin-template`.
-//! Try it: `printf 'a\n\nb\n' | runnel plugin test target/.../runnel_plugin_template.wasm
-//! --config 'fields = { env = "prod" }'`.
+//! Build: `./build.sh` (in a project made by `runnel plugin new --lang rust`), or
+//! `cargo build --release --target wasm32-wasip2 -p runnel-plugin-template` here.
+//! Try it: `runnel plugin test PLUGIN.wasm --after combined < access.log`.
 //!
 //! The shape to keep: the logic lives in plain functions over the SDK types (so `cargo
 //! test` runs it natively), and the `component` module only wires it to the exports.
 
 use runnel_plugin_sdk::interceptor::{Action, InterceptOutput};
 use runnel_plugin_sdk::types::{Batch, FieldsUpdate, Patch, Range};
-use runnel_plugin_sdk::{Config, Output, Value, events};
+use runnel_plugin_sdk::{Config, NodeValue, Output, events};
 
 /// The configured plugin: built once in `create`, used for every batch.
 #[derive(Debug)]
-pub struct Enrich {
-    fields: Vec<(String, Value)>,
+pub struct StatusClass {
+    min_status: i64,
 }
 
-impl Enrich {
+impl StatusClass {
     pub fn new(config: &Config) -> Result<Self, String> {
-        config.deny_unknown(&["fields"])?;
-        let fields = config
-            .table("fields")?
-            .map(<[_]>::to_vec)
-            .unwrap_or_default();
-        Ok(Self { fields })
+        config.deny_unknown(&["min_status"])?;
+        Ok(Self {
+            min_status: config.int("min_status")?.unwrap_or(400),
+        })
     }
 
     /// One action per input event, in order.
     pub fn intercept(&self, batch: &Batch) -> InterceptOutput {
         let mut out = Output::new();
-        // The added fields are the same for every event: write them once and let every
-        // patch point at the same tree.
-        let added = out.tree(&Value::Object(self.fields.clone()));
+        // Two possible additions: write each once, and point every patch at one of them.
+        let client = class(&mut out, "client");
+        let server = class(&mut out, "server");
         let actions = events(batch)
-            .map(|event| {
-                if event.body().is_empty() {
-                    Action::Drop
-                } else {
-                    Action::Patch(merge(added))
+            .map(|event| match event.field(&["status"]).map(|s| s.value()) {
+                Some(NodeValue::Int(status)) if status >= self.min_status => {
+                    Action::Patch(merge(if status < 500 { client } else { server }))
                 }
+                _ => Action::Drop,
             })
             .collect();
         InterceptOutput {
@@ -55,6 +46,13 @@ impl Enrich {
             actions,
         }
     }
+}
+
+/// The object `{"class": value}` in `out`.
+fn class(out: &mut Output, value: &str) -> Range {
+    let mut object = out.object();
+    object.str("class", value);
+    object.finish()
 }
 
 fn merge(fields: Range) -> Patch {
@@ -76,23 +74,22 @@ mod component {
     struct Plugin;
 
     impl Guest for Plugin {
-        type Instance = super::Enrich;
+        type Instance = super::StatusClass;
     }
 
-    impl GuestInstance for super::Enrich {
+    impl GuestInstance for super::StatusClass {
         fn create(config: Tree) -> Result<Instance, String> {
             let config = runnel_plugin_sdk::Config::from_tree(&config)?;
-            Ok(Instance::new(super::Enrich::new(&config)?))
+            Ok(Instance::new(super::StatusClass::new(&config)?))
         }
 
         fn intercept(&self, input: Batch) -> InterceptOutput {
-            super::Enrich::intercept(self, &input)
+            super::StatusClass::intercept(self, &input)
         }
 
-        /// The fields this plugin reads, so the host sends only those: none here (it
-        /// adds fields and looks at bodies). `None` would send every field.
+        /// The fields this plugin reads, so the host sends only those (`None`: all).
         fn reads(&self) -> Option<Vec<String>> {
-            Some(Vec::new())
+            Some(vec!["status".into()])
         }
     }
 
@@ -102,41 +99,44 @@ mod component {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use runnel_plugin_sdk::{BatchBuilder, decode_value};
+    use runnel_plugin_sdk::{BatchBuilder, Value, decode_value};
+
+    fn status(code: i64) -> Value {
+        Value::Object(vec![("status".into(), Value::Int(code))])
+    }
 
     #[test]
-    fn adds_the_configured_fields_and_drops_empty_bodies() {
-        let config = Config::from_members(vec![(
-            "fields",
-            Value::Object(vec![("env".into(), Value::Str("prod".into()))]),
-        )]);
-        let plugin = Enrich::new(&config).unwrap();
+    fn keeps_errors_with_their_class_and_drops_the_rest() {
+        let plugin = StatusClass::new(&Config::empty()).unwrap();
         let mut builder = BatchBuilder::new();
-        builder.event(b"hello", &Value::Object(vec![]));
-        builder.event(b"", &Value::Object(vec![]));
+        builder.event(b"a", &status(200));
+        builder.event(b"b", &status(404));
+        builder.event(b"c", &status(503));
+        builder.event(b"d", &Value::Object(vec![]));
         let out = plugin.intercept(&builder.finish());
-        assert!(matches!(out.actions[1], Action::Drop));
-        let Action::Patch(Patch {
-            fields: Some(FieldsUpdate::Merge(range)),
-            ..
-        }) = out.actions[0]
-        else {
-            panic!("expected a merge patch");
-        };
-        let added = decode_value(&out.data.arena, &out.data.nodes, range).unwrap();
-        assert_eq!(
-            added,
-            Value::Object(vec![("env".into(), Value::Str("prod".into()))])
-        );
+        let classes: Vec<Option<Value>> = out
+            .actions
+            .iter()
+            .map(|a| match a {
+                Action::Drop => None,
+                Action::Patch(Patch {
+                    fields: Some(FieldsUpdate::Merge(range)),
+                    ..
+                }) => Some(decode_value(&out.data.arena, &out.data.nodes, *range).unwrap()),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        let class = |c: &str| Some(Value::Object(vec![("class".into(), Value::Str(c.into()))]));
+        assert_eq!(classes, vec![None, class("client"), class("server"), None]);
     }
 
     #[test]
     fn unknown_config_keys_are_refused() {
-        let config = Config::from_members([("feilds", Value::Null)]);
+        let config = Config::from_members([("min_stauts", Value::Int(1))]);
         assert!(
-            Enrich::new(&config)
+            StatusClass::new(&config)
                 .unwrap_err()
-                .contains("unknown key `feilds`")
+                .contains("unknown key `min_stauts`")
         );
     }
 }

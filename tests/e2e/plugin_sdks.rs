@@ -1,0 +1,315 @@
+//! Plugins in other languages, as a new author makes them: `runnel plugin new` in an
+//! empty directory, its `build.sh` (which installs the toolchain it needs), then the
+//! plugin in the agent and in `runnel plugin test`. The Python and Rust templates are the
+//! same interceptor (keep `status >= 400`, add `class`): on the same input they must give
+//! the same output, and the output an independent reading of the log expects.
+
+use crate::common::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// `runnel plugin new NAME --lang LANG --role ROLE` in `dir`, then its build.sh; returns
+/// the built component.
+fn new_plugin(dir: &Path, name: &str, lang: &str, role: &str) -> PathBuf {
+    let project = dir.join(name);
+    let out = runnel()
+        .args([
+            "plugin", "new", name, "--lang", lang, "--role", role, "--dir",
+        ])
+        .arg(&project)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut build = Command::new(project.join("build.sh"));
+    // The Rust project's own target dir, kept between test runs (not the workspace's:
+    // cargo holds that one while the tests run).
+    let target = Path::new(env!("RUNNEL_PLUGIN_DIR")).join("../../plugin-new");
+    build.env("CARGO_TARGET_DIR", target);
+    let out = build.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{lang} build.sh failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let wasm = project.join(format!("{name}.wasm"));
+    assert!(wasm.exists(), "{} not built", wasm.display());
+    wasm
+}
+
+/// What the status-class interceptor must make of the vendored access log: for each
+/// line with status ≥ 400, its host, status and class.
+fn expected_status_classes() -> Vec<(String, i64, &'static str)> {
+    std::fs::read_to_string(data("apache_access/apache_logs"))
+        .unwrap()
+        .lines()
+        .map(expected_combined)
+        .filter(|e| e.status >= 400)
+        .map(|e| {
+            let class = if e.status < 500 { "client" } else { "server" };
+            (e.host, e.status, class)
+        })
+        .collect()
+}
+
+/// The agent on the access log: file → combined → `plugin` → file (JSON lines).
+fn run_in_agent(dir: &Path, tag: &str, plugin: &Path) -> String {
+    let out = dir.join(format!("{tag}.jsonl"));
+    let config = format!(
+        r#"[agent]
+summary_interval_secs = 0
+data_dir = "{data}"
+
+[plugins.access]
+builtin = "combined"
+
+[plugins.classify]
+path = "{plugin}"
+
+[sources.log]
+type = "file"
+path = "{log}"
+read_from = "start"
+exit_on_eof = true
+plugins = ["access", "classify"]
+channels = ["main"]
+{tail}"#,
+        data = dir.join(format!("{tag}-data")).display(),
+        plugin = plugin.display(),
+        log = data("apache_access/apache_logs").display(),
+        tail = main_channel_to_file(&out, "json"),
+    );
+    let config_path = dir.join(format!("{tag}.toml"));
+    std::fs::write(&config_path, config).unwrap();
+    let run = runnel()
+        .args(["run", "--config"])
+        .arg(&config_path)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{tag}: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    std::fs::read_to_string(&out).unwrap()
+}
+
+#[test]
+fn python_and_rust_plugins_from_plugin_new_give_the_same_events_in_the_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected = expected_status_classes();
+    assert!(expected.len() > 100);
+    let mut outputs = Vec::new();
+    for lang in ["python", "rust"] {
+        let wasm = new_plugin(
+            dir.path(),
+            &format!("status-class-{lang}"),
+            lang,
+            "interceptor",
+        );
+        let output = run_in_agent(dir.path(), lang, &wasm);
+        let got: Vec<(String, i64, String)> = output
+            .lines()
+            .map(|l| {
+                let e: serde_json::Value = serde_json::from_str(l).unwrap();
+                let f = &e["fields"];
+                (
+                    f["host"].as_str().unwrap().to_owned(),
+                    f["status"].as_i64().unwrap(),
+                    f["class"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        let want: Vec<(String, i64, String)> = expected
+            .iter()
+            .map(|(h, s, c)| (h.clone(), *s, c.to_string()))
+            .collect();
+        assert_eq!(got, want, "{lang}");
+
+        // And as generated, in `plugin test` behind the parser.
+        let test = runnel()
+            .args(["plugin", "test"])
+            .arg(&wasm)
+            .args(["--after", "combined"])
+            .stdin(std::fs::File::open(data("apache_access/apache_logs")).unwrap())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&test.stderr);
+        assert!(test.status.success(), "{lang}: {stderr}");
+        assert!(
+            stderr.contains(&format!("10000 lines in, {} events out", expected.len())),
+            "{lang}: {stderr}"
+        );
+        outputs.push(output);
+    }
+    assert_eq!(outputs[0], outputs[1], "Python and Rust outputs differ");
+}
+
+#[test]
+fn a_python_exception_is_logged_with_its_traceback_and_only_its_events_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("fussy");
+    let out = runnel()
+        .args(["plugin", "new", "fussy", "--lang", "python", "--dir"])
+        .arg(&project)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    std::fs::write(
+        project.join("app.py"),
+        r#"import runnel_plugin as rp
+
+
+class Plugin:
+    reads = ["status"]
+
+    def __init__(self, config):
+        pass
+
+    def intercept(self, event):
+        if event.fields.get("status") == 404:
+            raise ValueError("no 404s here")
+        return rp.KEEP
+"#,
+    )
+    .unwrap();
+    let status = Command::new(project.join("build.sh")).output().unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let log = std::fs::read_to_string(data("apache_access/apache_logs")).unwrap();
+    let lines: String = log.lines().take(2000).map(|l| format!("{l}\n")).collect();
+    let not_found = lines
+        .lines()
+        .filter(|l| expected_combined(l).status == 404)
+        .count();
+    assert!(not_found > 0);
+    let out = runnel()
+        .args(["plugin", "test"])
+        .arg(project.join("fussy.wasm"))
+        .args(["--after", "combined"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = out;
+    let mut stdin = child.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || {
+        use std::io::Write;
+        stdin.write_all(lines.as_bytes())
+    });
+    let out = child.wait_with_output().unwrap();
+    feeder.join().unwrap().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // The Python traceback, in the agent's log under the plugin's name.
+    assert!(
+        stderr.contains("Traceback (most recent call last)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("app.py\", line 12, in intercept"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("ValueError: no 404s here"), "{stderr}");
+    // Exactly the 404s get the plugin's on_error treatment (`plugin test`: the tag).
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 2000);
+    let failed: Vec<_> = events
+        .iter()
+        .filter(|e| e["tags"].get("plugin_error").is_some())
+        .collect();
+    assert_eq!(failed.len(), not_found);
+    assert!(failed.iter().all(|e| e["fields"]["status"] == 404));
+}
+
+#[test]
+fn every_python_role_template_builds_and_runs_as_generated() {
+    let dir = tempfile::tempdir().unwrap();
+    let access = std::fs::read(data("apache_access/apache_logs")).unwrap();
+    let events_json = b"{\"name\":\"app\",\"level\":\"warn\",\"fields\":{\"user\":\"ann-marie\",\"n\":1}}\n{\"name\":\"app\",\"level\":\"info\"}\n";
+    for (role, input, args, check) in [
+        (
+            "parser",
+            &b"user=ann level=warn n=3\nnothing here\n"[..],
+            &[][..],
+            (|events: &[serde_json::Value]| {
+                assert_eq!(events[0]["fields"]["user"], "ann");
+                assert_eq!(events[0]["fields"]["n"], 3);
+                assert_eq!(events[0]["level"], "warn");
+                assert!(events[1]["tags"].get("parse_error").is_some());
+            }) as fn(&[serde_json::Value]),
+        ),
+        (
+            "cleaner",
+            &events_json[..],
+            &["--events-json"][..],
+            |events| {
+                assert_eq!(events[0]["fields"]["user"], "*********");
+                assert_eq!(events[0]["fields"]["n"], 1);
+                assert_eq!(events.len(), 2);
+            },
+        ),
+        (
+            "router",
+            &access[..],
+            &["--after", "combined"][..],
+            |events| {
+                assert_eq!(events.len(), 10_000);
+                for e in events {
+                    let alert = e["fields"]["status"].as_i64().unwrap() >= 500;
+                    assert_eq!(
+                        e["tags"]["routes"],
+                        if alert { "alerts" } else { "(default)" }
+                    );
+                }
+            },
+        ),
+        (
+            "processor",
+            &events_json[..],
+            &["--events-json"][..],
+            |events| {
+                assert_eq!(events.len(), 3);
+                assert_eq!(events[2]["name"], "level-counts");
+                assert_eq!(events[2]["fields"]["warn"], 1);
+                assert_eq!(events[2]["fields"]["info"], 1);
+            },
+        ),
+    ] {
+        let wasm = new_plugin(dir.path(), &format!("py-{role}"), "python", role);
+        let mut child = runnel()
+            .args(["plugin", "test"])
+            .arg(&wasm)
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let input = input.to_vec();
+        let feeder = std::thread::spawn(move || {
+            use std::io::Write;
+            stdin.write_all(&input)
+        });
+        let out = child.wait_with_output().unwrap();
+        feeder.join().unwrap().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{role}: {stderr}");
+        let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        check(&events);
+    }
+}
