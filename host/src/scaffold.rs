@@ -191,13 +191,11 @@ fn rust(role: Role) -> anyhow::Result<Vec<File>> {
     let mut files = vec![
         file(
             "Cargo.toml",
-            format!(
-                "[package]\nname = \"{{{{NAME}}}}\"\nversion = \"0.1.0\"\nedition = \"2024\"\npublish = false\n\n\
-                 [lib]\ncrate-type = [\"cdylib\", \"rlib\"]\n\n\
-                 [dependencies]\nrunnel-plugin-sdk = {{ path = \"vendor/runnel-plugin-sdk\" }}\n\n\
-                 [profile.release]\ncodegen-units = 1\nlto = true\nstrip = true\n\n\
-                 # Not part of any workspace around it.\n[workspace]\n"
-            ),
+            "[package]\nname = \"{{NAME}}\"\nversion = \"0.1.0\"\nedition = \"2024\"\npublish = false\n\n\
+             [lib]\ncrate-type = [\"cdylib\", \"rlib\"]\n\n\
+             [dependencies]\nrunnel-plugin-sdk = { path = \"vendor/runnel-plugin-sdk\" }\n\n\
+             [profile.release]\ncodegen-units = 1\nlto = true\nstrip = true\n\n\
+             # Not part of any workspace around it.\n[workspace]\n",
         ),
         file("src/lib.rs", lib),
         File {
