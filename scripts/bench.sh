@@ -433,7 +433,7 @@ echo "== 9. the same plugin in each SDK language: plugin new → build.sh → pl
 W9="$WORK/sdk"
 mkdir -p "$W9"
 head -n 100000 "$IN" > "$W9/in.log"
-for lang in rust python; do
+for lang in rust python js; do
     project="$W9/status-class-$lang"
     if [ ! -x "$project/build.sh" ]; then
         target/release/runnel plugin new "status-class-$lang" --lang "$lang" --dir "$project" >/dev/null
@@ -444,9 +444,10 @@ for lang in rust python; do
     cache="$W9/cache-$lang"
     rm -rf "$cache"
     echo "cold cache:"
-    RUNNEL_CACHE_DIR="$cache" target/release/runnel plugin bench "$wasm" --after combined --rounds 1 < "$W9/in.log" \
-        | grep -E "start-up|peak"
+    RUNNEL_CACHE_DIR="$cache" target/release/runnel plugin bench "$wasm" --after combined --rounds 1 \
+        --memory-mb 128 < "$W9/in.log" | grep -E "start-up|peak"
     echo "warm cache:"
-    RUNNEL_CACHE_DIR="$cache" target/release/runnel plugin bench "$wasm" --after combined < "$W9/in.log" \
+    RUNNEL_CACHE_DIR="$cache" target/release/runnel plugin bench "$wasm" --after combined \
+        --memory-mb 128 < "$W9/in.log" \
         | grep -vE "^(chain  +combined|input)"
 done

@@ -142,6 +142,10 @@ pub struct PluginBench {
     #[arg(long)]
     pub events_json: bool,
     /// Events per call.
+    /// Memory cap of each plugin instance, MiB (the agent's `memory_mb`; JavaScript
+    /// plugins want 128).
+    #[arg(long, default_value_t = 64)]
+    pub memory_mb: usize,
     #[arg(long, default_value_t = 1024)]
     pub batch_size: usize,
     /// Times the input is run through (after one warm-up run).
@@ -189,6 +193,10 @@ pub struct PluginTest {
     #[arg(long)]
     pub events_json: bool,
     /// Lines per call.
+    /// Memory cap of each plugin instance, MiB (the agent's `memory_mb`; JavaScript
+    /// plugins want 128).
+    #[arg(long, default_value_t = 64)]
+    pub memory_mb: usize,
     #[arg(long, default_value_t = 256)]
     pub batch_size: usize,
 }

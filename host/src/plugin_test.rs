@@ -21,7 +21,14 @@ const SOURCE: &str = "stdin";
 
 pub fn run(args: &PluginTest) -> anyhow::Result<()> {
     let engine = PluginEngine::new(Arc::from("plugin-test"), cache_dir())?;
-    let (plugins, mut chain) = build(&engine, &args.plugin, args.config.as_deref(), &args.after)?;
+    let limits = limits(args.memory_mb);
+    let (plugins, mut chain) = build(
+        &engine,
+        &args.plugin,
+        args.config.as_deref(),
+        &args.after,
+        limits,
+    )?;
     let routes = chain.routes().to_vec();
     for plugin in &plugins {
         eprintln!("plugin `{}`: role {}", plugin.name(), plugin.role());
@@ -76,17 +83,15 @@ fn build(
     plugin: &str,
     config: Option<&str>,
     after: &[String],
+    limits: Limits,
 ) -> anyhow::Result<(Vec<Plugin>, Chain)> {
     let mut plugins = Vec::new();
     for spec in after {
         let (plugin, config) = spec.split_once("::").unwrap_or((spec, ""));
-        plugins.push(load(
-            engine,
-            plugin,
-            Some(config).filter(|c| !c.is_empty()),
-        )?);
+        let config = Some(config).filter(|c| !c.is_empty());
+        plugins.push(load(engine, plugin, config, limits)?);
     }
-    plugins.push(load(engine, plugin, config)?);
+    plugins.push(load(engine, plugin, config, limits)?);
     if let Some(router) = plugins[..plugins.len() - 1]
         .iter()
         .find(|p| p.role() == Role::Router)
@@ -110,6 +115,14 @@ fn build(
         });
     }
     Ok((plugins, Chain::new(steps)))
+}
+
+/// The default limits with the memory cap asked for.
+fn limits(memory_mb: usize) -> Limits {
+    Limits {
+        memory_bytes: memory_mb.clamp(1, 4096) << 20,
+        ..Limits::default()
+    }
 }
 
 /// Where `plugin test` and `plugin bench` keep compiled plugins: `RUNNEL_CACHE_DIR`, or
@@ -165,7 +178,14 @@ pub fn bench(args: &PluginBench) -> anyhow::Result<()> {
 
     let started = Usage::now();
     let engine = PluginEngine::new(Arc::from("plugin-bench"), cache_dir())?;
-    let (plugins, mut chain) = build(&engine, &args.plugin, args.config.as_deref(), &args.after)?;
+    let limits = limits(args.memory_mb);
+    let (plugins, mut chain) = build(
+        &engine,
+        &args.plugin,
+        args.config.as_deref(),
+        &args.after,
+        limits,
+    )?;
     let startup = Usage::now().since(&started);
     let reference = if args.after.is_empty() {
         None
@@ -179,6 +199,7 @@ pub fn bench(args: &PluginBench) -> anyhow::Result<()> {
             first,
             Some(config).filter(|c| !c.is_empty()),
             &args.after[..last],
+            limits,
         )?;
         Some(chain)
     };
@@ -278,7 +299,12 @@ fn process_cpu_ns() -> u64 {
 }
 
 /// A builtin plugin by name (unless a file of that name exists), else a `.wasm` file.
-fn load(engine: &PluginEngine, plugin: &str, config: Option<&str>) -> anyhow::Result<Plugin> {
+fn load(
+    engine: &PluginEngine,
+    plugin: &str,
+    config: Option<&str>,
+    limits: Limits,
+) -> anyhow::Result<Plugin> {
     let config = match config {
         None => Value::Object(Default::default()),
         Some(c) => {
@@ -295,9 +321,9 @@ fn load(engine: &PluginEngine, plugin: &str, config: Option<&str>) -> anyhow::Re
     let path = std::path::Path::new(plugin);
     Ok(match builtin::find(plugin) {
         Some(b) if !path.exists() => {
-            engine.load(b.name, b.wasm, b.precompiled(), &config, Limits::default())?
+            engine.load(b.name, b.wasm, b.precompiled(), &config, limits)?
         }
-        _ => engine.load_file(plugin, path, &config, Limits::default())?,
+        _ => engine.load_file(plugin, path, &config, limits)?,
     })
 }
 

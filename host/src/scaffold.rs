@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 pub enum Lang {
     Rust,
     Python,
+    Js,
 }
 
 /// One file of a project: its path in the project and its text (`{{NAME}}`, `{{ROLE}}`,
@@ -60,6 +61,19 @@ fn python_app(role: Role) -> &'static str {
     }
 }
 
+const JS_SDK: &str = embed!("guest-plugins/sdk-js/runnel_plugin.js");
+const JS_BUILD: &str = embed!("guest-plugins/template-js/build.sh");
+
+fn js_app(role: Role) -> &'static str {
+    match role {
+        Role::Parser => embed!("guest-plugins/template-js/app-parser.js"),
+        Role::Interceptor => embed!("guest-plugins/template-js/app-interceptor.js"),
+        Role::Cleaner => embed!("guest-plugins/template-js/app-cleaner.js"),
+        Role::Router => embed!("guest-plugins/template-js/app-router.js"),
+        Role::Processor => embed!("guest-plugins/template-js/app-processor.js"),
+    }
+}
+
 const RUST_SDK: &[(&str, &str)] = &[
     ("lib.rs", embed!("guest-plugins/sdk-rust/src/lib.rs")),
     ("batch.rs", embed!("guest-plugins/sdk-rust/src/batch.rs")),
@@ -94,6 +108,7 @@ pub fn create(lang: Lang, role: Role, name: &str, dir: &Path) -> anyhow::Result<
     }
     let files = match lang {
         Lang::Python => python(role),
+        Lang::Js => js(role),
         Lang::Rust => rust(role)?,
     };
     let crate_name = name.replace('-', "_");
@@ -178,6 +193,24 @@ fn python(role: Role) -> Vec<File> {
             .map(|(name, text)| file(format!("runnel_plugin/{name}"), *text)),
     );
     files
+}
+
+fn js(role: Role) -> Vec<File> {
+    vec![
+        file("app.js", js_app(role)),
+        file("runnel_plugin.js", JS_SDK),
+        File {
+            executable: true,
+            ..file("build.sh", JS_BUILD)
+        },
+        file("wit/runnel.wit", WIT),
+        file(".gitignore", "*.wasm\n"),
+        file(
+            "README.md",
+            readme("JavaScript", "app.js", "guest-plugins/sdk-js/README.md")
+                + "\nGive it `memory_mb = 128` in the agent config: the JavaScript engine needs more than the default 64.\n",
+        ),
+    ]
 }
 
 fn rust(role: Role) -> anyhow::Result<Vec<File>> {

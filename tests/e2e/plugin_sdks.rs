@@ -1,8 +1,9 @@
 //! Plugins in other languages, as a new author makes them: `runnel plugin new` in an
 //! empty directory, its `build.sh` (which installs the toolchain it needs), then the
-//! plugin in the agent and in `runnel plugin test`. The Python and Rust templates are the
-//! same interceptor (keep `status >= 400`, add `class`): on the same input they must give
-//! the same output, and the output an independent reading of the log expects.
+//! plugin in the agent and in `runnel plugin test`. The Python, JavaScript and Rust
+//! templates are the same interceptor (keep `status >= 400`, add `class`): on the same
+//! input they must give the same output, and the output an independent reading of the
+//! log expects.
 
 use crate::common::*;
 use std::path::{Path, PathBuf};
@@ -56,7 +57,7 @@ fn expected_status_classes() -> Vec<(String, i64, &'static str)> {
 }
 
 /// The agent on the access log: file → combined → `plugin` → file (JSON lines).
-fn run_in_agent(dir: &Path, tag: &str, plugin: &Path) -> String {
+fn run_in_agent(dir: &Path, tag: &str, plugin: &Path, memory_mb: usize) -> String {
     let out = dir.join(format!("{tag}.jsonl"));
     let config = format!(
         r#"[agent]
@@ -68,6 +69,7 @@ builtin = "combined"
 
 [plugins.classify]
 path = "{plugin}"
+memory_mb = {memory_mb}
 
 [sources.log]
 type = "file"
@@ -98,19 +100,20 @@ channels = ["main"]
 }
 
 #[test]
-fn python_and_rust_plugins_from_plugin_new_give_the_same_events_in_the_agent() {
+fn python_js_and_rust_plugins_from_plugin_new_give_the_same_events_in_the_agent() {
     let dir = tempfile::tempdir().unwrap();
     let expected = expected_status_classes();
     assert!(expected.len() > 100);
     let mut outputs = Vec::new();
-    for lang in ["python", "rust"] {
+    for lang in ["python", "js", "rust"] {
         let wasm = new_plugin(
             dir.path(),
             &format!("status-class-{lang}"),
             lang,
             "interceptor",
         );
-        let output = run_in_agent(dir.path(), lang, &wasm);
+        let memory_mb = if lang == "js" { 128 } else { 64 };
+        let output = run_in_agent(dir.path(), lang, &wasm, memory_mb);
         let got: Vec<(String, i64, String)> = output
             .lines()
             .map(|l| {
@@ -145,22 +148,24 @@ fn python_and_rust_plugins_from_plugin_new_give_the_same_events_in_the_agent() {
         );
         outputs.push(output);
     }
-    assert_eq!(outputs[0], outputs[1], "Python and Rust outputs differ");
+    assert_eq!(
+        outputs[0], outputs[1],
+        "Python and JavaScript outputs differ"
+    );
+    assert_eq!(outputs[0], outputs[2], "Python and Rust outputs differ");
 }
 
 #[test]
-fn a_python_exception_is_logged_with_its_traceback_and_only_its_events_fail() {
+fn a_plugin_exception_is_logged_with_its_stack_and_only_its_events_fail() {
     let dir = tempfile::tempdir().unwrap();
-    let project = dir.path().join("fussy");
-    let out = runnel()
-        .args(["plugin", "new", "fussy", "--lang", "python", "--dir"])
-        .arg(&project)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    std::fs::write(
-        project.join("app.py"),
-        r#"import runnel_plugin as rp
+    let log = std::fs::read_to_string(data("apache_access/apache_logs")).unwrap();
+    let lines: String = log.lines().take(2000).map(|l| format!("{l}\n")).collect();
+    let not_found = lines
+        .lines()
+        .filter(|l| expected_combined(l).status == 404)
+        .count();
+    assert!(not_found > 0);
+    let python = r#"import runnel_plugin as rp
 
 
 class Plugin:
@@ -173,67 +178,104 @@ class Plugin:
         if event.fields.get("status") == 404:
             raise ValueError("no 404s here")
         return rp.KEEP
-"#,
-    )
-    .unwrap();
-    let status = Command::new(project.join("build.sh")).output().unwrap();
-    assert!(
-        status.status.success(),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
-    );
-    let log = std::fs::read_to_string(data("apache_access/apache_logs")).unwrap();
-    let lines: String = log.lines().take(2000).map(|l| format!("{l}\n")).collect();
-    let not_found = lines
-        .lines()
-        .filter(|l| expected_combined(l).status == 404)
-        .count();
-    assert!(not_found > 0);
-    let out = runnel()
+"#;
+    let js = r#"import * as rp from './runnel_plugin.js';
+
+class Plugin {
+  reads = ['status'];
+  constructor(config) {}
+  intercept(event) {
+    if (event.fields.status === 404) throw new RangeError('no 404s here');
+    return rp.KEEP;
+  }
+}
+
+export const interceptor = rp.interceptor(Plugin);
+"#;
+    for (lang, app, code, expected) in [
+        (
+            "python",
+            "app.py",
+            python,
+            &[
+                "Traceback (most recent call last)",
+                "app.py\", line 12, in intercept",
+                "ValueError: no 404s here",
+            ][..],
+        ),
+        (
+            "js",
+            "app.js",
+            js,
+            &["RangeError: no 404s here", "intercept@app.js:7"][..],
+        ),
+    ] {
+        let name = format!("fussy-{lang}");
+        let project = dir.path().join(&name);
+        let out = runnel()
+            .args(["plugin", "new", &name, "--lang", lang, "--dir"])
+            .arg(&project)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        std::fs::write(project.join(app), code).unwrap();
+        let built = Command::new(project.join("build.sh")).output().unwrap();
+        assert!(
+            built.status.success(),
+            "{}",
+            String::from_utf8_lossy(&built.stderr)
+        );
+        let (events, stderr) = plugin_test(
+            &project.join(format!("{name}.wasm")),
+            &["--after", "combined", "--memory-mb", "128"],
+            lines.as_bytes(),
+        );
+        // The error with its stack, in the agent's log under the plugin's name.
+        for text in expected {
+            assert!(stderr.contains(text), "{lang}: no {text:?} in\n{stderr}");
+        }
+        // Exactly the 404s get the plugin's on_error treatment (`plugin test`: the tag).
+        assert_eq!(events.len(), 2000);
+        let failed: Vec<_> = events
+            .iter()
+            .filter(|e| e["tags"].get("plugin_error").is_some())
+            .collect();
+        assert_eq!(failed.len(), not_found, "{lang}");
+        assert!(failed.iter().all(|e| e["fields"]["status"] == 404));
+    }
+}
+
+/// `runnel plugin test PLUGIN ARGS` on `input`; returns (events out, stderr).
+fn plugin_test(wasm: &Path, args: &[&str], input: &[u8]) -> (Vec<serde_json::Value>, String) {
+    let mut child = runnel()
         .args(["plugin", "test"])
-        .arg(project.join("fussy.wasm"))
-        .args(["--after", "combined"])
+        .arg(wasm)
+        .args(args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut child = out;
     let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    // Fed from a thread: the output may be larger than a pipe holds.
     let feeder = std::thread::spawn(move || {
         use std::io::Write;
-        stdin.write_all(lines.as_bytes())
+        stdin.write_all(&input)
     });
     let out = child.wait_with_output().unwrap();
     feeder.join().unwrap().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    // The Python traceback, in the agent's log under the plugin's name.
-    assert!(
-        stderr.contains("Traceback (most recent call last)"),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains("app.py\", line 12, in intercept"),
-        "{stderr}"
-    );
-    assert!(stderr.contains("ValueError: no 404s here"), "{stderr}");
-    // Exactly the 404s get the plugin's on_error treatment (`plugin test`: the tag).
-    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{}: {stderr}", wasm.display());
+    let events = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(events.len(), 2000);
-    let failed: Vec<_> = events
-        .iter()
-        .filter(|e| e["tags"].get("plugin_error").is_some())
-        .collect();
-    assert_eq!(failed.len(), not_found);
-    assert!(failed.iter().all(|e| e["fields"]["status"] == 404));
+    (events, stderr)
 }
 
 #[test]
-fn every_python_role_template_builds_and_runs_as_generated() {
+fn every_python_and_js_role_template_builds_and_runs_as_generated() {
     let dir = tempfile::tempdir().unwrap();
     let access = std::fs::read(data("apache_access/apache_logs")).unwrap();
     let events_json = b"{\"name\":\"app\",\"level\":\"warn\",\"fields\":{\"user\":\"ann-marie\",\"n\":1}}\n{\"name\":\"app\",\"level\":\"info\"}\n";
@@ -286,30 +328,12 @@ fn every_python_role_template_builds_and_runs_as_generated() {
             },
         ),
     ] {
-        let wasm = new_plugin(dir.path(), &format!("py-{role}"), "python", role);
-        let mut child = runnel()
-            .args(["plugin", "test"])
-            .arg(&wasm)
-            .args(args)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let input = input.to_vec();
-        let feeder = std::thread::spawn(move || {
-            use std::io::Write;
-            stdin.write_all(&input)
-        });
-        let out = child.wait_with_output().unwrap();
-        feeder.join().unwrap().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{role}: {stderr}");
-        let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        check(&events);
+        for lang in ["python", "js"] {
+            let wasm = new_plugin(dir.path(), &format!("{lang}-{role}"), lang, role);
+            let mut args = args.to_vec();
+            args.extend(["--memory-mb", "128"]);
+            let (events, _) = plugin_test(&wasm, &args, input);
+            check(&events);
+        }
     }
 }
