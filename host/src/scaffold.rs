@@ -89,7 +89,15 @@ const RUST_SDK: &[(&str, &str)] = &[
     ("value.rs", embed!("guest-plugins/sdk-rust/src/value.rs")),
 ];
 const RUST_FLAT: &str = embed!("wit/flat/src/lib.rs");
-const RUST_INTERCEPTOR: &str = embed!("guest-plugins/template-rust/src/lib.rs");
+fn rust_lib(role: Role) -> &'static str {
+    match role {
+        Role::Parser => embed!("guest-plugins/template-rust/roles/parser.rs"),
+        Role::Interceptor => embed!("guest-plugins/template-rust/src/lib.rs"),
+        Role::Cleaner => embed!("guest-plugins/template-rust/roles/cleaner.rs"),
+        Role::Router => embed!("guest-plugins/template-rust/roles/router.rs"),
+        Role::Processor => embed!("guest-plugins/template-rust/roles/processor.rs"),
+    }
+}
 const RUST_BUILD: &str = embed!("guest-plugins/template-rust/build.sh");
 const RUST_CARGO_CONFIG: &str = embed!(".cargo/config.toml");
 const WIT_BINDGEN_VERSION: &str = "0.61";
@@ -109,7 +117,7 @@ pub fn create(lang: Lang, role: Role, name: &str, dir: &Path) -> anyhow::Result<
     let files = match lang {
         Lang::Python => python(role),
         Lang::Js => js(role),
-        Lang::Rust => rust(role)?,
+        Lang::Rust => rust(role),
     };
     let crate_name = name.replace('-', "_");
     let try_args = match role {
@@ -213,14 +221,7 @@ fn js(role: Role) -> Vec<File> {
     ]
 }
 
-fn rust(role: Role) -> anyhow::Result<Vec<File>> {
-    let lib = match role {
-        Role::Interceptor => RUST_INTERCEPTOR,
-        other => bail!(
-            "a Rust template for the {other} role is not shipped yet: start from \
-             `--role interceptor` and the {other} example in wit/README.md"
-        ),
-    };
+fn rust(role: Role) -> Vec<File> {
     let mut files = vec![
         file(
             "Cargo.toml",
@@ -230,7 +231,7 @@ fn rust(role: Role) -> anyhow::Result<Vec<File>> {
              [profile.release]\ncodegen-units = 1\nlto = true\nstrip = true\n\n\
              # Not part of any workspace around it.\n[workspace]\n",
         ),
-        file("src/lib.rs", lib),
+        file("src/lib.rs", rust_lib(role)),
         File {
             executable: true,
             ..file("build.sh", RUST_BUILD)
@@ -267,7 +268,7 @@ fn rust(role: Role) -> anyhow::Result<Vec<File>> {
             .iter()
             .map(|(name, text)| file(format!("vendor/runnel-plugin-sdk/src/{name}"), *text)),
     );
-    Ok(files)
+    files
 }
 
 fn readme(language: &str, code: &str, sdk: &str) -> String {

@@ -275,7 +275,7 @@ fn plugin_test(wasm: &Path, args: &[&str], input: &[u8]) -> (Vec<serde_json::Val
 }
 
 #[test]
-fn every_python_and_js_role_template_builds_and_runs_as_generated() {
+fn every_role_template_builds_and_runs_as_generated_in_every_language() {
     let dir = tempfile::tempdir().unwrap();
     let access = std::fs::read(data("apache_access/apache_logs")).unwrap();
     let events_json = b"{\"name\":\"app\",\"level\":\"warn\",\"fields\":{\"user\":\"ann-marie\",\"n\":1}}\n{\"name\":\"app\",\"level\":\"info\"}\n";
@@ -328,7 +328,7 @@ fn every_python_and_js_role_template_builds_and_runs_as_generated() {
             },
         ),
     ] {
-        for lang in ["python", "js"] {
+        for lang in ["python", "js", "rust"] {
             let wasm = new_plugin(dir.path(), &format!("{lang}-{role}"), lang, role);
             let mut args = args.to_vec();
             args.extend(["--memory-mb", "128"]);

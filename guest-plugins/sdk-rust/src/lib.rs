@@ -60,6 +60,19 @@ pub mod state {
     pub use crate::bindings::state::*;
 }
 
+/// A patch that merges the object tree `fields` (in the plugin's [`Output`]) into the
+/// event's fields and changes nothing else.
+pub fn merge_patch(fields: types::Range) -> types::Patch {
+    types::Patch {
+        fields: Some(types::FieldsUpdate::Merge(fields)),
+        tags: types::Range { start: 0, len: 0 },
+        level: None,
+        timestamp: None,
+        name: None,
+        body: None,
+    }
+}
+
 /// A parser's input made from bodies (for native tests and benchmarks: the host builds
 /// it the same way).
 pub fn lines<B: AsRef<[u8]>>(bodies: &[B]) -> types::Lines {

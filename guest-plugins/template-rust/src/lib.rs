@@ -10,8 +10,8 @@
 //! test` runs it natively), and the `component` module only wires it to the exports.
 
 use runnel_plugin_sdk::interceptor::{Action, InterceptOutput};
-use runnel_plugin_sdk::types::{Batch, FieldsUpdate, Patch, Range};
-use runnel_plugin_sdk::{Config, NodeValue, Output, events};
+use runnel_plugin_sdk::types::{Batch, Range};
+use runnel_plugin_sdk::{Config, NodeValue, Output, events, merge_patch};
 
 /// The configured plugin: built once in `create`, used for every batch.
 #[derive(Debug)]
@@ -36,7 +36,7 @@ impl StatusClass {
         let actions = events(batch)
             .map(|event| match event.field(&["status"]).map(|s| s.value()) {
                 Some(NodeValue::Int(status)) if status >= self.min_status => {
-                    Action::Patch(merge(if status < 500 { client } else { server }))
+                    Action::Patch(merge_patch(if status < 500 { client } else { server }))
                 }
                 _ => Action::Drop,
             })
@@ -53,17 +53,6 @@ fn class(out: &mut Output, value: &str) -> Range {
     let mut object = out.object();
     object.str("class", value);
     object.finish()
-}
-
-fn merge(fields: Range) -> Patch {
-    Patch {
-        fields: Some(FieldsUpdate::Merge(fields)),
-        tags: Range { start: 0, len: 0 },
-        level: None,
-        timestamp: None,
-        name: None,
-        body: None,
-    }
 }
 
 #[cfg(target_arch = "wasm32")]
@@ -99,6 +88,7 @@ mod component {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use runnel_plugin_sdk::types::{FieldsUpdate, Patch};
     use runnel_plugin_sdk::{BatchBuilder, Value, decode_value};
 
     fn status(code: i64) -> Value {
