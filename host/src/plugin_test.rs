@@ -175,6 +175,7 @@ pub fn bench(args: &PluginBench) -> anyhow::Result<()> {
     }
     let events = input.len();
     let batch = args.batch_size.max(1);
+    let rounds = args.rounds.max(1);
 
     let started = Usage::now();
     let engine = PluginEngine::new(Arc::from("plugin-bench"), cache_dir())?;
@@ -207,7 +208,7 @@ pub fn bench(args: &PluginBench) -> anyhow::Result<()> {
     let run = |chain: &mut Chain| -> (Spent, usize) {
         let mut out = 0;
         let before = Usage::now();
-        for _ in 0..args.rounds.max(1) {
+        for _ in 0..rounds {
             for part in input.chunks(batch) {
                 out += chain.run(part.to_vec()).events.len();
             }
@@ -218,13 +219,10 @@ pub fn bench(args: &PluginBench) -> anyhow::Result<()> {
     // Once to warm up (instances grown to the batch size), then measured.
     run(&mut chain);
     let (whole, out) = run(&mut chain);
-    let per_event = |u: &Spent| u.cpu_ns as f64 / (events * args.rounds.max(1)) as f64;
+    let per_event = |u: &Spent| u.cpu_ns as f64 / (events * rounds) as f64;
     let names: Vec<&str> = plugins.iter().map(|p| p.name()).collect();
     println!("chain            {}", names.join(" → "));
-    println!(
-        "input            {events} events × {} rounds, batches of {batch}",
-        args.rounds.max(1)
-    );
+    println!("input            {events} events × {rounds} rounds, batches of {batch}");
     println!(
         "start-up         {:.0} ms CPU, {:.0} ms wall (load, compile or cache, instantiate, create)",
         startup.cpu_ns as f64 / 1e6,
@@ -233,8 +231,8 @@ pub fn bench(args: &PluginBench) -> anyhow::Result<()> {
     println!(
         "chain            {:.0} ns/event CPU, {:.0} events/s, {} events out per round",
         per_event(&whole),
-        (events * args.rounds.max(1)) as f64 / (whole.wall_ns as f64 / 1e9),
-        out / args.rounds.max(1)
+        (events * rounds) as f64 / (whole.wall_ns as f64 / 1e9),
+        out / rounds
     );
     if let Some(mut reference) = reference {
         run(&mut reference);
