@@ -361,13 +361,25 @@ function events(batch) {
   return batch.events.map((e, i) => new Event(batch, e, i));
 }
 
-export function parser(Plugin) {
-  class Instance {
+/** What every role's `Instance` does the same way: build the plugin class with the
+ * config in `create` (then the role's own `created`), and answer `reads` from it. */
+function base(Plugin) {
+  return class {
     static create(tree) {
-      const inst = new Instance();
+      const inst = new this();
       inst.plugin = create(Plugin, tree);
+      inst.created();
       return inst;
     }
+    created() {}
+    reads() {
+      return reads(this.plugin);
+    }
+  };
+}
+
+export function parser(Plugin) {
+  class Instance extends base(Plugin) {
     parse(input) {
       const out = new Writer();
       const results = [];
@@ -406,15 +418,7 @@ export function parser(Plugin) {
 }
 
 export function interceptor(Plugin) {
-  class Instance {
-    static create(tree) {
-      const inst = new Instance();
-      inst.plugin = create(Plugin, tree);
-      return inst;
-    }
-    reads() {
-      return reads(this.plugin);
-    }
+  class Instance extends base(Plugin) {
     intercept(input) {
       const out = new Writer();
       const actions = [];
@@ -435,15 +439,7 @@ export function interceptor(Plugin) {
 }
 
 export function cleaner(Plugin) {
-  class Instance {
-    static create(tree) {
-      const inst = new Instance();
-      inst.plugin = create(Plugin, tree);
-      return inst;
-    }
-    reads() {
-      return reads(this.plugin);
-    }
+  class Instance extends base(Plugin) {
     clean(input) {
       const out = new Writer();
       const patches = [];
@@ -462,18 +458,12 @@ export function cleaner(Plugin) {
 }
 
 export function router(Plugin) {
-  class Instance {
-    static create(tree) {
-      const inst = new Instance();
-      inst.plugin = create(Plugin, tree);
-      inst.bits = new Map(inst.routes().map((name, i) => [name, 1n << BigInt(i)]));
-      return inst;
+  class Instance extends base(Plugin) {
+    created() {
+      this.bits = new Map(this.routes().map((name, i) => [name, 1n << BigInt(i)]));
     }
     routes() {
       return (this.plugin.routes || []).map(String);
-    }
-    reads() {
-      return reads(this.plugin);
     }
     route(input) {
       const masks = new BigUint64Array(input.events.length);
@@ -497,15 +487,7 @@ export function router(Plugin) {
 }
 
 export function processor(Plugin) {
-  class Instance {
-    static create(tree) {
-      const inst = new Instance();
-      inst.plugin = create(Plugin, tree);
-      return inst;
-    }
-    reads() {
-      return reads(this.plugin);
-    }
+  class Instance extends base(Plugin) {
     process(input) {
       try {
         return emit(this.plugin.process(events(input)));

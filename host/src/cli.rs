@@ -130,22 +130,9 @@ pub enum PluginCommand {
 
 #[derive(Debug, Args)]
 pub struct PluginBench {
-    /// A .wasm component, or the name of a builtin plugin.
-    pub plugin: String,
-    /// The plugin's config: a TOML file, or inline TOML.
-    #[arg(long, short)]
-    pub config: Option<String>,
-    /// Plugins to run first, as for `plugin test`.
-    #[arg(long, value_name = "PLUGIN[::CONFIG]")]
-    pub after: Vec<String>,
-    /// Standard input holds JSON events, as for `plugin test`.
-    #[arg(long)]
-    pub events_json: bool,
+    #[command(flatten)]
+    pub chain: ChainArgs,
     /// Events per call.
-    /// Memory cap of each plugin instance, MiB (the agent's `memory_mb`; JavaScript
-    /// plugins want 128).
-    #[arg(long, default_value_t = 64)]
-    pub memory_mb: usize,
     #[arg(long, default_value_t = 1024)]
     pub batch_size: usize,
     /// Times the input is run through (after one warm-up run).
@@ -177,6 +164,16 @@ impl From<RoleArg> for crate::plugin::Role {
 
 #[derive(Debug, Args)]
 pub struct PluginTest {
+    #[command(flatten)]
+    pub chain: ChainArgs,
+    /// Lines per call.
+    #[arg(long, default_value_t = 256)]
+    pub batch_size: usize,
+}
+
+/// The plugins `plugin test` and `plugin bench` run, and what their input is.
+#[derive(Debug, Clone, Args)]
+pub struct ChainArgs {
     /// A .wasm component, or the name of a builtin plugin (e.g. `combined`).
     pub plugin: String,
     /// The plugin's config: a TOML file, or inline TOML (`'pattern = "..."'`).
@@ -192,11 +189,8 @@ pub struct PluginTest {
     /// optional), instead of raw lines.
     #[arg(long)]
     pub events_json: bool,
-    /// Lines per call.
     /// Memory cap of each plugin instance, MiB (the agent's `memory_mb`; JavaScript
     /// plugins want 128).
     #[arg(long, default_value_t = 64)]
     pub memory_mb: usize,
-    #[arg(long, default_value_t = 256)]
-    pub batch_size: usize,
 }

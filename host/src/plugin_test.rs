@@ -3,7 +3,7 @@
 //! timed.
 
 use crate::builtin;
-use crate::cli::{PluginBench, PluginTest};
+use crate::cli::{ChainArgs, PluginBench, PluginTest};
 use crate::config::{OnError, toml_to_value};
 use crate::encoding::{self, Format};
 use crate::event::{Event, Value};
@@ -21,14 +21,7 @@ const SOURCE: &str = "stdin";
 
 pub fn run(args: &PluginTest) -> anyhow::Result<()> {
     let engine = PluginEngine::new(Arc::from("plugin-test"), cache_dir())?;
-    let limits = limits(args.memory_mb);
-    let (plugins, mut chain) = build(
-        &engine,
-        &args.plugin,
-        args.config.as_deref(),
-        &args.after,
-        limits,
-    )?;
+    let (plugins, mut chain) = build(&engine, &args.chain)?;
     let routes = chain.routes().to_vec();
     for plugin in &plugins {
         eprintln!("plugin `{}`: role {}", plugin.name(), plugin.role());
@@ -50,7 +43,7 @@ pub fn run(args: &PluginTest) -> anyhow::Result<()> {
             if line.last() == Some(&b'\r') {
                 line.pop();
             }
-            if let Some(event) = read_event(line, n, args.events_json, &name)? {
+            if let Some(event) = read_event(line, n, args.chain.events_json, &name)? {
                 batch.push(event);
             }
         }
@@ -66,7 +59,11 @@ pub fn run(args: &PluginTest) -> anyhow::Result<()> {
         &routes,
     )?;
     out.flush()?;
-    let what = if args.events_json { "events" } else { "lines" };
+    let what = if args.chain.events_json {
+        "events"
+    } else {
+        "lines"
+    };
     eprintln!(
         "{seen} {what} in, {emitted} events out{}",
         match seen.checked_sub(emitted) {
@@ -77,21 +74,25 @@ pub fn run(args: &PluginTest) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The plugins (`after`, then `plugin`) and a chain of them, as a source runs it.
-fn build(
-    engine: &PluginEngine,
-    plugin: &str,
-    config: Option<&str>,
-    after: &[String],
-    limits: Limits,
-) -> anyhow::Result<(Vec<Plugin>, Chain)> {
+/// `PLUGIN[::CONFIG]` as the plugin and its config, if any.
+fn plugin_spec(spec: &str) -> (&str, Option<&str>) {
+    match spec.split_once("::") {
+        Some((plugin, config)) if !config.is_empty() => (plugin, Some(config)),
+        Some((plugin, _)) => (plugin, None),
+        None => (spec, None),
+    }
+}
+
+/// The plugins `args` names (`--after`, then PLUGIN) and a chain of them, as a source
+/// runs it.
+fn build(engine: &PluginEngine, args: &ChainArgs) -> anyhow::Result<(Vec<Plugin>, Chain)> {
+    let limits = limits(args.memory_mb);
     let mut plugins = Vec::new();
-    for spec in after {
-        let (plugin, config) = spec.split_once("::").unwrap_or((spec, ""));
-        let config = Some(config).filter(|c| !c.is_empty());
+    for spec in &args.after {
+        let (plugin, config) = plugin_spec(spec);
         plugins.push(load(engine, plugin, config, limits)?);
     }
-    plugins.push(load(engine, plugin, config, limits)?);
+    plugins.push(load(engine, &args.plugin, args.config.as_deref(), limits)?);
     if let Some(router) = plugins[..plugins.len() - 1]
         .iter()
         .find(|p| p.role() == Role::Router)
@@ -166,7 +167,7 @@ pub fn bench(args: &PluginBench) -> anyhow::Result<()> {
         if line.last() == Some(&b'\r') {
             line.pop();
         }
-        if let Some(event) = read_event(line, n, args.events_json, &name)? {
+        if let Some(event) = read_event(line, n, args.chain.events_json, &name)? {
             input.push(event);
         }
     }
@@ -179,30 +180,21 @@ pub fn bench(args: &PluginBench) -> anyhow::Result<()> {
 
     let started = Usage::now();
     let engine = PluginEngine::new(Arc::from("plugin-bench"), cache_dir())?;
-    let limits = limits(args.memory_mb);
-    let (plugins, mut chain) = build(
-        &engine,
-        &args.plugin,
-        args.config.as_deref(),
-        &args.after,
-        limits,
-    )?;
+    let (plugins, mut chain) = build(&engine, &args.chain)?;
     let startup = Usage::now().since(&started);
-    let reference = if args.after.is_empty() {
-        None
-    } else {
-        let last = args.after.len() - 1;
-        let (first, config) = args.after[last]
-            .split_once("::")
-            .unwrap_or((&args.after[last], ""));
-        let (_, chain) = build(
-            &engine,
-            first,
-            Some(config).filter(|c| !c.is_empty()),
-            &args.after[..last],
-            limits,
-        )?;
-        Some(chain)
+    // The reference: the `--after` plugins alone.
+    let reference = match args.chain.after.split_last() {
+        None => None,
+        Some((last, before)) => {
+            let (plugin, config) = plugin_spec(last);
+            let reference = ChainArgs {
+                plugin: plugin.to_owned(),
+                config: config.map(str::to_owned),
+                after: before.to_vec(),
+                ..args.chain.clone()
+            };
+            Some(build(&engine, &reference)?.1)
+        }
     };
 
     let run = |chain: &mut Chain| -> (Spent, usize) {

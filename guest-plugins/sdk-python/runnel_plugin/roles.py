@@ -59,6 +59,27 @@ def _reads(plugin):
     return None if reads is None else [str(r) for r in reads]
 
 
+def _base(cls):
+    """What every role's ``Instance`` does the same way: build the plugin class ``cls``
+    with the config in ``create``, and answer ``reads`` from it."""
+
+    class Base:
+        @classmethod
+        def create(cls_, config):
+            inst = cls_()
+            inst.plugin = _create(cls, config)
+            inst.created()
+            return inst
+
+        def created(self):
+            """Called once the plugin is built (a role's own set-up)."""
+
+        def reads(self):
+            return _reads(self.plugin)
+
+    return Base
+
+
 class _Output:
     """A writer, plus the binding records it becomes."""
 
@@ -125,12 +146,7 @@ def _events(batch):
 def parser(cls):
     from wit_world.exports import parser as wit
 
-    class Instance:
-        @classmethod
-        def create(cls_, config):
-            inst = cls_()
-            inst.plugin = _create(cls, config)
-            return inst
+    class Instance(_base(cls)):
 
         def parse(self, input):
             out = _Output()
@@ -167,15 +183,7 @@ def interceptor(cls):
 
     keep, drop = wit.Action_Keep(), wit.Action_Drop()
 
-    class Instance:
-        @classmethod
-        def create(cls_, config):
-            inst = cls_()
-            inst.plugin = _create(cls, config)
-            return inst
-
-        def reads(self):
-            return _reads(self.plugin)
+    class Instance(_base(cls)):
 
         def intercept(self, input):
             out = _Output()
@@ -200,15 +208,7 @@ def interceptor(cls):
 def cleaner(cls):
     from wit_world.exports import cleaner as wit
 
-    class Instance:
-        @classmethod
-        def create(cls_, config):
-            inst = cls_()
-            inst.plugin = _create(cls, config)
-            return inst
-
-        def reads(self):
-            return _reads(self.plugin)
+    class Instance(_base(cls)):
 
         def clean(self, input):
             out = _Output()
@@ -226,19 +226,12 @@ def cleaner(cls):
 
 
 def router(cls):
-    class Instance:
-        @classmethod
-        def create(cls_, config):
-            inst = cls_()
-            inst.plugin = _create(cls, config)
-            inst.bits = {name: 1 << i for i, name in enumerate(inst.routes())}
-            return inst
+    class Instance(_base(cls)):
+        def created(self):
+            self.bits = {name: 1 << i for i, name in enumerate(self.routes())}
 
         def routes(self):
             return [str(r) for r in getattr(self.plugin, "routes", [])]
-
-        def reads(self):
-            return _reads(self.plugin)
 
         def route(self, input):
             masks = []
@@ -266,15 +259,7 @@ def router(cls):
 def processor(cls):
     from wit_world.exports import processor as wit
 
-    class Instance:
-        @classmethod
-        def create(cls_, config):
-            inst = cls_()
-            inst.plugin = _create(cls, config)
-            return inst
-
-        def reads(self):
-            return _reads(self.plugin)
+    class Instance(_base(cls)):
 
         def process(self, input):
             try:
