@@ -337,3 +337,77 @@ fn every_role_template_builds_and_runs_as_generated_in_every_language() {
         }
     }
 }
+
+#[test]
+fn python_and_js_plugins_keep_state_through_the_host() {
+    // Counts events per name in the host-held state: the count is the state's, not
+    // the instance's, so it comes back through state.get after every state.set.
+    let python = r#"import runnel_plugin as rp
+
+
+class Plugin:
+    reads = []
+
+    def __init__(self, config):
+        pass
+
+    def intercept(self, event):
+        seen = int(rp.state.get(event.name) or b"0") + 1
+        rp.state.set(event.name, str(seen))
+        if seen == 3:
+            rp.state.delete(event.name)
+        return {"seen": seen}
+"#;
+    let js = r#"import * as rp from './runnel_plugin.js';
+
+const decoder = new TextDecoder();
+
+class Plugin {
+  reads = [];
+  constructor(config) {}
+  intercept(event) {
+    const stored = rp.state.get(event.name);
+    const seen = (stored === undefined ? 0 : Number(decoder.decode(stored))) + 1;
+    rp.state.set(event.name, String(seen));
+    if (seen === 3) rp.state.delete(event.name);
+    return { seen };
+  }
+}
+
+export const interceptor = rp.interceptor(Plugin);
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let input: String = ["a", "b", "a", "a", "a", "b"]
+        .iter()
+        .map(|n| format!("{{\"name\":\"{n}\"}}\n"))
+        .collect();
+    for (lang, app, code) in [("python", "app.py", python), ("js", "app.js", js)] {
+        let name = format!("stateful-{lang}");
+        let project = dir.path().join(&name);
+        let out = runnel()
+            .args(["plugin", "new", &name, "--lang", lang, "--dir"])
+            .arg(&project)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        std::fs::write(project.join(app), code).unwrap();
+        let built = Command::new(project.join("build.sh")).output().unwrap();
+        assert!(
+            built.status.success(),
+            "{}",
+            String::from_utf8_lossy(&built.stderr)
+        );
+        // One event per call, so each call's state changes are committed before the next.
+        let (events, stderr) = plugin_test(
+            &project.join(format!("{name}.wasm")),
+            &["--events-json", "--batch-size", "1", "--memory-mb", "128"],
+            input.as_bytes(),
+        );
+        let seen: Vec<i64> = events
+            .iter()
+            .map(|e| e["fields"]["seen"].as_i64().unwrap())
+            .collect();
+        // a: 1, 2, 3 (then deleted), 1; b: 1, 2.
+        assert_eq!(seen, [1, 1, 2, 3, 1, 2], "{lang}: {stderr}");
+    }
+}
