@@ -12,6 +12,19 @@ use std::process::Command;
 /// `runnel plugin new NAME --lang LANG --role ROLE` in `dir`, then its build.sh; returns
 /// the built component.
 fn new_plugin(dir: &Path, name: &str, lang: &str, role: &str) -> PathBuf {
+    build(&scaffold(dir, name, lang, role), name, lang)
+}
+
+/// An interceptor project whose plugin file (`app.py`, `app.js`) is `code`, built.
+fn custom_interceptor(dir: &Path, name: &str, lang: &str, code: &str) -> PathBuf {
+    let project = scaffold(dir, name, lang, "interceptor");
+    let app = if lang == "js" { "app.js" } else { "app.py" };
+    std::fs::write(project.join(app), code).unwrap();
+    build(&project, name, lang)
+}
+
+/// `runnel plugin new` into `dir/NAME`; returns the project directory.
+fn scaffold(dir: &Path, name: &str, lang: &str, role: &str) -> PathBuf {
     let project = dir.join(name);
     let out = runnel()
         .args([
@@ -25,6 +38,11 @@ fn new_plugin(dir: &Path, name: &str, lang: &str, role: &str) -> PathBuf {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    project
+}
+
+/// Runs a project's build.sh; returns the component it built.
+fn build(project: &Path, name: &str, lang: &str) -> PathBuf {
     let mut build = Command::new(project.join("build.sh"));
     // The Rust project's own target dir, kept between test runs (not the workspace's:
     // cargo holds that one while the tests run).
@@ -192,10 +210,9 @@ class Plugin {
 
 export const interceptor = rp.interceptor(Plugin);
 "#;
-    for (lang, app, code, expected) in [
+    for (lang, code, expected) in [
         (
             "python",
-            "app.py",
             python,
             &[
                 "Traceback (most recent call last)",
@@ -205,28 +222,13 @@ export const interceptor = rp.interceptor(Plugin);
         ),
         (
             "js",
-            "app.js",
             js,
             &["RangeError: no 404s here", "intercept@app.js:7"][..],
         ),
     ] {
-        let name = format!("fussy-{lang}");
-        let project = dir.path().join(&name);
-        let out = runnel()
-            .args(["plugin", "new", &name, "--lang", lang, "--dir"])
-            .arg(&project)
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        std::fs::write(project.join(app), code).unwrap();
-        let built = Command::new(project.join("build.sh")).output().unwrap();
-        assert!(
-            built.status.success(),
-            "{}",
-            String::from_utf8_lossy(&built.stderr)
-        );
+        let wasm = custom_interceptor(dir.path(), &format!("fussy-{lang}"), lang, code);
         let (events, stderr) = plugin_test(
-            &project.join(format!("{name}.wasm")),
+            &wasm,
             &["--after", "combined", "--memory-mb", "128"],
             lines.as_bytes(),
         );
@@ -381,25 +383,11 @@ export const interceptor = rp.interceptor(Plugin);
         .iter()
         .map(|n| format!("{{\"name\":\"{n}\"}}\n"))
         .collect();
-    for (lang, app, code) in [("python", "app.py", python), ("js", "app.js", js)] {
-        let name = format!("stateful-{lang}");
-        let project = dir.path().join(&name);
-        let out = runnel()
-            .args(["plugin", "new", &name, "--lang", lang, "--dir"])
-            .arg(&project)
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        std::fs::write(project.join(app), code).unwrap();
-        let built = Command::new(project.join("build.sh")).output().unwrap();
-        assert!(
-            built.status.success(),
-            "{}",
-            String::from_utf8_lossy(&built.stderr)
-        );
+    for (lang, code) in [("python", python), ("js", js)] {
+        let wasm = custom_interceptor(dir.path(), &format!("stateful-{lang}"), lang, code);
         // One event per call, so each call's state changes are committed before the next.
         let (events, stderr) = plugin_test(
-            &project.join(format!("{name}.wasm")),
+            &wasm,
             &["--events-json", "--batch-size", "1", "--memory-mb", "128"],
             input.as_bytes(),
         );
