@@ -30,23 +30,15 @@ pub fn run(args: &PluginTest) -> anyhow::Result<()> {
         eprintln!("routes: {}", routes.join(", "));
     }
 
-    let name: Arc<str> = Arc::from(SOURCE);
-    let stdin = std::io::stdin();
-    let mut lines = stdin.lock().split(b'\n').enumerate();
+    let mut input = stdin_events(args.chain.events_json);
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let (mut seen, mut emitted) = (0usize, 0usize);
     loop {
-        let mut batch = Vec::with_capacity(args.batch_size);
-        for (n, line) in lines.by_ref().take(args.batch_size.max(1)) {
-            let mut line = line.context("reading stdin")?;
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
-            if let Some(event) = read_event(line, n, args.chain.events_json, &name)? {
-                batch.push(event);
-            }
-        }
+        let batch = input
+            .by_ref()
+            .take(args.batch_size.max(1))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         if batch.is_empty() {
             break;
         }
@@ -137,6 +129,26 @@ fn cache_dir() -> Option<std::path::PathBuf> {
         })
 }
 
+/// Standard input as events: its lines (without their line end) or, with `json`, one
+/// JSON event per line that is not blank.
+fn stdin_events(json: bool) -> impl Iterator<Item = anyhow::Result<Event>> {
+    let name: Arc<str> = Arc::from(SOURCE);
+    std::io::stdin()
+        .lock()
+        .split(b'\n')
+        .enumerate()
+        .filter_map(move |(n, line)| {
+            let mut line = match line.context("reading stdin") {
+                Ok(line) => line,
+                Err(e) => return Some(Err(e)),
+            };
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            read_event(line, n, json, &name).transpose()
+        })
+}
+
 /// Line `n` (0-based) of the input as an event: a raw line, or a JSON event (`None` for
 /// a blank line).
 fn read_event(
@@ -160,17 +172,7 @@ fn read_event(
 /// would run it; the cost of PLUGIN alone is the run minus a run of its `--after`
 /// plugins alone, on the same input.
 pub fn bench(args: &PluginBench) -> anyhow::Result<()> {
-    let name: Arc<str> = Arc::from(SOURCE);
-    let mut input = Vec::new();
-    for (n, line) in std::io::stdin().lock().split(b'\n').enumerate() {
-        let mut line = line.context("reading stdin")?;
-        if line.last() == Some(&b'\r') {
-            line.pop();
-        }
-        if let Some(event) = read_event(line, n, args.chain.events_json, &name)? {
-            input.push(event);
-        }
-    }
+    let input = stdin_events(args.chain.events_json).collect::<anyhow::Result<Vec<_>>>()?;
     if input.is_empty() {
         bail!("no input: give lines (or --events-json events) on standard input");
     }
