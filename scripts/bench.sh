@@ -426,28 +426,5 @@ else
 fi
 
 echo
-echo "== 9. the same plugin in each SDK language: plugin new → build.sh → plugin bench =="
-# The status-class interceptor (keep status >= 400, add `class`) as `runnel plugin new`
-# writes it for each language, behind the combined parser, on 100,000 access lines.
-# The plugin's own cost is the chain minus the parser alone (in the same run).
-W9="$WORK/sdk"
-mkdir -p "$W9"
-head -n 100000 "$IN" > "$W9/in.log"
-for lang in rust python js; do
-    project="$W9/status-class-$lang"
-    if [ ! -x "$project/build.sh" ]; then
-        target/release/runnel plugin new "status-class-$lang" --lang "$lang" --dir "$project" >/dev/null
-    fi
-    CARGO_TARGET_DIR="$PWD/target/plugin-new" "$project/build.sh" 2>/dev/null
-    wasm="$project/status-class-$lang.wasm"
-    echo "-- $lang: $(stat -c %s "$wasm" | numfmt --to=iec) .wasm"
-    cache="$W9/cache-$lang"
-    rm -rf "$cache"
-    echo "cold cache:"
-    RUNNEL_CACHE_DIR="$cache" target/release/runnel plugin bench "$wasm" --after combined --rounds 1 \
-        --memory-mb 128 < "$W9/in.log" | grep -E "start-up|peak"
-    echo "warm cache:"
-    RUNNEL_CACHE_DIR="$cache" target/release/runnel plugin bench "$wasm" --after combined \
-        --memory-mb 128 < "$W9/in.log" \
-        | grep -vE "^(chain  +combined|input)"
-done
+echo "== 9. the same plugin in each SDK language (scripts/bench-sdk.sh) =="
+scripts/bench-sdk.sh "$IN"

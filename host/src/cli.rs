@@ -135,8 +135,9 @@ pub struct PluginBench {
     /// Events per call.
     #[arg(long, default_value_t = 1024)]
     pub batch_size: usize,
-    /// Times the input is run through (after one warm-up run).
-    #[arg(long, default_value_t = 3)]
+    /// Times the input is run through (after one warm-up run); figures are the median
+    /// of the rounds, with their range.
+    #[arg(long, default_value_t = 5)]
     pub rounds: usize,
 }
 

@@ -169,8 +169,9 @@ fn read_event(
 }
 
 /// `runnel plugin bench`: the chain over the whole input, batch by batch, as a source
-/// would run it; the cost of PLUGIN alone is the run minus a run of its `--after`
-/// plugins alone, on the same input.
+/// would run it, round after round; the cost of PLUGIN alone is each round minus a
+/// round of its `--after` plugins alone on the same input, run right after it. Figures
+/// are the median of the rounds, with their range.
 pub fn bench(args: &PluginBench) -> anyhow::Result<()> {
     let input = stdin_events(args.chain.events_json).collect::<anyhow::Result<Vec<_>>>()?;
     if input.is_empty() {
@@ -185,7 +186,7 @@ pub fn bench(args: &PluginBench) -> anyhow::Result<()> {
     let (plugins, mut chain) = build(&engine, &args.chain)?;
     let startup = Usage::now().since(&started);
     // The reference: the `--after` plugins alone.
-    let reference = match args.chain.after.split_last() {
+    let mut reference = match args.chain.after.split_last() {
         None => None,
         Some((last, before)) => {
             let (plugin, config) = plugin_spec(last);
@@ -199,21 +200,33 @@ pub fn bench(args: &PluginBench) -> anyhow::Result<()> {
         }
     };
 
+    // One pass over the input, timed.
     let run = |chain: &mut Chain| -> (Spent, usize) {
         let mut out = 0;
         let before = Usage::now();
-        for _ in 0..rounds {
-            for part in input.chunks(batch) {
-                out += chain.run(part.to_vec()).events.len();
-            }
-            out += chain.tick(std::time::Instant::now(), true).events.len();
+        for part in input.chunks(batch) {
+            out += chain.run(part.to_vec()).events.len();
         }
+        out += chain.tick(std::time::Instant::now(), true).events.len();
         (Usage::now().since(&before), out)
     };
-    // Once to warm up (instances grown to the batch size), then measured.
+    // Once to warm up (instances grown to the batch size), then the rounds, the chain and
+    // its reference alternating, so that a change in the machine's speed hits both.
     run(&mut chain);
-    let (whole, out) = run(&mut chain);
-    let per_event = |u: &Spent| u.cpu_ns as f64 / (events * rounds) as f64;
+    if let Some(reference) = reference.as_mut() {
+        run(reference);
+    }
+    let per_event = |u: &Spent| u.cpu_ns as f64 / events as f64;
+    let (mut whole, mut alone, mut wall_ns, mut out) = (Vec::new(), Vec::new(), 0, 0);
+    for _ in 0..rounds {
+        let (spent, n) = run(&mut chain);
+        whole.push(per_event(&spent));
+        wall_ns += spent.wall_ns;
+        out += n;
+        if let Some(reference) = reference.as_mut() {
+            alone.push(per_event(&run(reference).0));
+        }
+    }
     let names: Vec<&str> = plugins.iter().map(|p| p.name()).collect();
     println!("chain            {}", names.join(" → "));
     println!("input            {events} events × {rounds} rounds, batches of {batch}");
@@ -223,23 +236,54 @@ pub fn bench(args: &PluginBench) -> anyhow::Result<()> {
         startup.wall_ns as f64 / 1e6
     );
     println!(
-        "chain            {:.0} ns/event CPU, {:.0} events/s, {} events out per round",
-        per_event(&whole),
-        (events * rounds) as f64 / (whole.wall_ns as f64 / 1e9),
+        "chain            {} ns/event CPU, {:.0} events/s, {} events out per round",
+        Spread::of(&whole),
+        (events * rounds) as f64 / (wall_ns as f64 / 1e9),
         out / rounds
     );
-    if let Some(mut reference) = reference {
-        run(&mut reference);
-        let (alone, _) = run(&mut reference);
-        println!("--after alone    {:.0} ns/event CPU", per_event(&alone));
+    if !alone.is_empty() {
+        let minus: Vec<f64> = whole.iter().zip(&alone).map(|(w, a)| w - a).collect();
+        println!("--after alone    {} ns/event CPU", Spread::of(&alone));
         println!(
-            "{:<16} {:.0} ns/event CPU (chain minus --after alone)",
+            "{:<16} {} ns/event CPU (chain minus --after alone, round by round)",
             plugins[plugins.len() - 1].name(),
-            per_event(&whole) - per_event(&alone)
+            Spread::of(&minus)
         );
     }
     println!("peak RSS         {} MiB", Usage::peak_rss_kib() / 1024);
     Ok(())
+}
+
+/// The median of per-round figures, with their range: `median (min–max)`.
+struct Spread {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Spread {
+    /// Of a non-empty list.
+    fn of(values: &[f64]) -> Self {
+        let mut sorted = values.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let mid = sorted.len() / 2;
+        let median = if sorted.len() % 2 == 0 {
+            (sorted[mid - 1] + sorted[mid]) / 2.0
+        } else {
+            sorted[mid]
+        };
+        Self {
+            median,
+            min: sorted[0],
+            max: sorted[sorted.len() - 1],
+        }
+    }
+}
+
+impl std::fmt::Display for Spread {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.0} ({:.0}–{:.0})", self.median, self.min, self.max)
+    }
 }
 
 /// The process's CPU time (user + system) and the wall clock at one moment.

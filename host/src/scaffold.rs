@@ -13,6 +13,7 @@ pub enum Lang {
     Rust,
     Python,
     Js,
+    C,
 }
 
 /// One file of a project: its path in the project and its text (`{{NAME}}`, `{{ROLE}}`,
@@ -74,6 +75,19 @@ fn js_app(role: Role) -> &'static str {
     }
 }
 
+const C_SDK: &str = embed!("guest-plugins/sdk-c/runnel.h");
+const C_BUILD: &str = embed!("guest-plugins/template-c/build.sh");
+
+fn c_app(role: Role) -> &'static str {
+    match role {
+        Role::Parser => embed!("guest-plugins/template-c/app-parser.c"),
+        Role::Interceptor => embed!("guest-plugins/template-c/app-interceptor.c"),
+        Role::Cleaner => embed!("guest-plugins/template-c/app-cleaner.c"),
+        Role::Router => embed!("guest-plugins/template-c/app-router.c"),
+        Role::Processor => embed!("guest-plugins/template-c/app-processor.c"),
+    }
+}
+
 const RUST_SDK: &[(&str, &str)] = &[
     ("lib.rs", embed!("guest-plugins/sdk-rust/src/lib.rs")),
     ("batch.rs", embed!("guest-plugins/sdk-rust/src/batch.rs")),
@@ -118,6 +132,7 @@ pub fn create(lang: Lang, role: Role, name: &str, dir: &Path) -> anyhow::Result<
         Lang::Python => python(role),
         Lang::Js => js(role),
         Lang::Rust => rust(role),
+        Lang::C => c(role),
     };
     let crate_name = name.replace('-', "_");
     let try_args = match role {
@@ -217,6 +232,24 @@ fn js(role: Role) -> Vec<File> {
             "README.md",
             readme("JavaScript", "app.js", "guest-plugins/sdk-js/README.md")
                 + "\nGive it `memory_mb = 128` in the agent config: the JavaScript engine needs more than the default 64.\n",
+        ),
+    ]
+}
+
+fn c(role: Role) -> Vec<File> {
+    vec![
+        file("app.c", c_app(role)),
+        file("runnel.h", C_SDK),
+        File {
+            executable: true,
+            ..file("build.sh", C_BUILD)
+        },
+        file("wit/runnel.wit", WIT),
+        // gen/: the bindings and the core module build.sh makes.
+        file(".gitignore", "*.wasm\ngen/\n"),
+        file(
+            "README.md",
+            readme("C", "app.c", "guest-plugins/sdk-c/README.md"),
         ),
     ]
 }

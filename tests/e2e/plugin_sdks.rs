@@ -1,6 +1,6 @@
 //! Plugins in other languages, as a new author makes them: `runnel plugin new` in an
 //! empty directory, its `build.sh` (which installs the toolchain it needs), then the
-//! plugin in the agent and in `runnel plugin test`. The Python, JavaScript and Rust
+//! plugin in the agent and in `runnel plugin test`. The Python, JavaScript, Rust and C
 //! templates are the same interceptor (keep `status >= 400`, add `class`): on the same
 //! input they must give the same output, and the output an independent reading of the
 //! log expects.
@@ -15,10 +15,14 @@ fn new_plugin(dir: &Path, name: &str, lang: &str, role: &str) -> PathBuf {
     build(&scaffold(dir, name, lang, role), name, lang)
 }
 
-/// An interceptor project whose plugin file (`app.py`, `app.js`) is `code`, built.
+/// An interceptor project whose plugin file (`app.py`, `app.js`, `app.c`) is `code`, built.
 fn custom_interceptor(dir: &Path, name: &str, lang: &str, code: &str) -> PathBuf {
     let project = scaffold(dir, name, lang, "interceptor");
-    let app = if lang == "js" { "app.js" } else { "app.py" };
+    let app = match lang {
+        "js" => "app.js",
+        "c" => "app.c",
+        _ => "app.py",
+    };
     std::fs::write(project.join(app), code).unwrap();
     build(&project, name, lang)
 }
@@ -118,12 +122,12 @@ channels = ["main"]
 }
 
 #[test]
-fn python_js_and_rust_plugins_from_plugin_new_give_the_same_events_in_the_agent() {
+fn python_js_rust_and_c_plugins_from_plugin_new_give_the_same_events_in_the_agent() {
     let dir = tempfile::tempdir().unwrap();
     let expected = expected_status_classes();
     assert!(expected.len() > 100);
     let mut outputs = Vec::new();
-    for lang in ["python", "js", "rust"] {
+    for lang in ["python", "js", "rust", "c"] {
         let wasm = new_plugin(
             dir.path(),
             &format!("status-class-{lang}"),
@@ -171,6 +175,7 @@ fn python_js_and_rust_plugins_from_plugin_new_give_the_same_events_in_the_agent(
         "Python and JavaScript outputs differ"
     );
     assert_eq!(outputs[0], outputs[2], "Python and Rust outputs differ");
+    assert_eq!(outputs[0], outputs[3], "Python and C outputs differ");
 }
 
 #[test]
@@ -210,7 +215,48 @@ class Plugin {
 
 export const interceptor = rp.interceptor(Plugin);
 "#;
+    // C has no exceptions: the SDK's rn_fail logs its message and traps.
+    let c = r#"#include "interceptor_plugin.h"
+#define RUNNEL_WORLD interceptor_plugin
+#include "runnel.h"
+
+struct exports_runnel_plugin_interceptor_instance_t { int unused; };
+
+bool exports_runnel_plugin_interceptor_static_instance_create(
+    runnel_plugin_types_tree_t *config, exports_runnel_plugin_interceptor_own_instance_t *ret,
+    interceptor_plugin_string_t *err) {
+    runnel_plugin_types_tree_free(config);
+    *ret = exports_runnel_plugin_interceptor_instance_new(rn_calloc(1, sizeof(exports_runnel_plugin_interceptor_instance_t)));
+    return true;
+}
+
+void exports_runnel_plugin_interceptor_instance_destructor(exports_runnel_plugin_interceptor_instance_t *self) { free(self); }
+
+bool exports_runnel_plugin_interceptor_method_instance_reads(
+    exports_runnel_plugin_interceptor_instance_t *self, interceptor_plugin_list_string_t *ret) {
+    static const char *const reads[] = {"status"};
+    rn_strings(ret, reads, 1);
+    return true;
+}
+
+void exports_runnel_plugin_interceptor_method_instance_intercept(
+    exports_runnel_plugin_interceptor_instance_t *self, runnel_plugin_types_batch_t *input,
+    exports_runnel_plugin_interceptor_intercept_output_t *ret) {
+    rn_nodes v = rn_nodes_of(input);
+    for (size_t i = 0; i < input->events.len; i++) {
+        size_t at;
+        int64_t status;
+        if (rn_event_get(&v, &input->events.ptr[i], "status", &at) && rn_as_int(&v, at, &status) && status == 404)
+            rn_fail("no %lld here (event %zu of %zu)", (long long)status, i, input->events.len);
+    }
+    RN_ALLOC_LIST(ret->actions, input->events.len); /* all zero: keep */
+    rn_output out = RN_OUTPUT_INIT;
+    rn_output_finish(&out, &ret->data);
+    runnel_plugin_types_batch_free(input);
+}
+"#;
     for (lang, code, expected) in [
+        ("c", c, &["no 404 here (event "][..]),
         (
             "python",
             python,
@@ -330,7 +376,7 @@ fn every_role_template_builds_and_runs_as_generated_in_every_language() {
             },
         ),
     ] {
-        for lang in ["python", "js", "rust"] {
+        for lang in ["python", "js", "rust", "c"] {
             let wasm = new_plugin(dir.path(), &format!("{lang}-{role}"), lang, role);
             let mut args = args.to_vec();
             args.extend(["--memory-mb", "128"]);
@@ -341,7 +387,7 @@ fn every_role_template_builds_and_runs_as_generated_in_every_language() {
 }
 
 #[test]
-fn python_and_js_plugins_keep_state_through_the_host() {
+fn python_js_and_c_plugins_keep_state_through_the_host() {
     // Counts events per name in the host-held state: the count is the state's, not
     // the instance's, so it comes back through state.get after every state.set.
     let python = r#"import runnel_plugin as rp
@@ -383,7 +429,58 @@ export const interceptor = rp.interceptor(Plugin);
         .iter()
         .map(|n| format!("{{\"name\":\"{n}\"}}\n"))
         .collect();
-    for (lang, code) in [("python", python), ("js", js)] {
+    let c = r#"#include "interceptor_plugin.h"
+#define RUNNEL_WORLD interceptor_plugin
+#include "runnel.h"
+
+struct exports_runnel_plugin_interceptor_instance_t { int unused; };
+
+bool exports_runnel_plugin_interceptor_static_instance_create(
+    runnel_plugin_types_tree_t *config, exports_runnel_plugin_interceptor_own_instance_t *ret,
+    interceptor_plugin_string_t *err) {
+    runnel_plugin_types_tree_free(config);
+    *ret = exports_runnel_plugin_interceptor_instance_new(rn_calloc(1, sizeof(exports_runnel_plugin_interceptor_instance_t)));
+    return true;
+}
+
+void exports_runnel_plugin_interceptor_instance_destructor(exports_runnel_plugin_interceptor_instance_t *self) { free(self); }
+
+bool exports_runnel_plugin_interceptor_method_instance_reads(
+    exports_runnel_plugin_interceptor_instance_t *self, interceptor_plugin_list_string_t *ret) {
+    RN_ALLOC_LIST(*ret, 0);
+    return true;
+}
+
+void exports_runnel_plugin_interceptor_method_instance_intercept(
+    exports_runnel_plugin_interceptor_instance_t *self, runnel_plugin_types_batch_t *input,
+    exports_runnel_plugin_interceptor_intercept_output_t *ret) {
+    rn_nodes v = rn_nodes_of(input);
+    rn_output out = RN_OUTPUT_INIT;
+    RN_ALLOC_LIST(ret->actions, input->events.len);
+    for (size_t i = 0; i < input->events.len; i++) {
+        rn_bytes name = rn_text(&v, input->events.ptr[i].name), stored;
+        long long seen = 1;
+        if (rn_state_get(name.ptr, name.len, &stored)) {
+            char digits[24] = {0};
+            memcpy(digits, stored.ptr, stored.len < 23 ? stored.len : 23);
+            seen = atoll(digits) + 1;
+            free((void *)stored.ptr);
+        }
+        char text[24];
+        int n = snprintf(text, sizeof text, "%lld", seen);
+        rn_error err;
+        if (!rn_state_set(name.ptr, name.len, text, (size_t)n, &err)) rn_fail("state: %s", err.message);
+        if (seen == 3) rn_state_delete(name.ptr, name.len);
+        rn_obj o = rn_object(&out);
+        rn_put_int(&out, &o, "seen", seen);
+        ret->actions.ptr[i].tag = EXPORTS_RUNNEL_PLUGIN_INTERCEPTOR_ACTION_PATCH;
+        ret->actions.ptr[i].val.patch = rn_merge(rn_end(&out, &o));
+    }
+    rn_output_finish(&out, &ret->data);
+    runnel_plugin_types_batch_free(input);
+}
+"#;
+    for (lang, code) in [("python", python), ("js", js), ("c", c)] {
         let wasm = custom_interceptor(dir.path(), &format!("stateful-{lang}"), lang, code);
         // One event per call, so each call's state changes are committed before the next.
         let (events, stderr) = plugin_test(
@@ -398,4 +495,45 @@ export const interceptor = rp.interceptor(Plugin);
         // a: 1, 2, 3 (then deleted), 1; b: 1, 2.
         assert_eq!(seen, [1, 1, 2, 3, 1, 2], "{lang}: {stderr}");
     }
+}
+
+#[test]
+fn the_c_sdk_header_passes_its_unit_tests_natively_under_sanitizers() {
+    // The bindings of a project made by `plugin new --lang c`, the header it vendored,
+    // and guest-plugins/sdk-c/tests/test_runnel.c built for this machine.
+    let dir = tempfile::tempdir().unwrap();
+    let project = scaffold(dir.path(), "c-sdk", "c", "interceptor");
+    build(&project, "c-sdk", "c");
+    let test = dir.path().join("test_runnel");
+    let source =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-plugins/sdk-c/tests/test_runnel.c");
+    let cc = Command::new("cc")
+        .args([
+            "-std=c11",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-fsanitize=address,undefined",
+        ])
+        .args(["-fno-sanitize-recover=all", "-I"])
+        .arg(project.join("gen"))
+        .arg("-I")
+        .arg(&project)
+        .arg(&source)
+        .arg("-o")
+        .arg(&test)
+        .output()
+        .unwrap();
+    assert!(
+        cc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cc.stderr)
+    );
+    let run = Command::new(&test).output().unwrap();
+    assert!(
+        run.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
 }
