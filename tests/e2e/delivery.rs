@@ -185,6 +185,80 @@ fn plugin_test_prints_the_events_a_plugin_makes() {
 }
 
 #[test]
+fn plugin_bench_times_a_plugin_alone_behind_its_parser() {
+    let log = std::fs::read_to_string(data("apache_access/apache_logs")).unwrap();
+    let lines: String = log.lines().take(3000).map(|l| format!("{l}\n")).collect();
+    let kept = lines
+        .lines()
+        .filter(|l| expected_combined(l).status >= 400)
+        .count();
+    let template = built_plugin("runnel_plugin_template.wasm");
+    let mut child = runnel()
+        .args(["plugin", "bench"])
+        .arg(&template)
+        .args([
+            "--after",
+            "combined",
+            "--rounds",
+            "3",
+            "--batch-size",
+            "500",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(lines.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("3000 events × 3 rounds, batches of 500"),
+        "{stdout}"
+    );
+    // The chain does its work: the template keeps the errors.
+    assert!(
+        stdout.contains(&format!("{kept} events out per round")),
+        "{stdout}"
+    );
+    // Each figure as `median (min–max)`, the min no more than the median, the median
+    // no more than the max.
+    let figure = |label: &str| -> (f64, f64, f64) {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(label) && l.contains("ns/event"))
+            .unwrap_or_else(|| panic!("no {label:?} in\n{stdout}"));
+        let numbers: Vec<f64> = line[label.len()..]
+            .split(|c: char| !(c.is_ascii_digit() || c == '-' || c == '.'))
+            .filter(|s| !s.is_empty() && *s != "-")
+            .take(3)
+            .map(|s| s.parse().unwrap())
+            .collect();
+        (numbers[0], numbers[1], numbers[2])
+    };
+    for label in ["chain  ", "--after alone"] {
+        let (median, min, max) = figure(label);
+        assert!(
+            min > 0.0 && min <= median && median <= max,
+            "{label}: {stdout}"
+        );
+    }
+    let (median, min, max) = figure(&template.display().to_string());
+    assert!(min <= median && median <= max, "{stdout}");
+    assert!(stdout.contains("peak RSS"), "{stdout}");
+}
+
+#[test]
 fn a_stuck_sink_cannot_hold_up_shutdown_and_what_is_given_up_is_counted() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
