@@ -36,6 +36,12 @@ install_into() { # DIR COMMAND... (the command installs into $tmp)
     mv -T "$tmp" "$dir" 2>/dev/null || rm -rf "$tmp"
 }
 
+# One installer at a time (builds may run side by side, as the tests run them): apt holds
+# a lock that a second apt-get would fail on, and two `cargo install`s would build twice.
+mkdir -p "$TOOLS"
+exec 9>"$TOOLS/.install-c.lock"
+flock 9
+
 CC=${WASI_CC:-clang-14}
 if [ -z "${WASI_CC:-}" ] && ! dpkg -s "${DEBIAN_PACKAGES[@]}" >/dev/null 2>&1; then
     as_root=()
@@ -48,9 +54,10 @@ if [ -z "${WASI_CC:-}" ] && ! dpkg -s "${DEBIAN_PACKAGES[@]}" >/dev/null 2>&1; t
     fi
     echo "installing ${DEBIAN_PACKAGES[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
-    "${as_root[@]}" apt-get install -y -q "${DEBIAN_PACKAGES[@]}" >/dev/null || {
-        "${as_root[@]}" apt-get update -q >/dev/null
-        "${as_root[@]}" apt-get install -y -q "${DEBIAN_PACKAGES[@]}" >/dev/null
+    apt=("${as_root[@]}" apt-get -o DPkg::Lock::Timeout=300 -y -q)
+    "${apt[@]}" install "${DEBIAN_PACKAGES[@]}" >/dev/null || {
+        "${apt[@]}" update >/dev/null
+        "${apt[@]}" install "${DEBIAN_PACKAGES[@]}" >/dev/null
     }
 fi
 
@@ -72,6 +79,7 @@ fetch_adapter() {
     rm "$tmp/adapter.crate"
 }
 install_into "$TOOLS/wasi-adapter-$ADAPTER" fetch_adapter
+flock -u 9
 
 mkdir -p gen
 "$TOOLS/wit-bindgen-$WIT_BINDGEN/bin/wit-bindgen" c --world {{ROLE}}-plugin wit --out-dir gen >/dev/null
