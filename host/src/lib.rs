@@ -23,4 +23,5 @@ pub mod scaffold;
 pub mod sink;
 pub mod source;
 pub mod summary;
+pub mod template;
 pub mod topology;

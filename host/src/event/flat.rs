@@ -335,6 +335,34 @@ impl FlatObject {
         map
     }
 
+    /// Writes the text of the root's member `key` when it is a scalar (a string as is;
+    /// a number or boolean as JSON writes it); false when there is no such member, or it
+    /// is null, bytes, an array or an object.
+    pub fn scalar_text(&self, key: &str, out: &mut String) -> bool {
+        let mut pos = 1;
+        for _ in 0..self.len() {
+            let node = self.node(pos);
+            if self.str(node.key) == key {
+                return match node.kind {
+                    kind::BOOL => {
+                        out.push_str(if node.payload != 0 { "true" } else { "false" });
+                        true
+                    }
+                    kind::INT => scalar_text(&Value::Int(node.payload as i64), out),
+                    kind::UINT => scalar_text(&Value::from_u64(node.payload), out),
+                    kind::FLOAT => scalar_text(&Value::Float(f64::from_bits(node.payload)), out),
+                    kind::STR => {
+                        out.push_str(self.str(node.payload));
+                        true
+                    }
+                    _ => false,
+                };
+            }
+            pos = self.subtree_end(pos);
+        }
+        false
+    }
+
     fn value_at(&self, pos: &mut usize) -> Value {
         let node = self.node(*pos);
         *pos += 1;
@@ -358,4 +386,24 @@ impl FlatObject {
             _ => Value::Null,
         }
     }
+}
+
+/// Writes the text of a scalar value (see [`FlatObject::scalar_text`]); false for the others.
+pub fn scalar_text(value: &Value, out: &mut String) -> bool {
+    use std::fmt::Write;
+    match value {
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Int(n) => {
+            let _ = write!(out, "{n}");
+        }
+        Value::Uint(n) => {
+            let _ = write!(out, "{n}");
+        }
+        Value::Float(f) => {
+            let _ = write!(out, "{f}");
+        }
+        Value::String(s) => out.push_str(s),
+        Value::Null | Value::Bytes(_) | Value::Array(_) | Value::Object(_) => return false,
+    }
+    true
 }

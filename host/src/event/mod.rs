@@ -145,6 +145,17 @@ impl Fields {
         self.len() == 0
     }
 
+    /// Writes the text of the top-level member `key` when it is a scalar (a string as
+    /// is; a number or boolean as JSON writes it); false when there is none, or it is
+    /// null, bytes, an array or an object.
+    pub fn scalar_text(&self, key: &str, out: &mut String) -> bool {
+        match &self.0 {
+            FieldsRepr::Empty => false,
+            FieldsRepr::Owned(map) => map.get(key).is_some_and(|v| flat::scalar_text(v, out)),
+            FieldsRepr::Flat(object) => object.scalar_text(key, out),
+        }
+    }
+
     /// A copy as an owned map.
     pub fn to_map(&self) -> Map {
         match &self.0 {
@@ -262,6 +273,14 @@ impl Event {
             ..Self::default()
         }
     }
+}
+
+/// The wall clock as events carry time: nanoseconds since the Unix epoch, UTC (0 when
+/// the clock is before the epoch).
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
 }
 
 /// The tag a step writes when it could not handle an event (`parse_error`, …).

@@ -211,9 +211,7 @@ impl Chain {
     /// flush when the agent stops) and runs what they emit through the rest of the chain.
     pub fn tick(&mut self, now: std::time::Instant, all: bool) -> ChainOutput {
         let mut output = ChainOutput::default();
-        let wall = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as i64);
+        let wall = crate::event::now_ns();
         for i in 0..self.steps.len() {
             let step = &mut self.steps[i];
             let Some(tick) = &mut step.tick else { continue };

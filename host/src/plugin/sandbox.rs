@@ -9,7 +9,7 @@ use super::state::{Staged, StateCommit, StateStore};
 use crate::event::Level;
 use crate::metrics::PluginCounters;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{
@@ -206,10 +206,7 @@ impl host::Host for HostState {
     }
 
     fn now(&mut self) -> i64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as i64)
-            .unwrap_or(0)
+        crate::event::now_ns()
     }
 
     fn hostname(&mut self) -> String {

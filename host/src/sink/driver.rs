@@ -168,10 +168,11 @@ async fn deliver(
     let encoder = service.clone();
     let encoded = tokio::task::spawn_blocking(move || {
         let mut bytes = Vec::new();
-        encoder.encode(take.events(), &mut bytes);
+        let parts = encoder.encode_parts(take.events(), &mut bytes);
         let payload = Payload {
             bytes: bytes.into(),
             events: take.len(),
+            parts,
         };
         (take, Arc::new(payload))
     })

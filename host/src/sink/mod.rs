@@ -49,6 +49,18 @@ pub struct Payload {
     /// Shared, not copied, by every attempt (an HTTP request body takes it as is).
     pub bytes: bytes::Bytes,
     pub events: usize,
+    /// Where the runs of `bytes` go, for a sink that sends one batch to several places
+    /// (see [`SinkService::encode_parts`]); empty: all of it to the sink's one place.
+    pub parts: Vec<Part>,
+}
+
+/// One run of a payload's bytes, `..end` (from the previous part's end), and the place
+/// it goes to (a file path, for instance).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Part {
+    pub key: String,
+    pub end: usize,
+    pub events: usize,
 }
 
 /// Why a send failed, and whether trying again can help.
@@ -86,6 +98,13 @@ impl SendError {
 pub trait SinkService: Send + Sync + 'static {
     /// Encodes `events` into `out` (once per batch).
     fn encode(&self, events: &[Event], out: &mut Vec<u8>);
+    /// For a sink that sends one batch to several places: encodes `events` into `out` as
+    /// consecutive runs, one per place, and says where each goes. The driver calls this;
+    /// the default is [`encode`](Self::encode) and one place.
+    fn encode_parts(&self, events: &[Event], out: &mut Vec<u8>) -> Vec<Part> {
+        self.encode(events, out);
+        Vec::new()
+    }
     /// Sends an encoded batch (once per attempt).
     fn send(self: Arc<Self>, payload: Arc<Payload>) -> BoxFuture<'static, Result<(), SendError>>;
     /// How many batches may be on their way at once (commits stay in order).

@@ -409,6 +409,7 @@ async fn send(service: &Arc<HttpService>, bodies: &[&str]) -> Result<(), SendErr
     let payload = Payload {
         bytes: bytes.into(),
         events: bodies.len(),
+        parts: Vec::new(),
     };
     service.clone().send(Arc::new(payload)).await
 }

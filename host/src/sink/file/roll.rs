@@ -1,0 +1,339 @@
+//! Rolling for the `file` sink: when the file it writes reaches a size, a number of
+//! events or an age, it is closed and renamed `PATH.<unix ms>` (a *rolled* file), then
+//! gzipped to `PATH.<unix ms>.gz` when asked, and the oldest rolled files beyond
+//! `max_files` are deleted. Only whole batches go into a file, so a rolled file always
+//! ends at a batch boundary.
+//!
+//! Crash safety: a rename is atomic, so a crash leaves either the file being written or
+//! a whole rolled file. Compression writes `NAME.gz.tmp`, syncs it and renames it to
+//! `NAME.gz` before deleting `NAME`; a crash midway leaves the rolled file and a partial
+//! `.tmp`, which [`Roller::recover`] (run when the sink opens its file) deletes before
+//! compressing the rolled file again.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// When the file is rolled, and what becomes of rolled files. At least one of the
+/// three limits is set (the config checks it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RollPolicy {
+    pub max_bytes: Option<u64>,
+    pub max_events: Option<u64>,
+    pub interval: Option<Duration>,
+    pub gzip: bool,
+    /// Rolled files kept (the newest); `None` keeps all.
+    pub max_files: Option<usize>,
+}
+
+/// What the sink knows of the file it writes, to decide when to roll it.
+#[derive(Debug)]
+pub struct Current {
+    pub bytes: u64,
+    /// Events written since the agent opened it (a restart counts from 0).
+    pub events: u64,
+    /// When the agent opened it (a restart counts from then).
+    pub opened: Instant,
+}
+
+impl RollPolicy {
+    /// Whether the file must be rolled before a batch of `bytes` and `events` goes in.
+    /// An empty file is never rolled: a batch larger than `max_bytes` fills a file alone.
+    pub fn due(&self, current: &Current, bytes: u64, events: u64) -> bool {
+        if current.bytes == 0 {
+            return false;
+        }
+        self.max_bytes
+            .is_some_and(|max| current.bytes + bytes > max)
+            || self
+                .max_events
+                .is_some_and(|max| current.events + events > max)
+            || self
+                .interval
+                .is_some_and(|age| current.opened.elapsed() >= age)
+    }
+}
+
+/// Rolls the files of one path.
+#[derive(Debug, Clone)]
+pub struct Roller {
+    path: PathBuf,
+    policy: RollPolicy,
+}
+
+impl Roller {
+    pub fn new(path: PathBuf, policy: RollPolicy) -> Self {
+        Self { path, policy }
+    }
+
+    pub fn policy(&self) -> &RollPolicy {
+        &self.policy
+    }
+
+    /// Renames the (closed) file at the path to a new rolled name, then compresses it
+    /// and applies the retention limit. The rename is done when this returns Ok; a
+    /// failure to compress or delete afterwards is logged and left for the next roll or
+    /// start (the events are safe in the rolled file).
+    pub fn roll(&self) -> std::io::Result<PathBuf> {
+        let rolled = self.next_name();
+        std::fs::rename(&self.path, &rolled)?;
+        self.finish(&rolled);
+        Ok(rolled)
+    }
+
+    /// Compresses rolled files left uncompressed (a crash between the rename and the end
+    /// of compression) and deletes partial `.gz.tmp` files; applies the retention limit.
+    pub fn recover(&self) {
+        for tmp in self.siblings().filter(|p| has_suffix(p, ".gz.tmp")) {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        if self.policy.gzip {
+            for rolled in self.rolled().into_iter().filter(|p| !has_suffix(p, ".gz")) {
+                if let Err(e) = gzip(&rolled) {
+                    tracing::warn!(file = %rolled.display(), "could not compress a rolled file: {e}");
+                }
+            }
+        }
+        self.retain();
+    }
+
+    fn finish(&self, rolled: &Path) {
+        if self.policy.gzip
+            && let Err(e) = gzip(rolled)
+        {
+            tracing::warn!(file = %rolled.display(), "could not compress a rolled file (kept as is, tried again at the next start): {e}");
+        }
+        self.retain();
+    }
+
+    /// `PATH.<unix ms>`, after the newest rolled file even when the clock went back or
+    /// two rolls fall in one millisecond: names sort in the order of rolling.
+    fn next_name(&self) -> PathBuf {
+        let ms = (crate::event::now_ns() / 1_000_000).max(0) as u64;
+        let newest = self.rolled().last().and_then(|p| self.stamp_of(p));
+        let mut stamp = newest.map_or(ms, |n| ms.max(n + 1));
+        loop {
+            let name = self.with_suffix(&format!(".{stamp}"));
+            let gz = self.with_suffix(&format!(".{stamp}.gz"));
+            if !name.exists() && !gz.exists() {
+                return name;
+            }
+            stamp += 1;
+        }
+    }
+
+    fn with_suffix(&self, suffix: &str) -> PathBuf {
+        let mut name = self.path.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    }
+
+    /// Files in the path's directory whose names start with the path's file name and a dot.
+    fn siblings(&self) -> impl Iterator<Item = PathBuf> + use<> {
+        let dir = match self.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let prefix = self
+            .path
+            .file_name()
+            .map(|n| format!("{}.", n.to_string_lossy()))
+            .unwrap_or_default();
+        std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|entry| entry.path())
+            .filter(move |p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
+            })
+    }
+
+    /// The rolled files (`PATH.<ms>` and `PATH.<ms>.gz`), oldest first.
+    pub fn rolled(&self) -> Vec<PathBuf> {
+        let mut rolled: Vec<(u64, PathBuf)> = self
+            .siblings()
+            .filter_map(|p| Some((self.stamp_of(&p)?, p)))
+            .collect();
+        rolled.sort();
+        rolled.into_iter().map(|(_, p)| p).collect()
+    }
+
+    /// The `<ms>` of a rolled file's name; `None` for any other file.
+    fn stamp_of(&self, rolled: &Path) -> Option<u64> {
+        let prefix_len = self.path.file_name()?.len() + 1;
+        let name = rolled.file_name()?.to_str()?;
+        let rest = name.get(prefix_len..)?;
+        rest.strip_suffix(".gz").unwrap_or(rest).parse().ok()
+    }
+
+    /// Deletes the oldest rolled files beyond `max_files`.
+    fn retain(&self) {
+        let Some(keep) = self.policy.max_files else {
+            return;
+        };
+        let rolled = self.rolled();
+        let excess = rolled.len().saturating_sub(keep);
+        for old in &rolled[..excess] {
+            match std::fs::remove_file(old) {
+                Ok(()) => {
+                    tracing::info!(file = %old.display(), "deleted a rolled file (max_files)")
+                }
+                Err(e) => {
+                    tracing::warn!(file = %old.display(), "could not delete a rolled file: {e}")
+                }
+            }
+        }
+    }
+}
+
+fn has_suffix(path: &Path, suffix: &str) -> bool {
+    path.to_string_lossy().ends_with(suffix)
+}
+
+/// `FILE` → `FILE.gz` (through `FILE.gz.tmp`, synced), then deletes `FILE`. Streams: the
+/// memory it takes does not grow with the file.
+fn gzip(file: &Path) -> std::io::Result<()> {
+    let mut gz = file.as_os_str().to_owned();
+    gz.push(".gz");
+    let gz = PathBuf::from(gz);
+    let mut tmp = gz.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut input = BufReader::new(File::open(file)?);
+    let out = File::create(&tmp)?;
+    let mut encoder =
+        flate2::write::GzEncoder::new(BufWriter::new(out), flate2::Compression::fast());
+    std::io::copy(&mut input, &mut encoder)?;
+    let out = encoder.finish()?.into_inner().map_err(|e| e.into_error())?;
+    out.sync_all()?;
+    std::fs::rename(&tmp, &gz)?;
+    std::fs::remove_file(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn policy() -> RollPolicy {
+        RollPolicy {
+            max_bytes: None,
+            max_events: None,
+            interval: None,
+            gzip: false,
+            max_files: None,
+        }
+    }
+
+    fn current(bytes: u64, events: u64) -> Current {
+        Current {
+            bytes,
+            events,
+            opened: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn a_roll_is_due_before_a_batch_would_pass_a_limit_but_never_on_an_empty_file() {
+        let bytes = RollPolicy {
+            max_bytes: Some(100),
+            ..policy()
+        };
+        assert!(!bytes.due(&current(60, 1), 40, 1));
+        assert!(bytes.due(&current(60, 1), 41, 1));
+        assert!(
+            !bytes.due(&current(0, 0), 1000, 10),
+            "an oversized batch fills a file alone"
+        );
+        let events = RollPolicy {
+            max_events: Some(10),
+            ..policy()
+        };
+        assert!(!events.due(&current(5, 8), 5, 2));
+        assert!(events.due(&current(5, 8), 5, 3));
+        let age = RollPolicy {
+            interval: Some(Duration::ZERO),
+            ..policy()
+        };
+        assert!(age.due(&current(1, 1), 1, 1));
+        assert!(!age.due(&current(0, 0), 1, 1));
+    }
+
+    #[test]
+    fn rolled_files_are_gzipped_and_only_the_newest_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.log");
+        let roller = Roller::new(
+            path.clone(),
+            RollPolicy {
+                max_events: Some(1),
+                gzip: true,
+                max_files: Some(2),
+                ..policy()
+            },
+        );
+        for n in 0..4 {
+            std::fs::write(&path, format!("batch {n}\n")).unwrap();
+            roller.roll().unwrap();
+        }
+        let rolled = roller.rolled();
+        assert_eq!(rolled.len(), 2);
+        let texts: Vec<String> = rolled
+            .iter()
+            .map(|p| {
+                assert!(has_suffix(p, ".gz"), "{}", p.display());
+                let mut text = String::new();
+                flate2::read::GzDecoder::new(File::open(p).unwrap())
+                    .read_to_string(&mut text)
+                    .unwrap();
+                text
+            })
+            .collect();
+        assert_eq!(texts, ["batch 2\n", "batch 3\n"]);
+        assert!(!path.exists(), "the path is free for the next file");
+    }
+
+    #[test]
+    fn recovery_compresses_what_a_crash_left_and_removes_partial_archives() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.log");
+        // A crash after the rename, midway through compressing.
+        std::fs::write(dir.path().join("out.log.1700000000000"), "whole\n").unwrap();
+        std::fs::write(dir.path().join("out.log.1700000000000.gz.tmp"), "part").unwrap();
+        // Not ours: another file's rolls, and the file being written.
+        std::fs::write(dir.path().join("out.log2.1700000000000"), "other\n").unwrap();
+        std::fs::write(&path, "current\n").unwrap();
+        let roller = Roller::new(
+            path.clone(),
+            RollPolicy {
+                max_bytes: Some(1 << 20),
+                gzip: true,
+                ..policy()
+            },
+        );
+        roller.recover();
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "out.log",
+                "out.log.1700000000000.gz",
+                "out.log2.1700000000000"
+            ]
+        );
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(
+            File::open(dir.path().join("out.log.1700000000000.gz")).unwrap(),
+        )
+        .read_to_string(&mut text)
+        .unwrap();
+        assert_eq!(text, "whole\n");
+    }
+}
