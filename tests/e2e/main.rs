@@ -10,6 +10,7 @@ mod defects;
 mod delivery;
 mod durable;
 mod exec_tail;
+mod file_sink;
 mod json_roundtrip;
 mod peer;
 mod plugin_sdks;

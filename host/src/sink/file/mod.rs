@@ -181,18 +181,41 @@ struct OpenFile {
 }
 
 impl OpenFile {
-    fn at(path: &Path) -> std::io::Result<Self> {
+    /// Opens the file at `path` for appending. With `count_events` (a roll by events), a
+    /// file that is already there has its lines counted, so a restart of the agent does
+    /// not let it grow past the limit (every format writes one line per event).
+    fn at(path: &Path, count_events: bool) -> std::io::Result<Self> {
         let file = open_append(path)?;
         let bytes = file.metadata()?.len();
+        let events = if count_events && bytes > 0 {
+            count_lines(path)?
+        } else {
+            0
+        };
         Ok(Self {
             file,
             current: Current {
                 bytes,
-                events: 0,
+                events,
                 opened: Instant::now(),
             },
             last_write: Instant::now(),
         })
+    }
+}
+
+/// The number of line ends in a file (read in 64 KiB blocks).
+fn count_lines(path: &Path) -> std::io::Result<u64> {
+    use std::io::Read;
+    let mut file = File::open(path)?;
+    let mut block = vec![0; 64 * 1024];
+    let mut lines = 0;
+    loop {
+        let n = file.read(&mut block)?;
+        if n == 0 {
+            return Ok(lines);
+        }
+        lines += memchr::memchr_iter(b'\n', &block[..n]).count() as u64;
     }
 }
 
@@ -373,9 +396,10 @@ fn append(
     bytes: &[u8],
     events: u64,
 ) -> std::io::Result<OpenFile> {
+    let count_events = roller.is_some_and(|r| r.policy().max_events.is_some());
     let mut open = match open {
         Some(o) if still_at_path(&o.file, path) => o,
-        _ => OpenFile::at(path)?,
+        _ => OpenFile::at(path, count_events)?,
     };
     if let Some(roller) = roller
         && roller
@@ -385,7 +409,7 @@ fn append(
         drop(open);
         let rolled = roller.roll()?;
         tracing::debug!(file = %rolled.display(), "rolled");
-        open = OpenFile::at(path)?;
+        open = OpenFile::at(path, false)?;
     }
     let before = open.file.metadata()?.len();
     if let Err(e) = open.file.write_all(bytes) {

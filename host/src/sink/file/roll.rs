@@ -31,7 +31,7 @@ pub struct RollPolicy {
 #[derive(Debug)]
 pub struct Current {
     pub bytes: u64,
-    /// Events written since the agent opened it (a restart counts from 0).
+    /// Events in it (its lines, when the agent found it there).
     pub events: u64,
     /// When the agent opened it (a restart counts from then).
     pub opened: Instant,
