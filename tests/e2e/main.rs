@@ -17,6 +17,7 @@ mod plugin_sdks;
 mod processor;
 mod reload;
 mod signing;
+mod sink_groups;
 mod sources;
 mod state;
 mod taildir;

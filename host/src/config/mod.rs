@@ -15,8 +15,9 @@ use crate::event::{Map, Value};
 use crate::plugin::Limits;
 use crate::sink::SinkType;
 use crate::source::SourceType;
+use indexmap::IndexMap;
 use raw::{CommonSink, CommonSource, RawConfig, RawPlugin};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -170,6 +171,18 @@ pub struct SinkSpec {
     pub kind: SinkType,
     /// Whether `batch_size` was written (else the default, clamped to the channel).
     batch_size_set: bool,
+    /// For a sink group: its members (the group's channel, batch, retry and dead-letter
+    /// settings are its first member's; `kind` too, unused).
+    pub group: Option<SinkGroupSpec>,
+}
+
+/// A `[sink_groups.NAME]`: how batches are spread over its member sinks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SinkGroupSpec {
+    pub mode: crate::sink::group::GroupMode,
+    pub selector: crate::sink::group::Selector,
+    /// In priority order.
+    pub members: Vec<SinkSpec>,
 }
 
 /// Settings compared across a config reload: the same settings at another line of the
@@ -186,7 +199,21 @@ macro_rules! unlined {
         }
     )+};
 }
-unlined!(PluginSpec, ChannelSpec, SinkSpec);
+unlined!(PluginSpec, ChannelSpec);
+
+impl SinkSpec {
+    /// A copy with no line numbers, to compare settings.
+    pub fn unlined(&self) -> Self {
+        let mut copy = self.clone();
+        copy.line = None;
+        if let Some(group) = &mut copy.group {
+            for member in &mut group.members {
+                member.line = None;
+            }
+        }
+        copy
+    }
+}
 
 impl SourceSpec {
     /// A copy with no line numbers, to compare settings.
@@ -332,6 +359,7 @@ impl Validator<'_> {
         self.check_channel_use(&drained, &channel_names);
         self.check_batches_fit(&mut sinks, &channels);
         self.check_feedback_loops(&sources, &sinks);
+        let sinks = self.sink_groups(&raw.sink_groups, sinks, &raw.sinks);
         if raw.agent.require_signed == Some(true) && raw.agent.trusted_keys.is_empty() {
             self.error(
                 &["agent", "trusted_keys"],
@@ -738,7 +766,85 @@ impl Validator<'_> {
             ),
             kind,
             batch_size_set: s.batch_size.is_some(),
+            group: None,
         })
+    }
+
+    /// Replaces the member sinks of each `[sink_groups.NAME]` by one group sink.
+    fn sink_groups(
+        &mut self,
+        groups: &IndexMap<String, raw::RawSinkGroup>,
+        mut sinks: Vec<SinkSpec>,
+        raw_sinks: &IndexMap<String, toml::Table>,
+    ) -> Vec<SinkSpec> {
+        use crate::sink::group::{GroupMode, Selector};
+        let mut grouped: HashMap<String, String> = HashMap::new();
+        for (name, group) in groups {
+            let before = self.errors.len();
+            if raw_sinks.contains_key(name) {
+                self.error(
+                    &["sink_groups", name],
+                    format!("a sink is named `{name}` too: a group needs a name of its own"),
+                );
+            }
+            if group.sinks.len() < 2 {
+                self.error(
+                    &["sink_groups", name, "sinks"],
+                    "a group needs at least two sinks",
+                );
+            }
+            if group.selector.is_some() && group.mode != GroupMode::LoadBalance {
+                self.error(
+                    &["sink_groups", name, "selector"],
+                    "only for `type = \"load_balance\"`",
+                );
+            }
+            let mut members = Vec::new();
+            for (i, member) in group.sinks.iter().enumerate() {
+                let key = format!("sinks[{i}]");
+                let path = ["sink_groups", name.as_str(), key.as_str()];
+                if !raw_sinks.contains_key(member) {
+                    let names: Vec<&str> = raw_sinks.keys().map(String::as_str).collect();
+                    self.error(&path, undefined("sink", member, &names));
+                    continue;
+                }
+                if let Some(other) = grouped.insert(member.clone(), name.clone()) {
+                    self.error(
+                        &path,
+                        format!("sink `{member}` is already in group `{other}`"),
+                    );
+                    continue;
+                }
+                // A member with errors of its own was reported, and is not in `sinks`.
+                let Some(spec) = sinks.iter().find(|s| s.name == *member) else {
+                    continue;
+                };
+                if let Some(first) = members.first() {
+                    let first: &SinkSpec = first;
+                    if spec.channel != first.channel {
+                        self.error(&["sinks", member, "channel"], format!("`{}`: the members of group `{name}` take from one channel, `{}` (its first sink's)", spec.channel, first.channel));
+                    }
+                    if spec.dead_letter != first.dead_letter {
+                        self.error(&["sinks", member, "dead_letter"], format!("the members of group `{name}` share their first sink's dead_letter ({})", first.dead_letter.as_deref().unwrap_or("none")));
+                    }
+                }
+                members.push(spec.clone());
+            }
+            if self.errors.len() > before || members.is_empty() {
+                continue;
+            }
+            let mut spec = members[0].clone();
+            spec.name = name.clone();
+            spec.line = self.locator.line(&["sink_groups", name]);
+            spec.group = Some(SinkGroupSpec {
+                mode: group.mode,
+                selector: group.selector.unwrap_or(Selector::RoundRobin),
+                members,
+            });
+            sinks.push(spec);
+        }
+        sinks.retain(|s| !grouped.contains_key(&s.name));
+        sinks
     }
 
     /// Every channel must have a consumer, or events would pile up in it.

@@ -18,7 +18,20 @@ pub struct RawConfig {
     #[serde(default)]
     pub sinks: IndexMap<String, toml::Table>,
     #[serde(default)]
+    pub sink_groups: IndexMap<String, RawSinkGroup>,
+    #[serde(default)]
     pub plugins: IndexMap<String, RawPlugin>,
+}
+
+/// `[sink_groups.NAME]`: sinks of one channel behind one driver.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSinkGroup {
+    #[serde(rename = "type")]
+    pub mode: crate::sink::group::GroupMode,
+    /// Member sinks, in priority order (failover).
+    pub sinks: Vec<String>,
+    pub selector: Option<crate::sink::group::Selector>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -1,27 +1,32 @@
 //! The sink driver, the same for every sink type: take a batch in a transaction, encode
-//! it once, send it (retrying with backoff what can succeed later, up to the service's
-//! number of batches in flight), and finish transactions strictly in the order they
-//! were taken: commit what was delivered; put what was refused for good into the
-//! dead-letter channel (then commit), or drop and count it.
+//! it once per member it goes to, send it (retrying what can succeed later, on another
+//! member of a group at once, else after the backoff; up to the service's number of
+//! batches in flight), and finish transactions strictly in the order they were taken:
+//! commit what was delivered; put what was refused for good into the dead-letter
+//! channel (then commit), or drop and count it.
 
-use super::{Backoff, Payload, SendError, SinkService};
+use super::group::{GroupMode, Members, Selector};
+use super::{Payload, SendError, SinkService};
 use crate::channel::{Channel, Take, TakeLimits};
 use crate::config::SinkSpec;
-use crate::internal_events::{
-    BatchDelivered, BatchRejected, EventsLost, SinkCounters, SinkWriteFailed,
-};
+use crate::internal_events::{BatchDelivered, BatchRejected, EventsLost, SinkWriteFailed};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 /// How a batch's sending ended.
 enum Outcome {
+    /// By member `member`.
     Delivered {
         bytes: usize,
+        member: usize,
     },
-    Rejected(String),
+    Rejected {
+        error: String,
+        member: usize,
+    },
     /// The agent stopped while the batch was still being retried.
     Aborted,
 }
@@ -33,9 +38,7 @@ pub struct Sink {
     dead_letter: Option<Channel>,
     limits: TakeLimits,
     batch_timeout: Duration,
-    retry: (Duration, Duration),
-    service: Arc<dyn SinkService>,
-    counters: Arc<SinkCounters>,
+    members: Arc<Members>,
 }
 
 impl Sink {
@@ -44,6 +47,22 @@ impl Sink {
         channel: Channel,
         dead_letter: Option<Channel>,
         service: Arc<dyn SinkService>,
+    ) -> Self {
+        let members = Members::new(
+            vec![(spec.name.clone(), service)],
+            GroupMode::Failover,
+            Selector::RoundRobin,
+            spec.retry,
+        );
+        Self::with_members(spec, channel, dead_letter, members)
+    }
+
+    /// A group's driver: `spec` gives the channel, batch, retry and dead-letter settings.
+    pub fn with_members(
+        spec: &SinkSpec,
+        channel: Channel,
+        dead_letter: Option<Channel>,
+        members: Members,
     ) -> Self {
         Self {
             name: spec.name.clone(),
@@ -54,9 +73,7 @@ impl Sink {
                 bytes: spec.batch.bytes,
             },
             batch_timeout: spec.batch.timeout,
-            retry: spec.retry,
-            service,
-            counters: Arc::new(SinkCounters::new(&spec.name)),
+            members: Arc::new(members),
         }
     }
 
@@ -64,7 +81,11 @@ impl Sink {
     /// batches in flight are still delivered; the channel keeps the rest). `abort`
     /// stops retrying: batches still in flight are rolled back into the channel.
     pub async fn run(self, stop: CancellationToken, abort: CancellationToken) {
-        let max_in_flight = self.service.in_flight().max(1);
+        let max_in_flight = (0..self.members.len())
+            .map(|i| self.members.get(i).service.in_flight())
+            .max()
+            .unwrap_or(1)
+            .max(1);
         let mut in_flight = FuturesOrdered::new();
         let mut drained = false;
         loop {
@@ -91,11 +112,9 @@ impl Sink {
                         continue;
                     }
                     in_flight.push_back(deliver(
-                        self.service.clone(),
+                        self.members.clone(),
                         take,
-                        self.retry,
                         self.name.clone(),
-                        self.counters.clone(),
                         abort.clone(),
                     ));
                 }
@@ -106,23 +125,24 @@ impl Sink {
     /// Ends a batch's transaction; false when the sink must stop (aborted).
     async fn finish(&self, take: Take, outcome: Outcome) -> bool {
         match outcome {
-            Outcome::Delivered { bytes } => {
+            Outcome::Delivered { bytes, member } => {
                 BatchDelivered {
                     events: take.len() as u64,
                     bytes: bytes as u64,
                 }
-                .emit(&self.counters);
+                .emit(&self.members.get(member).counters);
                 take.commit();
                 true
             }
-            Outcome::Rejected(error) => {
+            Outcome::Rejected { error, member } => {
+                let member = self.members.get(member);
                 BatchRejected {
-                    sink: &self.name,
+                    sink: &member.name,
                     events: take.len() as u64,
                     error: &error,
                     dead_letter: self.dead_letter.as_ref().map(Channel::name),
                 }
-                .emit(&self.counters);
+                .emit(&member.counters);
                 match &self.dead_letter {
                     Some(dead_letter) => {
                         // Into the dead-letter channel first, then off this one: a
@@ -153,86 +173,88 @@ impl Sink {
     }
 }
 
-/// Encodes one batch (on the blocking pool: compressing a large batch takes
-/// milliseconds, and batches in flight are then encoded in parallel), then sends it
-/// until it is delivered, refused for good, or the agent stops. No take comes back when
-/// encoding panicked (a bug): the take was rolled back as it unwound.
+/// Sends one batch until it is delivered, refused for good, or the agent stops: to the
+/// member the group picks, encoded for it (on the blocking pool: compressing a large
+/// batch takes milliseconds, and batches in flight are then encoded in parallel; once
+/// per member, kept for the retries). No take comes back when encoding panicked (a
+/// bug): the take was rolled back as it unwound.
 async fn deliver(
-    service: Arc<dyn SinkService>,
-    take: Take,
-    retry: (Duration, Duration),
+    members: Arc<Members>,
+    mut take: Take,
     sink: String,
-    counters: Arc<SinkCounters>,
     abort: CancellationToken,
 ) -> (Option<Take>, Outcome) {
-    let encoder = service.clone();
-    let encoded = tokio::task::spawn_blocking(move || {
-        let mut bytes = Vec::new();
-        let parts = encoder.encode_parts(take.events(), &mut bytes);
-        let payload = Payload {
-            bytes: bytes.into(),
-            events: take.len(),
-            parts,
-        };
-        (take, Arc::new(payload))
-    })
-    .await;
-    let (take, payload) = match encoded {
-        Ok(encoded) => encoded,
-        Err(e) => {
-            tracing::error!(sink = %sink, "encoding a batch failed (a bug in the agent): {e}");
-            return (None, Outcome::Aborted);
-        }
-    };
-    let (take, outcome) = send(service, payload, take, retry, &sink, &counters, abort).await;
-    (Some(take), outcome)
-}
-
-/// Sends one encoded batch until it is delivered, refused for good, or the agent stops.
-async fn send(
-    service: Arc<dyn SinkService>,
-    payload: Arc<Payload>,
-    take: Take,
-    retry: (Duration, Duration),
-    sink: &str,
-    counters: &SinkCounters,
-    abort: CancellationToken,
-) -> (Take, Outcome) {
-    let mut backoff = Backoff::new(retry.0, retry.1);
+    let mut encoded: Vec<Option<Arc<Payload>>> = vec![None; members.len()];
     let mut attempt = 0u32;
     loop {
+        let member = match members.pick(Instant::now()) {
+            Ok(member) => member,
+            Err(back) => {
+                // Every member is set aside: wait for the first to come back.
+                tokio::select! {
+                    _ = tokio::time::sleep_until(back.into()) => continue,
+                    _ = abort.cancelled() => return (Some(take), Outcome::Aborted),
+                }
+            }
+        };
+        let payload = match &encoded[member] {
+            Some(payload) => payload.clone(),
+            None => {
+                let encoder = members.get(member).service.clone();
+                let encoding = tokio::task::spawn_blocking(move || {
+                    let mut bytes = Vec::new();
+                    let parts = encoder.encode_parts(take.events(), &mut bytes);
+                    let payload = Payload {
+                        bytes: bytes.into(),
+                        events: take.len(),
+                        parts,
+                    };
+                    (take, Arc::new(payload))
+                })
+                .await;
+                let payload;
+                (take, payload) = match encoding {
+                    Ok(encoded) => encoded,
+                    Err(e) => {
+                        tracing::error!(sink = %sink, "encoding a batch failed (a bug in the agent): {e}");
+                        return (None, Outcome::Aborted);
+                    }
+                };
+                encoded[member] = Some(payload.clone());
+                payload
+            }
+        };
+        let service = members.get(member).service.clone();
         let sent = tokio::select! {
-            sent = service.clone().send(payload.clone()) => sent,
-            _ = abort.cancelled() => return (take, Outcome::Aborted),
+            sent = service.send(payload.clone()) => sent,
+            _ = abort.cancelled() => return (Some(take), Outcome::Aborted),
         };
         let (message, after) = match sent {
             Ok(()) => {
+                members.succeeded(member);
+                let bytes = payload.bytes.len();
+                return (Some(take), Outcome::Delivered { bytes, member });
+            }
+            Err(SendError::Reject { message }) => {
                 return (
-                    take,
-                    Outcome::Delivered {
-                        bytes: payload.bytes.len(),
+                    Some(take),
+                    Outcome::Rejected {
+                        error: message,
+                        member,
                     },
                 );
             }
-            Err(SendError::Reject { message }) => return (take, Outcome::Rejected(message)),
             Err(SendError::Retry { message, after }) => (message, after),
         };
         attempt += 1;
-        let delay = match after {
-            // The destination said when; never wait longer than the backoff's cap.
-            Some(after) => after.min(retry.1),
-            None => backoff.next_delay(),
-        };
+        let delay = members.failed(member, after);
+        let failed = members.get(member);
         SinkWriteFailed {
-            sink,
+            sink: &failed.name,
             error: &message,
             attempt,
             retry_in: delay,
         }
-        .emit(counters);
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = abort.cancelled() => return (take, Outcome::Aborted),
-        }
+        .emit(&failed.counters);
     }
 }

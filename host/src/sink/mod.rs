@@ -10,6 +10,7 @@
 mod console;
 mod driver;
 mod file;
+pub mod group;
 pub mod http;
 mod retry;
 

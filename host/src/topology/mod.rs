@@ -16,6 +16,7 @@ use crate::plugin::reload::PluginSet;
 use crate::plugin::signing::TrustedKeys;
 use crate::plugin::{PluginEngine, PluginError, Role};
 use crate::sink::Sink;
+use crate::sink::group::Members;
 use crate::summary::Summary;
 use indexmap::IndexMap;
 use running::Running;
@@ -451,12 +452,22 @@ fn build_sink(
         Some(d) => Some(channels.get(d).ok_or_else(|| missing(d))?.clone()),
         None => None,
     };
-    let service = s
-        .kind
-        .config()
-        .build(&s.name)
-        .map_err(|e| error_at(spec, s.line, &format!("sinks.{}", s.name), format!("{e:#}")))?;
-    Ok(Sink::new(s, channel.clone(), dead_letter, service))
+    let build = |s: &SinkSpec| {
+        s.kind
+            .config()
+            .build(&s.name)
+            .map_err(|e| error_at(spec, s.line, &format!("sinks.{}", s.name), format!("{e:#}")))
+    };
+    let Some(group) = &s.group else {
+        return Ok(Sink::new(s, channel.clone(), dead_letter, build(s)?));
+    };
+    let members = group
+        .members
+        .iter()
+        .map(|m| Ok((m.name.clone(), build(m)?)))
+        .collect::<Result<Vec<_>, ConfigError>>()?;
+    let members = Members::new(members, group.mode, group.selector, s.retry);
+    Ok(Sink::with_members(s, channel.clone(), dead_letter, members))
 }
 
 /// A source's worker: its chain of steps over the plugins' shared instances (`pools`
