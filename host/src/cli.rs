@@ -46,12 +46,24 @@ pub enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+    /// Tools for the `forward` sink and source.
+    Forward {
+        #[command(subcommand)]
+        command: ForwardCommand,
+    },
     /// Tools for durable (`file`) channels: look inside, check, repair. Run them on a
     /// channel's directory while the agent is stopped (the log is locked while open).
     Channel {
         #[command(subcommand)]
         command: ChannelCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ForwardCommand {
+    /// Prints a new shared key (64 hex digits) for an edge and its collector: save it to
+    /// the file both configs name as `key_file`, readable only by the agent.
+    Keygen,
 }
 
 #[derive(Debug, Subcommand)]

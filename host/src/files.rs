@@ -109,6 +109,28 @@ pub fn unhex(text: &[u8]) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// A 32-byte key from a key file's contents: 32 raw bytes, or 64 hex digits (either
+/// case) optionally followed by whitespace or a newline.
+pub fn parse_key(contents: &[u8]) -> Result<[u8; 32], String> {
+    if contents.len() == 32 {
+        let mut key = [0u8; 32];
+        key.copy_from_slice(contents);
+        return Ok(key);
+    }
+    let trimmed = contents.trim_ascii();
+    if trimmed.len() != 64 {
+        return Err(format!(
+            "expected 32 raw bytes or 64 hex digits, found {} bytes",
+            contents.len()
+        ));
+    }
+    let mut bytes = unhex(trimmed).ok_or_else(|| "not a hexadecimal key".to_owned())?;
+    let mut key = [0u8; 32];
+    key.copy_from_slice(&bytes);
+    bytes.fill(0);
+    Ok(key)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,6 +14,7 @@ pub mod config;
 pub mod encoding;
 pub mod event;
 pub mod files;
+pub mod forward;
 pub mod internal_events;
 pub mod metrics;
 pub mod pipeline;

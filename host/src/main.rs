@@ -1,6 +1,6 @@
 use clap::Parser;
 use runnel::channel::file::wal;
-use runnel::cli::{ChannelCommand, Cli, Command, LogFormat, PluginCommand};
+use runnel::cli::{ChannelCommand, Cli, Command, ForwardCommand, LogFormat, PluginCommand};
 use runnel::config::{self, AgentSpec, ConfigErrors};
 use runnel::plugin::signing;
 use runnel::topology::Topology;
@@ -83,6 +83,18 @@ fn main() -> ExitCode {
             command: PluginCommand::Bench(args),
         } => match runnel::plugin_test::bench(&args) {
             Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Forward {
+            command: ForwardCommand::Keygen,
+        } => match runnel::forward::keygen() {
+            Ok(key) => {
+                print!("{key}");
+                ExitCode::SUCCESS
+            }
             Err(e) => {
                 eprintln!("error: {e:#}");
                 ExitCode::from(2)

@@ -11,6 +11,7 @@ mod delivery;
 mod durable;
 mod exec_tail;
 mod file_sink;
+mod forward;
 mod json_roundtrip;
 mod peer;
 mod plugin_sdks;

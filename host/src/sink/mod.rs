@@ -10,6 +10,7 @@
 mod console;
 mod driver;
 mod file;
+mod forward;
 pub mod group;
 pub mod http;
 mod retry;
@@ -30,6 +31,7 @@ registry! {
     pub enum SinkType: SinkConfig, "sink" {
         "console" => Console(console::ConsoleSinkConfig),
         "file" => File(file::FileSinkConfig),
+        "forward" => Forward(forward::ForwardSinkConfig),
         "http" => Http(http::HttpSinkConfig),
     }
 }

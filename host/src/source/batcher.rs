@@ -236,6 +236,30 @@ impl Batcher {
         }
     }
 
+    /// Hands a whole batch of events (a `forward` source's) to the worker, apart from the
+    /// line batch, and waits until the source's channels hold it: true; false when the
+    /// agent stopped first (the events were not taken, or not all put).
+    pub async fn send_acknowledged(&mut self, events: Vec<Event>) -> bool {
+        let (to, mut acked) = mpsc::unbounded_channel();
+        let ack = Ack {
+            marks: Vec::new(),
+            seq: self.next_seq,
+            source: self.source.clone(),
+            to,
+        };
+        self.next_seq += 1;
+        LinesRead {
+            count: events.len() as u64,
+            bytes: events.iter().map(|e| e.body.len() as u64).sum(),
+        }
+        .emit(&self.counters);
+        let sent = tokio::select! {
+            sent = self.worker.send(Batch { events, ack: Some(ack) }) => sent.is_ok(),
+            _ = self.hard_stop.cancelled() => false,
+        };
+        sent && acked.recv().await.is_some()
+    }
+
     /// Resolves when the buffered batch is due (never, when nothing is buffered).
     pub async fn due(&self) {
         match self.due {

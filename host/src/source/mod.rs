@@ -9,6 +9,7 @@ mod batcher;
 pub mod checkpoint;
 mod exec;
 mod file;
+mod forward;
 mod generator;
 mod lines;
 mod stdin;
@@ -30,6 +31,7 @@ registry! {
     pub enum SourceType: SourceConfig, "source" {
         "exec" => Exec(exec::ExecConfig),
         "file" => File(file::FileConfig),
+        "forward" => Forward(forward::ForwardSourceConfig),
         "generator" => Generator(generator::GeneratorConfig),
         "stdin" => Stdin(stdin::StdinConfig),
         "taildir" => Taildir(taildir::TaildirConfig),

@@ -37,25 +37,10 @@ impl Cipher {
     }
 
     pub(super) fn parse(contents: &[u8], origin: &str) -> Result<Cipher> {
-        if contents.len() == 32 {
-            return Self::build(contents, origin);
-        }
-        let trimmed = contents.trim_ascii();
-        if trimmed.len() != 64 {
-            return Err(WalError::InvalidKey {
-                origin: origin.to_string(),
-                reason: format!(
-                    "expected 32 raw bytes or 64 hex digits, found {} bytes",
-                    contents.len()
-                ),
-            });
-        }
-        let Some(mut key) = crate::files::unhex(trimmed) else {
-            return Err(WalError::InvalidKey {
-                origin: origin.to_string(),
-                reason: "not a hexadecimal key".to_string(),
-            });
-        };
+        let mut key = crate::files::parse_key(contents).map_err(|reason| WalError::InvalidKey {
+            origin: origin.to_string(),
+            reason,
+        })?;
         let cipher = Self::build(&key, origin);
         key.fill(0);
         cipher

@@ -1,0 +1,174 @@
+//! The `forward` sink: batches to a collector agent's `forward` source over TCP, gzipped
+//! and sealed with the shared key ([`crate::forward`]). A batch is delivered when the
+//! collector acknowledges it, which it does once its channels hold the batch (with a
+//! file channel: on disk). One connection, one batch at a time; a broken connection is
+//! opened again for the retry.
+
+use super::{Payload, SendError, SinkConfig, SinkService};
+use crate::channel::file::codec;
+use crate::compress::Gzip;
+use crate::config::Problems;
+use crate::event::Event;
+use crate::forward::{Connection, ForwardError, FrameType, SharedKey};
+use futures_util::future::BoxFuture;
+use serde::Deserialize;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::net::TcpStream;
+
+#[derive(PartialEq, Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardSinkConfig {
+    /// The collector's `forward` source: `host:port`.
+    pub address: String,
+    /// The key shared with the collector (`runnel forward keygen`).
+    pub key_file: String,
+    /// gzip level of each batch, 0 (stored) to 9.
+    #[serde(default = "default_level")]
+    pub compression_level: u32,
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// How long to wait for the collector's acknowledgement of a batch.
+    #[serde(default = "default_ack_timeout_ms")]
+    pub ack_timeout_ms: u64,
+}
+
+fn default_level() -> u32 {
+    1
+}
+
+fn default_connect_timeout_ms() -> u64 {
+    5_000
+}
+
+fn default_ack_timeout_ms() -> u64 {
+    30_000
+}
+
+impl SinkConfig for ForwardSinkConfig {
+    fn validate(&self, problems: &mut Problems) {
+        if self
+            .address
+            .rsplit_once(':')
+            .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
+        {
+            problems.at("address", format!("`{}` is not host:port", self.address));
+        }
+        if let Err(e) = SharedKey::from_file(Path::new(&self.key_file)) {
+            problems.at("key_file", format!("{e:#}"));
+        }
+        if self.compression_level > 9 {
+            problems.at("compression_level", "must be 0 to 9");
+        }
+        for (key, ms) in [
+            ("connect_timeout_ms", self.connect_timeout_ms),
+            ("ack_timeout_ms", self.ack_timeout_ms),
+        ] {
+            if ms == 0 {
+                problems.at(key, "must be at least 1");
+            }
+        }
+    }
+
+    fn build(&self, name: &str) -> anyhow::Result<Arc<dyn SinkService>> {
+        Ok(Arc::new(ForwardService {
+            name: name.to_owned(),
+            address: self.address.clone(),
+            key: SharedKey::from_file(Path::new(&self.key_file))?,
+            level: self.compression_level,
+            connect_timeout: Duration::from_millis(self.connect_timeout_ms),
+            ack_timeout: Duration::from_millis(self.ack_timeout_ms),
+            connection: tokio::sync::Mutex::new(None),
+            next_id: AtomicU64::new(1),
+        }))
+    }
+}
+
+struct ForwardService {
+    name: String,
+    address: String,
+    key: SharedKey,
+    level: u32,
+    connect_timeout: Duration,
+    ack_timeout: Duration,
+    connection: tokio::sync::Mutex<Option<Connection<TcpStream>>>,
+    next_id: AtomicU64,
+}
+
+impl SinkService for ForwardService {
+    /// The batch in the file channel's payload form, gzipped.
+    fn encode(&self, events: &[Event], out: &mut Vec<u8>) {
+        let mut plain = Vec::new();
+        codec::Encoder::default().encode(events, None, &mut plain);
+        Gzip::new(self.level).compress(&plain, out);
+    }
+
+    fn send(self: Arc<Self>, payload: Arc<Payload>) -> BoxFuture<'static, Result<(), SendError>> {
+        Box::pin(async move {
+            let mut slot = self.connection.lock().await;
+            let result = self.deliver(&mut slot, &payload.bytes).await;
+            if result.is_err() {
+                // Whatever state the connection is in, the retry starts a new one.
+                *slot = None;
+            }
+            result
+        })
+    }
+}
+
+impl ForwardService {
+    async fn deliver(
+        &self,
+        slot: &mut Option<Connection<TcpStream>>,
+        bytes: &[u8],
+    ) -> Result<(), SendError> {
+        let failed =
+            |what: &str, e: ForwardError| SendError::retry(format!("{what} {}: {e}", self.address));
+        if slot.is_none() {
+            let stream =
+                tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.address))
+                    .await
+                    .map_err(|_| {
+                        SendError::retry(format!("connect to {}: timed out", self.address))
+                    })?
+                    .map_err(|e| failed("connect to", e.into()))?;
+            let _ = stream.set_nodelay(true);
+            let conn = tokio::time::timeout(
+                self.connect_timeout,
+                Connection::client(stream, &self.key, &self.name),
+            )
+            .await
+            .map_err(|_| SendError::retry(format!("handshake with {}: timed out", self.address)))?
+            .map_err(|e| failed("handshake with", e))?;
+            *slot = Some(conn);
+        }
+        let conn = slot.as_mut().expect("connected above");
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        conn.send(FrameType::Batch, id, bytes)
+            .await
+            .map_err(|e| failed("send to", e))?;
+        let answer = tokio::time::timeout(self.ack_timeout, conn.receive())
+            .await
+            .map_err(|_| {
+                SendError::retry(format!(
+                    "{}: no acknowledgement within {:?}",
+                    self.address, self.ack_timeout
+                ))
+            })?
+            .map_err(|e| failed("acknowledgement from", e))?;
+        match answer {
+            (FrameType::Ack, acked, _) if acked == id => Ok(()),
+            (FrameType::Nack, nacked, reason) if nacked == id => Err(SendError::retry(format!(
+                "{} did not take the batch: {}",
+                self.address,
+                String::from_utf8_lossy(&reason)
+            ))),
+            (kind, other, _) => Err(SendError::retry(format!(
+                "{}: {kind:?} for batch {other} while waiting for batch {id}",
+                self.address
+            ))),
+        }
+    }
+}
