@@ -16,7 +16,10 @@
 #  6. what the filter step costs: the section 2 pipeline with a filter that keeps every
 #     event (same output) against the same pipeline without it, alternated three times;
 #  7. many sources: 64 file sources (30,000 lines each) sharing the section 2 plugin
-#     chain, peak RSS and CPU, next to the same 64 sources without plugins.
+#     chain, peak RSS and CPU, next to the same 64 sources without plugins;
+#  8. instructions per line (callgrind); 9. the same plugin in each SDK language
+#     (scripts/bench-sdk.sh); 10. edge → collector forwarding beside the same edge
+#     writing a local file (scripts/bench-forward.sh).
 # Usage: scripts/bench.sh [LINES]   (default 2000000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -428,3 +431,7 @@ fi
 echo
 echo "== 9. the same plugin in each SDK language (scripts/bench-sdk.sh) =="
 scripts/bench-sdk.sh "$IN"
+
+echo
+echo "== 10. edge → collector forwarding (scripts/bench-forward.sh) =="
+scripts/bench-forward.sh "$LINES"
