@@ -272,8 +272,15 @@ fn limit_malloc_arenas() {
 }
 
 fn init_logging(cli: &Cli) {
-    let filter =
-        EnvFilter::try_from_env("RUNNEL_LOG").unwrap_or_else(|_| EnvFilter::new(&cli.log_level));
+    // The Kafka client narrates every leader lookup at info: its warnings are enough,
+    // unless a filter names it.
+    let filter = EnvFilter::try_from_env("RUNNEL_LOG").unwrap_or_else(|_| {
+        if cli.log_level.contains("rskafka") {
+            EnvFilter::new(&cli.log_level)
+        } else {
+            EnvFilter::new(format!("{},rskafka=warn", cli.log_level))
+        }
+    });
     // Colours only for a terminal: a log file or journald gets plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

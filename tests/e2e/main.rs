@@ -13,6 +13,7 @@ mod exec_tail;
 mod file_sink;
 mod forward;
 mod json_roundtrip;
+mod kafka;
 mod peer;
 mod plugin_sdks;
 mod processor;

@@ -13,6 +13,7 @@ mod file;
 mod forward;
 pub mod group;
 pub mod http;
+mod kafka;
 mod retry;
 
 pub use driver::Sink;
@@ -33,6 +34,7 @@ registry! {
         "file" => File(file::FileSinkConfig),
         "forward" => Forward(forward::ForwardSinkConfig),
         "http" => Http(http::HttpSinkConfig),
+        "kafka" => Kafka(kafka::KafkaSinkConfig),
     }
 }
 
