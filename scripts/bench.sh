@@ -19,7 +19,8 @@
 #     chain, peak RSS and CPU, next to the same 64 sources without plugins;
 #  8. instructions per line (callgrind); 9. the same plugin in each SDK language
 #     (scripts/bench-sdk.sh); 10. edge → collector forwarding beside the same edge
-#     writing a local file (scripts/bench-forward.sh).
+#     writing a local file (scripts/bench-forward.sh); 11. the kafka sink to a local
+#     tansu broker beside the same pipeline writing a local file (scripts/bench-kafka.sh).
 # Usage: scripts/bench.sh [LINES]   (default 2000000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -435,3 +436,7 @@ scripts/bench-sdk.sh "$IN"
 echo
 echo "== 10. edge → collector forwarding (scripts/bench-forward.sh) =="
 scripts/bench-forward.sh "$LINES"
+
+echo
+echo "== 11. the kafka sink to a local broker (scripts/bench-kafka.sh) =="
+scripts/bench-kafka.sh "$LINES"

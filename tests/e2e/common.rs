@@ -345,3 +345,81 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// `runnel run --config CONFIG` in the background, its standard error appended to `log`.
+pub fn spawn_logged(config: &Path, log: &Path) -> Running {
+    let stderr = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    Running::new(
+        runnel()
+            .args(["run", "--config"])
+            .arg(config)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::from(stderr))
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Appends `line(id)` (and a newline) to `path` for each id in `range`, `per_tick` lines
+/// at a time, sleeping `tick` after each.
+pub fn write_lines(
+    path: &Path,
+    range: std::ops::Range<u64>,
+    per_tick: u64,
+    tick: Duration,
+    line: impl Fn(u64) -> String,
+) {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    let mut buf = String::new();
+    for id in range {
+        buf.push_str(&line(id));
+        buf.push('\n');
+        if (id + 1) % per_tick == 0 {
+            file.write_all(buf.as_bytes()).unwrap();
+            buf.clear();
+            std::thread::sleep(tick);
+        }
+    }
+    file.write_all(buf.as_bytes()).unwrap();
+}
+
+/// Appends `id=N <pad × p>` lines (see [`write_lines`]).
+pub fn write_ids(
+    path: &Path,
+    range: std::ops::Range<u64>,
+    per_tick: u64,
+    tick: Duration,
+    pad: usize,
+) {
+    let padding = "p".repeat(pad);
+    write_lines(path, range, per_tick, tick, |id| {
+        format!("id={id} {padding}")
+    });
+}
+
+/// `runnel validate --config CONFIG`: (whether it passed, standard error and output).
+pub fn validate_config(config: &Path) -> (bool, String) {
+    let out = runnel()
+        .args(["validate", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}

@@ -11,24 +11,6 @@ use std::time::{Duration, Instant};
 
 /// The agent with its standard error going to a file (a killed agent's pipe would
 /// otherwise fill up unread).
-fn spawn_logged(config: &Path, log: &Path) -> Running {
-    let stderr = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    Running::new(
-        runnel()
-            .env("RUNNEL_LOG", "warn,runnel::channel=info")
-            .args(["run", "--config"])
-            .arg(config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(stderr))
-            .spawn()
-            .unwrap(),
-    )
-}
 
 /// taildir of `dir/logs/*.log` → file channel → http sink to `uri`.
 fn config(dir: &Path, uri: &str, channel_extra: &str, sink_extra: &str) -> PathBuf {
@@ -69,33 +51,6 @@ retry_max_ms = 500
             logs = dir.join("logs").display(),
         ),
     )
-}
-
-/// Appends `id=N <padding>` lines for ids in `range` to `path`, `per_tick` lines every
-/// `tick`.
-fn write_ids(
-    path: PathBuf,
-    range: std::ops::Range<u64>,
-    per_tick: u64,
-    tick: Duration,
-    pad: usize,
-) {
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    let padding = "p".repeat(pad);
-    let mut buf = String::new();
-    for id in range {
-        buf.push_str(&format!("id={id} {padding}\n"));
-        if (id + 1) % per_tick == 0 {
-            file.write_all(buf.as_bytes()).unwrap();
-            buf.clear();
-            std::thread::sleep(tick);
-        }
-    }
-    file.write_all(buf.as_bytes()).unwrap();
 }
 
 /// Waits until the receiver has every id below `total` (or panics after `timeout`).
@@ -145,7 +100,7 @@ fn sigkill_thirty_times_mid_stream_loses_nothing() {
 
     let path = dir.path().join("logs/app.log");
     let writer =
-        std::thread::spawn(move || write_ids(path, 0..TOTAL, 1000, Duration::from_millis(60), 40));
+        std::thread::spawn(move || write_ids(&path, 0..TOTAL, 1000, Duration::from_millis(60), 40));
     for _ in 0..KILLS {
         let mut agent = spawn_logged(&config, &log);
         std::thread::sleep(Duration::from_millis(150 + rng.below(600)));
@@ -184,7 +139,7 @@ fn positions_stored_with_the_batches_outrank_a_lost_position_file() {
     let config = config(dir.path(), &rx.uri(), "", "");
     let log = dir.path().join("agent.log");
     let app = dir.path().join("logs/app.log");
-    write_ids(app.clone(), 0..5000, 500, Duration::from_millis(20), 20);
+    write_ids(&app, 0..5000, 500, Duration::from_millis(20), 20);
     let mut agent = spawn_logged(&config, &log);
     wait_for_ids(&rx, 5000, Duration::from_secs(60));
     agent.kill().unwrap();
@@ -194,7 +149,7 @@ fn positions_stored_with_the_batches_outrank_a_lost_position_file() {
     let positions = dir.path().join("data/taildir/app.positions.json");
     std::fs::remove_file(&positions).unwrap();
 
-    write_ids(app, 5000..6000, 500, Duration::from_millis(20), 20);
+    write_ids(&app, 5000..6000, 500, Duration::from_millis(20), 20);
     let agent = spawn_logged(&config, &log);
     let counts = wait_for_ids(&rx, 6000, Duration::from_secs(60));
     std::thread::sleep(Duration::from_millis(500));
@@ -258,7 +213,7 @@ fn backlog_then_power_cut(dir: &Path) -> Backlog {
     let rx = Receiver::start(dir, &["--mode", "refuse"]);
     let config = config(dir, &rx.uri(), "", "");
     write_ids(
-        dir.join("logs/app.log"),
+        &dir.join("logs/app.log"),
         0..1000,
         100,
         Duration::from_millis(30),
@@ -352,14 +307,14 @@ fn a_sixty_second_outage_delays_delivery_but_loses_nothing_and_memory_stays_flat
     let log = dir.path().join("agent.log");
     let agent = spawn_logged(&config, &log);
     let path = dir.path().join("logs/app.log");
-    write_ids(path.clone(), 0..1000, 1000, Duration::ZERO, 1000);
+    write_ids(&path, 0..1000, 1000, Duration::ZERO, 1000);
     wait_for_ids(&rx, 1000, Duration::from_secs(30));
 
     rx.command("mode 503");
     let outage = Instant::now();
     // ~100 MB of 1 KB lines while the destination is down: they wait on disk.
     write_ids(
-        path.clone(),
+        &path,
         1000..TOTAL / 2,
         1000,
         Duration::from_millis(200),
@@ -367,7 +322,7 @@ fn a_sixty_second_outage_delays_delivery_but_loses_nothing_and_memory_stays_flat
     );
     rx.command("mode refuse");
     write_ids(
-        path,
+        &path,
         TOTAL / 2..TOTAL,
         1000,
         Duration::from_millis(200),
@@ -525,7 +480,7 @@ fn a_full_disk_applies_backpressure_corrupts_nothing_and_delivery_resumes() {
     let agent = spawn_logged(&config, &log);
     // ~3 MB of lines for a 1 MiB disk, while the destination is down.
     write_ids(
-        dir.path().join("logs/app.log"),
+        &dir.path().join("logs/app.log"),
         0..10_000,
         1000,
         Duration::from_millis(50),

@@ -9,27 +9,8 @@ use super::peer::id_counts;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-fn spawn(config: &Path, log: &Path) -> Running {
-    let stderr = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    Running::new(
-        runnel()
-            .args(["run", "--config"])
-            .arg(config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(stderr))
-            .spawn()
-            .unwrap(),
-    )
-}
 
 fn keygen(path: &Path) {
     let out = runnel().args(["forward", "keygen"]).output().unwrap();
@@ -145,18 +126,15 @@ fn relay(listen: TcpListener, upstream: u16, wire: Arc<Mutex<Vec<u8>>>) {
     });
 }
 
+/// `id=N SECRET-MARKER-N …` lines into the edge's tailed log, 500 every 20 ms.
 fn write_ids(dir: &Path, ids: std::ops::Range<u64>) {
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("logs/app.log"))
-        .unwrap();
-    for id in ids {
-        writeln!(file, "id={id} SECRET-MARKER-{id} the quick brown fox").unwrap();
-        if id % 500 == 499 {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
+    write_lines(
+        &dir.join("logs/app.log"),
+        ids,
+        500,
+        Duration::from_millis(20),
+        |id| format!("id={id} SECRET-MARKER-{id} the quick brown fox"),
+    );
 }
 
 fn stored(dir: &Path) -> Vec<String> {
@@ -184,20 +162,20 @@ fn forwarding_survives_collector_kills_and_the_wire_shows_no_line() {
     let collector_log = dir.path().join("collector.log");
     let edge = edge_config(dir.path(), "edge", relay_port, &key);
     let edge_log = dir.path().join("edge.log");
-    let edge_agent = spawn(&edge, &edge_log);
+    let edge_agent = spawn_logged(&edge, &edge_log);
 
     let writer = {
         let dir = dir.path().to_path_buf();
         std::thread::spawn(move || write_ids(&dir, 0..TOTAL))
     };
     for _ in 0..KILLS {
-        let mut agent = spawn(&collector, &collector_log);
+        let mut agent = spawn_logged(&collector, &collector_log);
         std::thread::sleep(Duration::from_millis(700));
         agent.kill().unwrap(); // SIGKILL, mid-stream
         agent.wait().unwrap();
     }
     writer.join().unwrap();
-    let collector_agent = spawn(&collector, &collector_log);
+    let collector_agent = spawn_logged(&collector, &collector_log);
     let start = Instant::now();
     let counts = loop {
         let counts = id_counts(&stored(dir.path()));
@@ -263,9 +241,9 @@ fn a_wrong_key_is_refused_with_a_clear_error_on_both_sides() {
     keygen(&other);
     let port = free_port();
     let collector_log = dir.path().join("collector.log");
-    let collector = spawn(&collector_config(dir.path(), port, &key), &collector_log);
+    let collector = spawn_logged(&collector_config(dir.path(), port, &key), &collector_log);
     let edge_log = dir.path().join("edge.log");
-    let edge = spawn(&edge_config(dir.path(), "edge", port, &other), &edge_log);
+    let edge = spawn_logged(&edge_config(dir.path(), "edge", port, &other), &edge_log);
     write_ids(dir.path(), 0..10);
     let start = Instant::now();
     loop {

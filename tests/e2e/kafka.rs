@@ -4,7 +4,6 @@
 
 use super::common::*;
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -240,29 +239,9 @@ type = "file"
         ),
     );
     let log_path = dir.path().join("agent.log");
-    let agent = Running::new(
-        runnel()
-            .args(["run", "--config"])
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(&log_path).unwrap()))
-            .spawn()
-            .unwrap(),
-    );
-    let write = |ids: std::ops::Range<u64>| {
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.path().join("logs/app.log"))
-            .unwrap();
-        for id in ids {
-            writeln!(f, "id={id} payload").unwrap();
-            if id % 200 == 199 {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
-    };
+    let agent = spawn_logged(&config, &log_path);
+    let app = dir.path().join("logs/app.log");
+    let write = |ids| write_ids(&app, ids, 200, Duration::from_millis(10), 7);
     write(0..3000);
     // The broker stops answering (SIGSTOP) while lines keep coming, then resumes.
     broker.signal("-STOP");

@@ -5,9 +5,7 @@
 use super::common::*;
 use super::peer::{Receiver, id_counts};
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// taildir of `dir/logs/*.log` → memory channel → `sinks` (TOML of the sinks and the group).
@@ -36,32 +34,18 @@ type = "memory"
             logs = dir.join("logs").display(),
         ),
     );
-    let log = std::fs::File::create(dir.join("agent.log")).unwrap();
-    Running::new(
-        runnel()
-            .args(["run", "--config"])
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .unwrap(),
-    )
+    spawn_logged(&config, &dir.join("agent.log"))
 }
 
 /// Appends `id=N` lines for `ids` to the tailed log, 50 every 25 ms.
 fn write_ids(dir: &Path, ids: std::ops::Range<u64>) {
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("logs/app.log"))
-        .unwrap();
-    for id in ids {
-        writeln!(file, "id={id} payload").unwrap();
-        if id % 50 == 49 {
-            std::thread::sleep(Duration::from_millis(25));
-        }
-    }
+    super::common::write_ids(
+        &dir.join("logs/app.log"),
+        ids,
+        50,
+        Duration::from_millis(25),
+        7,
+    );
 }
 
 /// The ids (`id=N` bodies) in a JSON-lines file the file sink wrote.

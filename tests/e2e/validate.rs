@@ -31,20 +31,8 @@ channel = "main"
 fn validate(text: &str) -> (bool, String) {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), text);
-    let out = runnel()
-        .args(["validate", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (
-        out.status.success(),
-        text.replace(&*config.to_string_lossy(), "CONFIG"),
-    )
+    let (ok, text) = validate_config(&config);
+    (ok, text.replace(&*config.to_string_lossy(), "CONFIG"))
 }
 
 fn assert_rejected(text: &str, expected: &[&str]) {
@@ -195,6 +183,7 @@ fn every_shipped_config_validates() {
         "examples/json-stdin",
         "examples/exec-journal",
         "examples/ship-to-http",
+        "examples/edge-to-collector",
     ] {
         for entry in std::fs::read_dir(root.join(dir)).unwrap() {
             let path = entry.unwrap().path();
@@ -204,13 +193,27 @@ fn every_shipped_config_validates() {
         }
     }
     assert!(configs.len() >= 5, "{configs:?}");
+    // The placeholders the bench and example scripts fill in, filled in alike.
+    let work = tempfile::tempdir().unwrap();
+    let key = work.path().join("forward.key");
+    std::fs::write(&key, "11".repeat(32)).unwrap();
+    let fill = |text: &str| {
+        text.replace("RUNNEL_BENCH_KEY", &key.display().to_string())
+            .replace("WORK/forward.key", &key.display().to_string())
+            .replace("WORK", &work.path().display().to_string())
+            .replace("RUNNEL_BENCH_ADDRESS", "127.0.0.1:7440")
+            .replace("RUNNEL_BENCH_LISTEN", "127.0.0.1:7440")
+            .replace("RUNNEL_BENCH_BROKER", "127.0.0.1:9092")
+    };
     for config in configs {
+        let filled = work.path().join(config.file_name().unwrap());
+        std::fs::write(&filled, fill(&std::fs::read_to_string(&config).unwrap())).unwrap();
         // Relative paths in configs are relative to where the agent runs: the
         // repository root, as scripts/run.sh runs it.
         let out = runnel()
             .current_dir(&root)
             .args(["validate", "--config"])
-            .arg(&config)
+            .arg(&filled)
             .output()
             .unwrap();
         assert!(
