@@ -346,7 +346,8 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// `runnel run --config CONFIG` in the background, its standard error appended to `log`.
+/// `runnel run --config CONFIG` in the background, its standard error appended to `log`
+/// (a killed agent's pipe would otherwise fill up unread).
 pub fn spawn_logged(config: &Path, log: &Path) -> Running {
     let stderr = std::fs::OpenOptions::new()
         .create(true)

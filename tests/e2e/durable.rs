@@ -9,9 +9,6 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-/// The agent with its standard error going to a file (a killed agent's pipe would
-/// otherwise fill up unread).
-
 /// taildir of `dir/logs/*.log` → file channel → http sink to `uri`.
 fn config(dir: &Path, uri: &str, channel_extra: &str, sink_extra: &str) -> PathBuf {
     std::fs::create_dir_all(dir.join("logs")).unwrap();
