@@ -184,6 +184,7 @@ fn every_shipped_config_validates() {
         "examples/exec-journal",
         "examples/ship-to-http",
         "examples/edge-to-collector",
+        "examples/kafka",
     ] {
         for entry in std::fs::read_dir(root.join(dir)).unwrap() {
             let path = entry.unwrap().path();
@@ -204,6 +205,7 @@ fn every_shipped_config_validates() {
             .replace("RUNNEL_BENCH_ADDRESS", "127.0.0.1:7440")
             .replace("RUNNEL_BENCH_LISTEN", "127.0.0.1:7440")
             .replace("RUNNEL_BENCH_BROKER", "127.0.0.1:9092")
+            .replace("BROKER", "127.0.0.1:9092")
     };
     for config in configs {
         let filled = work.path().join(config.file_name().unwrap());
