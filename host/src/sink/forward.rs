@@ -1,7 +1,8 @@
 //! The `forward` sink: batches to a collector agent's `forward` source over TCP, gzipped
 //! and sealed with the shared key ([`crate::forward`]). A batch is delivered when the
 //! collector acknowledges it, which it does once its channels hold the batch (with a
-//! file channel: on disk). One connection, one batch at a time; a broken connection is
+//! file channel: on disk). Each connection carries one batch at a time; `in_flight`
+//! connections carry that many at once (commits stay in order). A broken connection is
 //! opened again for the retry.
 
 use super::{Payload, SendError, SinkConfig, SinkService};
@@ -33,6 +34,14 @@ pub struct ForwardSinkConfig {
     /// How long to wait for the collector's acknowledgement of a batch.
     #[serde(default = "default_ack_timeout_ms")]
     pub ack_timeout_ms: u64,
+    /// Batches on their way at once (one connection each), 1 to 16. With more than 1,
+    /// a retried batch can arrive after a later one.
+    #[serde(default = "default_in_flight")]
+    pub in_flight: usize,
+}
+
+fn default_in_flight() -> usize {
+    2
 }
 
 fn default_level() -> u32 {
@@ -59,6 +68,9 @@ impl SinkConfig for ForwardSinkConfig {
         if let Err(e) = SharedKey::from_file(Path::new(&self.key_file)) {
             problems.at("key_file", format!("{e:#}"));
         }
+        if !(1..=16).contains(&self.in_flight) {
+            problems.at("in_flight", "must be 1 to 16");
+        }
         if self.compression_level > 9 {
             problems.at("compression_level", "must be 0 to 9");
         }
@@ -80,7 +92,9 @@ impl SinkConfig for ForwardSinkConfig {
             level: self.compression_level,
             connect_timeout: Duration::from_millis(self.connect_timeout_ms),
             ack_timeout: Duration::from_millis(self.ack_timeout_ms),
-            connection: tokio::sync::Mutex::new(None),
+            connections: (0..self.in_flight.clamp(1, 16))
+                .map(|_| tokio::sync::Mutex::new(None))
+                .collect(),
             next_id: AtomicU64::new(1),
         }))
     }
@@ -93,11 +107,16 @@ struct ForwardService {
     level: u32,
     connect_timeout: Duration,
     ack_timeout: Duration,
-    connection: tokio::sync::Mutex<Option<Connection<TcpStream>>>,
+    /// One per batch in flight.
+    connections: Vec<tokio::sync::Mutex<Option<Connection<TcpStream>>>>,
     next_id: AtomicU64,
 }
 
 impl SinkService for ForwardService {
+    fn in_flight(&self) -> usize {
+        self.connections.len()
+    }
+
     /// The batch in the file channel's payload form, gzipped.
     fn encode(&self, events: &[Event], out: &mut Vec<u8>) {
         let mut plain = Vec::new();
@@ -107,7 +126,11 @@ impl SinkService for ForwardService {
 
     fn send(self: Arc<Self>, payload: Arc<Payload>) -> BoxFuture<'static, Result<(), SendError>> {
         Box::pin(async move {
-            let mut slot = self.connection.lock().await;
+            // A free connection; the driver never has more batches out than there are.
+            let mut slot = match self.connections.iter().find_map(|c| c.try_lock().ok()) {
+                Some(slot) => slot,
+                None => self.connections[0].lock().await,
+            };
             let result = self.deliver(&mut slot, &payload.bytes).await;
             if result.is_err() {
                 // Whatever state the connection is in, the retry starts a new one.
