@@ -424,3 +424,12 @@ pub fn validate_config(config: &Path) -> (bool, String) {
         ),
     )
 }
+
+/// `runnel validate` refuses `config`, saying each of `expected`.
+pub fn assert_refused(config: &Path, expected: &[&str]) {
+    let (ok, text) = validate_config(config);
+    assert!(!ok, "{} should be refused", config.display());
+    for e in expected {
+        assert!(text.contains(e), "no {e:?} in\n{text}");
+    }
+}
