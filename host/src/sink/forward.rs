@@ -96,6 +96,7 @@ impl SinkConfig for ForwardSinkConfig {
                 .map(|_| tokio::sync::Mutex::new(None))
                 .collect(),
             next_id: AtomicU64::new(1),
+            encoders: std::sync::Mutex::new(Vec::new()),
         }))
     }
 }
@@ -110,6 +111,9 @@ struct ForwardService {
     /// One per batch in flight.
     connections: Vec<tokio::sync::Mutex<Option<Connection<TcpStream>>>>,
     next_id: AtomicU64,
+    /// Idle encoders (payload encoder, gzip state, plain buffer), reused between batches:
+    /// batches in flight are encoded at once, each with its own.
+    encoders: std::sync::Mutex<Vec<(codec::Encoder, Gzip, Vec<u8>)>>,
 }
 
 impl SinkService for ForwardService {
@@ -119,9 +123,20 @@ impl SinkService for ForwardService {
 
     /// The batch in the file channel's payload form, gzipped.
     fn encode(&self, events: &[Event], out: &mut Vec<u8>) {
-        let mut plain = Vec::new();
-        codec::Encoder::default().encode(events, None, &mut plain);
-        Gzip::new(self.level).compress(&plain, out);
+        let idle = self
+            .encoders
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop();
+        let (mut encoder, mut gzip, mut plain) =
+            idle.unwrap_or_else(|| (codec::Encoder::default(), Gzip::new(self.level), Vec::new()));
+        plain.clear();
+        encoder.encode(events, None, &mut plain);
+        gzip.compress(&plain, out);
+        self.encoders
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((encoder, gzip, plain));
     }
 
     fn send(self: Arc<Self>, payload: Arc<Payload>) -> BoxFuture<'static, Result<(), SendError>> {
