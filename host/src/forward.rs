@@ -311,13 +311,6 @@ pub fn keygen() -> anyhow::Result<String> {
     Ok(hex + "\n")
 }
 
-/// Checks that a key file can be read (for config validation).
-pub fn check_key_file(path: &str) -> Result<(), String> {
-    SharedKey::from_file(Path::new(path))
-        .map(|_| ())
-        .map_err(|e| format!("{e:#}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

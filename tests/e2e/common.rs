@@ -433,3 +433,20 @@ pub fn assert_refused(config: &Path, expected: &[&str]) {
         assert!(text.contains(e), "no {e:?} in\n{text}");
     }
 }
+
+/// `runnel run --config CONFIG` to its end; panics with its standard error unless it
+/// succeeded.
+pub fn run_to_end(config: &Path) -> Output {
+    let run = runnel()
+        .args(["run", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}: {}",
+        config.display(),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    run
+}

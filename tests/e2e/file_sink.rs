@@ -45,16 +45,7 @@ compression = "gzip"
     );
     let path = dir.join(format!("{tag}.toml"));
     std::fs::write(&path, config).unwrap();
-    let run = runnel()
-        .args(["run", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    run_to_end(&path);
 }
 
 /// The lines in one status directory: the rolled files (`access.log.<ms>.gz`, oldest

@@ -162,16 +162,7 @@ type = "memory"
             sink = sink(port),
         ),
     );
-    let run = runnel()
-        .args(["run", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    run_to_end(&config);
 
     let log = std::fs::read_to_string(data("apache_access/apache_logs")).unwrap();
     let mut want: Vec<&str> = log.lines().collect();

@@ -108,16 +108,7 @@ channels = ["main"]
     );
     let config_path = dir.join(format!("{tag}.toml"));
     std::fs::write(&config_path, config).unwrap();
-    let run = runnel()
-        .args(["run", "--config"])
-        .arg(&config_path)
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{tag}: {}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    run_to_end(&config_path);
     std::fs::read_to_string(&out).unwrap()
 }
 
