@@ -450,3 +450,43 @@ pub fn run_to_end(config: &Path) -> Output {
     );
     run
 }
+
+/// `runnel plugin SUBCOMMAND ARGS` with `input` on its standard input (fed from a thread:
+/// the output may be larger than a pipe holds); panics unless it succeeded. Returns
+/// (standard output, standard error).
+pub fn plugin_command(
+    subcommand: &str,
+    args: &[&std::ffi::OsStr],
+    input: &[u8],
+) -> (String, String) {
+    use std::io::Write;
+    let mut child = runnel()
+        .args(["plugin", subcommand])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let feeder = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child.wait_with_output().unwrap();
+    feeder.join().unwrap().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "plugin {subcommand} {args:?}: {stderr}"
+    );
+    (String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
+}
+
+/// `runnel plugin test ARGS` on `input`: (the events out, standard error).
+pub fn plugin_test(args: &[&std::ffi::OsStr], input: &[u8]) -> (Vec<serde_json::Value>, String) {
+    let (stdout, stderr) = plugin_command("test", args, input);
+    let events = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (events, stderr)
+}

@@ -193,35 +193,21 @@ fn plugin_bench_times_a_plugin_alone_behind_its_parser() {
         .filter(|l| expected_combined(l).status >= 400)
         .count();
     let template = built_plugin("runnel_plugin_template.wasm");
-    let mut child = runnel()
-        .args(["plugin", "bench"])
-        .arg(&template)
-        .args([
-            "--after",
-            "combined",
-            "--rounds",
-            "3",
-            "--batch-size",
-            "500",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(lines.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let args: Vec<&std::ffi::OsStr> = [template.as_os_str()]
+        .into_iter()
+        .chain(
+            [
+                "--after",
+                "combined",
+                "--rounds",
+                "3",
+                "--batch-size",
+                "500",
+            ]
+            .map(std::ffi::OsStr::new),
+        )
+        .collect();
+    let (stdout, _) = plugin_command("bench", &args, lines.as_bytes());
     assert!(
         stdout.contains("3000 events × 3 rounds, batches of 500"),
         "{stdout}"
@@ -312,30 +298,10 @@ format = "raw"
     );
 }
 
-/// Runs `runnel plugin test ARGS` on `input`; returns (events out, stderr).
+/// `runnel plugin test ARGS` on `input` (see [`plugin_test`](crate::common::plugin_test)).
 fn plugin_test(args: &[&str], input: &[u8]) -> (Vec<serde_json::Value>, String) {
-    let mut child = runnel()
-        .args(["plugin", "test"])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Fed from a thread: the output may be larger than a pipe holds.
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    let feeder = std::thread::spawn(move || stdin.write_all(&input));
-    let out = child.wait_with_output().unwrap();
-    feeder.join().unwrap().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "{args:?}: {stderr}");
-    let events = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    (events, stderr)
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+    crate::common::plugin_test(&args, input)
 }
 
 #[test]

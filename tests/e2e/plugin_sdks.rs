@@ -286,31 +286,11 @@ void exports_runnel_plugin_interceptor_method_instance_intercept(
 
 /// `runnel plugin test PLUGIN ARGS` on `input`; returns (events out, stderr).
 fn plugin_test(wasm: &Path, args: &[&str], input: &[u8]) -> (Vec<serde_json::Value>, String) {
-    let mut child = runnel()
-        .args(["plugin", "test"])
-        .arg(wasm)
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    // Fed from a thread: the output may be larger than a pipe holds.
-    let feeder = std::thread::spawn(move || {
-        use std::io::Write;
-        stdin.write_all(&input)
-    });
-    let out = child.wait_with_output().unwrap();
-    feeder.join().unwrap().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "{}: {stderr}", wasm.display());
-    let events = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
+    let args: Vec<&std::ffi::OsStr> = [wasm.as_os_str()]
+        .into_iter()
+        .chain(args.iter().map(std::ffi::OsStr::new))
         .collect();
-    (events, stderr)
+    crate::common::plugin_test(&args, input)
 }
 
 #[test]
