@@ -375,6 +375,9 @@ impl FileService {
         let Some(open) = state.open.remove(path) else {
             return;
         };
+        // Tidied again if it is opened again: the set stays as small as the open files
+        // (a time-templated path makes a new path every bucket).
+        state.recovered.remove(path);
         let written = open.current.bytes > 0;
         drop(open);
         if let Some(policy) = &self.policy
