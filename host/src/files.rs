@@ -17,6 +17,19 @@ pub fn replace_synced(path: &Path, parts: &[&[u8]]) -> std::io::Result<()> {
     replace_with(path, parts, true)
 }
 
+/// A secret file's bytes without trailing `\r`/`\n`; an error when it cannot be read or
+/// is empty.
+pub fn read_secret(path: &Path) -> Result<Vec<u8>, String> {
+    let mut bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        bytes.pop();
+    }
+    if bytes.is_empty() {
+        return Err("is empty".to_owned());
+    }
+    Ok(bytes)
+}
+
 fn replace_with(path: &Path, parts: &[&[u8]], sync: bool) -> std::io::Result<()> {
     let dir = path
         .parent()

@@ -25,3 +25,4 @@ mod state;
 mod taildir;
 mod trap;
 mod validate;
+mod webhdfs;

@@ -38,7 +38,11 @@ fn default_stream() -> Stream {
 impl SinkConfig for ConsoleSinkConfig {
     fn validate(&self, _problems: &mut Problems) {}
 
-    fn build(&self, _name: &str) -> anyhow::Result<Arc<dyn SinkService>> {
+    fn build(
+        &self,
+        _name: &str,
+        _data_dir: &std::path::Path,
+    ) -> anyhow::Result<Arc<dyn SinkService>> {
         Ok(Arc::new(ConsoleService {
             format: self.format,
             stream: self.stream,

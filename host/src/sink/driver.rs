@@ -6,7 +6,7 @@
 //! channel (then commit), or drop and count it.
 
 use super::group::{GroupMode, Members, Selector};
-use super::{Payload, SendError, SinkService};
+use super::{HOUSEKEEPING_PERIOD, Payload, SendError, SinkService};
 use crate::channel::{Channel, Take, TakeLimits};
 use crate::config::SinkSpec;
 use crate::internal_events::{BatchDelivered, BatchRejected, EventsLost, SinkWriteFailed};
@@ -88,14 +88,22 @@ impl Sink {
             .max(1);
         let mut in_flight = FuturesOrdered::new();
         let mut drained = false;
+        let mut housekeeping = tokio::time::interval(HOUSEKEEPING_PERIOD);
+        housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut housekeeper: Option<tokio::task::JoinHandle<()>> = None;
         loop {
             if drained && in_flight.is_empty() {
-                return;
+                break;
             }
             tokio::select! {
                 biased;
                 _ = abort.cancelled() => return, // dropping the takes rolls them back
                 _ = stop.cancelled(), if !drained => drained = true,
+                _ = housekeeping.tick() => {
+                    if housekeeper.as_ref().is_none_or(|h| h.is_finished()) {
+                        housekeeper = self.housekeep();
+                    }
+                }
                 Some((take, outcome)) = in_flight.next(), if !in_flight.is_empty() => {
                     let Some(take) = take else {
                         continue; // its encoding failed; rolled back, taken again
@@ -120,6 +128,27 @@ impl Sink {
                 }
             }
         }
+        if let Some(housekeeper) = housekeeper {
+            let _ = housekeeper.await;
+        }
+        for i in 0..self.members.len() {
+            self.members.get(i).service.clone().close().await;
+        }
+    }
+
+    /// Starts the members' housekeeping in a task of its own (a send in flight may hold
+    /// what it needs); `None` when no member has any.
+    fn housekeep(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let work: Vec<_> = (0..self.members.len())
+            .filter_map(|i| self.members.get(i).service.clone().housekeep())
+            .collect();
+        (!work.is_empty()).then(|| {
+            tokio::spawn(async move {
+                for job in work {
+                    job.await;
+                }
+            })
+        })
     }
 
     /// Ends a batch's transaction; false when the sink must stop (aborted).

@@ -84,7 +84,11 @@ impl SinkConfig for ForwardSinkConfig {
         }
     }
 
-    fn build(&self, name: &str) -> anyhow::Result<Arc<dyn SinkService>> {
+    fn build(
+        &self,
+        name: &str,
+        _data_dir: &std::path::Path,
+    ) -> anyhow::Result<Arc<dyn SinkService>> {
         Ok(Arc::new(ForwardService {
             name: name.to_owned(),
             address: self.address.clone(),

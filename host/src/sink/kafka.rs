@@ -91,7 +91,11 @@ impl SinkConfig for KafkaSinkConfig {
         }
     }
 
-    fn build(&self, name: &str) -> anyhow::Result<Arc<dyn SinkService>> {
+    fn build(
+        &self,
+        name: &str,
+        _data_dir: &std::path::Path,
+    ) -> anyhow::Result<Arc<dyn SinkService>> {
         Ok(Arc::new(KafkaService {
             name: name.to_owned(),
             brokers: self.brokers.clone(),
@@ -378,7 +382,7 @@ mod tests {
             create_partitions: None,
             request_timeout_ms: 1000,
         };
-        let service = config.build("k").unwrap();
+        let service = config.build("k", std::path::Path::new(".")).unwrap();
         let mut events = Vec::new();
         for (name, host, body) in [("web", "a", "1"), ("db", "b", "2"), ("web", "c", "3")] {
             let mut e = Event::from_body(name.into(), body.as_bytes().to_vec());

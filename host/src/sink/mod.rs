@@ -15,6 +15,8 @@ pub mod group;
 pub mod http;
 mod kafka;
 mod retry;
+mod rolling;
+mod webhdfs;
 
 pub use driver::Sink;
 pub use retry::Backoff;
@@ -23,7 +25,7 @@ use crate::config::Problems;
 use crate::config::registry::registry;
 use crate::event::Event;
 use futures_util::future::BoxFuture;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +37,7 @@ registry! {
         "forward" => Forward(forward::ForwardSinkConfig),
         "http" => Http(http::HttpSinkConfig),
         "kafka" => Kafka(kafka::KafkaSinkConfig),
+        "webhdfs" => WebHdfs(webhdfs::WebHdfsSinkConfig),
     }
 }
 
@@ -45,7 +48,8 @@ pub trait SinkConfig: std::fmt::Debug + Send + Sync {
     fn writes_file(&self) -> Option<PathBuf> {
         None
     }
-    fn build(&self, name: &str) -> anyhow::Result<Arc<dyn SinkService>>;
+    /// `data_dir`: the agent's data directory, for what a sink keeps across restarts.
+    fn build(&self, name: &str, data_dir: &Path) -> anyhow::Result<Arc<dyn SinkService>>;
 }
 
 /// A batch encoded for its destination, sent as is by every attempt.
@@ -116,4 +120,18 @@ pub trait SinkService: Send + Sync + 'static {
     fn in_flight(&self) -> usize {
         1
     }
+    /// Work due with time rather than with batches (closing idle files, rolling files
+    /// past their age). The driver runs it every [`HOUSEKEEPING_PERIOD`], beside the
+    /// sends, never two at once.
+    fn housekeep(self: Arc<Self>) -> Option<BoxFuture<'static, ()>> {
+        None
+    }
+    /// Called once when the sink stops after its last batch was delivered (not when
+    /// the agent aborts): close what is open (a file gets its final name).
+    fn close(self: Arc<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(async {})
+    }
 }
+
+/// How often the driver runs [`SinkService::housekeep`].
+pub const HOUSEKEEPING_PERIOD: Duration = Duration::from_secs(1);

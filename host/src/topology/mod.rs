@@ -455,7 +455,7 @@ fn build_sink(
     let build = |s: &SinkSpec| {
         s.kind
             .config()
-            .build(&s.name)
+            .build(&s.name, &spec.data_dir)
             .map_err(|e| error_at(spec, s.line, &format!("sinks.{}", s.name), format!("{e:#}")))
     };
     let Some(group) = &s.group else {

@@ -7,9 +7,10 @@
 //! path is checked: when the file was deleted or replaced (rotated away), it is reopened
 //! by path, so events never go into a deleted inode where no one can read them. With a
 //! roll limit, a file is closed and renamed before the batch that would pass it
-//! ([`roll`]). Files not written for `idle_close_secs` are closed (and rolled, when
-//! rolling is on: a finished time bucket gets compressed); at most `max_open_files` stay
-//! open.
+//! ([`roll`]). Files not written for `idle_close_secs`, or open past
+//! `roll_interval_secs`, are closed (and rolled, when rolling is on: a finished time
+//! bucket gets compressed) at the next write or the driver's housekeeping, within a
+//! second; at most `max_open_files` stay open.
 
 mod roll;
 
@@ -29,7 +30,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use roll::{Current, RollPolicy, Roller};
+use super::rolling::{Current, RollLimits};
+use roll::{RollPolicy, Roller};
 
 #[derive(PartialEq, Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,7 +51,7 @@ pub struct FileSinkConfig {
     pub compression: RolledCompression,
     /// Rolled files kept per path (the newest); the older ones are deleted.
     pub max_files: Option<usize>,
-    /// Close a file not written for this long (checked at each write).
+    /// Close a file not written for this long (checked every second).
     #[serde(default = "default_idle_close_secs")]
     pub idle_close_secs: u64,
     /// At most this many files open at once (the least recently written is closed).
@@ -125,7 +127,11 @@ impl SinkConfig for FileSinkConfig {
         template.is_static().then(|| PathBuf::from(&self.path))
     }
 
-    fn build(&self, _name: &str) -> anyhow::Result<Arc<dyn SinkService>> {
+    fn build(
+        &self,
+        _name: &str,
+        _data_dir: &std::path::Path,
+    ) -> anyhow::Result<Arc<dyn SinkService>> {
         let template: Template = self.path.parse()?;
         Ok(Arc::new(FileService {
             format: self.format,
@@ -142,15 +148,12 @@ impl SinkConfig for FileSinkConfig {
 impl FileSinkConfig {
     /// How files roll; `None` when no roll limit is set.
     fn roll_policy(&self) -> Option<RollPolicy> {
-        let policy = RollPolicy {
-            max_bytes: self.roll_bytes,
-            max_events: self.roll_events,
-            interval: self.roll_interval_secs.map(Duration::from_secs),
+        let limits = RollLimits::new(self.roll_bytes, self.roll_events, self.roll_interval_secs);
+        limits.any().then_some(RollPolicy {
+            limits,
             gzip: self.compression == RolledCompression::Gzip,
             max_files: self.max_files,
-        };
-        (policy.max_bytes.is_some() || policy.max_events.is_some() || policy.interval.is_some())
-            .then_some(policy)
+        })
     }
 }
 
@@ -194,11 +197,7 @@ impl OpenFile {
         };
         Ok(Self {
             file,
-            current: Current {
-                bytes,
-                events,
-                opened: Instant::now(),
-            },
+            current: Current::new(bytes, events),
             last_write: Instant::now(),
         })
     }
@@ -268,6 +267,17 @@ impl SinkService for FileService {
                 .await
                 .map_err(|e| SendError::retry(format!("the write task failed: {e}")))?
         })
+    }
+
+    /// Closes (and rolls) the files that went idle or past their age with no batch.
+    fn housekeep(self: Arc<Self>) -> Option<BoxFuture<'static, ()>> {
+        Some(Box::pin(async move {
+            let _ = tokio::task::spawn_blocking(move || {
+                let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                self.close_idle(&mut state);
+            })
+            .await;
+        }))
     }
 }
 
@@ -345,12 +355,19 @@ impl FileService {
         Ok(before)
     }
 
-    /// Closes the files not written for `idle_close` (rolling them when rolling is on).
+    /// Closes the files not written for `idle_close`, and those past the roll interval
+    /// (rolling them when rolling is on).
     fn close_idle(&self, state: &mut State) {
         let idle: Vec<PathBuf> = state
             .open
             .iter()
-            .filter(|(_, open)| open.last_write.elapsed() >= self.idle_close)
+            .filter(|(_, open)| {
+                open.last_write.elapsed() >= self.idle_close
+                    || self
+                        .policy
+                        .as_ref()
+                        .is_some_and(|p| p.limits.expired(&open.current))
+            })
             .map(|(path, _)| path.clone())
             .collect();
         for path in idle {
@@ -399,7 +416,7 @@ fn append(
     bytes: &[u8],
     events: u64,
 ) -> std::io::Result<OpenFile> {
-    let count_events = roller.is_some_and(|r| r.policy().max_events.is_some());
+    let count_events = roller.is_some_and(|r| r.policy().limits.max_events.is_some());
     let mut open = match open {
         Some(o) if still_at_path(&o.file, path) => o,
         _ => OpenFile::at(path, count_events)?,
@@ -407,6 +424,7 @@ fn append(
     if let Some(roller) = roller
         && roller
             .policy()
+            .limits
             .due(&open.current, bytes.len() as u64, events)
     {
         drop(open);
@@ -468,9 +486,7 @@ mod tests {
         let roller = Roller::new(
             path.clone(),
             RollPolicy {
-                max_bytes: Some(20),
-                max_events: Some(3),
-                interval: None,
+                limits: RollLimits::new(Some(20), Some(3), None),
                 gzip: false,
                 max_files: None,
             },
@@ -622,5 +638,20 @@ mod tests {
         deliver(&service, &[named("d", "d")]).unwrap();
         assert!(service.state.lock().unwrap().open.is_empty());
         assert!(!dir.path().join("d.log").exists(), "rolled when closed");
+    }
+
+    #[tokio::test]
+    async fn housekeeping_closes_files_past_their_age_with_no_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config(&dir.path().join("{name}.log"));
+        cfg.roll_interval_secs = Some(1);
+        let service = Arc::new(service(&cfg));
+        deliver(&service, &[named("a", "a")]).unwrap();
+        service.clone().housekeep().unwrap().await;
+        assert_eq!(service.state.lock().unwrap().open.len(), 1, "young: open");
+        std::thread::sleep(Duration::from_millis(1100));
+        service.clone().housekeep().unwrap().await;
+        assert!(service.state.lock().unwrap().open.is_empty());
+        assert!(!dir.path().join("a.log").exists(), "rolled when closed");
     }
 }

@@ -1,8 +1,7 @@
 //! Rolling for the `file` sink: when the file it writes reaches a size, a number of
 //! events or an age, it is closed and renamed `PATH.<unix ms>` (a *rolled* file), then
 //! gzipped to `PATH.<unix ms>.gz` when asked, and the oldest rolled files beyond
-//! `max_files` are deleted. Only whole batches go into a file, so a rolled file always
-//! ends at a batch boundary.
+//! `max_files` are deleted (the limits themselves: [`RollLimits`]).
 //!
 //! Crash safety: a rename is atomic, so a crash leaves either the file being written or
 //! a whole rolled file. Compression writes `NAME.gz.tmp`, syncs it and renames it to
@@ -10,49 +9,19 @@
 //! `.tmp`, which [`Roller::recover`] (run when the sink opens its file) deletes before
 //! compressing the rolled file again.
 
+use crate::sink::rolling::RollLimits;
 use std::fs::File;
 use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
-/// When the file is rolled, and what becomes of rolled files. At least one of the
-/// three limits is set (the config checks it).
+/// When the file is rolled, and what becomes of rolled files.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RollPolicy {
-    pub max_bytes: Option<u64>,
-    pub max_events: Option<u64>,
-    pub interval: Option<Duration>,
+    /// At least one is set (the config checks it).
+    pub limits: RollLimits,
     pub gzip: bool,
     /// Rolled files kept (the newest); `None` keeps all.
     pub max_files: Option<usize>,
-}
-
-/// What the sink knows of the file it writes, to decide when to roll it.
-#[derive(Debug)]
-pub struct Current {
-    pub bytes: u64,
-    /// Events in it (its lines, when the agent found it there).
-    pub events: u64,
-    /// When the agent opened it (a restart counts from then).
-    pub opened: Instant,
-}
-
-impl RollPolicy {
-    /// Whether the file must be rolled before a batch of `bytes` and `events` goes in.
-    /// An empty file is never rolled: a batch larger than `max_bytes` fills a file alone.
-    pub fn due(&self, current: &Current, bytes: u64, events: u64) -> bool {
-        if current.bytes == 0 {
-            return false;
-        }
-        self.max_bytes
-            .is_some_and(|max| current.bytes + bytes > max)
-            || self
-                .max_events
-                .is_some_and(|max| current.events + events > max)
-            || self
-                .interval
-                .is_some_and(|age| current.opened.elapsed() >= age)
-    }
 }
 
 /// Rolls the files of one path.
@@ -218,50 +187,6 @@ mod tests {
     use super::*;
     use std::io::Read;
 
-    fn policy() -> RollPolicy {
-        RollPolicy {
-            max_bytes: None,
-            max_events: None,
-            interval: None,
-            gzip: false,
-            max_files: None,
-        }
-    }
-
-    fn current(bytes: u64, events: u64) -> Current {
-        Current {
-            bytes,
-            events,
-            opened: Instant::now(),
-        }
-    }
-
-    #[test]
-    fn a_roll_is_due_before_a_batch_would_pass_a_limit_but_never_on_an_empty_file() {
-        let bytes = RollPolicy {
-            max_bytes: Some(100),
-            ..policy()
-        };
-        assert!(!bytes.due(&current(60, 1), 40, 1));
-        assert!(bytes.due(&current(60, 1), 41, 1));
-        assert!(
-            !bytes.due(&current(0, 0), 1000, 10),
-            "an oversized batch fills a file alone"
-        );
-        let events = RollPolicy {
-            max_events: Some(10),
-            ..policy()
-        };
-        assert!(!events.due(&current(5, 8), 5, 2));
-        assert!(events.due(&current(5, 8), 5, 3));
-        let age = RollPolicy {
-            interval: Some(Duration::ZERO),
-            ..policy()
-        };
-        assert!(age.due(&current(1, 1), 1, 1));
-        assert!(!age.due(&current(0, 0), 1, 1));
-    }
-
     #[test]
     fn rolled_files_are_gzipped_and_only_the_newest_are_kept() {
         let dir = tempfile::tempdir().unwrap();
@@ -269,10 +194,9 @@ mod tests {
         let roller = Roller::new(
             path.clone(),
             RollPolicy {
-                max_events: Some(1),
+                limits: RollLimits::new(None, Some(1), None),
                 gzip: true,
                 max_files: Some(2),
-                ..policy()
             },
         );
         for n in 0..4 {
@@ -309,9 +233,9 @@ mod tests {
         let roller = Roller::new(
             path.clone(),
             RollPolicy {
-                max_bytes: Some(1 << 20),
+                limits: RollLimits::new(Some(1 << 20), None, None),
                 gzip: true,
-                ..policy()
+                max_files: None,
             },
         );
         roller.recover();

@@ -3,6 +3,7 @@
 //! [`HttpSinkConfig::resolve`]: `validate` reports its problems with their key paths,
 //! `build` uses its result.
 
+use crate::files::read_secret;
 use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Certificate, Url};
 use serde::Deserialize;
@@ -584,19 +585,6 @@ fn resolve_signature(signature: &Signature, found: &mut Found) -> Option<super::
     };
     let (key, (timestamp_header, signature_header)) = (key?, names?);
     Some(super::Signer::new(&key, timestamp_header, signature_header))
-}
-
-/// A secret file's bytes without trailing `\r`/`\n`; an error when it cannot be read or
-/// is empty.
-fn read_secret(path: &Path) -> Result<Vec<u8>, String> {
-    let mut bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-    while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-        bytes.pop();
-    }
-    if bytes.is_empty() {
-        return Err("is empty".to_owned());
-    }
-    Ok(bytes)
 }
 
 fn read_certificates(path: &Path) -> Result<Vec<Certificate>, String> {

@@ -20,8 +20,8 @@ mod config;
 #[cfg(test)]
 mod tests;
 
-pub use config::HttpSinkConfig;
 use config::{BodyEncoding, Resolved};
+pub use config::{HttpSinkConfig, Secret};
 
 use super::{Payload, SendError, SinkConfig, SinkService};
 use crate::config::Problems;
@@ -56,7 +56,11 @@ impl SinkConfig for HttpSinkConfig {
         }
     }
 
-    fn build(&self, name: &str) -> anyhow::Result<Arc<dyn SinkService>> {
+    fn build(
+        &self,
+        name: &str,
+        _data_dir: &std::path::Path,
+    ) -> anyhow::Result<Arc<dyn SinkService>> {
         Ok(Arc::new(HttpService::new(self, name)?))
     }
 }
