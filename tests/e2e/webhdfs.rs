@@ -330,13 +330,16 @@ fn gzip_files_and_a_delegation_token_and_identity_errors_are_reported() {
         dir.path(),
         hdfs.namenode,
         &format!(
-            "delegation_token_file = \"{}\"\ncompression = \"gzip\"\nroll_bytes = 20000",
+            "delegation_token_file = \"{}\"\ncompression = \"gzip\"\nroll_bytes = 20000\nidle_close_secs = 1",
             token.display()
         ),
     );
     let agent = spawn_logged(&config, &log);
     wait_until("3,000 lines in HDFS", Duration::from_secs(60), || {
         stored_lines(&root) >= 3000
+    });
+    wait_until("idle files to be closed", Duration::from_secs(10), || {
+        in_use(&root).is_empty()
     });
     let (status, _) = terminate(agent.into_child());
     assert!(status.success());
