@@ -20,7 +20,9 @@
 #  8. instructions per line (callgrind); 9. the same plugin in each SDK language
 #     (scripts/bench-sdk.sh); 10. edge → collector forwarding beside the same edge
 #     writing a local file (scripts/bench-forward.sh); 11. the kafka sink to a local
-#     tansu broker beside the same pipeline writing a local file (scripts/bench-kafka.sh).
+#     tansu broker beside the same pipeline writing a local file (scripts/bench-kafka.sh);
+#     12. the webhdfs sink to the WebHDFS protocol stand-in, beside the same pipeline
+#     writing a local file (scripts/bench-webhdfs.sh).
 # Usage: scripts/bench.sh [LINES]   (default 2000000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -440,3 +442,7 @@ scripts/bench-forward.sh "$LINES"
 echo
 echo "== 11. the kafka sink to a local broker (scripts/bench-kafka.sh) =="
 scripts/bench-kafka.sh "$LINES"
+
+echo
+echo "== 12. the webhdfs sink to the WebHDFS stand-in (scripts/bench-webhdfs.sh) =="
+scripts/bench-webhdfs.sh "$LINES"
