@@ -315,10 +315,16 @@ type = "file"
         if counts.len() >= 3000 {
             break counts;
         }
-        assert!(start.elapsed() < Duration::from_secs(60), "{} of 3000", counts.len());
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{} of 3000",
+            counts.len()
+        );
     };
     // A produce is on its way when the broker dies: stopped first, so it hangs, then
-    // killed (its storage is in memory: the new broker starts empty).
+    // killed (its storage is in memory: the new broker starts empty). The produce is
+    // sent again to the new broker (by rskafka's reconnect, or by the driver when that
+    // fails too) before the batch is committed.
     broker.signal("-STOP");
     write(3000..4000);
     std::thread::sleep(Duration::from_millis(500));
