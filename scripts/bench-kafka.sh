@@ -3,7 +3,8 @@
 # lines through combined → field-filter) producing one record per event, keyed by host,
 # gzip, acks = all, to a local tansu broker (tests/peers/kafka-tools.sh installs it;
 # in-memory storage); beside it in the same run, the same pipeline writing a local file.
-# CPU of the agent process alone (wait4, start-up included); three rounds, alternated.
+# The sink with 1 batch in flight (the default) and with 4. CPU of the agent process
+# alone (wait4, start-up included); three rounds, alternated.
 # Usage: scripts/bench-kafka.sh [LINES] (default 1000000), after scripts/build-release.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,21 +45,22 @@ for i in range(3):
     wall, cpu, rss = run(local)
     print(f"round {i + 1} local file: {lines / wall:,.0f} lines/s, CPU {cpu / lines * 1e6:.2f} µs/line, peak RSS {rss:.0f} MiB")
     os.remove(f"{w}/local-{i}.jsonl")
-    port = free_port()
-    url = f"tcp://127.0.0.1:{port}"
-    broker = subprocess.Popen([tansu, "broker", "--listener-url", url, "--advertised-listener-url", url],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(200):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.1).close(); break
-            except OSError:
-                time.sleep(0.05)
-        cfg = config("config/bench/e2e-kafka.toml", f"{w}/kafka.toml", RUNNEL_BENCH_IN=f"{w}/in.log",
-                     RUNNEL_BENCH_BROKER=f"127.0.0.1:{port}", RUNNEL_BENCH_DATA=f"{w}/data-{i}")
-        b0 = os.times()
-        wall, cpu, rss = run(cfg)
-        print(f"round {i + 1} kafka:      {lines / wall:,.0f} lines/s, CPU {cpu / lines * 1e6:.2f} µs/line, peak RSS {rss:.0f} MiB")
-    finally:
-        broker.kill(); broker.wait()
+    for in_flight in [1, 4]:
+        port = free_port()
+        url = f"tcp://127.0.0.1:{port}"
+        broker = subprocess.Popen([tansu, "broker", "--listener-url", url, "--advertised-listener-url", url],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(200):
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.1).close(); break
+                except OSError:
+                    time.sleep(0.05)
+            cfg = config("config/bench/e2e-kafka.toml", f"{w}/kafka.toml", RUNNEL_BENCH_IN=f"{w}/in.log",
+                         RUNNEL_BENCH_BROKER=f"127.0.0.1:{port}", RUNNEL_BENCH_SENDS=str(in_flight),
+                         RUNNEL_BENCH_DATA=f"{w}/data-{i}-{in_flight}")
+            wall, cpu, rss = run(cfg)
+            print(f"round {i + 1} kafka in_flight {in_flight}: {lines / wall:,.0f} lines/s, CPU {cpu / lines * 1e6:.2f} µs/line, peak RSS {rss:.0f} MiB", flush=True)
+        finally:
+            broker.kill(); broker.wait()
 PY

@@ -442,6 +442,7 @@ scripts/bench-forward.sh "$LINES"
 echo
 echo "== 11. the kafka sink to a local broker (scripts/bench-kafka.sh) =="
 scripts/bench-kafka.sh "$LINES"
+scripts/bench-kafka-clients.sh "$LINES"
 
 echo
 echo "== 12. the webhdfs sink to the WebHDFS stand-in (scripts/bench-webhdfs.sh) =="

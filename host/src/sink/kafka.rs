@@ -47,6 +47,15 @@ pub struct KafkaSinkConfig {
     /// How long one produce may take before it fails (and is retried).
     #[serde(default = "default_request_timeout_ms")]
     pub request_timeout_ms: u64,
+    /// Batches on their way at once (1–16). More than 1 keeps the broker busy while it
+    /// acknowledges, but a retried batch can then land after a later one: the order
+    /// within a key holds only with 1.
+    #[serde(default = "default_in_flight")]
+    pub in_flight: usize,
+}
+
+fn default_in_flight() -> usize {
+    1
 }
 
 #[derive(PartialEq, Debug, Clone, Copy, Default, Deserialize)]
@@ -89,6 +98,9 @@ impl SinkConfig for KafkaSinkConfig {
         if self.request_timeout_ms == 0 {
             problems.at("request_timeout_ms", "must be at least 1");
         }
+        if !(1..=16).contains(&self.in_flight) {
+            problems.at("in_flight", "must be 1 to 16");
+        }
     }
 
     fn build(
@@ -105,6 +117,7 @@ impl SinkConfig for KafkaSinkConfig {
             compression: self.compression,
             create_partitions: self.create_partitions,
             timeout: Duration::from_millis(self.request_timeout_ms),
+            in_flight: self.in_flight.clamp(1, 16),
             state: tokio::sync::Mutex::new(None),
             turn: std::sync::atomic::AtomicUsize::new(0),
         }))
@@ -120,7 +133,9 @@ struct KafkaService {
     compression: KafkaCompression,
     create_partitions: Option<u32>,
     timeout: Duration,
-    /// The client and its partition clients, made at the first send and after a failure.
+    in_flight: usize,
+    /// The client and its partition clients, made at the first send and after a failure;
+    /// held only while a send looks its partitions up, not while it produces.
     state: tokio::sync::Mutex<Option<Connected>>,
     turn: std::sync::atomic::AtomicUsize,
 }
@@ -205,8 +220,7 @@ impl SinkService for KafkaService {
 
     fn send(self: Arc<Self>, payload: Arc<Payload>) -> BoxFuture<'static, Result<(), SendError>> {
         Box::pin(async move {
-            let mut state = self.state.lock().await;
-            let result = tokio::time::timeout(self.timeout, self.produce(&mut state, &payload))
+            let result = tokio::time::timeout(self.timeout, self.produce(&payload))
                 .await
                 .unwrap_or_else(|_| {
                     Err(SendError::retry(format!(
@@ -216,22 +230,28 @@ impl SinkService for KafkaService {
                 });
             if result.is_err() {
                 // Leaders may have moved or the broker restarted: look them up again.
-                *state = None;
+                *self.state.lock().await = None;
             }
             result
         })
     }
+
+    fn in_flight(&self) -> usize {
+        self.in_flight
+    }
 }
 
 impl KafkaService {
-    async fn produce(
+    /// The partition clients of each part's topic, in the parts' order (connecting
+    /// first when there is no client).
+    async fn clients_for(
         &self,
-        state: &mut Option<Connected>,
         payload: &Payload,
-    ) -> Result<(), SendError> {
+    ) -> Result<Vec<Vec<Arc<PartitionClient>>>, SendError> {
         let retry = |what: &str, e: rskafka::client::error::Error| {
             SendError::retry(format!("kafka {what}: {e}"))
         };
+        let mut state = self.state.lock().await;
         if state.is_none() {
             let client = ClientBuilder::new(self.brokers.clone())
                 .client_id(format!("runnel-{}", self.name))
@@ -248,14 +268,25 @@ impl KafkaService {
             });
         }
         let connected = state.as_mut().expect("connected above");
+        let mut clients = Vec::with_capacity(payload.parts.len());
+        for part in &payload.parts {
+            clients.push(self.partitions(connected, &part.key).await?);
+        }
+        Ok(clients)
+    }
+
+    async fn produce(&self, payload: &Payload) -> Result<(), SendError> {
+        let retry = |what: &str, e: rskafka::client::error::Error| {
+            SendError::retry(format!("kafka {what}: {e}"))
+        };
+        let clients = self.clients_for(payload).await?;
         let compression = match self.compression {
             KafkaCompression::None => Compression::NoCompression,
             KafkaCompression::Gzip => Compression::Gzip,
         };
         let mut start = 0;
         let mut sends = Vec::new();
-        for part in &payload.parts {
-            let partitions = self.partitions(connected, &part.key).await?;
+        for (part, partitions) in payload.parts.iter().zip(clients) {
             let mut per_partition: BTreeMap<usize, Vec<Record>> = BTreeMap::new();
             let batch_turn = self.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             for (key, value) in records(&payload.bytes[start..part.end]) {
@@ -381,6 +412,7 @@ mod tests {
             compression: KafkaCompression::Gzip,
             create_partitions: None,
             request_timeout_ms: 1000,
+            in_flight: 1,
         };
         let service = config.build("k", std::path::Path::new(".")).unwrap();
         let mut events = Vec::new();
