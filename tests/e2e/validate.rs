@@ -206,6 +206,10 @@ fn every_shipped_config_validates() {
             .replace("RUNNEL_BENCH_LISTEN", "127.0.0.1:7440")
             .replace("RUNNEL_BENCH_BROKER", "127.0.0.1:9092")
             .replace("BROKER", "127.0.0.1:9092")
+            .replace("RUNNEL_BENCH_SENDS", "2")
+            .replace("RUNNEL_BENCH_NAMENODE", "127.0.0.1:9870")
+            .replace("NAMENODE", "127.0.0.1:9870")
+            .replace("RUNNEL_BENCH_COMPRESSION", "gzip")
     };
     for config in configs {
         let filled = work.path().join(config.file_name().unwrap());

@@ -78,8 +78,9 @@ impl Sink {
     }
 
     /// Delivers until the channel is closed and drained, or until `stop` (then the
-    /// batches in flight are still delivered; the channel keeps the rest). `abort`
-    /// stops retrying: batches still in flight are rolled back into the channel.
+    /// batches in flight are still delivered; the channel keeps the rest), then closes
+    /// its members ([`SinkService::close`]). `abort` stops retrying: batches still in
+    /// flight are rolled back into the channel. Housekeeping runs beside it.
     pub async fn run(self, stop: CancellationToken, abort: CancellationToken) {
         let max_in_flight = (0..self.members.len())
             .map(|i| self.members.get(i).service.in_flight())
@@ -88,9 +89,11 @@ impl Sink {
             .max(1);
         let mut in_flight = FuturesOrdered::new();
         let mut drained = false;
-        let mut housekeeping = tokio::time::interval(HOUSEKEEPING_PERIOD);
-        housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut housekeeper: Option<tokio::task::JoinHandle<()>> = None;
+        // Beside the loop, not in its select: a take waiting to fill its batch must not
+        // be cut short (and begun again) every period.
+        let housekeeping = CancellationToken::new();
+        let housekeeper = tokio::spawn(housekeep(self.members.clone(), housekeeping.clone()));
+        let _stop_housekeeping = housekeeping.clone().drop_guard();
         loop {
             if drained && in_flight.is_empty() {
                 break;
@@ -99,11 +102,6 @@ impl Sink {
                 biased;
                 _ = abort.cancelled() => return, // dropping the takes rolls them back
                 _ = stop.cancelled(), if !drained => drained = true,
-                _ = housekeeping.tick() => {
-                    if housekeeper.as_ref().is_none_or(|h| h.is_finished()) {
-                        housekeeper = self.housekeep();
-                    }
-                }
                 Some((take, outcome)) = in_flight.next(), if !in_flight.is_empty() => {
                     let Some(take) = take else {
                         continue; // its encoding failed; rolled back, taken again
@@ -128,27 +126,11 @@ impl Sink {
                 }
             }
         }
-        if let Some(housekeeper) = housekeeper {
-            let _ = housekeeper.await;
-        }
+        housekeeping.cancel();
+        let _ = housekeeper.await;
         for i in 0..self.members.len() {
             self.members.get(i).service.clone().close().await;
         }
-    }
-
-    /// Starts the members' housekeeping in a task of its own (a send in flight may hold
-    /// what it needs); `None` when no member has any.
-    fn housekeep(&self) -> Option<tokio::task::JoinHandle<()>> {
-        let work: Vec<_> = (0..self.members.len())
-            .filter_map(|i| self.members.get(i).service.clone().housekeep())
-            .collect();
-        (!work.is_empty()).then(|| {
-            tokio::spawn(async move {
-                for job in work {
-                    job.await;
-                }
-            })
-        })
     }
 
     /// Ends a batch's transaction; false when the sink must stop (aborted).
@@ -197,6 +179,24 @@ impl Sink {
             Outcome::Aborted => {
                 take.rollback();
                 false
+            }
+        }
+    }
+}
+
+/// Runs the members' [`SinkService::housekeep`] every [`HOUSEKEEPING_PERIOD`] until
+/// `stop` (a run in progress finishes first).
+async fn housekeep(members: Arc<Members>, stop: CancellationToken) {
+    let mut period = tokio::time::interval(HOUSEKEEPING_PERIOD);
+    period.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = period.tick() => {}
+        }
+        for i in 0..members.len() {
+            if let Some(work) = members.get(i).service.clone().housekeep() {
+                work.await;
             }
         }
     }
