@@ -68,11 +68,16 @@ fn stored(root: &Path) -> BTreeMap<String, String> {
             let name = format!("/{}", path.strip_prefix(root).unwrap().display());
             let bytes = std::fs::read(&path).unwrap_or_default();
             let text = if name.trim_end_matches(".tmp").ends_with(".gz") {
-                let mut text = String::new();
-                flate2::read::MultiGzDecoder::new(&bytes[..])
-                    .read_to_string(&mut text)
-                    .unwrap();
-                text
+                let mut plain = Vec::new();
+                let read = flate2::read::MultiGzDecoder::new(&bytes[..]).read_to_end(&mut plain);
+                // A file in use may be read while the server writes it: a member cut
+                // short counts for what it holds so far. A closed file must be whole.
+                if let Err(e) = read {
+                    assert!(name.ends_with(".tmp"), "{name}: {e}");
+                    let whole_lines = plain.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+                    plain.truncate(whole_lines);
+                }
+                String::from_utf8(plain).unwrap()
             } else {
                 String::from_utf8(bytes).unwrap()
             };
