@@ -163,7 +163,8 @@ impl Batcher {
         self.push_event(Event::from_body(name, line)).await;
     }
 
-    async fn push_event(&mut self, event: Event) {
+    /// Adds one event made by the source.
+    pub async fn push_event(&mut self, event: Event) {
         if self.events.is_empty() {
             self.due = Some(Instant::now() + self.batch.timeout);
         }

@@ -13,6 +13,7 @@ mod forward;
 mod generator;
 mod lines;
 mod stdin;
+mod syslog;
 pub mod taildir;
 
 pub use batcher::{Ack, Acked, Batch, Batcher};
@@ -34,6 +35,7 @@ registry! {
         "forward" => Forward(forward::ForwardSourceConfig),
         "generator" => Generator(generator::GeneratorConfig),
         "stdin" => Stdin(stdin::StdinConfig),
+        "syslog" => Syslog(syslog::SyslogConfig),
         "taildir" => Taildir(taildir::TaildirConfig),
     }
 }
