@@ -22,6 +22,7 @@ mod signing;
 mod sink_groups;
 mod sources;
 mod state;
+mod syslog;
 mod taildir;
 mod trap;
 mod validate;

@@ -127,6 +127,11 @@ impl Batcher {
         }
     }
 
+    /// The name events of this source get (its `name`, else the source's own).
+    pub fn event_name(&self) -> Arc<str> {
+        self.event_name.clone()
+    }
+
     pub fn max_line_bytes(&self) -> usize {
         self.max_line_bytes
     }

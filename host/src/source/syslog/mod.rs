@@ -4,7 +4,7 @@
 //!
 //! | from the message | into the event |
 //! |---|---|
-//! | APP-NAME / 3164 tag | name (the source's name when there is none) |
+//! | APP-NAME / 3164 tag | name (the source's `name` when there is none) |
 //! | severity | level: emerg, alert, crit → fatal; err → error; warning → warn; notice, info → info; debug → debug |
 //! | TIMESTAMP | timestamp (the time of reception when there is none) |
 //! | HOSTNAME (the peer's address when there is none), facility, PROCID, MSGID | tags `host`, `facility`, `procid`, `msgid` |
@@ -88,6 +88,7 @@ impl SourceConfig for SyslogConfig {
             let malformed = Registry::global().counter(&format!("source.{}", cx.name), "malformed");
             let decoder = Decoder {
                 source: cx.name.clone(),
+                name: cx.batcher.event_name(),
                 malformed,
             };
             match config.mode {
@@ -102,6 +103,8 @@ impl SourceConfig for SyslogConfig {
 #[derive(Clone)]
 struct Decoder {
     source: Arc<str>,
+    /// For messages with no app name, and malformed ones.
+    name: Arc<str>,
     malformed: Counter,
 }
 
@@ -110,7 +113,7 @@ impl Decoder {
         let now = crate::event::now_ns();
         match parse::parse(raw, now) {
             Ok(m) => {
-                let name: Arc<str> = m.app.map_or_else(|| self.source.clone(), Arc::from);
+                let name: Arc<str> = m.app.map_or_else(|| self.name.clone(), Arc::from);
                 let mut event = Event::from_body(name, m.msg.to_vec());
                 event.timestamp = Some(m.timestamp.unwrap_or(now));
                 event.level = match m.severity {
@@ -145,7 +148,7 @@ impl Decoder {
             Err(reason) => {
                 self.malformed.add(1);
                 tracing::debug!(source = %self.source, %peer, "malformed syslog message: {reason}");
-                let mut event = Event::from_body(self.source.clone(), raw.to_vec());
+                let mut event = Event::from_body(self.name.clone(), raw.to_vec());
                 event.timestamp = Some(now);
                 event.tags.set("parse_error", reason);
                 event.tags.set("host", peer.to_string());
@@ -309,7 +312,7 @@ struct Frame {
 }
 
 /// RFC 6587 framing, frame by frame: a frame starting with a digit is octet-counted
-/// (`LEN SP MSG`), any other ends at a newline (non-transparent framing). Frames over
+/// (`LEN SP MSG`), any other ends at a newline or a NUL (non-transparent framing). Frames over
 /// `max` bytes are cut to `max`; the rest of them is skipped.
 struct Framer {
     max: usize,
@@ -348,7 +351,7 @@ impl Framer {
                     Skip::Bytes(n - used)
                 };
             }
-            Skip::Line => match memchr::memchr(b'\n', chunk) {
+            Skip::Line => match memchr::memchr2(b'\n', b'\0', chunk) {
                 Some(at) => {
                     chunk = &chunk[at + 1..];
                     self.skip = Skip::Nothing;
@@ -420,11 +423,12 @@ impl Framer {
         self.buffer.drain(..at);
     }
 
-    /// Emits the newline-ended frame at `at`; false when its end has not come yet (a
-    /// frame past `max` is then cut and the rest of its line skipped).
+    /// Emits the frame at `at` ended by a newline or a NUL (Python's `SysLogHandler`
+    /// ends its messages so); false when its end has not come yet (a frame past `max`
+    /// is then cut and the rest of it skipped).
     fn line(&mut self, at: &mut usize, emit: &mut impl FnMut(Frame)) -> bool {
         let rest = &self.buffer[*at..];
-        match memchr::memchr(b'\n', rest) {
+        match memchr::memchr2(b'\n', b'\0', rest) {
             Some(end) => {
                 let mut line = &rest[..end];
                 if line.last() == Some(&b'\r') {
@@ -481,7 +485,7 @@ mod tests {
 
     #[test]
     fn octet_counted_and_newline_frames_mix_and_split_anywhere() {
-        let stream = b"10 <13>hello\n2<14>x\r\n5 <1>ab<13>tail";
+        let stream = b"10 <13>hello\n2<14>x\r\n5 <1>ab<15>nul\0<13>tail";
         let whole = frames(100, &[stream]);
         assert_eq!(
             whole,
@@ -489,6 +493,7 @@ mod tests {
                 ("<13>hello\n".to_owned(), false),
                 ("2<14>x".to_owned(), false),
                 ("<1>ab".to_owned(), false),
+                ("<15>nul".to_owned(), false),
                 ("<13>tail".to_owned(), false),
             ]
         );
@@ -517,6 +522,7 @@ mod tests {
     fn a_malformed_message_is_kept_tagged_with_its_reason() {
         let decoder = Decoder {
             source: "sys".into(),
+            name: "sys".into(),
             malformed: Registry::global().counter("source.test-syslog", "malformed"),
         };
         let peer: IpAddr = "10.0.0.9".parse().unwrap();

@@ -19,10 +19,13 @@ pub struct Message<'a> {
     pub app: Option<&'a str>,
     pub procid: Option<&'a str>,
     pub msgid: Option<&'a str>,
-    /// RFC 5424 structured data: (SD-ID, [(name, value)]), values unescaped.
-    pub structured: Vec<(&'a str, Vec<(&'a str, String)>)>,
+    /// RFC 5424 structured data, values unescaped.
+    pub structured: Vec<SdElement<'a>>,
     pub msg: &'a [u8],
 }
+
+/// An SD-ELEMENT: its SD-ID and its (name, value) parameters.
+pub type SdElement<'a> = (&'a str, Vec<(&'a str, String)>);
 
 /// The facility names of RFC 5424, by code.
 pub const FACILITIES: [&str; 24] = [
@@ -150,9 +153,7 @@ fn rfc5424(mut rest: &[u8]) -> Result<Message<'_>, String> {
 }
 
 /// `[id name="value" …][id …]`, values with `\"`, `\\` and `\]` escapes.
-fn structured_data<'a>(
-    rest: &mut &'a [u8],
-) -> Result<Vec<(&'a str, Vec<(&'a str, String)>)>, String> {
+fn structured_data<'a>(rest: &mut &'a [u8]) -> Result<Vec<SdElement<'a>>, String> {
     let mut elements = Vec::new();
     while let Some(after) = rest.strip_prefix(b"[") {
         *rest = after;
