@@ -53,6 +53,9 @@ pub struct SyslogConfig {
     /// TCP connections from one address at once.
     #[serde(default = "default_max_connections_per_peer")]
     pub max_connections_per_peer: usize,
+    /// UDP: the socket's receive buffer (the kernel caps it at `net.core.rmem_max`);
+    /// what arrives while it is full is lost. Default: the system's.
+    pub receive_buffer_bytes: Option<usize>,
 }
 
 fn default_max_connections() -> usize {
@@ -86,11 +89,7 @@ impl SourceConfig for SyslogConfig {
         let config = self.clone();
         Box::pin(async move {
             let malformed = Registry::global().counter(&format!("source.{}", cx.name), "malformed");
-            let decoder = Decoder {
-                source: cx.name.clone(),
-                name: cx.batcher.event_name(),
-                malformed,
-            };
+            let decoder = Decoder::new(cx.name.clone(), cx.batcher.event_name(), malformed);
             match config.mode {
                 Transport::Udp => udp(config, cx, decoder).await,
                 Transport::Tcp => tcp(config, cx, decoder).await,
@@ -106,14 +105,54 @@ struct Decoder {
     /// For messages with no app name, and malformed ones.
     name: Arc<str>,
     malformed: Counter,
+    /// The strings messages repeat (app names, hosts, tag keys), shared rather than
+    /// allocated per event.
+    strings: Interner,
+}
+
+/// Shared copies of recent strings; forgets them all past a bound (memory stays small
+/// when a field takes ever new values, like a PID).
+#[derive(Clone, Default)]
+struct Interner(HashMap<Box<str>, Arc<str>>);
+
+/// Sets a tag, its key and value shared.
+fn tag(tags: &mut crate::event::Tags, strings: &mut Interner, key: &str, value: &str) {
+    tags.set(strings.get(key), strings.get(value));
+}
+
+impl Interner {
+    const BOUND: usize = 4096;
+
+    fn get(&mut self, text: &str) -> Arc<str> {
+        if let Some(shared) = self.0.get(text) {
+            return shared.clone();
+        }
+        if self.0.len() >= Self::BOUND {
+            self.0.clear();
+        }
+        let shared: Arc<str> = Arc::from(text);
+        self.0.insert(text.into(), shared.clone());
+        shared
+    }
 }
 
 impl Decoder {
-    fn event(&self, raw: &[u8], peer: IpAddr) -> Event {
+    fn new(source: Arc<str>, name: Arc<str>, malformed: Counter) -> Self {
+        Self {
+            source,
+            name,
+            malformed,
+            strings: Interner::default(),
+        }
+    }
+
+    fn event(&mut self, raw: &[u8], peer: IpAddr) -> Event {
         let now = crate::event::now_ns();
         match parse::parse(raw, now) {
             Ok(m) => {
-                let name: Arc<str> = m.app.map_or_else(|| self.name.clone(), Arc::from);
+                let name: Arc<str> = m
+                    .app
+                    .map_or_else(|| self.name.clone(), |app| self.strings.get(app));
                 let mut event = Event::from_body(name, m.msg.to_vec());
                 event.timestamp = Some(m.timestamp.unwrap_or(now));
                 event.level = match m.severity {
@@ -123,18 +162,22 @@ impl Decoder {
                     5 | 6 => Level::Info,
                     _ => Level::Debug,
                 };
+                let strings = &mut self.strings;
                 match m.host {
-                    Some(host) => event.tags.set("host", host),
-                    None => event.tags.set("host", peer.to_string()),
+                    Some(host) => tag(&mut event.tags, strings, "host", host),
+                    None => tag(&mut event.tags, strings, "host", &peer.to_string()),
                 }
-                event
-                    .tags
-                    .set("facility", parse::FACILITIES[m.facility as usize]);
+                tag(
+                    &mut event.tags,
+                    strings,
+                    "facility",
+                    parse::FACILITIES[m.facility as usize],
+                );
                 if let Some(procid) = m.procid {
-                    event.tags.set("procid", procid);
+                    tag(&mut event.tags, strings, "procid", procid);
                 }
                 if let Some(msgid) = m.msgid {
-                    event.tags.set("msgid", msgid);
+                    tag(&mut event.tags, strings, "msgid", msgid);
                 }
                 for (id, params) in m.structured {
                     let object: Map = params
@@ -158,21 +201,24 @@ impl Decoder {
     }
 }
 
-async fn udp(config: SyslogConfig, cx: SourceContext, decoder: Decoder) {
+async fn udp(config: SyslogConfig, cx: SourceContext, mut decoder: Decoder) {
     let SourceContext {
         mut batcher,
         shutdown,
         name,
         ..
     } = cx;
-    let socket = match UdpSocket::bind(config.listen).await {
+    let socket = match bind_udp(config.listen, config.receive_buffer_bytes) {
         Ok(socket) => socket,
         Err(e) => {
             batcher.error(&format!("listen on udp {}: {e}", config.listen), None);
             return;
         }
     };
-    tracing::info!(source = %name, listen = %config.listen, "syslog: listening on UDP");
+    let buffer = socket2::SockRef::from(&socket)
+        .recv_buffer_size()
+        .unwrap_or(0);
+    tracing::info!(source = %name, listen = %config.listen, receive_buffer_bytes = buffer, "syslog: listening on UDP");
     let max = batcher.max_line_bytes();
     // One byte more than the limit tells a message cut by it.
     let mut buf = vec![0u8; max.max(65_536) + 1];
@@ -180,24 +226,50 @@ async fn udp(config: SyslogConfig, cx: SourceContext, decoder: Decoder) {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = batcher.due() => batcher.flush().await,
-            received = socket.recv_from(&mut buf) => match received {
-                Ok((n, peer)) => {
-                    let raw = if n > max {
-                        batcher.truncated();
-                        &buf[..max]
-                    } else {
-                        &buf[..n]
-                    };
-                    let event = decoder.event(raw, peer.ip());
-                    batcher.push_event(event).await;
-                }
-                Err(e) => {
+            ready = socket.readable() => {
+                if let Err(e) = ready {
                     batcher.error(&format!("udp receive: {e}"), None);
+                    continue;
+                }
+                // Everything waiting, up to a batch, before the next select.
+                for _ in 0..512 {
+                    match socket.try_recv_from(&mut buf) {
+                        Ok((n, peer)) => {
+                            let raw = if n > max {
+                                batcher.truncated();
+                                &buf[..max]
+                            } else {
+                                &buf[..n]
+                            };
+                            let event = decoder.event(raw, peer.ip());
+                            batcher.push_event(event).await;
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                        Err(e) => {
+                            batcher.error(&format!("udp receive: {e}"), None);
+                            break;
+                        }
+                    }
                 }
             }
         }
     }
     batcher.flush().await;
+}
+
+/// A UDP socket on `addr` with its receive buffer set first (when asked).
+fn bind_udp(addr: SocketAddr, receive_buffer: Option<usize>) -> std::io::Result<UdpSocket> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    if let Some(bytes) = receive_buffer {
+        socket.set_recv_buffer_size(bytes)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
 }
 
 /// Open TCP connections per peer address.
@@ -243,10 +315,10 @@ async fn tcp(config: SyslogConfig, cx: SourceContext, decoder: Decoder) {
         }
         let batcher = cx.batcher.clone_for_task();
         let shutdown = cx.shutdown.clone();
-        let decoder = decoder.clone();
+        let mut decoder = decoder.clone();
         let per_peer = per_peer.clone();
         connections.spawn(async move {
-            serve(stream, peer, batcher, shutdown, &decoder).await;
+            serve(stream, peer, batcher, shutdown, &mut decoder).await;
             let mut open = per_peer.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(count) = open.get_mut(&peer.ip()) {
                 *count -= 1;
@@ -267,7 +339,7 @@ async fn serve(
     peer: SocketAddr,
     mut batcher: Batcher,
     shutdown: CancellationToken,
-    decoder: &Decoder,
+    decoder: &mut Decoder,
 ) {
     let mut framer = Framer::new(batcher.max_line_bytes());
     let mut chunk = vec![0u8; 64 * 1024];
@@ -520,11 +592,11 @@ mod tests {
 
     #[test]
     fn a_malformed_message_is_kept_tagged_with_its_reason() {
-        let decoder = Decoder {
-            source: "sys".into(),
-            name: "sys".into(),
-            malformed: Registry::global().counter("source.test-syslog", "malformed"),
-        };
+        let mut decoder = Decoder::new(
+            "sys".into(),
+            "sys".into(),
+            Registry::global().counter("source.test-syslog", "malformed"),
+        );
         let peer: IpAddr = "10.0.0.9".parse().unwrap();
         let event = decoder.event(b"\xff\x00garbage", peer);
         assert_eq!(event.body, b"\xff\x00garbage");
