@@ -22,7 +22,8 @@
 #     writing a local file (scripts/bench-forward.sh); 11. the kafka sink to a local
 #     tansu broker beside the same pipeline writing a local file (scripts/bench-kafka.sh);
 #     12. the webhdfs sink to the WebHDFS protocol stand-in, beside the same pipeline
-#     writing a local file (scripts/bench-webhdfs.sh).
+#     writing a local file (scripts/bench-webhdfs.sh); 13. the syslog source over UDP
+#     at 50k, 100k and 200k messages/s (scripts/bench-syslog.sh).
 # Usage: scripts/bench.sh [LINES]   (default 2000000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -447,3 +448,7 @@ scripts/bench-kafka-clients.sh "$LINES"
 echo
 echo "== 12. the webhdfs sink to the WebHDFS stand-in (scripts/bench-webhdfs.sh) =="
 scripts/bench-webhdfs.sh "$LINES"
+
+echo
+echo "== 13. the syslog source over UDP (scripts/bench-syslog.sh) =="
+scripts/bench-syslog.sh
