@@ -24,6 +24,7 @@ mod sources;
 mod state;
 mod syslog;
 mod taildir;
+mod tcp_source;
 mod trap;
 mod validate;
 mod webhdfs;

@@ -12,9 +12,11 @@ mod file;
 mod forward;
 mod generator;
 mod lines;
+mod listener;
 mod stdin;
 mod syslog;
 pub mod taildir;
+mod tcp;
 
 pub use batcher::{Ack, Acked, Batch, Batcher};
 pub use checkpoint::{Checkpoint, Mark, Recovered};
@@ -37,6 +39,7 @@ registry! {
         "stdin" => Stdin(stdin::StdinConfig),
         "syslog" => Syslog(syslog::SyslogConfig),
         "taildir" => Taildir(taildir::TaildirConfig),
+        "tcp" => Tcp(tcp::TcpConfig),
     }
 }
 

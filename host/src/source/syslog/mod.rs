@@ -27,10 +27,9 @@ use futures_util::future::BoxFuture;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 use tokio::io::AsyncReadExt;
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpStream, UdpSocket};
 use tokio_util::sync::CancellationToken;
 
 #[derive(PartialEq, Debug, Clone, Copy, Deserialize)]
@@ -272,65 +271,22 @@ fn bind_udp(addr: SocketAddr, receive_buffer: Option<usize>) -> std::io::Result<
     UdpSocket::from_std(socket.into())
 }
 
-/// Open TCP connections per peer address.
-type PerPeer = Arc<Mutex<HashMap<IpAddr, usize>>>;
-
 async fn tcp(config: SyslogConfig, cx: SourceContext, decoder: Decoder) {
-    let listener = match TcpListener::bind(config.listen).await {
-        Ok(listener) => listener,
-        Err(e) => {
-            cx.batcher
-                .error(&format!("listen on tcp {}: {e}", config.listen), None);
-            return;
-        }
+    let limits = super::listener::Limits {
+        connections: config.max_connections,
+        per_peer: config.max_connections_per_peer,
     };
-    tracing::info!(source = %cx.name, listen = %config.listen, "syslog: listening on TCP");
-    let slots = Arc::new(tokio::sync::Semaphore::new(config.max_connections));
-    let per_peer: PerPeer = Arc::default();
-    let mut connections = tokio::task::JoinSet::new();
-    loop {
-        let slot = tokio::select! {
-            _ = cx.shutdown.cancelled() => break,
-            slot = slots.clone().acquire_owned() => slot.expect("never closed"),
-        };
-        let (stream, peer) = tokio::select! {
-            _ = cx.shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    cx.batcher.error(&format!("accept: {e}"), Some(Duration::from_millis(100)));
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        {
-            let mut open = per_peer.lock().unwrap_or_else(|p| p.into_inner());
-            let count = open.entry(peer.ip()).or_default();
-            if *count >= config.max_connections_per_peer {
-                tracing::warn!(source = %cx.name, %peer, limit = config.max_connections_per_peer, "syslog: refused a connection: too many from this address");
-                continue;
-            }
-            *count += 1;
-        }
-        let batcher = cx.batcher.clone_for_task();
-        let shutdown = cx.shutdown.clone();
-        let mut decoder = decoder.clone();
-        let per_peer = per_peer.clone();
-        connections.spawn(async move {
-            serve(stream, peer, batcher, shutdown, &mut decoder).await;
-            let mut open = per_peer.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(count) = open.get_mut(&peer.ip()) {
-                *count -= 1;
-                if *count == 0 {
-                    open.remove(&peer.ip());
-                }
-            }
-            drop(slot);
-        });
-        while connections.try_join_next().is_some() {}
-    }
-    while connections.join_next().await.is_some() {}
+    super::listener::serve(
+        config.listen,
+        limits,
+        "syslog",
+        cx,
+        move |stream, peer, batcher, shutdown| {
+            let mut decoder = decoder.clone();
+            async move { serve(stream, peer, batcher, shutdown, &mut decoder).await }
+        },
+    )
+    .await;
 }
 
 /// One connection: frames in, events out, until the peer closes or the agent stops.

@@ -1,0 +1,70 @@
+//! The `tcp` source: newline-delimited lines over TCP (`nc`, a shell loop, an app's
+//! socket appender), each line an event, within connection limits in all and per peer
+//! address ([`listener`](super::listener)). Lines longer than `max_line_bytes` are cut
+//! and counted; a connection's unterminated last line is delivered when it closes.
+
+use super::listener::{self, Limits};
+use super::{SourceConfig, SourceContext, lines};
+use crate::config::Problems;
+use futures_util::future::BoxFuture;
+use serde::Deserialize;
+use std::net::SocketAddr;
+
+#[derive(PartialEq, Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpConfig {
+    /// Where to listen: `0.0.0.0:5170`.
+    pub listen: SocketAddr,
+    /// Connections served at once.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Connections from one address at once.
+    #[serde(default = "default_max_connections_per_peer")]
+    pub max_connections_per_peer: usize,
+}
+
+fn default_max_connections() -> usize {
+    256
+}
+
+fn default_max_connections_per_peer() -> usize {
+    16
+}
+
+impl SourceConfig for TcpConfig {
+    fn validate(&self, problems: &mut Problems) {
+        if self.max_connections == 0 {
+            problems.at("max_connections", "must be at least 1");
+        }
+        if self.max_connections_per_peer == 0 {
+            problems.at("max_connections_per_peer", "must be at least 1");
+        }
+    }
+
+    fn run(&self, cx: SourceContext) -> BoxFuture<'static, ()> {
+        let config = self.clone();
+        Box::pin(async move {
+            let limits = Limits {
+                connections: config.max_connections,
+                per_peer: config.max_connections_per_peer,
+            };
+            let source = cx.name.clone();
+            listener::serve(
+                config.listen,
+                limits,
+                "tcp",
+                cx,
+                move |stream, peer, mut batcher, shutdown| {
+                    let source = source.clone();
+                    async move {
+                        if let Err(e) = lines::pump(stream, &mut batcher, &shutdown).await {
+                            tracing::debug!(%source, %peer, "tcp: connection dropped: {e}");
+                        }
+                        batcher.flush().await;
+                    }
+                },
+            )
+            .await;
+        })
+    }
+}
