@@ -308,3 +308,47 @@ fn malformed_messages_are_kept_tagged_and_counted_while_valid_ones_flow() {
         "{log}"
     );
 }
+
+#[test]
+fn syslog_config_errors_name_their_key_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        r#"[sources.udp]
+type = "syslog"
+mode = "udp"
+listen = "127.0.0.1:5514"
+tls = { cert_file = "a", key_file = "b" }
+max_connections = 3
+channels = ["main"]
+
+[sources.tcp]
+type = "syslog"
+mode = "tcp"
+listen = "127.0.0.1:5514"
+receive_buffer_bytes = 1048576
+max_connections_per_peer = 0
+channels = ["main"]
+
+[channels.main]
+type = "memory"
+
+[sinks.out]
+type = "console"
+channel = "main"
+"#,
+    );
+    assert_refused(
+        &config,
+        &[
+            "`sources.udp.tls`",
+            "is for `tcp`",
+            "`sources.udp.mode`",
+            "connection limits are for `tcp`",
+            "`sources.tcp.receive_buffer_bytes`",
+            "is for `udp`",
+            ":14:",
+            "`sources.tcp.max_connections_per_peer`",
+        ],
+    );
+}

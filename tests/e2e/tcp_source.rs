@@ -100,3 +100,153 @@ batch_timeout_ms = 20
         "{log}"
     );
 }
+
+/// A self-signed certificate for localhost and 127.0.0.1 (openssl), and its key.
+fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    (cert, key)
+}
+
+#[test]
+fn tls_connections_are_served_and_a_plain_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed(dir.path());
+    let (tcp, syslog) = (free_port(), free_port());
+    let out = dir.path().join("out.log");
+    let tls = format!(
+        "tls = {{ cert_file = \"{}\", key_file = \"{}\" }}",
+        cert.display(),
+        key.display()
+    );
+    let config = write_config(
+        dir.path(),
+        &format!(
+            r#"[agent]
+data_dir = "{data}"
+
+[sources.lines]
+type = "tcp"
+listen = "127.0.0.1:{tcp}"
+{tls}
+batch_timeout_ms = 20
+channels = ["main"]
+
+[sources.sys]
+type = "syslog"
+mode = "tcp"
+listen = "127.0.0.1:{syslog}"
+{tls}
+batch_timeout_ms = 20
+channels = ["main"]
+
+[channels.main]
+type = "memory"
+
+[sinks.out]
+type = "file"
+channel = "main"
+path = "{out}"
+format = "json"
+batch_timeout_ms = 20
+"#,
+            data = dir.path().join("data").display(),
+            out = out.display(),
+        ),
+    );
+    let log = dir.path().join("agent.log");
+    let agent = spawn_logged(&config, &log);
+    for port in [tcp, syslog] {
+        wait_until("the sources to listen", Duration::from_secs(20), || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+    }
+    // Plain text to a TLS port: the handshake fails, nothing is delivered.
+    let mut plain = TcpStream::connect(("127.0.0.1", tcp)).unwrap();
+    plain.write_all(b"not tls at all\n").unwrap();
+    drop(plain);
+    let client = format!(
+        r#"
+import socket, ssl
+context = ssl.create_default_context(cafile="{cert}")
+for port, data in (({tcp}, b"over tls 1\nover tls 2\n"),
+                   ({syslog}, b"<11>secure-app: failed over tls\n")):
+    with socket.create_connection(("127.0.0.1", port)) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.sendall(data)
+"#,
+        cert = cert.display()
+    );
+    let status = std::process::Command::new("python3")
+        .args(["-c", &client])
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "the client verified the agent's certificate and sent"
+    );
+    wait_for_lines(&out, 3, Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, _) = terminate(agent.into_child());
+    assert!(status.success());
+    let events = json_lines(&out);
+    let bodies: Vec<&str> = events.iter().map(|e| e["body"].as_str().unwrap()).collect();
+    assert_eq!(bodies.len(), 3, "{bodies:?}");
+    for body in ["over tls 1", "over tls 2", "failed over tls"] {
+        assert!(bodies.contains(&body), "{bodies:?}");
+    }
+    let secure = events
+        .iter()
+        .find(|e| e["body"] == "failed over tls")
+        .unwrap();
+    assert_eq!(secure["name"], "secure-app");
+    assert_eq!(secure["level"], "error");
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(log.contains("TLS handshake failed"), "{log}");
+}
+
+#[test]
+fn a_missing_certificate_is_refused_with_its_key_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        r#"[sources.lines]
+type = "tcp"
+listen = "127.0.0.1:5170"
+tls = { cert_file = "/nonexistent/cert.pem", key_file = "/nonexistent/key.pem" }
+channels = ["main"]
+
+[channels.main]
+type = "memory"
+
+[sinks.out]
+type = "console"
+channel = "main"
+"#,
+    );
+    assert_refused(
+        &config,
+        &[
+            ":4:",
+            "`sources.lines.tls.cert_file`",
+            "/nonexistent/cert.pem",
+        ],
+    );
+}

@@ -1,6 +1,7 @@
 //! The TCP listener of the network sources (`syslog` over TCP, `tcp`): accepts
-//! connections within a limit in all and per peer address, and serves each in a task of
-//! its own with its own [`Batcher`] feeding the source's worker. A connection over a
+//! connections within a limit in all and per peer address, completes the TLS handshake
+//! when the source has TLS (within [`HANDSHAKE_TIMEOUT`], in the connection's task), and
+//! serves each in a task of its own with its own [`Batcher`] feeding the source's worker. A connection over a
 //! limit is closed at once and logged; at shutdown, connections end after the batch they
 //! are handing over.
 
@@ -10,8 +11,16 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::AsyncRead;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
+
+/// What a connection's handler reads: the TCP stream, or the TLS stream over it.
+pub type Stream = Box<dyn AsyncRead + Unpin + Send>;
+
+/// How long a peer has to complete the TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connections served at once.
 #[derive(Debug, Clone, Copy)]
@@ -20,16 +29,18 @@ pub struct Limits {
     pub per_peer: usize,
 }
 
-/// Listens on `listen` until the source's shutdown, serving each connection with
-/// `handle(stream, peer, batcher, shutdown)`. `kind` names the source type in logs.
+/// Listens on `listen` until the source's shutdown, serving each connection (over TLS
+/// when `tls` is set) with `handle(stream, peer, batcher, shutdown)`. `kind` names the
+/// source type in logs.
 pub async fn serve<F, Fut>(
     listen: SocketAddr,
     limits: Limits,
+    tls: Option<TlsAcceptor>,
     kind: &'static str,
     cx: SourceContext,
     handle: F,
 ) where
-    F: Fn(TcpStream, SocketAddr, Batcher, CancellationToken) -> Fut,
+    F: Fn(Stream, SocketAddr, Batcher, CancellationToken) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let listener = match TcpListener::bind(listen).await {
@@ -40,7 +51,8 @@ pub async fn serve<F, Fut>(
             return;
         }
     };
-    tracing::info!(source = %cx.name, %listen, "{kind}: listening on TCP");
+    tracing::info!(source = %cx.name, %listen, tls = tls.is_some(), "{kind}: listening on TCP");
+    let handle = Arc::new(handle);
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.connections));
     let per_peer: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
     let mut connections = tokio::task::JoinSet::new();
@@ -69,15 +81,28 @@ pub async fn serve<F, Fut>(
             }
             *count += 1;
         }
-        let work = handle(
-            stream,
-            peer,
-            cx.batcher.clone_for_task(),
-            cx.shutdown.clone(),
-        );
-        let per_peer = per_peer.clone();
+        let (batcher, shutdown) = (cx.batcher.clone_for_task(), cx.shutdown.clone());
+        let (handle, per_peer, tls) = (handle.clone(), per_peer.clone(), tls.clone());
+        let source = cx.name.clone();
         connections.spawn(async move {
-            work.await;
+            let _ = stream.set_nodelay(true);
+            let stream: Option<Stream> = match tls {
+                None => Some(Box::new(stream)),
+                Some(tls) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+                    Ok(Ok(stream)) => Some(Box::new(stream)),
+                    Ok(Err(e)) => {
+                        tracing::warn!(%source, %peer, "{kind}: TLS handshake failed: {e}");
+                        None
+                    }
+                    Err(_) => {
+                        tracing::warn!(%source, %peer, "{kind}: no TLS handshake within {HANDSHAKE_TIMEOUT:?}");
+                        None
+                    }
+                },
+            };
+            if let Some(stream) = stream {
+                handle(stream, peer, batcher, shutdown).await;
+            }
             let mut open = per_peer.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(count) = open.get_mut(&peer.ip()) {
                 *count -= 1;

@@ -17,6 +17,7 @@ mod stdin;
 mod syslog;
 pub mod taildir;
 mod tcp;
+mod tls;
 
 pub use batcher::{Ack, Acked, Batch, Batcher};
 pub use checkpoint::{Checkpoint, Mark, Recovered};

@@ -21,6 +21,8 @@ pub struct TcpConfig {
     /// Connections from one address at once.
     #[serde(default = "default_max_connections_per_peer")]
     pub max_connections_per_peer: usize,
+    /// Serve TLS: `{ cert_file = "…", key_file = "…" }`.
+    pub tls: Option<super::tls::TlsConfig>,
 }
 
 fn default_max_connections() -> usize {
@@ -39,6 +41,9 @@ impl SourceConfig for TcpConfig {
         if self.max_connections_per_peer == 0 {
             problems.at("max_connections_per_peer", "must be at least 1");
         }
+        if let Some(tls) = &self.tls {
+            tls.validate(problems);
+        }
     }
 
     fn run(&self, cx: SourceContext) -> BoxFuture<'static, ()> {
@@ -49,9 +54,17 @@ impl SourceConfig for TcpConfig {
                 per_peer: config.max_connections_per_peer,
             };
             let source = cx.name.clone();
+            let tls = match config.tls.as_ref().map(|t| t.acceptor()).transpose() {
+                Ok(tls) => tls,
+                Err((key, e)) => {
+                    cx.batcher.error(&format!("tls.{key}: {e}"), None);
+                    return;
+                }
+            };
             listener::serve(
                 config.listen,
                 limits,
+                tls,
                 "tcp",
                 cx,
                 move |stream, peer, mut batcher, shutdown| {

@@ -29,7 +29,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use tokio::io::AsyncReadExt;
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
 #[derive(PartialEq, Debug, Clone, Copy, Deserialize)]
@@ -52,6 +52,8 @@ pub struct SyslogConfig {
     /// TCP connections from one address at once.
     #[serde(default = "default_max_connections_per_peer")]
     pub max_connections_per_peer: usize,
+    /// TCP: serve TLS (RFC 5425), `{ cert_file = "…", key_file = "…" }`.
+    pub tls: Option<super::tls::TlsConfig>,
     /// UDP: the socket's receive buffer (the kernel caps it at `net.core.rmem_max`);
     /// what arrives while it is full is lost. Default: the system's.
     pub receive_buffer_bytes: Option<usize>,
@@ -73,6 +75,9 @@ impl SourceConfig for SyslogConfig {
         if self.max_connections_per_peer == 0 {
             problems.at("max_connections_per_peer", "must be at least 1");
         }
+        if let Some(tls) = &self.tls {
+            tls.validate(problems);
+        }
         if self.mode == Transport::Udp
             && (self.max_connections != default_max_connections()
                 || self.max_connections_per_peer != default_max_connections_per_peer())
@@ -81,6 +86,15 @@ impl SourceConfig for SyslogConfig {
                 "mode",
                 "connection limits are for `tcp`; UDP has no connections",
             );
+        }
+        if self.mode == Transport::Udp && self.tls.is_some() {
+            problems.at("tls", "is for `tcp`");
+        }
+        if self.mode == Transport::Tcp && self.receive_buffer_bytes.is_some() {
+            problems.at("receive_buffer_bytes", "is for `udp`");
+        }
+        if self.receive_buffer_bytes == Some(0) {
+            problems.at("receive_buffer_bytes", "must be at least 1");
         }
     }
 
@@ -276,9 +290,17 @@ async fn tcp(config: SyslogConfig, cx: SourceContext, decoder: Decoder) {
         connections: config.max_connections,
         per_peer: config.max_connections_per_peer,
     };
+    let tls = match config.tls.as_ref().map(|t| t.acceptor()).transpose() {
+        Ok(tls) => tls,
+        Err((key, e)) => {
+            cx.batcher.error(&format!("tls.{key}: {e}"), None);
+            return;
+        }
+    };
     super::listener::serve(
         config.listen,
         limits,
+        tls,
         "syslog",
         cx,
         move |stream, peer, batcher, shutdown| {
@@ -291,7 +313,7 @@ async fn tcp(config: SyslogConfig, cx: SourceContext, decoder: Decoder) {
 
 /// One connection: frames in, events out, until the peer closes or the agent stops.
 async fn serve(
-    mut stream: TcpStream,
+    mut stream: super::listener::Stream,
     peer: SocketAddr,
     mut batcher: Batcher,
     shutdown: CancellationToken,
