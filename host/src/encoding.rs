@@ -351,7 +351,7 @@ pub fn decode_json_event(line: &[u8], default_name: &Arc<str>) -> Result<Event, 
 }
 
 /// A JSON value as a field value (integers stay integers, other numbers are floats).
-fn json_to_value(value: serde_json::Value) -> Value {
+pub(crate) fn json_to_value(value: serde_json::Value) -> Value {
     match value {
         serde_json::Value::Null => Value::Null,
         serde_json::Value::Bool(b) => Value::Bool(b),

@@ -12,6 +12,7 @@ mod durable;
 mod exec_tail;
 mod file_sink;
 mod forward;
+mod http_source;
 mod json_roundtrip;
 mod kafka;
 mod peer;

@@ -266,6 +266,40 @@ impl Batcher {
         sent && acked.recv().await.is_some()
     }
 
+    /// Like [`send_acknowledged`](Self::send_acknowledged), but only when the worker can
+    /// take the batch now: `Err(events)` when its queue is full (the channels are
+    /// full, or the plugins busy: the caller tells its client to come back later).
+    /// `Ok(future)` resolves to whether the source's channels hold the batch.
+    pub fn try_send_acknowledged(
+        &mut self,
+        events: Vec<Event>,
+    ) -> Result<impl std::future::Future<Output = bool> + use<>, Vec<Event>> {
+        let (to, mut acked) = mpsc::unbounded_channel();
+        let ack = Ack {
+            marks: Vec::new(),
+            seq: self.next_seq,
+            source: self.source.clone(),
+            to,
+        };
+        let (count, bytes) = (
+            events.len() as u64,
+            events.iter().map(|e| e.body.len() as u64).sum(),
+        );
+        match self.worker.try_send(Batch {
+            events,
+            ack: Some(ack),
+        }) {
+            Ok(()) => {
+                self.next_seq += 1;
+                LinesRead { count, bytes }.emit(&self.counters);
+                Ok(async move { acked.recv().await.is_some() })
+            }
+            Err(
+                mpsc::error::TrySendError::Full(batch) | mpsc::error::TrySendError::Closed(batch),
+            ) => Err(batch.events),
+        }
+    }
+
     /// Resolves when the buffered batch is due (never, when nothing is buffered).
     pub async fn due(&self) {
         match self.due {

@@ -11,6 +11,7 @@ mod exec;
 mod file;
 mod forward;
 mod generator;
+mod http;
 mod lines;
 mod listener;
 mod stdin;
@@ -37,6 +38,7 @@ registry! {
         "file" => File(file::FileConfig),
         "forward" => Forward(forward::ForwardSourceConfig),
         "generator" => Generator(generator::GeneratorConfig),
+        "http" => Http(http::HttpSourceConfig),
         "stdin" => Stdin(stdin::StdinConfig),
         "syslog" => Syslog(syslog::SyslogConfig),
         "taildir" => Taildir(taildir::TaildirConfig),
