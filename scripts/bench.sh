@@ -23,7 +23,8 @@
 #     tansu broker beside the same pipeline writing a local file (scripts/bench-kafka.sh);
 #     12. the webhdfs sink to the WebHDFS protocol stand-in, beside the same pipeline
 #     writing a local file (scripts/bench-webhdfs.sh); 13. the syslog source over UDP
-#     at 50k, 100k and 200k messages/s (scripts/bench-syslog.sh).
+#     at 50k, 100k and 200k messages/s, syslog over TCP, tcp and http at 100k
+#     (scripts/bench-network-sources.sh).
 # Usage: scripts/bench.sh [LINES]   (default 2000000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -450,5 +451,5 @@ echo "== 12. the webhdfs sink to the WebHDFS stand-in (scripts/bench-webhdfs.sh)
 scripts/bench-webhdfs.sh "$LINES"
 
 echo
-echo "== 13. the syslog source over UDP (scripts/bench-syslog.sh) =="
-scripts/bench-syslog.sh
+echo "== 13. the network sources (scripts/bench-network-sources.sh) =="
+scripts/bench-network-sources.sh
