@@ -44,6 +44,7 @@ bearer_token = "s3cret"
 max_body_bytes = 4096
 max_line_bytes = 64
 batch_timeout_ms = 20
+add_tags = {{ via = "http" }}
 channels = ["main"]
 
 [channels.main]
@@ -131,7 +132,12 @@ batch_timeout_ms = 20
     std::thread::sleep(Duration::from_millis(200));
     let (status, stderr) = terminate(agent.into_child());
     assert!(status.success(), "{stderr}");
-    let bodies: Vec<String> = json_lines(&out)
+    let events = json_lines(&out);
+    assert!(
+        events.iter().all(|e| e["tags"]["via"] == "http"),
+        "add_tags"
+    );
+    let bodies: Vec<String> = events
         .iter()
         .map(|e| e["body"].as_str().unwrap().to_owned())
         .collect();

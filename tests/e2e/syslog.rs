@@ -21,6 +21,7 @@ mode = "udp"
 listen = "127.0.0.1:{udp}"
 channels = ["main"]
 batch_timeout_ms = 20
+add_tags = {{ site = "plant-7", host = "not-this" }}
 
 [sources.tcp]
 type = "syslog"
@@ -231,6 +232,12 @@ for name, kind in (("py.udp", socket.SOCK_DGRAM), ("py.tcp", socket.SOCK_STREAM)
             (now - at).num_seconds().abs() < 30,
             "{e}: time {at}, now {now}"
         );
+    }
+    // add_tags: on every event of the source, never over a tag the event has.
+    for e in &events {
+        let udp = e["body"].as_str().unwrap().contains("udp");
+        assert_eq!(e["tags"].get("site").is_some(), udp, "{e}");
+        assert_ne!(e["tags"]["host"], "not-this");
     }
     let sd = find("udp 5424 message");
     assert_eq!(sd["tags"]["msgid"], "M42");

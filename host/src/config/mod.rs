@@ -150,6 +150,8 @@ pub struct SourceSpec {
     pub routes: Vec<RouteSpec>,
     pub batch: BatchSpec,
     pub max_line_bytes: usize,
+    /// `add_tags`: set on every event of the source that lacks them.
+    pub add_tags: crate::event::Tags,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -683,6 +685,16 @@ impl Validator<'_> {
                 format!("must be between 16 and {MAX_LINE_BYTES_LIMIT}"),
             );
         }
+        let mut add_tags = crate::event::Tags::default();
+        for (key, value) in &s.add_tags {
+            if key.is_empty() {
+                self.error(
+                    &["sources", name, "add_tags"],
+                    "a tag name must not be empty",
+                );
+            }
+            add_tags.set(key.as_str(), value.as_str());
+        }
         let kind = kind?;
         if self.errors.len() > errors_before {
             return None;
@@ -706,6 +718,7 @@ impl Validator<'_> {
                 .collect(),
             batch,
             max_line_bytes,
+            add_tags,
         })
     }
 

@@ -67,6 +67,9 @@ pub struct CommonSource {
     pub batch_bytes: Option<usize>,
     pub batch_timeout_ms: Option<u64>,
     pub max_line_bytes: Option<usize>,
+    /// Tags every event of the source gets (unless it has the tag already).
+    #[serde(default)]
+    pub add_tags: IndexMap<String, String>,
 }
 
 impl CommonSource {
@@ -80,6 +83,7 @@ impl CommonSource {
         "batch_bytes",
         "batch_timeout_ms",
         "max_line_bytes",
+        "add_tags",
     ];
 }
 

@@ -80,6 +80,8 @@ pub struct Batcher {
     /// worker gives up then.
     hard_stop: CancellationToken,
     counters: Arc<SourceCounters>,
+    /// The source's `add_tags` (shared: adding one to an event allocates nothing).
+    add_tags: Arc<[(Arc<str>, Arc<str>)]>,
 }
 
 impl Batcher {
@@ -105,7 +107,17 @@ impl Batcher {
             next_seq: 0,
             hard_stop,
             counters: Arc::new(SourceCounters::new(source)),
+            add_tags: Arc::new([]),
         }
+    }
+
+    /// Sets the tags every event gets unless it has them (the source's `add_tags`).
+    pub fn with_tags(mut self, tags: Tags) -> Self {
+        self.add_tags = tags
+            .iter()
+            .map(|(k, v)| (Arc::from(k), Arc::from(v)))
+            .collect();
+        self
     }
 
     /// Another batcher feeding the same worker (for sources with concurrent readers).
@@ -124,6 +136,7 @@ impl Batcher {
             next_seq: 0,
             hard_stop: self.hard_stop.clone(),
             counters: self.counters.clone(),
+            add_tags: self.add_tags.clone(),
         }
     }
 
@@ -169,7 +182,8 @@ impl Batcher {
     }
 
     /// Adds one event made by the source.
-    pub async fn push_event(&mut self, event: Event) {
+    pub async fn push_event(&mut self, mut event: Event) {
+        self.tag(&mut event);
         if self.events.is_empty() {
             self.due = Some(Instant::now() + self.batch.timeout);
         }
@@ -177,6 +191,15 @@ impl Batcher {
         self.events.push(event);
         if self.events.len() >= self.batch.size || self.bytes >= self.batch.bytes as u64 {
             self.flush().await;
+        }
+    }
+
+    /// Adds the source's `add_tags` the event lacks.
+    fn tag(&self, event: &mut Event) {
+        for (key, value) in self.add_tags.iter() {
+            if event.tags.get(key).is_none() {
+                event.tags.set(key.clone(), value.clone());
+            }
         }
     }
 
@@ -245,7 +268,8 @@ impl Batcher {
     /// Hands a whole batch of events (a `forward` source's) to the worker, apart from the
     /// line batch, and waits until the source's channels hold it: true; false when the
     /// agent stopped first (the events were not taken, or not all put).
-    pub async fn send_acknowledged(&mut self, events: Vec<Event>) -> bool {
+    pub async fn send_acknowledged(&mut self, mut events: Vec<Event>) -> bool {
+        events.iter_mut().for_each(|e| self.tag(e));
         let (to, mut acked) = mpsc::unbounded_channel();
         let ack = Ack {
             marks: Vec::new(),
@@ -272,8 +296,9 @@ impl Batcher {
     /// `Ok(future)` resolves to whether the source's channels hold the batch.
     pub fn try_send_acknowledged(
         &mut self,
-        events: Vec<Event>,
+        mut events: Vec<Event>,
     ) -> Result<impl std::future::Future<Output = bool> + use<>, Vec<Event>> {
+        events.iter_mut().for_each(|e| self.tag(e));
         let (to, mut acked) = mpsc::unbounded_channel();
         let ack = Ack {
             marks: Vec::new(),

@@ -87,7 +87,8 @@ impl Running {
             spec.max_line_bytes,
             handle,
             self.hard_stop.clone(),
-        );
+        )
+        .with_tags(spec.add_tags.clone());
         let stop = CancellationToken::new();
         let run = spec.kind.config().run(SourceContext {
             name: spec.name.as_str().into(),
