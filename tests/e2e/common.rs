@@ -337,6 +337,15 @@ pub fn curl(method: &str, url: &str) -> (u16, serde_json::Value) {
     )
 }
 
+/// Waits until something accepts TCP connections on 127.0.0.1:`port` (an agent's
+/// network source), then a little more for the sources started beside it.
+pub fn wait_listening(port: u16) {
+    wait_until("a source to listen", Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    std::thread::sleep(Duration::from_millis(200));
+}
+
 /// A TCP port free on 127.0.0.1 (for an agent's admin endpoint).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

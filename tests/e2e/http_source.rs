@@ -20,12 +20,6 @@ fn curl_with(args: &[&str]) -> (u16, String) {
     (code.parse().unwrap(), body.to_owned())
 }
 
-fn wait_listening(port: u16) {
-    wait_until("the http source to listen", Duration::from_secs(20), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-}
-
 #[test]
 fn curl_bodies_of_every_kind_arrive_and_bad_requests_are_answered() {
     let dir = tempfile::tempdir().unwrap();

@@ -199,15 +199,11 @@ type = "memory"
     }
 }
 
-#[test]
-fn a_broker_that_stalls_mid_stream_delays_events_but_loses_none() {
-    let peers = peers();
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let broker = Broker::start(&peers, port, dir.path());
-    std::fs::create_dir_all(dir.path().join("logs")).unwrap();
-    let config = write_config(
-        dir.path(),
+/// An agent tailing `DIR/logs/*.log` into a file channel, then `sink`.
+fn tailed_config(dir: &Path, sink: &str) -> PathBuf {
+    std::fs::create_dir_all(dir.join("logs")).unwrap();
+    write_config(
+        dir,
         &format!(
             r#"[agent]
 data_dir = "{data}"
@@ -224,10 +220,21 @@ channels = ["main"]
 [channels.main]
 type = "file"
 {sink}"#,
-            data = dir.path().join("data").display(),
-            logs = dir.path().join("logs").display(),
-            sink = sink(port).replace("key_field = \"host\"\n", "in_flight = 3\n"),
+            data = dir.join("data").display(),
+            logs = dir.join("logs").display(),
         ),
+    )
+}
+
+#[test]
+fn a_broker_that_stalls_mid_stream_delays_events_but_loses_none() {
+    let peers = peers();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let broker = Broker::start(&peers, port, dir.path());
+    let config = tailed_config(
+        dir.path(),
+        &sink(port).replace("key_field = \"host\"\n", "in_flight = 3\n"),
     );
     let log_path = dir.path().join("agent.log");
     let agent = spawn_logged(&config, &log_path);
@@ -277,29 +284,9 @@ fn a_broker_killed_and_restarted_mid_stream_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let broker = Broker::start(&peers, port, dir.path());
-    std::fs::create_dir_all(dir.path().join("logs")).unwrap();
-    let config = write_config(
+    let config = tailed_config(
         dir.path(),
-        &format!(
-            r#"[agent]
-data_dir = "{data}"
-summary_interval_secs = 0
-
-[sources.app]
-type = "taildir"
-paths = {{ app = "{logs}/*.log" }}
-read_from = "start"
-batch_size = 200
-batch_timeout_ms = 20
-channels = ["main"]
-
-[channels.main]
-type = "file"
-{sink}"#,
-            data = dir.path().join("data").display(),
-            logs = dir.path().join("logs").display(),
-            sink = sink(port).replace("key_field = \"host\"\n", ""),
-        ),
+        &sink(port).replace("key_field = \"host\"\n", ""),
     );
     let log_path = dir.path().join("agent.log");
     let agent = spawn_logged(&config, &log_path);

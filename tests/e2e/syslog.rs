@@ -55,17 +55,6 @@ fn free_udp_port() -> u16 {
         .port()
 }
 
-/// Waits until the agent's TCP source accepts connections (the UDP one starts beside
-/// it), and a little more.
-fn wait_listening(tcp: u16) {
-    wait_until(
-        "the syslog source to listen",
-        Duration::from_secs(20),
-        || std::net::TcpStream::connect(("127.0.0.1", tcp)).is_ok(),
-    );
-    std::thread::sleep(Duration::from_millis(200));
-}
-
 fn logger(args: &[&str]) {
     let status = Command::new("logger").args(args).status().unwrap();
     assert!(status.success(), "logger {args:?}");

@@ -42,10 +42,7 @@ batch_timeout_ms = 20
     );
     let log = dir.path().join("agent.log");
     let agent = spawn_logged(&config, &log);
-    wait_until("the tcp source to listen", Duration::from_secs(20), || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    std::thread::sleep(Duration::from_millis(200));
+    wait_listening(port);
     // Two connections held open: a third from the same address is closed at once.
     let mut first = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let mut second = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -174,9 +171,7 @@ batch_timeout_ms = 20
     let log = dir.path().join("agent.log");
     let agent = spawn_logged(&config, &log);
     for port in [tcp, syslog] {
-        wait_until("the sources to listen", Duration::from_secs(20), || {
-            TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
+        wait_listening(port);
     }
     // Plain text to a TLS port: the handshake fails, nothing is delivered.
     let mut plain = TcpStream::connect(("127.0.0.1", tcp)).unwrap();

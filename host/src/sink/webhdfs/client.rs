@@ -268,12 +268,7 @@ impl WebHdfs {
             .request(method, self.url(path, op, params))
             .send()
             .await
-            .map_err(|source| HdfsError::Transport {
-                op,
-                path: path.to_owned(),
-                at,
-                source,
-            })?;
+            .map_err(transport(op, path, at))?;
         if answer.status().is_success() {
             Ok(answer)
         } else {
@@ -297,12 +292,7 @@ impl WebHdfs {
             .request(method.clone(), self.url(path, op, params))
             .send()
             .await
-            .map_err(|source| HdfsError::Transport {
-                op,
-                path: path.to_owned(),
-                at: "namenode",
-                source,
-            })?;
+            .map_err(transport(op, path, "namenode"))?;
         if redirect.status() != StatusCode::TEMPORARY_REDIRECT {
             return Err(if redirect.status().is_success() {
                 protocol(op, path, "the namenode answered without a 307 redirect")
@@ -323,12 +313,7 @@ impl WebHdfs {
             .body(data)
             .send()
             .await
-            .map_err(|source| HdfsError::Transport {
-                op,
-                path: path.to_owned(),
-                at: "datanode",
-                source,
-            })?;
+            .map_err(transport(op, path, "datanode"))?;
         if answer.status() == expected {
             Ok(())
         } else if answer.status().is_success() {
@@ -340,6 +325,21 @@ impl WebHdfs {
         } else {
             Err(remote_error(answer, op, path).await)
         }
+    }
+}
+
+/// Makes a request's failure to get an answer from `at` an error.
+fn transport(
+    op: &'static str,
+    path: &str,
+    at: &'static str,
+) -> impl FnOnce(reqwest::Error) -> HdfsError {
+    let path = path.to_owned();
+    move |source| HdfsError::Transport {
+        op,
+        path,
+        at,
+        source,
     }
 }
 
@@ -359,12 +359,7 @@ async fn json<T: serde::de::DeserializeOwned>(
     let body = answer
         .bytes()
         .await
-        .map_err(|source| HdfsError::Transport {
-            op,
-            path: path.to_owned(),
-            at: "namenode",
-            source,
-        })?;
+        .map_err(transport(op, path, "namenode"))?;
     serde_json::from_slice(&body).map_err(|e| {
         protocol(
             op,
