@@ -4,6 +4,7 @@
 //! file channel: on disk), so the edge commits only what the collector keeps. A batch
 //! the agent could not take (it is stopping) is refused, and the edge sends it again.
 
+use super::listener::{self, Limits};
 use super::{Batcher, SourceConfig, SourceContext};
 use crate::channel::file::codec;
 use crate::config::Problems;
@@ -15,7 +16,6 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 #[derive(PartialEq, Debug, Clone, Deserialize)]
@@ -57,60 +57,37 @@ impl SourceConfig for ForwardSourceConfig {
                     return;
                 }
             };
-            let listener = match TcpListener::bind(config.listen).await {
-                Ok(listener) => listener,
-                Err(e) => {
-                    cx.batcher
-                        .error(&format!("listen on {}: {e}", config.listen), None);
-                    return;
-                }
+            // Edges are many hosts behind few addresses (NAT): no limit per address.
+            let limits = Limits {
+                connections: config.max_connections,
+                per_peer: config.max_connections,
             };
-            tracing::info!(source = %cx.name, listen = %config.listen, "forward: listening");
-            let slots = Arc::new(tokio::sync::Semaphore::new(config.max_connections));
-            let mut connections = tokio::task::JoinSet::new();
-            loop {
-                let slot = tokio::select! {
-                    _ = cx.shutdown.cancelled() => break,
-                    slot = slots.clone().acquire_owned() => slot.expect("never closed"),
-                };
-                let (stream, peer) = tokio::select! {
-                    _ = cx.shutdown.cancelled() => break,
-                    accepted = listener.accept() => match accepted {
-                        Ok(accepted) => accepted,
-                        Err(e) => {
-                            cx.batcher.error(&format!("accept: {e}"), Some(Duration::from_millis(100)));
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                            continue;
-                        }
-                    },
-                };
-                let batcher = cx.batcher.clone_for_task();
-                let key = key.clone();
-                let shutdown = cx.shutdown.clone();
-                let source = cx.name.clone();
-                connections.spawn(async move {
-                    serve(stream, peer, &key, batcher, shutdown, &source).await;
-                    drop(slot);
-                });
-                // Reap finished connections as we go.
-                while connections.try_join_next().is_some() {}
-            }
-            // Stopping: connections end after the batch they are handing over.
-            while connections.join_next().await.is_some() {}
+            let source = cx.name.clone();
+            listener::serve(
+                config.listen,
+                limits,
+                None,
+                "forward",
+                cx,
+                move |stream, peer, batcher, shutdown| {
+                    let (key, source) = (key.clone(), source.clone());
+                    async move { serve(stream, peer, &key, batcher, shutdown, &source).await }
+                },
+            )
+            .await;
         })
     }
 }
 
 /// One edge's connection: batches in, acknowledgements out, until either side stops.
 async fn serve(
-    stream: TcpStream,
+    stream: listener::Stream,
     peer: SocketAddr,
     key: &SharedKey,
     mut batcher: Batcher,
     shutdown: CancellationToken,
     source: &str,
 ) {
-    let _ = stream.set_nodelay(true);
     let (mut conn, agent) = match tokio::time::timeout(
         HANDSHAKE_TIMEOUT,
         Connection::server(stream, key),

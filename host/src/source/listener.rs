@@ -11,13 +11,19 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::AsyncRead;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-/// What a connection's handler reads: the TCP stream, or the TLS stream over it.
-pub type Stream = Box<dyn AsyncRead + Unpin + Send>;
+/// What a connection's handler reads (and writes, for a source that answers): the TCP
+/// stream, or the TLS stream over it.
+pub type Stream = Box<dyn Io>;
+
+/// A byte stream both ways.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// How long a peer has to complete the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
