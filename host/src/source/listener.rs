@@ -41,7 +41,7 @@ pub struct Limits {
 pub async fn serve<F, Fut>(
     listen: SocketAddr,
     limits: Limits,
-    tls: Option<TlsAcceptor>,
+    tls: Option<&super::tls::TlsConfig>,
     kind: &'static str,
     cx: SourceContext,
     handle: F,
@@ -49,6 +49,13 @@ pub async fn serve<F, Fut>(
     F: Fn(Stream, SocketAddr, Batcher, CancellationToken) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    let tls: Option<TlsAcceptor> = match tls.map(|t| t.acceptor()).transpose() {
+        Ok(tls) => tls,
+        Err((key, e)) => {
+            cx.batcher.error(&format!("tls.{key}: {e}"), None);
+            return;
+        }
+    };
     let listener = match TcpListener::bind(listen).await {
         Ok(listener) => listener,
         Err(e) => {

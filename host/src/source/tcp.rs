@@ -54,17 +54,10 @@ impl SourceConfig for TcpConfig {
                 per_peer: config.max_connections_per_peer,
             };
             let source = cx.name.clone();
-            let tls = match config.tls.as_ref().map(|t| t.acceptor()).transpose() {
-                Ok(tls) => tls,
-                Err((key, e)) => {
-                    cx.batcher.error(&format!("tls.{key}: {e}"), None);
-                    return;
-                }
-            };
             listener::serve(
                 config.listen,
                 limits,
-                tls,
+                config.tls.as_ref(),
                 "tcp",
                 cx,
                 move |stream, peer, mut batcher, shutdown| {

@@ -290,17 +290,10 @@ async fn tcp(config: SyslogConfig, cx: SourceContext, decoder: Decoder) {
         connections: config.max_connections,
         per_peer: config.max_connections_per_peer,
     };
-    let tls = match config.tls.as_ref().map(|t| t.acceptor()).transpose() {
-        Ok(tls) => tls,
-        Err((key, e)) => {
-            cx.batcher.error(&format!("tls.{key}: {e}"), None);
-            return;
-        }
-    };
     super::listener::serve(
         config.listen,
         limits,
-        tls,
+        config.tls.as_ref(),
         "syslog",
         cx,
         move |stream, peer, batcher, shutdown| {
