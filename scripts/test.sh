@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 features=()
 scripts/setup.sh || features=(--no-default-features)
 scripts/build-plugins.sh
+# The real peers the end-to-end tests start (mosquitto, logger, curl, journalctl, …).
+scripts/test-peers.sh
 # The Python SDK's encoding, in plain Python (the SDKs' plugins are built and run in
 # the agent by tests/e2e/plugin_sdks.rs).
 python3 -m unittest discover -s guest-plugins/sdk-python/tests

@@ -15,6 +15,7 @@ mod forward;
 mod http_source;
 mod json_roundtrip;
 mod kafka;
+mod mqtt;
 mod peer;
 mod plugin_sdks;
 mod processor;

@@ -952,7 +952,7 @@ fn display_path(path: &[&str]) -> String {
     out
 }
 
-fn os_hostname() -> String {
+pub(crate) fn os_hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
         .map(|s| s.trim().to_owned())

@@ -74,6 +74,8 @@ pub struct Batcher {
     /// Marks of the buffered batch (last per file), and where acks go.
     marks: Vec<Mark>,
     acks: Option<mpsc::UnboundedSender<Acked>>,
+    /// Whether every batch is acknowledged, not only those with marks.
+    ack_every_batch: bool,
     /// The number of the next acknowledged batch.
     next_seq: u64,
     /// Cancelled when the agent stops without draining: a hand-over waiting for a busy
@@ -104,6 +106,7 @@ impl Batcher {
             worker,
             marks: Vec::new(),
             acks: None,
+            ack_every_batch: false,
             next_seq: 0,
             hard_stop,
             counters: Arc::new(SourceCounters::new(source)),
@@ -133,6 +136,7 @@ impl Batcher {
             worker: self.worker.clone(),
             marks: Vec::new(),
             acks: None,
+            ack_every_batch: false,
             next_seq: 0,
             hard_stop: self.hard_stop.clone(),
             counters: self.counters.clone(),
@@ -157,6 +161,21 @@ impl Batcher {
         self.acks = Some(tx);
         self.next_seq = after.map_or(0, |s| s.saturating_add(1));
         rx
+    }
+
+    /// Turns on acknowledgements of every flushed batch, marks or not (for sources whose
+    /// peer redelivers what it was not told is safe: an MQTT broker). Batches are
+    /// numbered from 0; [`batch_seq`](Self::batch_seq) tells which batch an event
+    /// pushed now will be in.
+    pub fn acknowledged_batches(&mut self) -> mpsc::UnboundedReceiver<Acked> {
+        self.ack_every_batch = true;
+        self.acknowledged(None)
+    }
+
+    /// The number the buffered batch will have when it is flushed: an event pushed now
+    /// is safe in its channels once that batch is acknowledged.
+    pub fn batch_seq(&self) -> u64 {
+        self.next_seq
     }
 
     /// Adds one line of a file that ends at `mark`, with the file's tags.
@@ -230,7 +249,7 @@ impl Batcher {
         }
         // Marks come only with lines: a batch with events carries its positions.
         let ack = match &self.acks {
-            Some(to) if !self.marks.is_empty() => {
+            Some(to) if self.ack_every_batch || !self.marks.is_empty() => {
                 self.next_seq += 1;
                 Some(Ack {
                     marks: std::mem::take(&mut self.marks),

@@ -14,6 +14,7 @@ mod generator;
 mod http;
 mod lines;
 mod listener;
+mod mqtt;
 mod stdin;
 mod syslog;
 pub mod taildir;
@@ -39,6 +40,7 @@ registry! {
         "forward" => Forward(forward::ForwardSourceConfig),
         "generator" => Generator(generator::GeneratorConfig),
         "http" => Http(http::HttpSourceConfig),
+        "mqtt" => Mqtt(mqtt::MqttConfig),
         "stdin" => Stdin(stdin::StdinConfig),
         "syslog" => Syslog(syslog::SyslogConfig),
         "taildir" => Taildir(taildir::TaildirConfig),
