@@ -2,7 +2,8 @@
 # Installs the Debian packages the end-to-end tests start as real peers, when missing
 # (idempotent): mosquitto and mosquitto-clients (the mqtt source's broker and
 # publisher), util-linux's logger (syslog), curl (http source), openssl (TLS
-# certificates), systemd's journalctl and systemd-cat (journald source). As root or
+# certificates), systemd's journalctl and
+# systemd-journal-remote (journald source). As root or
 # through sudo; exits non-zero, naming what is missing, when they cannot be installed.
 # (The Kafka peers come from PyPI: tests/peers/kafka-tools.sh.)
 set -euo pipefail
@@ -15,10 +16,12 @@ declare -A package_of=(
     [openssl]=openssl
     [journalctl]=systemd
     [systemd-cat]=systemd
+    # Writes the journal files the journald test reads (not on PATH).
+    [/lib/systemd/systemd-journal-remote]=systemd-journal-remote
 )
 missing=()
 for tool in "${!package_of[@]}"; do
-    command -v "$tool" >/dev/null || missing+=("${package_of[$tool]}")
+    command -v "$tool" >/dev/null || [ -x "$tool" ] || missing+=("${package_of[$tool]}")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)

@@ -13,6 +13,7 @@ mod exec_tail;
 mod file_sink;
 mod forward;
 mod http_source;
+mod journald;
 mod json_roundtrip;
 mod kafka;
 mod mqtt;

@@ -51,6 +51,18 @@ pub enum Level {
 }
 
 impl Level {
+    /// The level of a syslog severity (also the journal's `PRIORITY`): emerg, alert,
+    /// crit → fatal; err → error; warning → warn; notice, info → info; debug → debug.
+    pub fn from_syslog_severity(severity: u8) -> Level {
+        match severity {
+            0..=2 => Level::Fatal,
+            3 => Level::Error,
+            4 => Level::Warn,
+            5 | 6 => Level::Info,
+            _ => Level::Debug,
+        }
+    }
+
     /// The level stored as `level as u8` (the declaration order), if `n` is one.
     pub fn from_u8(n: u8) -> Option<Level> {
         [

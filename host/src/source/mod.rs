@@ -12,6 +12,8 @@ mod file;
 mod forward;
 mod generator;
 mod http;
+mod intern;
+mod journald;
 mod lines;
 mod listener;
 mod mqtt;
@@ -40,6 +42,7 @@ registry! {
         "forward" => Forward(forward::ForwardSourceConfig),
         "generator" => Generator(generator::GeneratorConfig),
         "http" => Http(http::HttpSourceConfig),
+        "journald" => Journald(journald::JournaldConfig),
         "mqtt" => Mqtt(mqtt::MqttConfig),
         "stdin" => Stdin(stdin::StdinConfig),
         "syslog" => Syslog(syslog::SyslogConfig),

@@ -19,13 +19,13 @@
 
 mod parse;
 
+use super::intern::Interner;
 use super::{Batcher, SourceConfig, SourceContext};
 use crate::config::Problems;
 use crate::event::{Event, Level, Map, Value};
 use crate::metrics::{Counter, Registry};
 use futures_util::future::BoxFuture;
 use serde::Deserialize;
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use tokio::io::AsyncReadExt;
@@ -123,32 +123,6 @@ struct Decoder {
     strings: Interner,
 }
 
-/// Shared copies of recent strings; forgets them all past a bound (memory stays small
-/// when a field takes ever new values, like a PID).
-#[derive(Clone, Default)]
-struct Interner(HashMap<Box<str>, Arc<str>>);
-
-/// Sets a tag, its key and value shared.
-fn tag(tags: &mut crate::event::Tags, strings: &mut Interner, key: &str, value: &str) {
-    tags.set(strings.get(key), strings.get(value));
-}
-
-impl Interner {
-    const BOUND: usize = 4096;
-
-    fn get(&mut self, text: &str) -> Arc<str> {
-        if let Some(shared) = self.0.get(text) {
-            return shared.clone();
-        }
-        if self.0.len() >= Self::BOUND {
-            self.0.clear();
-        }
-        let shared: Arc<str> = Arc::from(text);
-        self.0.insert(text.into(), shared.clone());
-        shared
-    }
-}
-
 impl Decoder {
     fn new(source: Arc<str>, name: Arc<str>, malformed: Counter) -> Self {
         Self {
@@ -168,29 +142,22 @@ impl Decoder {
                     .map_or_else(|| self.name.clone(), |app| self.strings.get(app));
                 let mut event = Event::from_body(name, m.msg.to_vec());
                 event.timestamp = Some(m.timestamp.unwrap_or(now));
-                event.level = match m.severity {
-                    0..=2 => Level::Fatal,
-                    3 => Level::Error,
-                    4 => Level::Warn,
-                    5 | 6 => Level::Info,
-                    _ => Level::Debug,
-                };
+                event.level = Level::from_syslog_severity(m.severity);
                 let strings = &mut self.strings;
                 match m.host {
-                    Some(host) => tag(&mut event.tags, strings, "host", host),
-                    None => tag(&mut event.tags, strings, "host", &peer.to_string()),
+                    Some(host) => strings.tag(&mut event.tags, "host", host),
+                    None => strings.tag(&mut event.tags, "host", &peer.to_string()),
                 }
-                tag(
+                strings.tag(
                     &mut event.tags,
-                    strings,
                     "facility",
                     parse::FACILITIES[m.facility as usize],
                 );
                 if let Some(procid) = m.procid {
-                    tag(&mut event.tags, strings, "procid", procid);
+                    strings.tag(&mut event.tags, "procid", procid);
                 }
                 if let Some(msgid) = m.msgid {
-                    tag(&mut event.tags, strings, "msgid", msgid);
+                    strings.tag(&mut event.tags, "msgid", msgid);
                 }
                 for (id, params) in m.structured {
                     let object: Map = params
