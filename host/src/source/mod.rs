@@ -15,6 +15,7 @@ mod http;
 mod lines;
 mod listener;
 mod stdin;
+mod spooldir;
 mod syslog;
 pub mod taildir;
 mod tcp;
@@ -39,6 +40,7 @@ registry! {
         "forward" => Forward(forward::ForwardSourceConfig),
         "generator" => Generator(generator::GeneratorConfig),
         "http" => Http(http::HttpSourceConfig),
+        "spooldir" => Spooldir(spooldir::SpooldirConfig),
         "stdin" => Stdin(stdin::StdinConfig),
         "syslog" => Syslog(syslog::SyslogConfig),
         "taildir" => Taildir(taildir::TaildirConfig),
