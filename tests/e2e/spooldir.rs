@@ -36,7 +36,8 @@ impl Setup {
     }
 
     /// A spooldir source `spool` with `extra` settings → a `channel` channel (`memory` or
-    /// `file`) → a file sink of `format`. The final summary is printed at a stop.
+    /// `file`) → a file sink of `format`. The final summary is printed at a stop. The
+    /// quiet period is 300 ms unless `extra` sets it.
     fn config(&self, extra: &str, channel: &str, format: &str) -> PathBuf {
         write_config(
             self.dir.path(),
@@ -51,8 +52,7 @@ data_dir = "{data}"
 type = "spooldir"
 path = "{spool}"
 poll_interval_ms = 100
-quiet_period_ms = 300
-channels = ["main"]
+{quiet}channels = ["main"]
 batch_size = 100
 batch_timeout_ms = 20
 {extra}
@@ -71,6 +71,11 @@ batch_timeout_ms = 20
                 data = self.dir.path().join("data").display(),
                 spool = self.spool().display(),
                 out = self.out().display(),
+                quiet = if extra.contains("quiet_period_ms") {
+                    ""
+                } else {
+                    "quiet_period_ms = 300\n"
+                },
             ),
         )
     }

@@ -439,13 +439,19 @@ impl Runner {
                 }
                 continue;
             }
+            // Nothing to read: the next listing is due, or the current file failed to
+            // read and is tried again after a poll interval.
+            let wake_at = match self.current {
+                Some(_) => Instant::now() + self.poll_interval,
+                None => next_scan,
+            };
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = batcher.due() => batcher.flush().await,
                 Some(acked) = acks.recv() => self.apply_acks(acked),
                 _ = wake_rx.recv() => {}
                 _ = dir_rx.recv() => next_scan = next_scan.min(last_scan + MIN_SCAN_GAP),
-                _ = tokio::time::sleep_until(next_scan) => {}
+                _ = tokio::time::sleep_until(wake_at) => {}
             }
         }
 
