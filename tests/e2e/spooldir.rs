@@ -222,7 +222,10 @@ fn spooldir_a_thousand_files_through_a_sigkill_every_line_once_every_file_rename
     assert!(
         names.iter().all(|n| n.ends_with(".log.COMPLETED")),
         "{:?}",
-        names.iter().filter(|n| !n.ends_with(".log.COMPLETED")).collect::<Vec<_>>()
+        names
+            .iter()
+            .filter(|n| !n.ends_with(".log.COMPLETED"))
+            .collect::<Vec<_>>()
     );
     assert!(!log.contains("changed while being read"), "{log}");
 }
@@ -257,7 +260,10 @@ fn spooldir_with_a_completion_suffix_reads_only_finished_files_and_tags_them() {
     });
     let (status, stderr) = terminate(agent.into_child());
     assert!(status.success(), "{stderr}");
-    assert_eq!(s.names(), ["a.log.ready.COMPLETED", "b.log.ready.COMPLETED"]);
+    assert_eq!(
+        s.names(),
+        ["a.log.ready.COMPLETED", "b.log.ready.COMPLETED"]
+    );
     let events = json_lines(&s.out());
     let mut got: Vec<String> = Vec::new();
     for e in &events {
@@ -375,7 +381,9 @@ fn spooldir_config_errors_name_their_key_and_line() {
     let msg = msg.replace(&*config.to_string_lossy(), "CONFIG");
     assert!(!ok, "{msg}");
     assert!(
-        msg.contains("CONFIG:15:") && msg.contains("`sources.spool.include`") && msg.contains("not a valid glob"),
+        msg.contains("CONFIG:15:")
+            && msg.contains("`sources.spool.include`")
+            && msg.contains("not a valid glob"),
         "{msg}"
     );
     let config = s.config("on_done = \"archive\"", "memory", "raw");
@@ -391,8 +399,14 @@ fn spooldir_config_errors_name_their_key_and_line() {
     std::fs::write(&file, "").unwrap();
     let text = std::fs::read_to_string(s.config("", "memory", "raw"))
         .unwrap()
-        .replace(&s.spool().display().to_string(), &file.display().to_string());
+        .replace(
+            &s.spool().display().to_string(),
+            &file.display().to_string(),
+        );
     let config = write_config(s.dir.path(), &text);
     let (ok, msg) = validate_config(&config);
-    assert!(!ok && msg.contains("`sources.spool.path`") && msg.contains("not a directory"), "{msg}");
+    assert!(
+        !ok && msg.contains("`sources.spool.path`") && msg.contains("not a directory"),
+        "{msg}"
+    );
 }

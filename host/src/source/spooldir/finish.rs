@@ -13,7 +13,10 @@ pub enum Finished {
     Renamed(PathBuf),
     /// The name with the suffix was taken by another file: renamed to the first free
     /// `NAME.N<suffix>` instead.
-    RenamedAside { taken: PathBuf, to: PathBuf },
+    RenamedAside {
+        taken: PathBuf,
+        to: PathBuf,
+    },
     Deleted,
 }
 

@@ -536,15 +536,17 @@ impl Runner {
     async fn scan(&mut self, batcher: &Batcher) {
         self.watch();
         let (dir, names, recursive) = (self.dir.clone(), self.names.clone(), self.recursive);
-        let listing =
-            match tokio::task::spawn_blocking(move || select::list(&dir, &names, recursive)).await
-            {
-                Ok(l) => l,
-                Err(e) => {
-                    batcher.error(&format!("listing the spool directory failed: {e}"), None);
-                    return;
-                }
-            };
+        let listing = match tokio::task::spawn_blocking(move || {
+            select::list(&dir, &names, recursive)
+        })
+        .await
+        {
+            Ok(l) => l,
+            Err(e) => {
+                batcher.error(&format!("listing the spool directory failed: {e}"), None);
+                return;
+            }
+        };
         let mut keep: HashSet<PathBuf> = HashSet::new();
         for (path, message) in listing.errors {
             keep.insert(path.clone());
@@ -587,8 +589,7 @@ impl Runner {
                 Ok(m) if m.is_file() => Picked::of(&m),
                 _ => continue,
             };
-            if picked.id != found.id || picked.size != found.size || picked.mtime != found.mtime
-            {
+            if picked.id != found.id || picked.size != found.size || picked.mtime != found.mtime {
                 continue; // changed since the listing: the next ones judge it again
             }
             self.reported.remove(&found.path);

@@ -213,7 +213,10 @@ mod tests {
             read_chunk(&file, &path, &picked, 0, &mut fp, &mut buf).unwrap(),
             Chunk::Data(4)
         );
-        let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
         f.write_all(b"more\n").unwrap();
         assert_eq!(
             read_chunk(&file, &path, &picked, 4, &mut fp, &mut buf).unwrap(),

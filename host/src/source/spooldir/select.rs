@@ -218,7 +218,10 @@ mod tests {
     fn names(include: &str, ignore: &[&str], completion: Option<&str>) -> Names {
         Names {
             include: glob::Pattern::new(include).unwrap(),
-            ignore: ignore.iter().map(|p| glob::Pattern::new(p).unwrap()).collect(),
+            ignore: ignore
+                .iter()
+                .map(|p| glob::Pattern::new(p).unwrap())
+                .collect(),
             done_suffix: ".COMPLETED".into(),
             completion_suffix: completion.map(str::to_owned),
         }
@@ -269,7 +272,11 @@ mod tests {
                 .len()
         };
         assert_eq!(ready(&mut q, found("/s/a", 10, 1000), 0), 0, "first sight");
-        assert_eq!(ready(&mut q, found("/s/a", 10, 1000), 3), 0, "quiet for 3 s");
+        assert_eq!(
+            ready(&mut q, found("/s/a", 10, 1000), 3),
+            0,
+            "quiet for 3 s"
+        );
         assert_eq!(ready(&mut q, found("/s/a", 20, 1000), 6), 0, "it grew");
         assert_eq!(ready(&mut q, found("/s/a", 20, 1000), 10), 0, "4 s since");
         assert_eq!(ready(&mut q, found("/s/a", 20, 1000), 11), 1, "5 s since");
@@ -287,16 +294,29 @@ mod tests {
         let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(2000);
         let mut q = Quiet::default();
         let old = found("/s/old", 10, 100);
-        assert!(q.ready(vec![old.clone()], quiet, false, t0, wall).is_empty());
+        assert!(
+            q.ready(vec![old.clone()], quiet, false, t0, wall)
+                .is_empty()
+        );
         let later = t0 + Duration::from_millis(100);
-        assert_eq!(q.ready(vec![old.clone()], quiet, false, later, wall), [old.clone()]);
+        assert_eq!(q.ready(vec![old.clone()], quiet, false, later, wall), [old]);
         // An mtime in the future (clock skew) waits for the watched quiet period.
         let future = found("/s/future", 10, 5000);
         let mut q = Quiet::default();
-        assert!(q.ready(vec![future.clone()], quiet, false, t0, wall).is_empty());
-        assert!(q.ready(vec![future.clone()], quiet, false, later, wall).is_empty());
+        assert!(
+            q.ready(vec![future.clone()], quiet, false, t0, wall)
+                .is_empty()
+        );
+        assert!(
+            q.ready(vec![future.clone()], quiet, false, later, wall)
+                .is_empty()
+        );
         let after = t0 + Duration::from_secs(6);
-        assert_eq!(q.ready(vec![future.clone()], quiet, false, after, wall).len(), 1);
+        assert_eq!(
+            q.ready(vec![future.clone()], quiet, false, after, wall)
+                .len(),
+            1
+        );
         // Completion-suffix mode: the name says it is finished.
         let mut q = Quiet::default();
         let fresh = found("/s/a.done", 10, 2000);
@@ -304,7 +324,10 @@ mod tests {
         // Quiet period 0: at once.
         let mut q = Quiet::default();
         let fresh = found("/s/a", 10, 2000);
-        assert_eq!(q.ready(vec![fresh], Duration::ZERO, false, t0, wall).len(), 1);
+        assert_eq!(
+            q.ready(vec![fresh], Duration::ZERO, false, t0, wall).len(),
+            1
+        );
     }
 
     #[test]
