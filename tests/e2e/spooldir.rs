@@ -231,6 +231,71 @@ fn spooldir_a_thousand_files_through_a_sigkill_every_line_once_every_file_rename
 }
 
 #[test]
+fn spooldir_resumes_inside_a_file_after_a_sigkill_and_never_overwrites_a_done_name() {
+    let s = Setup::new();
+    let config = s.config("quiet_period_ms = 0", "file", "raw");
+    let lines = numbered("one big file, read across a SIGKILL,", 200_000);
+    std::fs::write(s.spool().join("big.log"), lines.join("\n") + "\n").unwrap();
+    // A file of the same name was spooled (and renamed) before.
+    std::fs::write(s.spool().join("big.log.COMPLETED"), "an older big.log\n").unwrap();
+    let size = std::fs::metadata(s.spool().join("big.log")).unwrap().len();
+    let positions = s.dir.path().join("data/spooldir/spool.positions.json");
+
+    let mut agent = spawn_logged(&config, &s.log());
+    // Killed once the position file says the file is partly in the channels.
+    let mut offset = 0;
+    wait_until("a position inside big.log", WAIT, || {
+        let text = std::fs::read_to_string(&positions).unwrap_or_default();
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        offset = value["files"][0]["offset"].as_u64().unwrap_or(0);
+        offset > 0
+    });
+    agent.kill().unwrap(); // SIGKILL
+    agent.wait().unwrap();
+    let first_run = count_lines(&s.out());
+    assert!(offset < size, "read whole before the kill");
+    assert!(first_run < lines.len(), "read whole before the kill");
+    assert!(s.spool().join("big.log").exists());
+
+    let agent = spawn_logged(&config, &s.log());
+    wait_until("big.log put away", WAIT, || {
+        !s.spool().join("big.log").exists()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, _) = terminate(agent.into_child());
+    let log = std::fs::read_to_string(s.log()).unwrap();
+    assert!(status.success(), "{log}");
+    let got = s.raw_lines();
+    let counts = counts(&got);
+    assert!(
+        lines.iter().all(|l| counts.contains_key(l.as_str())),
+        "lines lost"
+    );
+    assert_eq!(counts.len(), lines.len(), "lines never written");
+    // Only the sink's uncommitted batch may come twice: the source resumed inside the
+    // file, after the last line the channel held.
+    let duplicates: usize = counts.values().map(|n| n - 1).sum();
+    eprintln!(
+        "spooldir: killed at byte {offset} of {size} ({first_run} lines out), {duplicates} duplicates"
+    );
+    assert!(duplicates <= 100, "{duplicates} duplicates");
+    // The older done file is untouched; this one is set aside under a free name.
+    assert_eq!(
+        s.names(),
+        ["big.log.1.COMPLETED", "big.log.COMPLETED"],
+        "{log}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(s.spool().join("big.log.COMPLETED")).unwrap(),
+        "an older big.log\n"
+    );
+    assert!(
+        log.contains("big.log.COMPLETED exists already") && log.contains("big.log.1.COMPLETED"),
+        "{log}"
+    );
+}
+
+#[test]
 fn spooldir_with_a_completion_suffix_reads_only_finished_files_and_tags_them() {
     let s = Setup::new();
     // A long quiet period: only the suffix makes a file ready.
