@@ -370,3 +370,64 @@ impl BatchRejected<'_> {
         }
     }
 }
+
+/// A `spooldir` source's own counters (`source.<name>`): files put away after every
+/// line of them was in the channels, and files that changed while being read.
+pub struct SpoolCounters {
+    pub files_done: Counter,
+    pub changed_files: Counter,
+}
+
+impl SpoolCounters {
+    pub fn new(source: &str) -> Self {
+        let c = format!("source.{source}");
+        let r = Registry::global();
+        Self {
+            files_done: r.counter(&c, "files_done"),
+            changed_files: r.counter(&c, "changed_files"),
+        }
+    }
+}
+
+/// A spooled file was read whole, every batch of it acknowledged, then renamed or
+/// deleted (`outcome` says which).
+pub struct SpoolFileDone<'a> {
+    pub source: &'a str,
+    pub path: &'a std::path::Path,
+    pub outcome: &'a dyn std::fmt::Display,
+}
+
+impl SpoolFileDone<'_> {
+    pub fn emit(self, c: &SpoolCounters) {
+        c.files_done.add(1);
+        tracing::info!(
+            source = self.source,
+            "{}: done, {}",
+            self.path.display(),
+            self.outcome
+        );
+    }
+}
+
+/// A spooled file changed while it was read (spooled files must not change): what was
+/// read of it is delivered, the rest is not read.
+pub struct SpoolFileChanged<'a> {
+    pub source: &'a str,
+    pub path: &'a std::path::Path,
+    pub change: &'a dyn std::fmt::Display,
+    /// What was done with it.
+    pub action: &'a dyn std::fmt::Display,
+}
+
+impl SpoolFileChanged<'_> {
+    pub fn emit(self, c: &SpoolCounters) {
+        c.changed_files.add(1);
+        tracing::error!(
+            source = self.source,
+            "{} changed while being read ({}): {}",
+            self.path.display(),
+            self.change,
+            self.action
+        );
+    }
+}

@@ -7,9 +7,13 @@ use std::time::{Duration, Instant};
 
 /// The agent binary under test, run in cargo's scratch directory for tests: a config
 /// without `data_dir` keeps its state (and the plugin compile cache, shared by the
-/// tests) there, not in the source tree.
+/// tests) there, not in the source tree. `RUNNEL_BIN` names another binary than
+/// cargo's (a copy, when worktrees share one target directory and so one binary path).
 pub fn runnel() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_runnel"));
+    let bin = std::env::var_os("RUNNEL_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_runnel")));
+    let mut cmd = Command::new(bin);
     cmd.env("RUNNEL_LOG", "warn")
         .env(
             "RUNNEL_CACHE_DIR",

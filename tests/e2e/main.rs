@@ -24,6 +24,7 @@ mod reload;
 mod signing;
 mod sink_groups;
 mod sources;
+mod spooldir;
 mod state;
 mod syslog;
 mod taildir;

@@ -17,6 +17,7 @@ mod journald;
 mod lines;
 mod listener;
 mod mqtt;
+mod spooldir;
 mod stdin;
 mod syslog;
 pub mod taildir;
@@ -44,6 +45,7 @@ registry! {
         "http" => Http(http::HttpSourceConfig),
         "journald" => Journald(journald::JournaldConfig),
         "mqtt" => Mqtt(mqtt::MqttConfig),
+        "spooldir" => Spooldir(spooldir::SpooldirConfig),
         "stdin" => Stdin(stdin::StdinConfig),
         "syslog" => Syslog(syslog::SyslogConfig),
         "taildir" => Taildir(taildir::TaildirConfig),

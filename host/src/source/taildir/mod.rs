@@ -21,8 +21,8 @@
 //!   batches once they are in their channels, and only then is the position file
 //!   rewritten (atomically, at most once per wake-up), so it never runs ahead of them.
 
-mod positions;
-mod tracked;
+pub(crate) mod positions;
+pub(crate) mod tracked;
 
 use super::file::ReadFrom;
 use super::lines::{Line, LineSplitter};
@@ -116,7 +116,7 @@ pub enum TagName {
 }
 
 impl TagName {
-    fn resolve(&self, default: &str) -> Option<Arc<str>> {
+    pub(crate) fn resolve(&self, default: &str) -> Option<Arc<str>> {
         match self {
             TagName::Enabled(true) => Some(Arc::from(default)),
             TagName::Enabled(false) => None,
@@ -971,7 +971,7 @@ impl Runner {
 /// A watcher whose every event wakes the reader (`wake`), and whose events that may
 /// add or remove files (create, remove, rename) also ask for a scan (`dir`). Extra
 /// wake-ups are coalesced.
-fn watcher(
+pub(crate) fn watcher(
     wake: mpsc::Sender<()>,
     dir: mpsc::Sender<()>,
 ) -> notify::Result<notify::RecommendedWatcher> {
