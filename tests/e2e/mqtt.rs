@@ -264,8 +264,17 @@ channels = ["durable"]"#
             .all(|e| e["tags"]["topic"] == "plant/7/temp")
     );
 
-    let (status, stderr) = terminate(agent);
-    assert!(status.success(), "{stderr}");
+    let (status, _) = terminate(agent);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "{text}");
+    // The last run acknowledged what it took (its summary), and the broker flagged
+    // what it sent again.
+    let acked = summary_counter(&text, "source.sensors", "acked").unwrap_or(0);
+    assert!(acked > 0, "{text}");
+    eprintln!(
+        "last run: acked={acked} redelivered={:?}",
+        summary_counter(&text, "source.sensors", "redelivered")
+    );
     drop(broker);
 }
 

@@ -28,6 +28,8 @@ pub enum Incoming {
 pub struct Message {
     pub topic: Bytes,
     pub payload: Bytes,
+    /// The broker sent it before (on a connection that ended before our PUBACK).
+    pub redelivered: bool,
     /// Set for a QoS 1 delivery: the broker keeps it until it is acknowledged.
     pub ack: Option<AckToken>,
 }
@@ -145,6 +147,7 @@ impl Session {
                         Ok(Incoming::Message(Message {
                             topic: Bytes::from(publish.topic),
                             payload: publish.payload,
+                            redelivered: publish.dup,
                             ack,
                         }))
                     }
@@ -173,6 +176,7 @@ impl Session {
                         Ok(Incoming::Message(Message {
                             topic: publish.topic,
                             payload: publish.payload,
+                            redelivered: publish.dup,
                             ack,
                         }))
                     }
