@@ -24,7 +24,8 @@
 #     12. the webhdfs sink to the WebHDFS protocol stand-in, beside the same pipeline
 #     writing a local file (scripts/bench-webhdfs.sh); 13. the syslog source over UDP
 #     at 50k, 100k and 200k messages/s, syslog over TCP, tcp and http at 100k
-#     (scripts/bench-network-sources.sh).
+#     (scripts/bench-network-sources.sh); 14. the mqtt source through mosquitto at QoS 0
+#     and 1 (scripts/bench-mqtt.sh).
 # Usage: scripts/bench.sh [LINES]   (default 2000000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -453,3 +454,7 @@ scripts/bench-webhdfs.sh "$LINES"
 echo
 echo "== 13. the network sources (scripts/bench-network-sources.sh) =="
 scripts/bench-network-sources.sh
+
+echo
+echo "== 14. the mqtt source through mosquitto (scripts/bench-mqtt.sh) =="
+scripts/bench-mqtt.sh

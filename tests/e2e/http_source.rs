@@ -249,3 +249,70 @@ with concurrent.futures.ThreadPoolExecutor(8) as pool:
         accepted.len()
     );
 }
+
+#[test]
+fn https_with_curl_and_a_connection_over_the_per_peer_limit_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = ca_and_certificate(dir.path());
+    let port = free_port();
+    let out = dir.path().join("out.jsonl");
+    let config = write_config(
+        dir.path(),
+        &format!(
+            r#"[agent]
+data_dir = "{data}"
+
+[sources.apps]
+type = "http"
+listen = "127.0.0.1:{port}"
+tls = {{ cert_file = "{cert}", key_file = "{key}" }}
+max_connections_per_peer = 1
+batch_timeout_ms = 20
+channels = ["main"]
+{tail}"#,
+            data = dir.path().join("data").display(),
+            cert = cert.display(),
+            key = key.display(),
+            tail = main_channel_to_file(&out, "json"),
+        ),
+    );
+    let log = dir.path().join("agent.log");
+    let agent = spawn_logged(&config, &log);
+    wait_listening(port);
+    let url = format!("https://127.0.0.1:{port}/logs");
+    let ca = ca.to_str().unwrap();
+    let posted = curl_with(&["--cacert", ca, "--data-binary", "over tls\n", &url]);
+    assert_eq!(posted, (200, "{\"accepted\":1}\n".to_owned()));
+    wait_for_lines(&out, 1, Duration::from_secs(10));
+    assert_eq!(json_lines(&out)[0]["body"], "over tls");
+    // Plain HTTP to the TLS port gets no answer.
+    let plain = curl_with(&[
+        "--max-time",
+        "5",
+        "--data-binary",
+        "x",
+        &format!("http://127.0.0.1:{port}/"),
+    ]);
+    assert_eq!(plain.0, 0, "{plain:?}");
+    // One connection held open from 127.0.0.1: the next is refused at once.
+    let held = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let refused = curl_with(&[
+        "--cacert",
+        ca,
+        "--max-time",
+        "5",
+        "--data-binary",
+        "y\n",
+        &url,
+    ]);
+    assert_eq!(refused.0, 0, "{refused:?}");
+    wait_for_log(&log, "too many from this address");
+    drop(held);
+    std::thread::sleep(Duration::from_millis(200));
+    let again = curl_with(&["--cacert", ca, "--data-binary", "after\n", &url]);
+    assert_eq!(again.0, 200);
+    let (status, _) = terminate(agent.into_child());
+    assert!(status.success());
+    assert_eq!(count_lines(&out), 2, "the refused body never arrived");
+}

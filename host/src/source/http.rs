@@ -14,7 +14,12 @@
 //!   unknown `Content-Encoding`, `503` when the agent is stopping.
 //!
 //! `GET /health` answers `ok`.
+//!
+//! Connections come through the shared [`listener`](super::listener): limits in all and
+//! per peer address, and TLS when `tls` is set; each is served by hyper (HTTP/1.1,
+//! keep-alive) and closed gracefully when the agent stops.
 
+use super::listener::{self, Limits};
 use super::{Batcher, SourceConfig, SourceContext};
 use crate::config::Problems;
 use crate::event::Event;
@@ -41,10 +46,26 @@ pub struct HttpSourceConfig {
     /// Requests must carry `Authorization: Bearer <token>` (inline or in a file).
     pub bearer_token: Option<Secret>,
     pub bearer_token_file: Option<PathBuf>,
+    /// Connections served at once.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Connections from one address at once.
+    #[serde(default = "default_max_connections_per_peer")]
+    pub max_connections_per_peer: usize,
+    /// Serve HTTPS: `{ cert_file = "…", key_file = "…" }`.
+    pub tls: Option<super::tls::TlsConfig>,
 }
 
 fn default_max_body_bytes() -> usize {
     10 * 1024 * 1024
+}
+
+fn default_max_connections() -> usize {
+    256
+}
+
+fn default_max_connections_per_peer() -> usize {
+    64
 }
 
 impl HttpSourceConfig {
@@ -75,6 +96,15 @@ impl SourceConfig for HttpSourceConfig {
         if let Err((key, message)) = self.token() {
             problems.at(key, message);
         }
+        if self.max_connections == 0 {
+            problems.at("max_connections", "must be at least 1");
+        }
+        if self.max_connections_per_peer == 0 {
+            problems.at("max_connections_per_peer", "must be at least 1");
+        }
+        if let Some(tls) = &self.tls {
+            tls.validate(problems);
+        }
     }
 
     fn run(&self, cx: SourceContext) -> BoxFuture<'static, ()> {
@@ -87,15 +117,6 @@ impl SourceConfig for HttpSourceConfig {
                     return;
                 }
             };
-            let listener = match tokio::net::TcpListener::bind(config.listen).await {
-                Ok(listener) => listener,
-                Err(e) => {
-                    cx.batcher
-                        .error(&format!("listen on {}: {e}", config.listen), None);
-                    return;
-                }
-            };
-            tracing::info!(source = %cx.name, listen = %config.listen, "http: listening");
             let state = Arc::new(Ingest {
                 batcher: Mutex::new(cx.batcher.clone_for_task()),
                 max_body: config.max_body_bytes,
@@ -106,14 +127,48 @@ impl SourceConfig for HttpSourceConfig {
                 .fallback(ingest)
                 .layer(axum::extract::DefaultBodyLimit::disable())
                 .with_state(state);
-            let shutdown = cx.shutdown.clone();
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { shutdown.cancelled().await })
-                .await
-            {
-                cx.batcher.error(&format!("http server: {e}"), None);
-            }
+            let limits = Limits {
+                connections: config.max_connections,
+                per_peer: config.max_connections_per_peer,
+            };
+            let source = cx.name.clone();
+            listener::serve(
+                config.listen,
+                limits,
+                config.tls.as_ref(),
+                "http",
+                cx,
+                move |stream, peer, _batcher, shutdown| {
+                    let (app, source) = (app.clone(), source.clone());
+                    async move {
+                        if let Err(e) = serve_connection(stream, app, shutdown).await {
+                            tracing::debug!(%source, %peer, "http: connection ended: {e}");
+                        }
+                    }
+                },
+            )
+            .await;
         })
+    }
+}
+
+/// Serves one connection's requests (HTTP/1.1, keep-alive) until the peer closes it,
+/// or, when the agent stops, after the request in progress.
+async fn serve_connection(
+    stream: listener::Stream,
+    app: axum::Router,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> Result<(), hyper::Error> {
+    let service = hyper_util::service::TowerToHyperService::new(app);
+    let connection = hyper::server::conn::http1::Builder::new()
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    tokio::select! {
+        served = connection.as_mut() => served,
+        _ = shutdown.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
     }
 }
 
