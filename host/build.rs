@@ -56,6 +56,15 @@ fn main() {
         embed_precompiled(precompiled.as_deref(), &out, name);
     }
     println!("cargo:rustc-env=RUNNEL_PRECOMPILED_DIR={}", out.display());
+    // `runnel --version` says what the build is for and what it embeds.
+    let target = std::env::var("TARGET").unwrap_or_else(|_| "unknown".into());
+    let profile = std::env::var("PROFILE").unwrap_or_else(|_| "unknown".into());
+    let builtins = if precompiled.is_some() {
+        "builtins precompiled"
+    } else {
+        "builtins compiled at load"
+    };
+    println!("cargo:rustc-env=RUNNEL_BUILD_INFO=target {target}, {profile}, {builtins}");
 }
 
 /// Copies `from/NAME.cwasm` to `out/NAME.cwasm`, or writes an empty one (nothing

@@ -25,7 +25,8 @@
 #     writing a local file (scripts/bench-webhdfs.sh); 13. the syslog source over UDP
 #     at 50k, 100k and 200k messages/s, syslog over TCP, tcp and http at 100k
 #     (scripts/bench-network-sources.sh); 14. the mqtt source through mosquitto at QoS 0
-#     and 1 (scripts/bench-mqtt.sh).
+#     and 1 (scripts/bench-mqtt.sh); 15. the plugin backends, Cranelift and Pulley
+#     (scripts/bench-backend.sh).
 # Usage: scripts/bench.sh [LINES]   (default 2000000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -458,3 +459,7 @@ scripts/bench-network-sources.sh
 echo
 echo "== 14. the mqtt source through mosquitto (scripts/bench-mqtt.sh) =="
 scripts/bench-mqtt.sh
+
+echo
+echo "== 15. the plugin backends, Cranelift and Pulley (scripts/bench-backend.sh) =="
+scripts/bench-backend.sh

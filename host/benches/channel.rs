@@ -160,7 +160,8 @@ fn rate(events: usize, time: Duration) -> f64 {
 
 /// The lines after the `combined` parser (as the agent's parser step leaves them).
 fn parse(raw: &[Event], chunk: usize) -> Vec<Event> {
-    let engine = PluginEngine::new(Arc::from("bench"), None).expect("engine");
+    let engine = PluginEngine::new(Arc::from("bench"), None, runnel::plugin::Backend::Cranelift)
+        .expect("engine");
     let builtin = runnel::builtin::find("combined").expect("builtin combined");
     let plugin = engine
         .load(

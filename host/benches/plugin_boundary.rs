@@ -31,7 +31,8 @@ fn main() {
         .map(|l| Event::from_body(name.clone(), l.as_bytes().to_vec()))
         .collect();
 
-    let engine = PluginEngine::new(Arc::from("bench"), None).expect("engine");
+    let engine = PluginEngine::new(Arc::from("bench"), None, runnel::plugin::Backend::Cranelift)
+        .expect("engine");
     let builtin = runnel::builtin::find("combined").expect("builtin combined");
     let plugin = engine
         .load(

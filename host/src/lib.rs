@@ -24,5 +24,6 @@ pub mod scaffold;
 pub mod sink;
 pub mod source;
 pub mod summary;
+pub mod systemd;
 pub mod template;
 pub mod topology;

@@ -119,7 +119,11 @@ fn main() -> ExitCode {
 
 /// `runnel plugin compile --builtins --out DIR`.
 fn compile_builtins(out: &std::path::Path) -> anyhow::Result<()> {
-    let engine = runnel::plugin::PluginEngine::new(std::sync::Arc::from("compile"), None)?;
+    let engine = runnel::plugin::PluginEngine::new(
+        std::sync::Arc::from("compile"),
+        None,
+        runnel::plugin::Backend::Auto,
+    )?;
     for (name, compiled) in runnel::builtin::precompile_into(&engine, out)? {
         let how = if compiled {
             "compiled"

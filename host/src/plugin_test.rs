@@ -9,6 +9,7 @@ use crate::encoding::{self, Format};
 use crate::event::{Event, Value};
 use crate::metrics::PluginCounters;
 use crate::pipeline::{Chain, ChainOutput, Step};
+use crate::plugin::Backend;
 use crate::plugin::pool::InstancePool;
 use crate::plugin::reload::PluginSlot;
 use crate::plugin::{Limits, Plugin, PluginEngine, Role};
@@ -20,7 +21,7 @@ use std::sync::Arc;
 const SOURCE: &str = "stdin";
 
 pub fn run(args: &PluginTest) -> anyhow::Result<()> {
-    let engine = PluginEngine::new(Arc::from("plugin-test"), cache_dir())?;
+    let engine = PluginEngine::new(Arc::from("plugin-test"), cache_dir(), Backend::Auto)?;
     let (plugins, mut chain) = build(&engine, &args.chain)?;
     let routes = chain.routes().to_vec();
     for plugin in &plugins {
@@ -182,7 +183,7 @@ pub fn bench(args: &PluginBench) -> anyhow::Result<()> {
     let rounds = args.rounds.max(1);
 
     let started = Usage::now();
-    let engine = PluginEngine::new(Arc::from("plugin-bench"), cache_dir())?;
+    let engine = PluginEngine::new(Arc::from("plugin-bench"), cache_dir(), Backend::Auto)?;
     let (plugins, mut chain) = build(&engine, &args.chain)?;
     let startup = Usage::now().since(&started);
     // The reference: the `--after` plugins alone.

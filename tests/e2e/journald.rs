@@ -197,7 +197,8 @@ fn entries_arrive_mapped_and_restarts_resume_after_the_cursor() {
     let cursor = dir.path().join("data/journald/journal.cursor");
     assert!(std::fs::read_to_string(&cursor).unwrap().starts_with("s="));
     append(&journal, 500..600);
-    let agent = spawn_logged(&config, &log);
+    // A `Running`: a failing assertion still stops the agent.
+    let mut agent = spawn_logged(&config, &log);
     let counts = wait_for_ids(&out, 600);
     std::thread::sleep(Duration::from_millis(500));
     let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
@@ -224,20 +225,19 @@ fn entries_arrive_mapped_and_restarts_resume_after_the_cursor() {
             }
         })
     };
-    let mut agent = agent.into_child();
     for _ in 0..3 {
         std::thread::sleep(Duration::from_millis(300 + rng.below(500)));
         agent.kill().unwrap(); // SIGKILL
         agent.wait().unwrap();
         eprintln!("killed with {} events out", count_lines(&out));
-        agent = spawn_logged(&config, &log).into_child();
+        agent = spawn_logged(&config, &log);
     }
     writer.join().unwrap();
     let counts = wait_for_ids(&out, 4600);
     let again: usize = counts.values().map(|n| n - 1).sum();
     eprintln!("4,000 entries through 3 SIGKILLs: {again} read twice");
     assert!(again <= 3 * 200, "{again} read twice");
-    let (status, stderr) = terminate(agent);
+    let (status, stderr) = terminate(agent.into_child());
     assert!(status.success(), "{stderr}");
 }
 

@@ -194,7 +194,8 @@ channels = ["durable"]"#
     let mut rng = Rng::new(seed);
 
     // The first start makes the persistent session (and its subscription).
-    let agent = spawn_info(&config, &log);
+    // A `Running`: a failing assertion still stops the agent.
+    let mut agent = spawn_info(&config, &log);
     wait_for_log(&log, "subscribing to");
     std::thread::sleep(Duration::from_millis(300));
     // One publisher, a steady stream (about 2,000 messages a second), so that the
@@ -225,7 +226,6 @@ channels = ["durable"]"#
         drop(stdin);
         assert!(child.wait().unwrap().success());
     });
-    let mut agent = agent.into_child();
     for _ in 0..KILLS {
         std::thread::sleep(Duration::from_millis(400 + rng.below(800)));
         agent.kill().unwrap(); // SIGKILL, mid-stream
@@ -233,7 +233,7 @@ channels = ["durable"]"#
         eprintln!("killed with {} events out", count_lines(&out));
         // Messages keep coming while the agent is away: the broker queues them.
         std::thread::sleep(Duration::from_millis(rng.below(500)));
-        agent = spawn_info(&config, &log).into_child();
+        agent = spawn_info(&config, &log);
     }
     publisher.join().unwrap();
     wait_until("every QoS 1 message", Duration::from_secs(120), || {
@@ -264,7 +264,7 @@ channels = ["durable"]"#
             .all(|e| e["tags"]["topic"] == "plant/7/temp")
     );
 
-    let (status, _) = terminate(agent);
+    let (status, _) = terminate(agent.into_child());
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(status.success(), "{text}");
     // The last run acknowledged what it took (its summary), and the broker flagged

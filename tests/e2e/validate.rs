@@ -185,6 +185,7 @@ fn every_shipped_config_validates() {
         "examples/ship-to-http",
         "examples/edge-to-collector",
         "examples/kafka",
+        "examples/gateway",
     ] {
         for entry in std::fs::read_dir(root.join(dir)).unwrap() {
             let path = entry.unwrap().path();
@@ -210,6 +211,8 @@ fn every_shipped_config_validates() {
             .replace("RUNNEL_BENCH_NAMENODE", "127.0.0.1:9870")
             .replace("NAMENODE", "127.0.0.1:9870")
             .replace("RUNNEL_BENCH_COMPRESSION", "gzip")
+            .replace("MQTT_PORT", "1883")
+            .replace("SYSLOG_PORT", "5514")
     };
     for config in configs {
         let filled = work.path().join(config.file_name().unwrap());

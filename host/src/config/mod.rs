@@ -76,6 +76,8 @@ pub struct AgentSpec {
     pub data_dir: PathBuf,
     /// Whether compiled plugins are kept in `<data_dir>/plugin-cache`.
     pub plugin_cache: bool,
+    /// What runs plugin code (Cranelift, or the Pulley interpreter).
+    pub plugin_backend: crate::plugin::Backend,
     /// Whether a plugin is reloaded when its file changes.
     pub watch_plugins: bool,
     /// Where the admin HTTP endpoint listens (none: no endpoint).
@@ -379,6 +381,7 @@ impl Validator<'_> {
             hostname,
             data_dir: PathBuf::from(raw.agent.data_dir.as_deref().unwrap_or("runnel-data")),
             plugin_cache: raw.agent.plugin_cache.unwrap_or(true),
+            plugin_backend: raw.agent.plugin_backend.unwrap_or_default(),
             watch_plugins: raw.agent.watch_plugins.unwrap_or(true),
             admin_listen: raw.agent.admin_listen,
             trusted_keys: raw

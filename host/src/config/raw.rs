@@ -43,6 +43,7 @@ pub struct RawAgent {
     pub shutdown_timeout_secs: Option<u64>,
     pub data_dir: Option<String>,
     pub plugin_cache: Option<bool>,
+    pub plugin_backend: Option<crate::plugin::Backend>,
     pub watch_plugins: Option<bool>,
     pub admin_listen: Option<std::net::SocketAddr>,
     pub require_signed: Option<bool>,

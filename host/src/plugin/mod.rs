@@ -11,6 +11,7 @@
 pub mod bindings;
 mod cache;
 mod engine_config;
+pub use engine_config::Backend;
 mod guest_output;
 pub mod pool;
 pub mod reload;
@@ -163,11 +164,48 @@ impl Drop for EngineInner {
     }
 }
 
+/// Compiles a component, turning a panic inside the compiler into an error: a plugin
+/// the compiler cannot handle (a Cranelift bug, a CPU feature its code needs and this
+/// CPU lacks) fails to load, with its name; it never takes the agent down.
+fn compile(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Component> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        Component::new(engine, bytes)
+    }))
+    .unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".to_owned());
+        Err(wasmtime::Error::msg(format!(
+            "the compiler failed ({what}); if this CPU lacks a feature the plugin's code \
+                 needs, `plugin_backend = \"pulley\"` in [agent] runs it on the interpreter"
+        )))
+    })
+}
+
 impl PluginEngine {
     /// An engine whose compiled components are kept in `cache_dir` across restarts
-    /// (none: compiled at every start, each component once).
-    pub fn new(hostname: Arc<str>, cache_dir: Option<std::path::PathBuf>) -> anyhow::Result<Self> {
-        let engine = Engine::new(&engine_config::engine_config())?;
+    /// (none: compiled at every start, each component once), running plugin code on
+    /// `backend` (resolved here: see [`Backend::resolve`]).
+    pub fn new(
+        hostname: Arc<str>,
+        cache_dir: Option<std::path::PathBuf>,
+        backend: Backend,
+    ) -> anyhow::Result<Self> {
+        let resolved = backend.resolve().map_err(anyhow::Error::msg)?;
+        if resolved == Backend::Pulley {
+            tracing::info!(
+                configured = backend.name(),
+                "plugins run on Pulley, wasmtime's interpreter{}",
+                if backend == Backend::Auto {
+                    ": this CPU lacks the vector extension Cranelift's code needs"
+                } else {
+                    ""
+                }
+            );
+        }
+        let engine = Engine::new(&engine_config::engine_config(resolved))?;
         let cache = cache::CompileCache::new(&engine, cache_dir);
         let mut linker = Linker::<HostState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
@@ -213,7 +251,15 @@ impl PluginEngine {
         let cache = &self.inner.cache;
         match embedded {
             Some(p) if cache.fits(engine, wasm, p) => Ok((p.code().to_vec(), false)),
-            _ => Ok((cache.precompile(engine, wasm)?, true)),
+            _ => {
+                let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    cache.precompile(engine, wasm)
+                }))
+                .unwrap_or_else(|_| {
+                    Err(wasmtime::Error::msg("the compiler failed (it panicked)"))
+                })?;
+                Ok((code, true))
+            }
         }
     }
 
@@ -232,7 +278,7 @@ impl PluginEngine {
         let (component, origin) = self
             .inner
             .cache
-            .get(engine, bytes, precompiled, || Component::new(engine, bytes))
+            .get(engine, bytes, precompiled, || compile(engine, bytes))
             .map_err(|source| PluginError::Compile {
                 plugin: name.to_owned(),
                 source,

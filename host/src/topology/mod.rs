@@ -147,14 +147,15 @@ impl Topology {
         let cache_dir = spec
             .plugin_cache
             .then(|| spec.data_dir.join("plugin-cache"));
-        let engine = PluginEngine::new(spec.hostname.clone(), cache_dir).map_err(|e| {
-            ConfigErrors(vec![error_at(
-                &spec,
-                None,
-                "",
-                format!("cannot start the WebAssembly engine: {e:#}"),
-            )])
-        })?;
+        let engine = PluginEngine::new(spec.hostname.clone(), cache_dir, spec.plugin_backend)
+            .map_err(|e| {
+                ConfigErrors(vec![error_at(
+                    &spec,
+                    None,
+                    "",
+                    format!("cannot start the WebAssembly engine: {e:#}"),
+                )])
+            })?;
         let plugins = load_plugins(&spec, &engine)?;
         let mut errors = Vec::new();
         let mut channels: IndexMap<String, Channel> = IndexMap::new();
@@ -264,6 +265,8 @@ impl Topology {
         };
         let mut watcher = Watcher::spawn(&plugins, running.spec.watch_plugins, &stop_reloads);
         tracing::info!(agent = %running.spec.name, sources = running.sources.len(), sinks = running.sinks.len(), "runnel started");
+        crate::systemd::notify("READY=1");
+        crate::systemd::spawn_watchdog();
 
         let signal = shutdown_signal();
         tokio::pin!(signal);
@@ -287,7 +290,9 @@ impl Topology {
                 }
                 Some(()) = async { hangup.as_mut()?.recv().await } => {
                     tracing::info!("SIGHUP: reloading the config and every plugin file");
+                    crate::systemd::notify("RELOADING=1");
                     reload_everything(&mut running, &mut watcher, &stop_reloads).await;
+                    crate::systemd::notify("READY=1");
                 }
                 Some(reply) = reload_asked.recv() => {
                     tracing::info!("POST /config/reload: reloading the config and every plugin file");
@@ -299,6 +304,7 @@ impl Topology {
         if running.all_sources_ended() {
             tracing::info!("every source has ended; draining");
         }
+        crate::systemd::notify("STOPPING=1");
         stop_reloads.cancel();
         watcher.stop().await;
         let _ = saver.await;
