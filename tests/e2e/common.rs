@@ -88,6 +88,16 @@ pub fn json_lines(path: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The JSON events of a file a sink is still writing (a line being written, or cut by
+/// a kill, is skipped; none when the file does not exist yet).
+pub fn events_so_far(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
 /// Number of lines in a file (0 when it does not exist yet).
 pub fn count_lines(path: &Path) -> usize {
     std::fs::read(path)

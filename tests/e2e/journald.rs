@@ -119,15 +119,6 @@ batch_timeout_ms = 20
     )
 }
 
-/// The events written so far (a line being written is skipped).
-fn events_so_far(out: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(out)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
 /// The test id of an event (its body starts `id=N `).
 fn id_of(event: &serde_json::Value) -> Option<u64> {
     event["body"]

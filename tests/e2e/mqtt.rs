@@ -150,15 +150,6 @@ fn id_counts(events: &[serde_json::Value]) -> HashMap<u64, usize> {
     counts
 }
 
-/// The events written so far (a line being written is skipped).
-fn events_so_far(out: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(out)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
 fn ids(range: std::ops::Range<u64>) -> Vec<String> {
     range.map(|id| format!("id={id} reading=21.5C")).collect()
 }

@@ -344,6 +344,38 @@ impl Batcher {
         }
     }
 
+    /// Ends an acknowledging source: flushes what is buffered, then hands each
+    /// acknowledgement to `on_ack` until every batch handed over is acknowledged, or
+    /// `wait` has passed (logged: those batches' lines are read again after a restart).
+    pub async fn finish(
+        mut self,
+        acks: &mut mpsc::UnboundedReceiver<Acked>,
+        wait: Duration,
+        mut on_ack: impl FnMut(Acked),
+    ) {
+        self.flush().await;
+        let source = self.source.clone();
+        // The receiver ends once the batcher and every pending ack are gone.
+        drop(self);
+        let deadline = tokio::time::sleep(wait);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                acked = acks.recv() => match acked {
+                    Some(acked) => on_ack(acked),
+                    None => break,
+                },
+                _ = &mut deadline => {
+                    tracing::warn!(
+                        %source,
+                        "not all batches were acknowledged within {wait:?}; their lines will be read again after a restart"
+                    );
+                    break;
+                }
+            }
+        }
+    }
+
     /// Resolves when the buffered batch is due (never, when nothing is buffered).
     pub async fn due(&self) {
         match self.due {

@@ -88,6 +88,16 @@ impl HttpSourceConfig {
     }
 }
 
+impl HttpSourceConfig {
+    /// The connection limits, as the listener takes them.
+    fn limits(&self) -> Limits {
+        Limits {
+            connections: self.max_connections,
+            per_peer: self.max_connections_per_peer,
+        }
+    }
+}
+
 impl SourceConfig for HttpSourceConfig {
     fn validate(&self, problems: &mut Problems) {
         if self.max_body_bytes == 0 {
@@ -96,15 +106,7 @@ impl SourceConfig for HttpSourceConfig {
         if let Err((key, message)) = self.token() {
             problems.at(key, message);
         }
-        if self.max_connections == 0 {
-            problems.at("max_connections", "must be at least 1");
-        }
-        if self.max_connections_per_peer == 0 {
-            problems.at("max_connections_per_peer", "must be at least 1");
-        }
-        if let Some(tls) = &self.tls {
-            tls.validate(problems);
-        }
+        self.limits().validate(self.tls.as_ref(), problems);
     }
 
     fn run(&self, cx: SourceContext) -> BoxFuture<'static, ()> {
@@ -127,10 +129,7 @@ impl SourceConfig for HttpSourceConfig {
                 .fallback(ingest)
                 .layer(axum::extract::DefaultBodyLimit::disable())
                 .with_state(state);
-            let limits = Limits {
-                connections: config.max_connections,
-                per_peer: config.max_connections_per_peer,
-            };
+            let limits = config.limits();
             let source = cx.name.clone();
             listener::serve(
                 config.listen,

@@ -35,6 +35,26 @@ pub struct Limits {
     pub per_peer: usize,
 }
 
+impl Limits {
+    /// Checks the settings a listening source shares: its connection limits (keys
+    /// `max_connections`, `max_connections_per_peer`) and its `tls`.
+    pub fn validate(
+        self,
+        tls: Option<&super::tls::TlsConfig>,
+        problems: &mut crate::config::Problems,
+    ) {
+        if self.connections == 0 {
+            problems.at("max_connections", "must be at least 1");
+        }
+        if self.per_peer == 0 {
+            problems.at("max_connections_per_peer", "must be at least 1");
+        }
+        if let Some(tls) = tls {
+            tls.validate(problems);
+        }
+    }
+}
+
 /// Listens on `listen` until the source's shutdown, serving each connection (over TLS
 /// when `tls` is set) with `handle(stream, peer, batcher, shutdown)`. `kind` names the
 /// source type in logs.

@@ -33,26 +33,25 @@ fn default_max_connections_per_peer() -> usize {
     16
 }
 
+impl TcpConfig {
+    /// The connection limits, as the listener takes them.
+    fn limits(&self) -> Limits {
+        Limits {
+            connections: self.max_connections,
+            per_peer: self.max_connections_per_peer,
+        }
+    }
+}
+
 impl SourceConfig for TcpConfig {
     fn validate(&self, problems: &mut Problems) {
-        if self.max_connections == 0 {
-            problems.at("max_connections", "must be at least 1");
-        }
-        if self.max_connections_per_peer == 0 {
-            problems.at("max_connections_per_peer", "must be at least 1");
-        }
-        if let Some(tls) = &self.tls {
-            tls.validate(problems);
-        }
+        self.limits().validate(self.tls.as_ref(), problems);
     }
 
     fn run(&self, cx: SourceContext) -> BoxFuture<'static, ()> {
         let config = self.clone();
         Box::pin(async move {
-            let limits = Limits {
-                connections: config.max_connections,
-                per_peer: config.max_connections_per_peer,
-            };
+            let limits = config.limits();
             let source = cx.name.clone();
             listener::serve(
                 config.listen,

@@ -42,6 +42,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 const MAX_RETRY: Duration = Duration::from_secs(30);
@@ -256,13 +257,18 @@ enum Ended {
 }
 
 impl Journal {
-    async fn run(&mut self, mut cx: SourceContext) {
-        let mut acks = cx.batcher.acknowledged_batches();
+    async fn run(&mut self, cx: SourceContext) {
+        let SourceContext {
+            mut batcher,
+            shutdown,
+            ..
+        } = cx;
+        let mut acks = batcher.acknowledged_batches();
         let mut retry = FIRST_RETRY;
         loop {
             let started = Instant::now();
             let ended = match self.spawn() {
-                Ok(child) => self.follow(child, &mut cx, &mut acks).await,
+                Ok(child) => self.follow(child, &mut batcher, &shutdown, &mut acks).await,
                 Err(e) => Ended::Exited(format!(
                     "cannot run {}: {e}",
                     self.config.journalctl.display()
@@ -275,23 +281,25 @@ impl Journal {
             if started.elapsed() >= HEALTHY_RUN {
                 retry = FIRST_RETRY;
             }
-            cx.batcher
-                .error(&format_args!("journald: {reason}"), Some(retry));
-            cx.batcher.flush().await;
+            batcher.error(&format_args!("journald: {reason}"), Some(retry));
+            batcher.flush().await;
             let deadline = Instant::now() + retry;
             loop {
                 tokio::select! {
-                    _ = cx.shutdown.cancelled() => break,
+                    _ = shutdown.cancelled() => break,
                     Some(acked) = acks.recv() => self.acked(acked),
                     _ = tokio::time::sleep_until(deadline) => break,
                 }
             }
-            if cx.shutdown.is_cancelled() {
+            if shutdown.is_cancelled() {
                 break;
             }
             retry = (retry * 2).min(MAX_RETRY);
         }
-        self.stop(&mut cx.batcher, &mut acks).await;
+        // The cursor file ends where the channels do.
+        batcher
+            .finish(&mut acks, ACK_WAIT, |acked| self.acked(acked))
+            .await;
     }
 
     fn spawn(&self) -> std::io::Result<Child> {
@@ -308,7 +316,8 @@ impl Journal {
     async fn follow(
         &mut self,
         mut child: Child,
-        cx: &mut SourceContext,
+        batcher: &mut Batcher,
+        shutdown: &CancellationToken,
         acks: &mut mpsc::UnboundedReceiver<Acked>,
     ) -> Ended {
         let (Some(mut stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
@@ -327,8 +336,7 @@ impl Journal {
             last.join("; ")
         });
         // A JSON line holds more than the message (other fields, escapes): room for it.
-        let max_json = cx
-            .batcher
+        let max_json = batcher
             .max_line_bytes()
             .saturating_mul(6)
             .saturating_add(64 * 1024);
@@ -339,16 +347,16 @@ impl Journal {
         let ended = loop {
             tokio::select! {
                 biased;
-                _ = cx.shutdown.cancelled() => break Ended::Stopped,
+                _ = shutdown.cancelled() => break Ended::Stopped,
                 Some(acked) = acks.recv() => self.acked(acked),
-                _ = cx.batcher.due() => cx.batcher.flush().await,
+                _ = batcher.due() => batcher.flush().await,
                 n = stdout.read(&mut chunk) => match n {
                     Ok(0) => break Ended::Exited(String::new()),
                     Ok(n) => {
                         read_any = true;
                         splitter.feed(&chunk[..n], |line| lines.push(line));
                         for line in lines.drain(..) {
-                            self.take(line, &mut cx.batcher).await;
+                            self.take(line, batcher).await;
                         }
                     }
                     Err(e) => break Ended::Exited(format!("reading journalctl: {e}")),
@@ -460,19 +468,6 @@ impl Journal {
                  cursor written are read again after a restart)",
                 self.cursor_path.display()
             ),
-        }
-    }
-
-    /// Flushes the last batch and waits (a little) for it to be in the channels, so
-    /// the cursor file ends where the channels do.
-    async fn stop(&mut self, batcher: &mut Batcher, acks: &mut mpsc::UnboundedReceiver<Acked>) {
-        batcher.flush().await;
-        let deadline = Instant::now() + ACK_WAIT;
-        while !self.unacked.is_empty() {
-            tokio::select! {
-                Some(acked) = acks.recv() => self.acked(acked),
-                _ = tokio::time::sleep_until(deadline) => break,
-            }
         }
     }
 }

@@ -457,25 +457,9 @@ impl Runner {
 
         // Stop: hand over what is buffered, wait for its acknowledgement (the receiver
         // ends once the batcher and every pending ack are gone), put away what is done.
-        batcher.flush().await;
-        drop(batcher);
-        let deadline = tokio::time::sleep(ACK_WAIT);
-        tokio::pin!(deadline);
-        loop {
-            tokio::select! {
-                acked = acks.recv() => match acked {
-                    Some(acked) => self.apply_acks(acked),
-                    None => break,
-                },
-                _ = &mut deadline => {
-                    tracing::warn!(
-                        source = %self.source,
-                        "not all batches were acknowledged within {ACK_WAIT:?}; their lines will be read again after a restart"
-                    );
-                    break;
-                }
-            }
-        }
+        batcher
+            .finish(&mut acks, ACK_WAIT, |acked| self.apply_acks(acked))
+            .await;
         self.put_away(None).await;
         self.positions_dirty = true;
         self.write_positions(None).await;

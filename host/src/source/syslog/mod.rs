@@ -67,17 +67,19 @@ fn default_max_connections_per_peer() -> usize {
     16
 }
 
+impl SyslogConfig {
+    /// The connection limits, as the listener takes them.
+    fn limits(&self) -> super::listener::Limits {
+        super::listener::Limits {
+            connections: self.max_connections,
+            per_peer: self.max_connections_per_peer,
+        }
+    }
+}
+
 impl SourceConfig for SyslogConfig {
     fn validate(&self, problems: &mut Problems) {
-        if self.max_connections == 0 {
-            problems.at("max_connections", "must be at least 1");
-        }
-        if self.max_connections_per_peer == 0 {
-            problems.at("max_connections_per_peer", "must be at least 1");
-        }
-        if let Some(tls) = &self.tls {
-            tls.validate(problems);
-        }
+        self.limits().validate(self.tls.as_ref(), problems);
         if self.mode == Transport::Udp
             && (self.max_connections != default_max_connections()
                 || self.max_connections_per_peer != default_max_connections_per_peer())
@@ -253,10 +255,7 @@ fn bind_udp(addr: SocketAddr, receive_buffer: Option<usize>) -> std::io::Result<
 }
 
 async fn tcp(config: SyslogConfig, cx: SourceContext, decoder: Decoder) {
-    let limits = super::listener::Limits {
-        connections: config.max_connections,
-        per_peer: config.max_connections_per_peer,
-    };
+    let limits = config.limits();
     super::listener::serve(
         config.listen,
         limits,
