@@ -42,10 +42,10 @@ impl Gzip {
 
     /// Appends `input` as one gzip member to `out`.
     pub fn compress(&mut self, input: &[u8], out: &mut Vec<u8>) {
-        let start = out.len();
         match &mut self.engine {
             #[cfg(feature = "isal")]
             Engine::Igzip(igzip) => {
+                let start = out.len();
                 out.resize(start + igzip::bound(input.len()), 0);
                 if let Some(written) = igzip.compress(input, &mut out[start..]) {
                     out.truncate(start + written);
