@@ -86,9 +86,7 @@ impl HttpSourceConfig {
             (None, None) => Ok(None),
         }
     }
-}
 
-impl HttpSourceConfig {
     /// The connection limits, as the listener takes them.
     fn limits(&self) -> Limits {
         Limits {
