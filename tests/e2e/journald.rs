@@ -8,7 +8,7 @@
 //! socket, rotation, vacuuming) is not tested here.
 
 use super::common::*;
-use super::peer::Rng;
+use super::peer::{Rng, event_id, event_id_counts};
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -119,23 +119,8 @@ batch_timeout_ms = 20
     )
 }
 
-/// The test id of an event (its body starts `id=N `).
-fn id_of(event: &serde_json::Value) -> Option<u64> {
-    event["body"]
-        .as_str()
-        .and_then(|b| b.strip_prefix("id="))
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|n| n.parse().ok())
-}
-
 fn id_counts(out: &Path) -> HashMap<u64, usize> {
-    let mut counts = HashMap::new();
-    for e in events_so_far(out) {
-        if let Some(id) = id_of(&e) {
-            *counts.entry(id).or_insert(0) += 1;
-        }
-    }
-    counts
+    event_id_counts(&events_so_far(out))
 }
 
 fn wait_for_ids(out: &Path, total: u64) -> HashMap<u64, usize> {
@@ -162,8 +147,10 @@ fn entries_arrive_mapped_and_restarts_resume_after_the_cursor() {
     let counts = wait_for_ids(&out, 500);
     assert!(counts.values().all(|n| *n == 1), "once each");
     let events = json_lines(&out);
-    let by_id: HashMap<u64, &serde_json::Value> =
-        events.iter().filter_map(|e| Some((id_of(e)?, e))).collect();
+    let by_id: HashMap<u64, &serde_json::Value> = events
+        .iter()
+        .filter_map(|e| Some((event_id(e)?, e)))
+        .collect();
     let e = by_id[&13];
     assert_eq!(e["name"], "valve");
     assert_eq!(e["level"], "info", "PRIORITY 5: notice");

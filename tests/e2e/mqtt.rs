@@ -5,8 +5,7 @@
 //! config errors name their key and line. scripts/test-peers.sh installs mosquitto.
 
 use super::common::*;
-use super::peer::Rng;
-use std::collections::HashMap;
+use super::peer::{Rng, event_id_counts};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -134,22 +133,6 @@ fn spawn_info(config: &Path, log: &Path) -> Running {
     )
 }
 
-/// How many times each `id=N` body arrived.
-fn id_counts(events: &[serde_json::Value]) -> HashMap<u64, usize> {
-    let mut counts = HashMap::new();
-    for e in events {
-        if let Some(id) = e["body"]
-            .as_str()
-            .and_then(|b| b.strip_prefix("id="))
-            .and_then(|n| n.split(' ').next())
-            .and_then(|n| n.parse().ok())
-        {
-            *counts.entry(id).or_insert(0) += 1;
-        }
-    }
-    counts
-}
-
 fn ids(range: std::ops::Range<u64>) -> Vec<String> {
     range.map(|id| format!("id={id} reading=21.5C")).collect()
 }
@@ -228,10 +211,10 @@ channels = ["durable"]"#
     }
     publisher.join().unwrap();
     wait_until("every QoS 1 message", Duration::from_secs(120), || {
-        let counts = id_counts(&events_so_far(&out));
+        let counts = event_id_counts(&events_so_far(&out));
         (0..TOTAL).all(|id| counts.contains_key(&id))
     });
-    let counts = id_counts(&json_lines(&out));
+    let counts = event_id_counts(&json_lines(&out));
     let again: usize = counts.values().map(|n| n - 1).sum();
     eprintln!("{TOTAL} QoS 1 messages through {KILLS} SIGKILLs: {again} delivered twice");
     // Only deliveries the broker had not been told were safe come twice: at most its
@@ -344,7 +327,7 @@ channels = ["durable"]"#,
     publish(broker.port, "site/c/blob", 1, &["x".repeat(300)], &v5);
     wait_for_lines(&out, 502, Duration::from_secs(30));
     let events = json_lines(&out);
-    let counts = id_counts(&events);
+    let counts = event_id_counts(&events);
     assert!((0..500).all(|id| counts.get(&id) == Some(&1)));
     let door = events.iter().find(|e| e["body"] == "opened").unwrap();
     assert_eq!(door["tags"]["mqtt_topic"], "site/b/door");

@@ -105,6 +105,20 @@ pub fn parse_id(body: &str) -> Option<u64> {
     body.strip_prefix("id=")?.split(' ').next()?.parse().ok()
 }
 
+/// The test id of a JSON event, as a file sink writes it (its body starts `id=N`).
+pub fn event_id(event: &serde_json::Value) -> Option<u64> {
+    parse_id(event["body"].as_str()?)
+}
+
+/// How many times each `id=N` body arrived among JSON events.
+pub fn event_id_counts(events: &[serde_json::Value]) -> HashMap<u64, usize> {
+    let mut counts = HashMap::new();
+    for id in events.iter().filter_map(event_id) {
+        *counts.entry(id).or_insert(0) += 1;
+    }
+    counts
+}
+
 /// A small deterministic random sequence (the tests print their seed).
 pub struct Rng(u64);
 
