@@ -166,8 +166,7 @@ fn parse(raw: &[Event], chunk: usize) -> Vec<Event> {
     let plugin = engine
         .load(
             "combined",
-            builtin.wasm,
-            builtin.precompiled(),
+            builtin.code(),
             &runnel::event::Value::Object(Default::default()),
             Limits::default(),
         )

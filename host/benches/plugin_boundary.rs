@@ -37,8 +37,7 @@ fn main() {
     let plugin = engine
         .load(
             "combined",
-            builtin.wasm,
-            builtin.precompiled(),
+            builtin.code(),
             &runnel::event::Value::Object(Default::default()),
             Limits::default(),
         )

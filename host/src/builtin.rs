@@ -5,6 +5,7 @@
 pub struct Builtin {
     pub name: &'static str,
     /// The stem of its files: `runnel_plugin_STEM.wasm`, `STEM.cwasm`.
+    #[cfg_attr(not(feature = "compiler"), allow(dead_code))]
     stem: &'static str,
     pub wasm: &'static [u8],
     /// Its code compiled by build.rs for the build host (empty: not precompiled).
@@ -15,6 +16,15 @@ impl Builtin {
     /// The code compiled at build time, if there is any.
     pub fn precompiled(&self) -> Option<Precompiled> {
         (!self.precompiled.is_empty()).then_some(Precompiled(self.precompiled))
+    }
+
+    /// Its code as the plugin engine loads it: the component, with the code compiled
+    /// at build time if any.
+    pub fn code(&self) -> crate::plugin::Code<'static> {
+        crate::plugin::Code::Component {
+            wasm: self.wasm,
+            precompiled: self.precompiled(),
+        }
     }
 }
 
@@ -77,11 +87,12 @@ pub fn names() -> Vec<&'static str> {
     BUILTINS.iter().map(|b| b.name).collect()
 }
 
-/// Writes every builtin's code compiled for this machine into `dir` as `STEM.cwasm`,
+/// Writes every builtin's code compiled for the engine's target into `dir` as `STEM.cwasm`,
 /// the files build.rs embeds when `RUNNEL_PRECOMPILED_DIR` names `dir`. A builtin whose
 /// embedded code already fits is written from it, not compiled again; a file whose
 /// content would not change is left alone (so cargo sees nothing new). Returns, per
 /// builtin, its name and whether it was compiled now.
+#[cfg(feature = "compiler")]
 pub fn precompile_into(
     engine: &crate::plugin::PluginEngine,
     dir: &std::path::Path,

@@ -139,16 +139,32 @@ pub enum PluginCommand {
         #[arg(long)]
         dir: Option<std::path::PathBuf>,
     },
-    /// Compile plugins ahead of time for this machine. With `--builtins`: the shipped
-    /// plugins, as `STEM.cwasm` files in OUT that the agent's build embeds when
-    /// `RUNNEL_PRECOMPILED_DIR=OUT` (scripts/build-release.sh does both), so that the
-    /// agent does not compile them at start.
+    /// Compile plugins ahead of time, for this machine or (with `--target`) another
+    /// CPU: a plugin (PLUGIN.wasm → OUT, which an agent loads like a component once it
+    /// is signed: `--sign KEY` or `runnel plugin sign`), or with `--builtins` the shipped
+    /// plugins, as `STEM.cwasm` files in the directory OUT that the agent's build embeds
+    /// when `RUNNEL_PRECOMPILED_DIR=OUT` (scripts/build-release.sh and
+    /// scripts/package.sh do both), so that the agent does not compile them at start.
     Compile {
-        /// Compile the builtin plugins (the only kind this command compiles so far).
-        #[arg(long, required = true)]
-        builtins: bool,
+        /// The plugin (a WebAssembly component) to compile.
+        #[arg(required_unless_present = "builtins", conflicts_with = "builtins")]
+        plugin: Option<PathBuf>,
+        /// Compile the builtin plugins.
         #[arg(long)]
-        out: std::path::PathBuf,
+        builtins: bool,
+        /// The CPU to compile for (default: this machine, with its optional features);
+        /// code for a named CPU uses only what every CPU of its kind has. `pulley`:
+        /// bytecode for wasmtime's interpreter, for riscv64 boards without the vector
+        /// extension.
+        #[arg(long, value_enum)]
+        target: Option<crate::plugin::CompileTarget>,
+        /// The file to write (a plugin), or the directory (--builtins).
+        #[arg(long)]
+        out: PathBuf,
+        /// Sign what is written with this private key (`runnel plugin keygen`): writes
+        /// OUT.sig.
+        #[arg(long, conflicts_with = "builtins")]
+        sign: Option<PathBuf>,
     },
     /// Make an Ed25519 key pair for signing plugins: the private key at OUT (readable
     /// by its owner only) and the public key at OUT.pub, for `[agent] trusted_keys`.

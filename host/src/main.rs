@@ -71,8 +71,15 @@ fn main() -> ExitCode {
             }
         }
         Command::Plugin {
-            command: PluginCommand::Compile { builtins: _, out },
-        } => match compile_builtins(&out) {
+            command:
+                PluginCommand::Compile {
+                    plugin,
+                    builtins: _,
+                    target,
+                    out,
+                    sign,
+                },
+        } => match compile_plugins(plugin.as_deref(), target, &out, sign.as_deref()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e:#}");
@@ -117,23 +124,64 @@ fn main() -> ExitCode {
     }
 }
 
-/// `runnel plugin compile --builtins --out DIR`.
-fn compile_builtins(out: &std::path::Path) -> anyhow::Result<()> {
-    let engine = runnel::plugin::PluginEngine::new(
-        std::sync::Arc::from("compile"),
-        None,
-        runnel::plugin::Backend::Auto,
-    )?;
-    for (name, compiled) in runnel::builtin::precompile_into(&engine, out)? {
-        let how = if compiled {
-            "compiled"
-        } else {
-            "unchanged (the agent already embeds it)"
-        };
-        println!("{name}: {how}");
+/// `runnel plugin compile (PLUGIN | --builtins) [--target T] --out OUT [--sign KEY]`.
+#[cfg(feature = "compiler")]
+fn compile_plugins(
+    plugin: Option<&std::path::Path>,
+    target: Option<runnel::plugin::CompileTarget>,
+    out: &std::path::Path,
+    sign: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    use runnel::plugin::{Backend, CompileTarget, PluginEngine};
+    let engine = match target {
+        Some(target) => PluginEngine::for_target(target)?,
+        None => PluginEngine::new(std::sync::Arc::from("compile"), None, Backend::Auto)?,
+    };
+    let cpu = target.map_or("this machine", |t| t.name());
+    // Cranelift's riscv64 code for SIMD needs the vector extension, which a target
+    // without host detection does not assume.
+    let hint = |e: anyhow::Error| match target {
+        Some(CompileTarget::Riscv64gc) => e.context(
+            "riscv64 code for this plugin needs the vector extension; `--target pulley` \
+             makes code for every riscv64 board",
+        ),
+        _ => e,
+    };
+    let Some(plugin) = plugin else {
+        for (name, compiled) in runnel::builtin::precompile_into(&engine, out).map_err(hint)? {
+            let how = if compiled {
+                "compiled"
+            } else {
+                "unchanged (the agent already embeds it)"
+            };
+            println!("{name}: {how}");
+        }
+        println!("written to {} (for {cpu})", out.display());
+        return Ok(());
+    };
+    let wasm = std::fs::read(plugin).with_context(|| format!("read {}", plugin.display()))?;
+    let code = engine
+        .precompile_plugin(&wasm)
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("compile {} for {cpu}", plugin.display()))
+        .map_err(hint)?;
+    runnel::files::replace(out, &[&code]).with_context(|| format!("write {}", out.display()))?;
+    println!("{} compiled for {cpu}: {}", plugin.display(), out.display());
+    if let Some(key) = sign {
+        println!("signed: {}", signing::sign(out, key)?.display());
     }
-    println!("written to {}", out.display());
     Ok(())
+}
+
+#[cfg(not(feature = "compiler"))]
+fn compile_plugins(
+    _: Option<&std::path::Path>,
+    _: Option<runnel::plugin::CompileTarget>,
+    _: &std::path::Path,
+    _: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    anyhow::bail!("this agent is built without the compiler (the `compiler` feature)")
 }
 
 fn signing_tool(result: Result<String, signing::SignatureError>) -> ExitCode {

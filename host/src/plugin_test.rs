@@ -357,9 +357,7 @@ fn load(
     };
     let path = std::path::Path::new(plugin);
     Ok(match builtin::find(plugin) {
-        Some(b) if !path.exists() => {
-            engine.load(b.name, b.wasm, b.precompiled(), &config, limits)?
-        }
+        Some(b) if !path.exists() => engine.load(b.name, b.code(), &config, limits)?,
         _ => engine.load_file(plugin, path, &config, limits)?,
     })
 }

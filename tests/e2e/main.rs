@@ -20,6 +20,7 @@ mod mqtt;
 mod peer;
 mod plugin_backend;
 mod plugin_sdks;
+mod precompiled;
 mod processor;
 mod reload;
 mod signing;

@@ -17,7 +17,6 @@
 use crate::builtin::Precompiled;
 use ring::digest::{Context, SHA256};
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use wasmtime::Engine;
@@ -26,7 +25,7 @@ use wasmtime::component::Component;
 const MAGIC: &[u8; 8] = b"RNLCWASM";
 const HEADER_LEN: usize = MAGIC.len() + 32;
 /// The start of a builtin's code compiled at build time (see [`CompileCache::precompile`]).
-const PRECOMPILED_MAGIC: &[u8; 8] = b"RNLPRE01";
+const PRECOMPILED_MAGIC: &[u8; 8] = b"RNLPRE02";
 
 /// Where a component came from when it was asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +36,8 @@ pub enum Origin {
     Precompiled,
     /// Read from the cache directory.
     Disk,
+    /// Compiled ahead of time by `runnel plugin compile`, and signed.
+    Signed,
     /// Already loaded by this engine.
     Memory,
 }
@@ -51,10 +52,14 @@ pub struct CompileCache {
 impl CompileCache {
     /// A cache for `engine`, kept on disk in `dir` (none: in memory only).
     pub fn new(engine: &Engine, dir: Option<PathBuf>) -> Self {
-        let mut hasher = DigestHasher(Context::new(&SHA256));
-        engine.precompile_compatibility_hash().hash(&mut hasher);
-        let mut engine_key = [0; 32];
-        engine_key.copy_from_slice(hasher.0.finish().as_ref());
+        #[cfg(feature = "compiler")]
+        let engine_key = engine_key(engine);
+        // An agent without the compiler compiles nothing, so it keeps nothing on disk.
+        #[cfg(not(feature = "compiler"))]
+        let (engine_key, dir) = {
+            let _ = (engine, dir);
+            ([0; 32], None)
+        };
         Self {
             dir,
             engine_key,
@@ -75,7 +80,7 @@ impl CompileCache {
         if let Some(c) = lock(&self.loaded).get(&key) {
             return Ok((c.clone(), Origin::Memory));
         }
-        if let Some(component) = precompiled.and_then(|p| self.embedded(engine, &key, p)) {
+        if let Some(component) = precompiled.and_then(|p| embedded(engine, wasm, p)) {
             lock(&self.loaded).insert(key, component.clone());
             return Ok((component, Origin::Precompiled));
         }
@@ -100,45 +105,20 @@ impl CompileCache {
     }
 
     /// `wasm` compiled for embedding in the agent's binary (see [`Precompiled`]):
-    /// `PRECOMPILED_MAGIC ‖ key ‖ code`, where `key` binds the code to these exact
-    /// component bytes and this engine's settings.
+    /// `PRECOMPILED_MAGIC ‖ SHA-256(wasm) ‖ code`. The hash binds the code to these
+    /// exact component bytes; the engine's settings are not in it, because the code may
+    /// be made for another CPU (`plugin compile --builtins --target`): wasmtime's own
+    /// header check decides whether the running engine can use it.
+    #[cfg(feature = "compiler")]
     pub fn precompile(&self, engine: &Engine, wasm: &[u8]) -> wasmtime::Result<Vec<u8>> {
         let code = engine.precompile_component(wasm)?;
-        Ok([PRECOMPILED_MAGIC.as_slice(), &self.key(wasm), &code].concat())
+        Ok([PRECOMPILED_MAGIC.as_slice(), &checksum(wasm), &code].concat())
     }
 
     /// Whether `precompiled` holds `wasm` compiled for this engine.
+    #[cfg(feature = "compiler")]
     pub fn fits(&self, engine: &Engine, wasm: &[u8], precompiled: Precompiled) -> bool {
-        self.embedded(engine, &self.key(wasm), precompiled)
-            .is_some()
-    }
-
-    /// The component in `precompiled`, if it was made by [`Self::precompile`] from the
-    /// component whose key is `key`, for an engine like this one.
-    fn embedded(
-        &self,
-        engine: &Engine,
-        key: &[u8; 32],
-        precompiled: Precompiled,
-    ) -> Option<Component> {
-        let bytes = precompiled.code();
-        let code = bytes
-            .strip_prefix(PRECOMPILED_MAGIC.as_slice())?
-            .strip_prefix(key.as_slice())?;
-        // SAFETY: `Component::deserialize` trusts its input to be code that wasmtime
-        // made. A `Precompiled` is only made by `crate::builtin` from bytes embedded in
-        // the agent's own binary at build time (`runnel plugin compile --builtins`,
-        // i.e. `precompile` above), as trusted as the agent's code; the key just
-        // checked binds them to these component bytes and this engine's compatibility
-        // hash, and wasmtime checks its version, settings and the CPU's features in
-        // the code's header again.
-        match unsafe { Component::deserialize(engine, code) } {
-            Ok(component) => Some(component),
-            Err(e) => {
-                tracing::debug!("the builtin's code compiled with the agent does not fit: {e:#}");
-                None
-            }
-        }
+        embedded(engine, wasm, precompiled).is_some()
     }
 
     fn key(&self, wasm: &[u8]) -> [u8; 32] {
@@ -148,6 +128,28 @@ impl CompileCache {
         let mut key = [0; 32];
         key.copy_from_slice(ctx.finish().as_ref());
         key
+    }
+}
+
+/// The component in `precompiled`, if it was made by [`CompileCache::precompile`]
+/// from `wasm`, for an engine and a CPU like this one.
+fn embedded(engine: &Engine, wasm: &[u8], precompiled: Precompiled) -> Option<Component> {
+    let code = precompiled
+        .code()
+        .strip_prefix(PRECOMPILED_MAGIC.as_slice())?
+        .strip_prefix(checksum(wasm).as_slice())?;
+    // SAFETY: `Component::deserialize` trusts its input to be code that wasmtime made.
+    // A `Precompiled` is only made by `crate::builtin` from bytes embedded in the
+    // agent's own binary at build time (`runnel plugin compile --builtins`, i.e.
+    // `CompileCache::precompile`), as trusted as the agent's code; the hash just
+    // checked binds them to these component bytes, and wasmtime checks its version, the
+    // engine's settings, the target and the CPU's features in the code's header.
+    match unsafe { Component::deserialize(engine, code) } {
+        Ok(component) => Some(component),
+        Err(e) => {
+            tracing::debug!("the builtin's code compiled with the agent does not fit: {e:#}");
+            None
+        }
     }
 }
 
@@ -210,9 +212,23 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Feeds what a `Hash` implementation writes into a SHA-256 (stable across runs,
 /// unlike the standard library's hashers).
+/// The engine's compatibility hash (wasmtime's version and every setting that changes
+/// the code it makes), as SHA-256.
+#[cfg(feature = "compiler")]
+fn engine_key(engine: &Engine) -> [u8; 32] {
+    use std::hash::Hash as _;
+    let mut hasher = DigestHasher(Context::new(&SHA256));
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    let mut key = [0; 32];
+    key.copy_from_slice(hasher.0.finish().as_ref());
+    key
+}
+
+#[cfg(feature = "compiler")]
 struct DigestHasher(Context);
 
-impl Hasher for DigestHasher {
+#[cfg(feature = "compiler")]
+impl std::hash::Hasher for DigestHasher {
     fn write(&mut self, bytes: &[u8]) {
         self.0.update(bytes);
     }
@@ -307,6 +323,35 @@ mod tests {
         damaged[PRECOMPILED_MAGIC.len()] ^= 1;
         let damaged = Precompiled::for_test(Vec::leak(damaged));
         assert!(!cache.fits(&engine, EMPTY_COMPONENT, damaged));
+    }
+
+    /// `plugin compile --builtins --target`: code made by another engine for a baseline
+    /// CPU of this machine's kind fits the agent's engine (whatever this CPU has more);
+    /// code for another kind of CPU never does.
+    #[cfg(all(feature = "all-arch", target_arch = "x86_64"))]
+    #[test]
+    fn code_compiled_for_a_cpu_of_this_kind_fits_and_for_another_kind_does_not() {
+        use crate::plugin::engine_config::{
+            Backend, CompileTarget, cross_engine_config, engine_config,
+        };
+        let native = Engine::new(&engine_config(Backend::Cranelift)).unwrap();
+        let pulley = Engine::new(&engine_config(Backend::Pulley)).unwrap();
+        for (target, fits_native, fits_pulley) in [
+            (CompileTarget::X86_64, true, false),
+            (CompileTarget::Aarch64, false, false),
+            (CompileTarget::Pulley, false, true),
+        ] {
+            let cross = Engine::new(&cross_engine_config(target).unwrap()).unwrap();
+            let code = CompileCache::new(&cross, None)
+                .precompile(&cross, EMPTY_COMPONENT)
+                .unwrap();
+            let code = Precompiled::for_test(Vec::leak(code));
+            let fits = |engine: &Engine| {
+                CompileCache::new(engine, None).fits(engine, EMPTY_COMPONENT, code)
+            };
+            assert_eq!(fits(&native), fits_native, "{target:?} on Cranelift");
+            assert_eq!(fits(&pulley), fits_pulley, "{target:?} on Pulley");
+        }
     }
 
     #[test]

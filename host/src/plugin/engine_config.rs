@@ -28,6 +28,10 @@ pub enum Backend {
 impl Backend {
     /// The backend to use: an explicit choice, else `RUNNEL_PLUGIN_BACKEND`, else what
     /// this CPU supports. `Err` names an unknown value of the variable.
+    ///
+    /// An agent built without the compiler runs the builtins as `scripts/package.sh`
+    /// precompiled them: on riscv64 that is Pulley bytecode (it runs on every board), so
+    /// there `Auto` is Pulley whatever the CPU.
     pub fn resolve(self) -> Result<Backend, String> {
         let chosen = match self {
             Backend::Auto => match std::env::var("RUNNEL_PLUGIN_BACKEND") {
@@ -44,6 +48,9 @@ impl Backend {
             explicit => explicit,
         };
         Ok(match chosen {
+            Backend::Auto if cfg!(all(target_arch = "riscv64", not(feature = "compiler"))) => {
+                Backend::Pulley
+            }
             Backend::Auto if cranelift_runs_every_plugin() => Backend::Cranelift,
             Backend::Auto => Backend::Pulley,
             explicit => explicit,
@@ -55,6 +62,46 @@ impl Backend {
             Backend::Auto => "auto",
             Backend::Cranelift => "cranelift",
             Backend::Pulley => "pulley",
+        }
+    }
+}
+
+/// A CPU `runnel plugin compile --target` makes code for (Linux; wasmtime checks only
+/// the architecture and the operating system, so the code serves glibc and musl builds
+/// alike). Compiled for a baseline CPU of its architecture: code the device's engine
+/// accepts whatever optional features its CPU has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompileTarget {
+    #[value(name = "x86_64")]
+    X86_64,
+    Aarch64,
+    /// Native riscv64 code needs the vector extension for the SIMD most plugins use;
+    /// for boards without it, `pulley`.
+    #[value(name = "riscv64gc", alias = "riscv64")]
+    Riscv64gc,
+    /// Bytecode for Pulley, wasmtime's interpreter: runs on any 64-bit little-endian
+    /// CPU whose agent picks Pulley (riscv64 without the vector extension, or
+    /// `plugin_backend = "pulley"`).
+    Pulley,
+}
+
+impl CompileTarget {
+    /// The target triple wasmtime compiles for.
+    pub fn triple(self) -> &'static str {
+        match self {
+            CompileTarget::X86_64 => "x86_64-unknown-linux-gnu",
+            CompileTarget::Aarch64 => "aarch64-unknown-linux-gnu",
+            CompileTarget::Riscv64gc => "riscv64gc-unknown-linux-gnu",
+            CompileTarget::Pulley => "pulley64",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            CompileTarget::X86_64 => "x86_64",
+            CompileTarget::Aarch64 => "aarch64",
+            CompileTarget::Riscv64gc => "riscv64gc",
+            CompileTarget::Pulley => "pulley",
         }
     }
 }
@@ -80,8 +127,7 @@ fn cranelift_runs_every_plugin() -> bool {
 /// The settings every plugin is compiled and run with, for a resolved backend
 /// (`Backend::resolve`; `Auto` is taken as Cranelift).
 pub fn engine_config(backend: Backend) -> wasmtime::Config {
-    let mut config = wasmtime::Config::new();
-    config.wasm_component_model(true).epoch_interruption(true);
+    let mut config = base_config();
     if backend == Backend::Pulley {
         // The interpreter for this machine's pointer width and byte order.
         let target = if cfg!(target_endian = "big") {
@@ -93,6 +139,27 @@ pub fn engine_config(backend: Backend) -> wasmtime::Config {
             tracing::error!("cannot select Pulley ({target}): {e}; using Cranelift");
         }
     }
+    config
+}
+
+/// The settings of an engine that compiles plugins for `target` (another CPU, or a
+/// baseline one of this CPU's kind) but runs none: the same settings as the agent's
+/// engine on that CPU, so that its engine accepts the code.
+pub fn cross_engine_config(target: CompileTarget) -> anyhow::Result<wasmtime::Config> {
+    let mut config = base_config();
+    config.target(target.triple()).map_err(|e| {
+        anyhow::anyhow!(
+            "this agent cannot compile for {} ({e}); it is built without the `all-arch` feature",
+            target.name()
+        )
+    })?;
+    Ok(config)
+}
+
+/// What every engine of the agent has, wherever its code runs.
+fn base_config() -> wasmtime::Config {
+    let mut config = wasmtime::Config::new();
+    config.wasm_component_model(true).epoch_interruption(true);
     config
 }
 

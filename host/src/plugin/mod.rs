@@ -11,7 +11,7 @@
 pub mod bindings;
 mod cache;
 mod engine_config;
-pub use engine_config::Backend;
+pub use engine_config::{Backend, CompileTarget};
 mod guest_output;
 pub mod pool;
 pub mod reload;
@@ -167,11 +167,26 @@ impl Drop for EngineInner {
 /// Compiles a component, turning a panic inside the compiler into an error: a plugin
 /// the compiler cannot handle (a Cranelift bug, a CPU feature its code needs and this
 /// CPU lacks) fails to load, with its name; it never takes the agent down.
+#[cfg(feature = "compiler")]
 fn compile(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Component> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        Component::new(engine, bytes)
-    }))
-    .unwrap_or_else(|panic| {
+    catch_compiler_panic(|| Component::new(engine, bytes))
+}
+
+/// An agent built without the compiler runs only precompiled code.
+#[cfg(not(feature = "compiler"))]
+fn compile(_: &Engine, _: &[u8]) -> wasmtime::Result<Component> {
+    Err(wasmtime::Error::msg(NO_COMPILER))
+}
+
+#[cfg(not(feature = "compiler"))]
+const NO_COMPILER: &str = "this agent is built without the compiler: it runs only code \
+    compiled ahead of time for this CPU (the builtins it embeds, and plugins compiled \
+    by `runnel plugin compile --target` and signed)";
+
+/// Runs a compilation, turning a panic inside the compiler into an error.
+#[cfg(feature = "compiler")]
+fn catch_compiler_panic<T>(compile: impl FnOnce() -> wasmtime::Result<T>) -> wasmtime::Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(compile)).unwrap_or_else(|panic| {
         let what = panic
             .downcast_ref::<&str>()
             .map(|s| (*s).to_owned())
@@ -182,6 +197,42 @@ fn compile(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Component> {
                  needs, `plugin_backend = \"pulley\"` in [agent] runs it on the interpreter"
         )))
     })
+}
+
+/// A plugin's code, as the engine loads it.
+#[derive(Clone, Copy)]
+pub enum Code<'a> {
+    /// A component (`.wasm`): compiled by the engine, unless its cache holds it compiled
+    /// already or the agent embeds it `precompiled` (a builtin).
+    Component {
+        wasm: &'a [u8],
+        precompiled: Option<crate::builtin::Precompiled>,
+    },
+    /// Code `runnel plugin compile` made ahead of time, whose signature verified. It
+    /// runs as native code, without the checks compiling makes: never loaded unsigned.
+    Compiled(signing::Signed<'a>),
+}
+
+impl<'a> Code<'a> {
+    /// A file's code: precompiled code (wasmtime's format) needs `signed` (its
+    /// signature verified); anything else is taken as a component.
+    pub fn of_file(
+        path: &std::path::Path,
+        bytes: &'a [u8],
+        signed: Option<signing::Signed<'a>>,
+    ) -> Result<Self, signing::SignatureError> {
+        if Engine::detect_precompiled(bytes).is_none() {
+            return Ok(Code::Component {
+                wasm: bytes,
+                precompiled: None,
+            });
+        }
+        signed
+            .map(Code::Compiled)
+            .ok_or_else(|| signing::SignatureError::CompiledUnsigned {
+                path: path.display().to_string(),
+            })
+    }
 }
 
 impl PluginEngine {
@@ -206,6 +257,27 @@ impl PluginEngine {
             );
         }
         let engine = Engine::new(&engine_config::engine_config(resolved))?;
+        Self::with_engine(engine, hostname, cache_dir)
+    }
+
+    /// An engine that compiles plugins for `target` (`runnel plugin compile --target`).
+    /// It cannot run them unless `target` is this CPU's kind.
+    pub fn for_target(target: engine_config::CompileTarget) -> anyhow::Result<Self> {
+        let engine = Engine::new(&engine_config::cross_engine_config(target)?).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot compile for {}: {e} (an agent built without the `all-arch` feature \
+                 compiles only for its own CPU)",
+                target.name()
+            )
+        })?;
+        Self::with_engine(engine, Arc::from("compile"), None)
+    }
+
+    fn with_engine(
+        engine: Engine,
+        hostname: Arc<str>,
+        cache_dir: Option<std::path::PathBuf>,
+    ) -> anyhow::Result<Self> {
         let cache = cache::CompileCache::new(&engine, cache_dir);
         let mut linker = Linker::<HostState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
@@ -239,9 +311,10 @@ impl PluginEngine {
         })
     }
 
-    /// `wasm` compiled ahead of time for this engine, in the form a builtin's
+    /// `wasm` compiled ahead of time for this engine's target, in the form a builtin's
     /// precompiled code is embedded in the agent (see `crate::builtin`), and whether it
     /// was compiled now (`false`: `embedded` already held it).
+    #[cfg(feature = "compiler")]
     pub fn precompile(
         &self,
         wasm: &[u8],
@@ -251,38 +324,52 @@ impl PluginEngine {
         let cache = &self.inner.cache;
         match embedded {
             Some(p) if cache.fits(engine, wasm, p) => Ok((p.code().to_vec(), false)),
-            _ => {
-                let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    cache.precompile(engine, wasm)
-                }))
-                .unwrap_or_else(|_| {
-                    Err(wasmtime::Error::msg("the compiler failed (it panicked)"))
-                })?;
-                Ok((code, true))
-            }
+            _ => Ok((
+                catch_compiler_panic(|| cache.precompile(engine, wasm))?,
+                true,
+            )),
         }
     }
 
-    /// Compiles `bytes` (a component; a builtin plugin gives its `precompiled` code)
-    /// and finds its role.
+    /// A component compiled ahead of time for this engine's target, as `runnel plugin
+    /// compile PLUGIN` writes it (wasmtime's format; loaded as [`Code::Compiled`]).
+    #[cfg(feature = "compiler")]
+    pub fn precompile_plugin(&self, wasm: &[u8]) -> wasmtime::Result<Vec<u8>> {
+        catch_compiler_panic(|| self.inner.engine.precompile_component(wasm))
+    }
+
+    /// Compiles `code` (or finds it compiled) and finds its role.
     pub fn load(
         &self,
         name: &str,
-        bytes: &[u8],
-        precompiled: Option<crate::builtin::Precompiled>,
+        code: Code<'_>,
         config: &Value,
         limits: Limits,
     ) -> Result<Plugin, PluginError> {
         let engine = &self.inner.engine;
         let started = std::time::Instant::now();
-        let (component, origin) = self
-            .inner
-            .cache
-            .get(engine, bytes, precompiled, || compile(engine, bytes))
-            .map_err(|source| PluginError::Compile {
-                plugin: name.to_owned(),
-                source,
-            })?;
+        let loaded = match code {
+            Code::Component { wasm, precompiled } => {
+                self.inner
+                    .cache
+                    .get(engine, wasm, precompiled, || compile(engine, wasm))
+            }
+            Code::Compiled(signed) => {
+                // SAFETY: `Component::deserialize` trusts its input to be code wasmtime
+                // made. A `Signed` is only made by `TrustedKeys::verify`: these bytes
+                // carry a valid Ed25519 signature from a key the operator listed in
+                // `trusted_keys`, i.e. they are the `runnel plugin compile` output the
+                // operator signed — as trusted as the agent's own binary. wasmtime
+                // still checks its version, settings and this CPU's features in the
+                // code's header and refuses code made for another engine or CPU.
+                unsafe { Component::deserialize(engine, signed.bytes()) }
+                    .map(|c| (c, cache::Origin::Signed))
+            }
+        };
+        let (component, origin) = loaded.map_err(|source| PluginError::Compile {
+            plugin: name.to_owned(),
+            source,
+        })?;
         tracing::debug!(plugin = name, ?origin, elapsed = ?started.elapsed(), "plugin loaded");
         let role = self.role_of(name, &component)?;
         Ok(Plugin {
@@ -301,7 +388,8 @@ impl PluginEngine {
         })
     }
 
-    /// Reads and compiles a component file.
+    /// Reads and compiles a component file (precompiled code is refused: nothing has
+    /// verified its signature).
     pub fn load_file(
         &self,
         name: &str,
@@ -314,7 +402,11 @@ impl PluginEngine {
             path: path.display().to_string(),
             source,
         })?;
-        self.load(name, &bytes, None, config, limits)
+        let code = Code::of_file(path, &bytes, None).map_err(|e| PluginError::Compile {
+            plugin: name.to_owned(),
+            source: wasmtime::Error::msg(e.to_string()),
+        })?;
+        self.load(name, code, config, limits)
     }
 
     fn role_of(&self, name: &str, component: &Component) -> Result<Role, PluginError> {

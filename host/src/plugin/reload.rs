@@ -12,7 +12,7 @@
 use super::pool::InstancePool;
 use super::signing::{SignatureError, TrustedKeys};
 use super::state::StateStore;
-use super::{Plugin, PluginEngine, PluginError, Role};
+use super::{Code, Plugin, PluginEngine, PluginError, Role};
 use crate::config::{PluginCode, PluginSpec};
 use crate::metrics::{Counter, PluginCounters, Registry};
 use indexmap::IndexMap;
@@ -172,13 +172,19 @@ impl PluginSet {
         &self.engine
     }
 
-    /// Refuses the bytes of the plugin file `path` unless they carry a trusted
-    /// signature (when signatures are required).
-    pub fn check_signature(&self, path: &Path, wasm: &[u8]) -> Result<(), SignatureError> {
-        match &self.trust {
-            Some(trust) => trust.verify(path, wasm),
-            None => Ok(()),
-        }
+    /// The code in the plugin file `path` (its `bytes`): refused unless it carries a
+    /// trusted signature when signatures are required — and always, when it is
+    /// precompiled code (see [`Code::of_file`]).
+    pub fn code_of_file<'a>(
+        &self,
+        path: &Path,
+        bytes: &'a [u8],
+    ) -> Result<Code<'a>, SignatureError> {
+        let signed = match &self.trust {
+            Some(trust) => Some(trust.verify(path, bytes)?),
+            None => None,
+        };
+        Code::of_file(path, bytes, signed)
     }
 
     /// Adds a plugin loaded at start (see [`PluginSet::entry`]).
@@ -362,7 +368,8 @@ impl PluginSet {
                 });
             }
         }
-        self.check_signature(path, &wasm)
+        let code = self
+            .code_of_file(path, &wasm)
             .map_err(|source| ReloadError::Signature {
                 plugin: name.clone(),
                 source,
@@ -370,7 +377,7 @@ impl PluginSet {
         let spec = &entry.spec;
         let plugin = self
             .engine
-            .load(name, &wasm, None, &spec.config, spec.limits)?
+            .load(name, code, &spec.config, spec.limits)?
             .with_state(entry.state.clone());
         let (running, _) = entry.slot.current();
         if plugin.role() != running.role() {

@@ -30,6 +30,10 @@ pub enum SignatureError {
         "the signature {sig} does not verify with any trusted key: the plugin was changed after it was signed, or signed with a key that is not trusted"
     )]
     NotTrusted { sig: String },
+    #[error(
+        "{path} is precompiled plugin code (`runnel plugin compile`), which runs as native code: the agent loads it only when it is signed by a trusted key (`require_signed = true` and `trusted_keys` in [agent])"
+    )]
+    CompiledUnsigned { path: String },
     #[error("{path} is not an Ed25519 public key: expected 64 hex digits")]
     BadPublicKey { path: String },
     #[error("{path} is not an Ed25519 private key (PKCS#8)")]
@@ -63,7 +67,7 @@ impl TrustedKeys {
     }
 
     /// Checks the detached signature `<path>.sig` of the plugin bytes `wasm`.
-    pub fn verify(&self, path: &Path, wasm: &[u8]) -> Result<(), SignatureError> {
+    pub fn verify<'a>(&self, path: &Path, wasm: &'a [u8]) -> Result<Signed<'a>, SignatureError> {
         let sig_path = signature_path(path);
         let text = match std::fs::read_to_string(&sig_path) {
             Ok(t) => t,
@@ -91,12 +95,23 @@ impl TrustedKeys {
                 .is_ok()
         });
         if trusted {
-            Ok(())
+            Ok(Signed(wasm))
         } else {
             Err(SignatureError::NotTrusted {
                 sig: sig_path.display().to_string(),
             })
         }
+    }
+}
+
+/// Plugin bytes whose signature verified against a trusted key: only
+/// [`TrustedKeys::verify`] makes one. Precompiled plugins are loaded from nothing else.
+#[derive(Clone, Copy)]
+pub struct Signed<'a>(&'a [u8]);
+
+impl<'a> Signed<'a> {
+    pub fn bytes(self) -> &'a [u8] {
+        self.0
     }
 }
 

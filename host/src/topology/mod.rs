@@ -94,13 +94,18 @@ fn load_plugin<'a>(
     String,
 > {
     let started = std::time::Instant::now();
-    let (wasm, precompiled) = match &p.code {
-        PluginCode::Builtin(name) => match builtin::find(name) {
-            Some(b) => (std::borrow::Cow::Borrowed(b.wasm), b.precompiled()),
-            None => unreachable!("builtin names are checked by config validation"),
-        },
+    let (plugin, bytes) = match &p.code {
+        PluginCode::Builtin(name) => {
+            let Some(b) = builtin::find(name) else {
+                unreachable!("builtin names are checked by config validation")
+            };
+            let plugin = plugins
+                .engine()
+                .load(&p.name, b.code(), &p.config, p.limits);
+            (plugin, std::borrow::Cow::Borrowed(b.wasm))
+        }
         PluginCode::Path(path) => {
-            let wasm = std::fs::read(path).map_err(|source| {
+            let bytes = std::fs::read(path).map_err(|source| {
                 PluginError::Read {
                     plugin: p.name.clone(),
                     path: path.display().to_string(),
@@ -108,17 +113,15 @@ fn load_plugin<'a>(
                 }
                 .to_string()
             })?;
-            plugins
-                .check_signature(path, &wasm)
+            let code = plugins
+                .code_of_file(path, &bytes)
                 .map_err(|e| format!("plugin `{}`: {e}", p.name))?;
-            (std::borrow::Cow::Owned(wasm), None)
+            let plugin = plugins.engine().load(&p.name, code, &p.config, p.limits);
+            (plugin, std::borrow::Cow::Owned(bytes))
         }
     };
-    let plugin = plugins
-        .engine()
-        .load(&p.name, &wasm, precompiled, &p.config, p.limits)
-        .map_err(|e| e.to_string())?;
-    Ok((plugin, wasm, started.elapsed()))
+    let plugin = plugin.map_err(|e| e.to_string())?;
+    Ok((plugin, bytes, started.elapsed()))
 }
 
 fn error_at(spec: &AgentSpec, line: Option<usize>, path: &str, message: String) -> ConfigError {
