@@ -36,7 +36,7 @@ WORK=target/bench
 mkdir -p "$WORK"
 
 features=()
-scripts/setup.sh || features=(--no-default-features)
+scripts/setup.sh || features=(--no-default-features --features compiler,all-arch)
 scripts/build-release.sh
 
 echo "== 1. WASM boundary =="

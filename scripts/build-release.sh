@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # Build tools (ISA-L's); without them the agent is built without ISA-L.
 features=()
-scripts/setup.sh || features=(--no-default-features)
+scripts/setup.sh || features=(--no-default-features --features compiler,all-arch)
 scripts/build-plugins.sh
 export RUNNEL_PRECOMPILED_DIR="$PWD/target/precompiled"
 cargo build --release -p runnel "${features[@]}"

@@ -1,44 +1,74 @@
 #!/usr/bin/env bash
-# Cross-builds the agent for another Linux architecture and checks it under qemu-user
-# against this machine's build (issue 16's first step; not in CI yet: a cross release
-# build takes ~10 minutes on 2 cores). For TARGET (riscv64gc or aarch64; default
-# riscv64gc): installs Debian's cross gcc and qemu-user and the rustup target when
-# missing, builds `--release --no-default-features` (ISA-L's autotools do not know
-# Rust's riscv64gc triple) for <TARGET>-unknown-linux-gnu, then runs the real access log
-# through combined → strip-control → level-router (stdin → file sink, JSON) natively and
-# under qemu — for riscv64 twice: on a CPU without the vector extension (qemu's default:
-# the agent picks the Pulley interpreter by itself) and with it (`-cpu rv64,v=true`:
-# Cranelift) — and compares the outputs byte for byte. Prints the CPU time of each run
-# (emulated: qemu's, not a board's). Usage: scripts/cross-check.sh [riscv64gc|aarch64]
+# The edge targets under emulation (CI runs this from scripts/test.sh). For each TARGET
+# (aarch64, riscv64gc; default both): installs Debian's cross gcc and qemu-user and the
+# rustup target when missing, precompiles the builtin plugins for it with this
+# machine's agent (`runnel plugin compile --builtins --target`: aarch64 code, Pulley
+# bytecode for riscv64), cross-builds the agent embedding them (scripts/targets.sh says
+# how), and runs it under qemu-user against this machine's build on:
+#   default  the embedded default config (generators → the shipped plugins' chains →
+#            files), each generator given a count and a fast rate so that it ends;
+#            compared as sets of events without the wall-clock fields;
+#   chain    the real Apache access log through combined → strip-control →
+#            level-router, and the Loghub Linux syslog through regex → strip-control
+#            (stdin → file sink); compared byte for byte.
+# riscv64 runs twice: on qemu's default CPU, without the vector extension (the agent
+# picks Pulley by itself and runs the embedded bytecode), and with it (`-cpu
+# rv64,v=true`: Cranelift compiles the plugins). Fails on any difference, or when a
+# target that should run the embedded code compiled it instead.
+#
+# Two builds, one per target, to keep CI short: aarch64 is checked as the minimal
+# build (no compiler: it runs the embedded aarch64 code and nothing else), riscv64 as
+# the full one (Pulley chosen at load, Cranelift with the vector extension).
+# scripts/package.sh builds either variant for every target.
+#
+# PROFILE=release (default) or dist. Times printed are qemu's, not a board's.
+# Usage: scripts/cross-check.sh [aarch64] [riscv64gc]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ARCH=${1:-riscv64gc}
-case "$ARCH" in
-    riscv64gc) GCC=riscv64-linux-gnu; PKGS="gcc-riscv64-linux-gnu libc6-dev-riscv64-cross"; QEMU=qemu-riscv64 ;;
-    aarch64) GCC=aarch64-linux-gnu; PKGS="gcc-aarch64-linux-gnu libc6-dev-arm64-cross"; QEMU=qemu-aarch64 ;;
-    *) echo "cross-check: unknown target $ARCH (riscv64gc or aarch64)" >&2; exit 2 ;;
-esac
-TARGET=$ARCH-unknown-linux-gnu
-if ! command -v "$GCC-gcc" >/dev/null || ! command -v "$QEMU" >/dev/null; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $PKGS qemu-user >/dev/null
+source scripts/targets.sh
+PROFILE=${PROFILE:-release}
+TARGETS=("$@")
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(aarch64 riscv64gc)
+LINES=${CROSS_CHECK_LINES:-3000}
+
+scripts/build-plugins.sh >/dev/null
+# This machine's agent: the reference, and the compiler of the targets' builtins
+# (RUNNEL_BIN: one already built, with the `all-arch` feature).
+if [ -n "${RUNNEL_BIN:-}" ]; then
+    NATIVE=$RUNNEL_BIN
+else
+    features=()
+    scripts/setup.sh >/dev/null 2>&1 || features=(--no-default-features --features compiler,all-arch)
+    cargo build -q -p runnel "${features[@]}"
+    NATIVE=$PWD/target/debug/runnel
 fi
-rustup target list --installed | grep -qx "$TARGET" || rustup target add "$TARGET"
-scripts/build-plugins.sh
-upper=$(echo "$TARGET" | tr 'a-z-' 'A-Z_')
-under=$(echo "$TARGET" | tr '-' '_')
-env "CARGO_TARGET_${upper}_LINKER=$GCC-gcc" "CC_${under}=$GCC-gcc" "AR_${under}=$GCC-ar" \
-    cargo build --release -p runnel --no-default-features --target "$TARGET"
-scripts/build-release.sh >&2
-W=target/cross-check/$ARCH
-rm -rf "$W" && mkdir -p "$W"
-cat > "$W/chain.toml" <<TOML
+
+W=target/cross-check
+mkdir -p "$W"
+head -n "$LINES" tests/data/apache_access/apache_logs > "$W/access.log"
+head -n "$LINES" tests/data/loghub/Linux/Linux_2k.log > "$W/linux.log"
+
+# The embedded default, made to end: a count and a fast rate for every generator.
+python3 - "$W/default.toml" <<'PY'
+import re, sys
+text = open("config/default.toml").read()
+text = text.replace('type = "generator"\n', 'type = "generator"\ncount = 300\n')
+text = re.sub(r"(?m)^rate = \d+$", "rate = 5000", text)
+text = text.replace("summary_interval_secs = 10", "summary_interval_secs = 0")
+open(sys.argv[1], "w").write(text)
+PY
+
+cat > "$W/chain.toml" <<'TOML'
 [agent]
 summary_interval_secs = 0
-plugin_cache = false
-data_dir = "$W/data"
 
 [plugins.access]
 builtin = "combined"
+[plugins.syslog]
+builtin = "regex"
+[plugins.syslog.config]
+pattern = '^(?P<time>\w{3} +\d+ [\d:]+) (?P<host>\S+) (?P<program>[^\[:]+)(?:\[(?P<pid>\d+)\])?: (?P<message>.*)$'
+types = { pid = "int" }
 [plugins.clean]
 builtin = "strip-control"
 [plugins.by-level]
@@ -58,32 +88,101 @@ type = "memory"
 [sinks.out]
 type = "file"
 channel = "main"
-path = "$W/out.jsonl"
+path = "out.jsonl"
 format = "json"
 TOML
-run() { # NAME COMMAND...
-    local name=$1; shift
-    rm -f "$W/out.jsonl"
-    local start=$(date +%s.%N)
-    RUNNEL_LOG=info "$@" run --config "$W/chain.toml" < tests/data/apache_access/apache_logs 2>"$W/$name.log"
-    local end=$(date +%s.%N)
-    mv "$W/out.jsonl" "$W/$name.jsonl"
-    printf '%-34s %6d events in %6.1f s wall; %s\n' "$name" "$(wc -l < "$W/$name.jsonl")" \
-        "$(echo "$end - $start" | bc)" "$(grep -o 'plugins run on Pulley' "$W/$name.log" || echo 'Cranelift')"
+
+# The events of a run's files, sorted, without the fields that hold the wall clock
+# (the generators write the time into their lines).
+normalise() { # DIR
+    python3 - "$1" <<'PY'
+import json, pathlib, sys
+for name in ("events.jsonl", "alerts.jsonl"):
+    out = []
+    for line in (pathlib.Path(sys.argv[1]) / "runnel-data" / name).read_text().splitlines():
+        e = json.loads(line)
+        e.pop("timestamp", None)
+        for f in ("time", "timestamp"):
+            e.get("fields", {}).pop(f, None)
+        out.append(json.dumps(e, sort_keys=True))
+    print(name, len(out))
+    print("\n".join(sorted(out)))
+PY
 }
-run native target/release/runnel
-"$QEMU" -L "/usr/$GCC" "target/$TARGET/release/runnel" --version
-if [ "$ARCH" = riscv64gc ]; then
-    run "qemu $ARCH, no vector extension" "$QEMU" -L "/usr/$GCC" "target/$TARGET/release/runnel"
-    run "qemu $ARCH, vector extension" "$QEMU" -cpu rv64,v=true -L "/usr/$GCC" "target/$TARGET/release/runnel"
-else
-    run "qemu $ARCH" "$QEMU" -L "/usr/$GCC" "target/$TARGET/release/runnel"
-fi
-ls -l "target/$TARGET/release/runnel" target/release/runnel | awk '{print $5, $9}'
+
 status=0
-for f in "$W"/*.jsonl; do
-    [ "$f" = "$W/native.jsonl" ] && continue
-    if cmp -s "$W/native.jsonl" "$f"; then echo "same output as native: $(basename "$f")"
-    else echo "DIFFERENT output: $(basename "$f")"; status=1; fi
+# run NAME RUNNER... : both scenarios with `RUNNER runnel`; output in $W/NAME/.
+run() {
+    local name=$1; shift
+    local dir="$W/$name"
+    rm -rf "$dir" && mkdir -p "$dir/default" "$dir/chain" "$dir/syslog"
+    local start end
+    start=$(date +%s.%N)
+    (cd "$dir/default" && RUNNEL_LOG=debug "$@" run --config ../../default.toml \
+        >/dev/null 2>../default.log)
+    normalise "$dir/default" > "$dir/default.events"
+    (cd "$dir/chain" && "$@" run --config ../../chain.toml \
+        <../../access.log >/dev/null 2>../chain.log)
+    (cd "$dir/syslog" && "$@" run --config ../../syslog.toml \
+        <../../linux.log >/dev/null 2>../syslog.log)
+    end=$(date +%s.%N)
+    local how
+    how=$(grep -q 'plugins run on Pulley' "$dir/default.log" && echo Pulley || echo 'native code')
+    local compiled
+    compiled=$(grep -c 'origin=Compiled' "$dir/default.log" || true)
+    printf '  %-30s %5d + %5d events, %5.1f s wall; plugins on %s, %s compiled at start\n' \
+        "$name" "$(head -1 "$dir/default.events" | cut -d' ' -f2)" \
+        "$(wc -l < "$dir/chain/out.jsonl")" "$(echo "$end - $start" | bc)" "$how" "$compiled"
+}
+compare() { # NAME [EXPECT_COMPILED]
+    local name=$1 expect=${2:-}
+    local scenario
+    for scenario in default.events chain/out.jsonl syslog/out.jsonl; do
+        if cmp -s "$W/native/$scenario" "$W/$name/$scenario"; then
+            echo "  same output as native: $name $scenario"
+        else
+            echo "  DIFFERENT output: $name $scenario (diff $W/native/$scenario $W/$name/$scenario)"
+            status=1
+        fi
+    done
+    if [ "$expect" = precompiled ] && grep -q 'origin=Compiled' "$W/$name/default.log"; then
+        echo "  $name compiled builtins at start although they are embedded precompiled"
+        status=1
+    fi
+}
+
+sed -e 's|^plugins = \["access", "clean", "by-level"\]|plugins = ["syslog", "clean"]|' \
+    -e '/^routes = { alerts = \["main"\] }/d' "$W/chain.toml" > "$W/syslog.toml"
+
+echo "native ($(uname -m)):"
+run native "$NATIVE"
+
+for target in "${TARGETS[@]}"; do
+    triple=$(target_triple "$target")
+    target_setup "$target"
+    pre="$W/precompiled/$target"
+    "$NATIVE" plugin compile --builtins --target "$(target_plugin_code "$target")" --out "$pre" >/dev/null
+    (
+        target_env "$target"
+        features=compiler
+        [ "$target" = aarch64 ] && features=
+        RUNNEL_PRECOMPILED_DIR="$PWD/$pre" cargo build -q --profile "$PROFILE" -p runnel \
+            --no-default-features --features "$features" --target "$triple"
+    )
+    bin="$PWD/target/$triple/$PROFILE/runnel"
+    read -r -a runner <<< "$(target_runner "$target")"
+    echo "$target ($triple, $(ls -l "$bin" | awk '{print $5}') bytes, under ${runner[0]}):"
+    "${runner[@]}" "$bin" --version | sed 's/^/  /'
+    if [ "$target" = riscv64gc ]; then
+        run "$target" "${runner[@]}" "$bin"
+        compare "$target" precompiled
+        run "$target-v" "${runner[@]}" -cpu rv64,v=true "$bin"
+        compare "$target-v"
+        grep -q 'plugins run on Pulley' "$W/$target/default.log" ||
+            { echo "  riscv64 without V did not pick Pulley"; status=1; }
+    else
+        run "$target" "${runner[@]}" "$bin"
+        compare "$target" precompiled
+    fi
 done
 exit $status

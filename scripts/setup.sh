@@ -5,7 +5,7 @@
 #    the `isal` cargo feature, on by default) — from Debian/Ubuntu packages, as root or
 #    through sudo.
 # Exits 0 when everything is there; 3 when the ISA-L tools are missing and cannot be
-# installed here (then build with `--no-default-features`: libdeflate does every gzip
+# installed here (then build with `--no-default-features --features compiler,all-arch`: libdeflate does every gzip
 # level, a little slower at level 1). The other scripts do exactly that.
 set -euo pipefail
 

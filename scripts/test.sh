@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # Build tools (ISA-L's); without them the agent is built and tested without ISA-L.
 features=()
-scripts/setup.sh || features=(--no-default-features)
+scripts/setup.sh || features=(--no-default-features --features runnel/compiler,runnel/all-arch)
 scripts/build-plugins.sh
 # The real peers the end-to-end tests start (mosquitto, logger, curl, journalctl, …).
 scripts/test-peers.sh
@@ -17,3 +17,7 @@ cargo test --workspace "${features[@]}" "$@"
 # the test profile, so they reuse what the tests built (`cargo check` would check every
 # dependency again: ~5 minutes more on a fresh clone).
 cargo test -p runnel --benches --no-run --quiet "${features[@]}"
+# The edge targets: aarch64 and riscv64 cross builds run under qemu-user on the
+# embedded default and on plugin chains, against this machine's build (the one the
+# tests ran).
+RUNNEL_BIN="$PWD/target/debug/runnel" scripts/cross-check.sh
