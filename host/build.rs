@@ -64,7 +64,23 @@ fn main() {
     } else {
         "builtins compiled at load"
     };
-    println!("cargo:rustc-env=RUNNEL_BUILD_INFO=target {target}, {profile}, {builtins}");
+    let features: Vec<&str> = [
+        ("isal", "ISAL"),
+        ("compiler", "COMPILER"),
+        ("all-arch", "ALL_ARCH"),
+    ]
+    .into_iter()
+    .filter(|(_, var)| std::env::var_os(format!("CARGO_FEATURE_{var}")).is_some())
+    .map(|(name, _)| name)
+    .collect();
+    let features = if features.is_empty() {
+        "none".to_owned()
+    } else {
+        features.join(" ")
+    };
+    println!(
+        "cargo:rustc-env=RUNNEL_BUILD_INFO=target {target}, {profile}, {builtins}, features: {features}"
+    );
 }
 
 /// Copies `from/NAME.cwasm` to `out/NAME.cwasm`, or writes an empty one (nothing

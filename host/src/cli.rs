@@ -3,27 +3,11 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
-/// The cargo features the agent was built with.
-#[cfg(feature = "isal")]
-macro_rules! features {
-    () => {
-        "isal"
-    };
-}
-#[cfg(not(feature = "isal"))]
-macro_rules! features {
-    () => {
-        "none"
-    };
-}
-
 /// `runnel --version`: the version, the build's target, profile, builtins and features.
 const LONG_VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
     " (",
     env!("RUNNEL_BUILD_INFO"),
-    ", features: ",
-    features!(),
     ")"
 );
 

@@ -106,3 +106,19 @@ channels = ["main"]
     }
     assert!(stopping, "no STOPPING=1 after {said:?}");
 }
+
+/// The config the .deb installs as /etc/runnel/runnel.toml (scripts/package.sh) is valid,
+/// and the unit reads it from there.
+#[test]
+fn the_packaged_config_validates_where_the_unit_reads_it() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let (ok, text) = validate_config(&root.join("config/packaged.toml"));
+    assert!(ok, "{text}");
+    let unit = std::fs::read_to_string(root.join("config/systemd/runnel.service")).unwrap();
+    assert!(unit.contains("--config /etc/runnel/runnel.toml"), "{unit}");
+    let manifest = std::fs::read_to_string(root.join("host/Cargo.toml")).unwrap();
+    assert!(
+        manifest.contains(r#"["../config/packaged.toml", "etc/runnel/runnel.toml", "644"]"#),
+        "the .deb installs config/packaged.toml as /etc/runnel/runnel.toml"
+    );
+}
