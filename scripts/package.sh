@@ -62,7 +62,9 @@ for target in "${TARGETS[@]}"; do
     xz -9 -T1 -c "dist/$name" > "dist/$name.xz"
     if [ -z "${NO_DEB:-}" ]; then
         deb_variant=()
-        [ "$VARIANT" = minimal ] && deb_variant=(--deb-version "$VERSION-minimal")
+        [ "$VARIANT" = minimal ] && deb_variant+=(--deb-version "$VERSION-minimal")
+        # The glibc build depends on the C library; the musl ones on nothing.
+        [ "$triple" = "${triple%-gnu}" ] || deb_variant+=(--variant glibc)
         cargo deb -p runnel --no-build --no-strip --profile dist --target "$triple" \
             "${deb_variant[@]}" --output "dist/" >/dev/null
     fi

@@ -354,7 +354,7 @@ fn builtins_compiled_ahead_of_time_are_written_once() {
     assert_eq!(written.len(), 7, "{written:?}");
     for (path, bytes, _) in &written {
         assert!(path.extension().is_some_and(|e| e == "cwasm"), "{path:?}");
-        assert!(bytes.starts_with(b"RNLPRE01"), "{path:?}");
+        assert!(bytes.starts_with(b"RNLPRE02"), "{path:?}");
     }
     // The same code again: nothing rewritten, so a build that embeds it has nothing new.
     assert!(compile().status.success());
