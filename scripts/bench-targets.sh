@@ -25,7 +25,13 @@ rm -rf "$W" && mkdir -p "$W"
 for target in aarch64 riscv64gc; do
     [ -x "target/$(target_triple "$target")/$PROFILE/runnel" ] || PROFILE=$PROFILE scripts/cross-check.sh "$target"
 done
-cargo build -q --release -p runnel
+# The reference: this machine's release build (REFERENCE: a binary already built, such
+# as the previous commit's).
+if [ -z "${REFERENCE:-}" ]; then
+    cargo build -q --release -p runnel
+    REFERENCE=target/release/runnel
+fi
+REFERENCE=$(realpath "$REFERENCE")
 head -n "$LINES" tests/data/apache_access/apache_logs > "$W/input.log"
 sed -n '/^cat > "$W\/chain.toml" <<'"'"'TOML'"'"'$/,/^TOML$/p' scripts/cross-check.sh |
     sed '1d;$d' > "$W/chain.toml"
@@ -57,16 +63,16 @@ measure() {
 echo "$LINES lines, $ROUNDS rounds, $PROFILE builds; $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 printf '| %-34s | %-20s | %-20s | %-12s |\n' "build (how it runs)" "start-up s" "CPU µs/line" "peak RSS MiB"
 echo "|---|---|---|---|"
-measure "x86_64 (native, reference)" target/release/runnel
+measure "x86_64 (native, reference)" "$REFERENCE"
 read -r -a qa <<< "$(target_runner aarch64)"
-measure "aarch64 (qemu, EMULATED)" "${qa[@]}" "target/$(target_triple aarch64)/$PROFILE/runnel"
+measure "aarch64 (qemu, EMULATED)" "${qa[@]}" "$PWD/target/$(target_triple aarch64)/$PROFILE/runnel"
 read -r -a qr <<< "$(target_runner riscv64gc)"
-measure "riscv64, no V: Pulley (qemu, EMULATED)" "${qr[@]}" "target/$(target_triple riscv64gc)/$PROFILE/runnel"
-measure "riscv64, V: Cranelift (qemu, EMULATED)" "${qr[@]}" -cpu rv64,v=true "target/$(target_triple riscv64gc)/$PROFILE/runnel"
+measure "riscv64, no V: Pulley (qemu, EMULATED)" "${qr[@]}" "$PWD/target/$(target_triple riscv64gc)/$PROFILE/runnel"
+measure "riscv64, V: Cranelift (qemu, EMULATED)" "${qr[@]}" -cpu rv64,v=true "$PWD/target/$(target_triple riscv64gc)/$PROFILE/runnel"
 
 echo
 echo "binary sizes ($PROFILE):"
-for bin in target/release/runnel "target/$(target_triple aarch64)/$PROFILE/runnel" \
+for bin in "$REFERENCE" "target/$(target_triple aarch64)/$PROFILE/runnel" \
     "target/$(target_triple riscv64gc)/$PROFILE/runnel"; do
     printf '  %-55s %10d bytes; %s\n' "$bin" "$(stat -c %s "$bin")" \
         "$(file -b "$bin" | cut -d, -f1-2,5)"

@@ -583,3 +583,27 @@ pub fn ca_and_certificate(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
         dir.join("server.key"),
     )
 }
+
+/// `runnel ARGS`: whether it succeeded, and its standard output and error together.
+pub fn cli(args: &[&std::ffi::OsStr]) -> (bool, String) {
+    let out = runnel().args(args).output().unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// `runnel plugin keygen --out OUT`: a signing key at OUT, its public key at OUT.pub.
+pub fn keygen(out: &Path) {
+    let (ok, text) = cli(&[
+        "plugin".as_ref(),
+        "keygen".as_ref(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ]);
+    assert!(ok, "{text}");
+}

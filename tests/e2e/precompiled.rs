@@ -21,18 +21,6 @@ const ELSEWHERE: &str = if cfg!(target_arch = "aarch64") {
     "aarch64"
 };
 
-fn cli(args: &[&OsStr]) -> (bool, String) {
-    let out = runnel().args(args).output().unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
 /// `runnel plugin compile combined.wasm --target TARGET --out OUT [--sign KEY]`.
 fn compile(target: &str, out: &Path, key: Option<&Path>) {
     let plugin = built_plugin("runnel_plugin_combined.wasm");
@@ -52,15 +40,9 @@ fn compile(target: &str, out: &Path, key: Option<&Path>) {
     assert!(ok, "{text}");
 }
 
-fn keygen(dir: &Path) -> PathBuf {
+fn fleet_key(dir: &Path) -> PathBuf {
     let key = dir.join("fleet.key");
-    let (ok, text) = cli(&[
-        "plugin".as_ref(),
-        "keygen".as_ref(),
-        "--out".as_ref(),
-        key.as_os_str(),
-    ]);
-    assert!(ok, "{text}");
+    keygen(&key);
     key
 }
 
@@ -118,7 +100,7 @@ fn run(config: &Path, out: &Path) -> (Vec<u8>, String) {
 #[test]
 fn a_signed_precompiled_plugin_runs_like_its_component_without_compiling() {
     let dir = tempfile::tempdir().unwrap();
-    let key = keygen(dir.path());
+    let key = fleet_key(dir.path());
     let code = dir.path().join("combined.cwasm");
     compile(HERE, &code, Some(&key));
     assert!(dir.path().join("combined.cwasm.sig").exists());
@@ -146,7 +128,7 @@ fn a_signed_precompiled_plugin_runs_like_its_component_without_compiling() {
 #[test]
 fn precompiled_code_is_refused_unsigned_or_for_another_cpu() {
     let dir = tempfile::tempdir().unwrap();
-    let key = keygen(dir.path());
+    let key = fleet_key(dir.path());
 
     // Unsigned, and the agent does not ask for signatures: refused all the same.
     let unsigned = dir.path().join("unsigned.cwasm");

@@ -5,28 +5,6 @@ use crate::common::*;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-fn cli(args: &[&std::ffi::OsStr]) -> (bool, String) {
-    let out = runnel().args(args).output().unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
-fn keygen(out: &Path) {
-    let (ok, text) = cli(&[
-        "plugin".as_ref(),
-        "keygen".as_ref(),
-        "--out".as_ref(),
-        out.as_os_str(),
-    ]);
-    assert!(ok, "{text}");
-}
-
 fn sign(plugin: &Path, key: &Path) {
     let (ok, text) = cli(&[
         "plugin".as_ref(),
