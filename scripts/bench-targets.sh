@@ -20,6 +20,8 @@ PROFILE=${PROFILE:-release}
 LINES=${LINES:-10000}
 ROUNDS=${ROUNDS:-3}
 W=target/bench-targets
+# GNU time (peak RSS), from Debian when missing.
+[ -x /usr/bin/time ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -q time >/dev/null
 rm -rf "$W" && mkdir -p "$W"
 
 for target in aarch64 riscv64gc; do
