@@ -9,8 +9,10 @@
 #            files), each generator given a count and a fast rate so that it ends;
 #            compared as sets of events without the wall-clock fields;
 #   chain    the real Apache access log through combined → strip-control →
-#            level-router, and the Loghub Linux syslog through regex → strip-control
-#            (stdin → file sink); compared byte for byte.
+#            level-router, the Loghub Linux syslog through regex → strip-control, and
+#            the access chain's JSON output (this machine's) through json →
+#            field-filter (status ≥ 400 kept) (stdin → file sink); compared byte for
+#            byte. Together with the default's host-timestamp: all seven builtins.
 # riscv64 runs twice: on qemu's default CPU, without the vector extension (the agent
 # picks Pulley by itself and runs the embedded bytecode), and with it (`-cpu
 # rv64,v=true`: Cranelift compiles the plugins). Fails on any difference, or when a
@@ -115,7 +117,7 @@ status=0
 run() {
     local name=$1; shift
     local dir="$W/$name"
-    rm -rf "$dir" && mkdir -p "$dir/default" "$dir/chain" "$dir/syslog"
+    rm -rf "$dir" && mkdir -p "$dir/default" "$dir/chain" "$dir/syslog" "$dir/json"
     local start end
     start=$(date +%s.%N)
     (cd "$dir/default" && RUNNEL_LOG=debug "$@" run --config ../../default.toml \
@@ -125,6 +127,8 @@ run() {
         <../../access.log >/dev/null 2>../chain.log)
     (cd "$dir/syslog" && "$@" run --config ../../syslog.toml \
         <../../linux.log >/dev/null 2>../syslog.log)
+    (cd "$dir/json" && "$@" run --config ../../json.toml \
+        <../../native/chain/out.jsonl >/dev/null 2>../json.log)
     end=$(date +%s.%N)
     local how
     how=$(grep -q 'plugins run on Pulley' "$dir/default.log" && echo Pulley || echo 'native code')
@@ -137,7 +141,8 @@ run() {
 compare() { # NAME [EXPECT_COMPILED]
     local name=$1 expect=${2:-}
     local scenario
-    for scenario in default.events chain/out.jsonl syslog/out.jsonl; do
+    for scenario in default.events chain/out.jsonl syslog/out.jsonl json/out.jsonl; do
+        [ -s "$W/native/$scenario" ] || { echo "  no output natively: $scenario"; status=1; }
         if cmp -s "$W/native/$scenario" "$W/$name/$scenario"; then
             echo "  same output as native: $name $scenario"
         else
@@ -153,6 +158,20 @@ compare() { # NAME [EXPECT_COMPILED]
 
 sed -e 's|^plugins = \["access", "clean", "by-level"\]|plugins = ["syslog", "clean"]|' \
     -e '/^routes = { alerts = \["main"\] }/d' "$W/chain.toml" > "$W/syslog.toml"
+sed -e 's|^plugins = \["access", "clean", "by-level"\]|plugins = ["json", "errors"]|' \
+    -e '/^routes = { alerts = \["main"\] }/d' "$W/chain.toml" > "$W/json.toml"
+cat >> "$W/json.toml" <<'TOML'
+
+[plugins.json]
+builtin = "json"
+[plugins.errors]
+builtin = "field-filter"
+[plugins.errors.config]
+field = "fields.status"
+op = "ge"
+value = 400
+action = "keep"
+TOML
 
 echo "native ($(uname -m)):"
 run native "$NATIVE"
