@@ -16,6 +16,8 @@
 //!    client sends, then closes.
 //! 3. The client's first sealed frame is `HELLO` (its agent name), the server's answer
 //!    `WELCOME`: a wrong key on either side fails here, with a clear error on both.
+//!    Until then neither side takes a frame over [`MAX_HANDSHAKE_FRAME`] bytes: a peer
+//!    that has not proven it holds the key cannot make the other allocate more.
 //! 4. Then `BATCH id payload` → `ACK id` (in the collector's channels) or `NACK id
 //!    reason` (not taken; the edge retries). The edge commits only on `ACK`.
 
@@ -30,6 +32,9 @@ const MAGIC: &[u8; 4] = b"RNF1";
 const RANDOM_LEN: usize = 16;
 /// The largest frame either side accepts (a batch's compressed payload, and then some).
 pub const MAX_FRAME: usize = 64 << 20;
+/// The largest frame either side accepts before the handshake is done (a `HELLO` with
+/// its agent name, a `WELCOME`, a refusal).
+pub const MAX_HANDSHAKE_FRAME: usize = 4096;
 /// The largest batch payload a collector decompresses.
 pub const MAX_BATCH: u64 = 256 << 20;
 
@@ -97,8 +102,8 @@ pub enum ForwardError {
     BadFrame,
     #[error("the collector refused us: {0}")]
     Refused(String),
-    #[error("a frame of {0} bytes, over the {MAX_FRAME} allowed")]
-    TooLarge(usize),
+    #[error("a frame of {len} bytes, over the {max} allowed here")]
+    TooLarge { len: usize, max: usize },
     #[error("unexpected {0:?} frame")]
     Unexpected(FrameType),
 }
@@ -141,7 +146,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         let theirs = read_greeting(&mut stream).await?;
         let mut conn = Self::keyed(stream, key, &mine, &theirs, Side::Client);
         conn.send(FrameType::Hello, 0, agent.as_bytes()).await?;
-        match conn.receive().await? {
+        match conn.receive_within(MAX_HANDSHAKE_FRAME).await? {
             (FrameType::Welcome, _, _) => Ok(conn),
             (other, _, _) => Err(ForwardError::Unexpected(other)),
         }
@@ -154,7 +159,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         let mine = random()?;
         stream.write_all(&greeting(&mine)).await?;
         let mut conn = Self::keyed(stream, key, &theirs, &mine, Side::Server);
-        match conn.receive().await {
+        match conn.receive_within(MAX_HANDSHAKE_FRAME).await {
             Ok((FrameType::Hello, _, agent)) => {
                 let agent = String::from_utf8_lossy(&agent).into_owned();
                 conn.send(FrameType::Welcome, 0, b"").await?;
@@ -209,6 +214,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         }
     }
 
+    /// The stream the connection runs over.
+    pub fn get_ref(&self) -> &S {
+        &self.stream
+    }
+
     /// Seals and writes one frame.
     pub async fn send(
         &mut self,
@@ -231,7 +241,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         frame.extend_from_slice(tag.as_ref());
         let len = frame.len() - 4;
         if len > MAX_FRAME {
-            return Err(ForwardError::TooLarge(len));
+            return Err(ForwardError::TooLarge {
+                len,
+                max: MAX_FRAME,
+            });
         }
         frame[..4].copy_from_slice(&(len as u32).to_le_bytes());
         self.stream.write_all(&frame).await?;
@@ -241,15 +254,34 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
 
     /// Reads and opens one frame: its type, id and payload.
     pub async fn receive(&mut self) -> Result<(FrameType, u64, Vec<u8>), ForwardError> {
+        self.receive_within(MAX_FRAME).await
+    }
+
+    /// Reads and opens one frame of at most `max` bytes. The buffer grows as the
+    /// frame's bytes arrive, never from the length a peer announces, and a large frame's
+    /// buffer is not kept for the next.
+    async fn receive_within(
+        &mut self,
+        max: usize,
+    ) -> Result<(FrameType, u64, Vec<u8>), ForwardError> {
+        /// What a connection keeps of its buffer between frames.
+        const KEEP: usize = 64 << 10;
         let len = self.stream.read_u32_le().await? as usize;
-        if len > MAX_FRAME {
-            return Err(ForwardError::TooLarge(len));
+        if len > max {
+            return Err(ForwardError::TooLarge { len, max });
         }
         if len < 1 {
             return Err(ForwardError::BadFrame);
         }
-        self.buffer.resize(len, 0);
-        self.stream.read_exact(&mut self.buffer).await?;
+        self.buffer.clear();
+        self.buffer.shrink_to(KEEP);
+        (&mut self.stream)
+            .take(len as u64)
+            .read_to_end(&mut self.buffer)
+            .await?;
+        if self.buffer.len() < len {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+        }
         match self.buffer[0] {
             SEALED => {}
             REFUSED => {
@@ -348,6 +380,48 @@ mod tests {
             assert_eq!(client.receive().await.unwrap().0, FrameType::Ack);
         }
         server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn before_the_handshake_a_large_frame_is_refused_before_it_is_read() {
+        let (mut a, b) = tokio::io::duplex(1 << 16);
+        let server = tokio::spawn(async move { Connection::server(b, &key(1)).await.map(|_| ()) });
+        a.write_all(&greeting(&[9; RANDOM_LEN])).await.unwrap();
+        a.write_all(&((64u32 << 20).to_le_bytes())).await.unwrap();
+        // Nothing more is sent: the server answers from the length alone.
+        match server.await.unwrap() {
+            Err(ForwardError::TooLarge { len, max }) => {
+                assert_eq!((len, max), (64 << 20, MAX_HANDSHAKE_FRAME));
+            }
+            other => panic!("{:?}", other.err()),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_frame_cut_short_is_an_error_and_large_frames_still_pass() {
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let big = vec![7u8; 3 << 20];
+        let expected = big.clone();
+        let server = tokio::spawn(async move {
+            let (mut conn, _) = Connection::server(b, &key(4)).await.unwrap();
+            let (_, _, payload) = conn.receive().await.unwrap();
+            assert_eq!(payload, expected);
+            // The next frame announces 1 MiB and the peer goes away after 10 bytes.
+            conn.receive().await.map(|_| ())
+        });
+        let mut client = Connection::client(a, &key(4), "edge").await.unwrap();
+        client.send(FrameType::Batch, 1, &big).await.unwrap();
+        client
+            .stream
+            .write_all(&(1u32 << 20).to_le_bytes())
+            .await
+            .unwrap();
+        client.stream.write_all(&[0; 10]).await.unwrap();
+        drop(client);
+        match server.await.unwrap() {
+            Err(ForwardError::Io(e)) => assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[tokio::test]

@@ -13,6 +13,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub struct LogLimiter {
     last: AtomicU64,
     every_secs: u64,
+    /// Records held back since the last one let through ([`LogLimiter::pass`]).
+    held_back: AtomicU64,
 }
 
 impl LogLimiter {
@@ -20,6 +22,18 @@ impl LogLimiter {
         Self {
             last: AtomicU64::new(0),
             every_secs,
+            held_back: AtomicU64::new(0),
+        }
+    }
+
+    /// Like [`allow`](Self::allow), counting what it holds back: `Some(n)` lets a record
+    /// through, `n` the records held back since the previous one (for the record to say).
+    pub fn pass(&self) -> Option<u64> {
+        if self.allow() {
+            Some(self.held_back.swap(0, Ordering::Relaxed))
+        } else {
+            self.held_back.fetch_add(1, Ordering::Relaxed);
+            None
         }
     }
 
@@ -59,6 +73,82 @@ impl EventsLost<'_> {
             "events lost: {}",
             self.reason
         );
+    }
+}
+
+/// A listening source closed a connection at once: over a limit.
+pub struct ConnectionRefused<'a> {
+    pub source: &'a str,
+    /// The source type (`tcp`, `http`, …).
+    pub kind: &'static str,
+    pub peer: std::net::SocketAddr,
+    pub reason: &'a str,
+}
+
+/// What [`ConnectionRefused`] counts (`source.<name> connections_refused`), and its log
+/// limit: one record every 10 s at most, with the number held back since the last.
+pub struct RefusalCounters {
+    refused: Counter,
+    log: LogLimiter,
+}
+
+impl ConnectionRefused<'_> {
+    pub fn counters(source: &str) -> RefusalCounters {
+        RefusalCounters {
+            refused: Registry::global().counter(&format!("source.{source}"), "connections_refused"),
+            log: LogLimiter::new(10),
+        }
+    }
+
+    pub fn emit(self, counters: &RefusalCounters) {
+        counters.refused.add(1);
+        if let Some(held_back) = counters.log.pass() {
+            tracing::warn!(
+                source = self.source,
+                peer = %self.peer,
+                refused_since_last_report = held_back,
+                refused_in_all = counters.refused.get(),
+                "{}: refused a connection: {}",
+                self.kind,
+                self.reason
+            );
+        }
+    }
+}
+
+/// The kernel dropped datagrams a UDP source's receive buffer had no room for (found
+/// with the next datagram received).
+pub struct KernelDrops<'a> {
+    pub source: &'a str,
+    pub count: u64,
+    pub receive_buffer_bytes: usize,
+}
+
+/// What [`KernelDrops`] counts (`source.<name> dropped_kernel`) and its log limit.
+pub struct KernelDropCounters {
+    dropped: Counter,
+    log: LogLimiter,
+}
+
+impl KernelDrops<'_> {
+    pub fn counters(source: &str) -> KernelDropCounters {
+        KernelDropCounters {
+            dropped: Registry::global().counter(&format!("source.{source}"), "dropped_kernel"),
+            log: LogLimiter::new(10),
+        }
+    }
+
+    pub fn emit(self, counters: &KernelDropCounters) {
+        counters.dropped.add(self.count);
+        if counters.log.pass().is_some() {
+            tracing::warn!(
+                source = self.source,
+                dropped_in_all = counters.dropped.get(),
+                receive_buffer_bytes = self.receive_buffer_bytes,
+                "syslog: the kernel dropped {} datagrams: the socket's receive buffer was full (raise receive_buffer_bytes, and net.core.rmem_max)",
+                self.count
+            );
+        }
     }
 }
 

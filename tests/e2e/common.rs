@@ -337,12 +337,20 @@ pub fn wait_for_log(log: &Path, text: &str) {
     }
 }
 
-/// `curl` against the admin endpoint: (HTTP status, body).
+/// `curl` against the admin endpoint as an operator would (a `POST` says it sends JSON,
+/// as the endpoint requires): (HTTP status, body).
 pub fn curl(method: &str, url: &str) -> (u16, serde_json::Value) {
-    let out = Command::new("curl")
-        .args(["-s", "-X", method, "-w", "\n%{http_code}", url])
-        .output()
-        .unwrap();
+    curl_headers(method, url, &["Content-Type: application/json"])
+}
+
+/// `curl` with exactly these extra request headers: (HTTP status, body).
+pub fn curl_headers(method: &str, url: &str, headers: &[&str]) -> (u16, serde_json::Value) {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-s", "-X", method, "-w", "\n%{http_code}"]);
+    for header in headers {
+        cmd.args(["-H", header]);
+    }
+    let out = cmd.arg(url).output().unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
     let (body, code) = text.rsplit_once('\n').unwrap();
     (

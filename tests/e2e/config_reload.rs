@@ -289,6 +289,32 @@ batch_timeout_ms = 10
     wait_for_log(&log, "admin endpoint listening");
     let url = format!("http://127.0.0.1:{port}/config/reload");
 
+    // A web page cannot drive it: a form post (text/plain) from another origin, the
+    // same without the origin, and a DNS name rebound to 127.0.0.1 are refused, and
+    // nothing is reloaded.
+    let page = curl_headers(
+        "POST",
+        &url,
+        &["Content-Type: text/plain", "Origin: http://evil.example"],
+    );
+    assert_eq!(page.0, 403, "{}", page.1);
+    assert_eq!(
+        curl_headers("POST", &url, &["Content-Type: text/plain"]).0,
+        415
+    );
+    let rebound = curl_headers(
+        "POST",
+        &url,
+        &["Content-Type: application/json", "Host: evil.example"],
+    );
+    assert_eq!(rebound.0, 403, "{}", rebound.1);
+    assert!(
+        !std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("POST /config/reload: reloading"),
+        "a refused request reloaded the config"
+    );
+
     // The same config: nothing stops or starts.
     let (status, body) = curl("POST", &url);
     assert_eq!(status, 200, "{body}");

@@ -16,6 +16,7 @@ mod http_source;
 mod journald;
 mod json_roundtrip;
 mod kafka;
+mod listeners;
 mod mqtt;
 mod peer;
 mod plugin_backend;

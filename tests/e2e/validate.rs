@@ -372,3 +372,19 @@ fn builtins_compiled_ahead_of_time_are_written_once() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("file/sub"), "{stderr}");
 }
+
+#[test]
+fn an_admin_endpoint_other_hosts_can_reach_needs_a_token_file() {
+    let open = GOOD.replacen("[agent]", "[agent]\nadmin_listen = \"0.0.0.0:8686\"", 1);
+    assert_ne!(open, GOOD);
+    assert_rejected(&open, &["agent.admin_listen", "admin_token_file"]);
+    let missing = open.replacen(
+        "admin_listen",
+        "admin_token_file = \"/nonexistent/admin.token\"\nadmin_listen",
+        1,
+    );
+    assert_rejected(
+        &missing,
+        &["agent.admin_token_file", "/nonexistent/admin.token"],
+    );
+}

@@ -301,6 +301,28 @@ impl ChannelBackend for MemoryChannel {
         Box::pin(self.take_batch(limits, timeout))
     }
 
+    fn room(&self, events: usize, bytes: usize) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            loop {
+                let room = self.shared.not_full.notified();
+                {
+                    let state = self.shared.lock();
+                    let (held, held_bytes) = state.held();
+                    if state.closed
+                        || self.shared.policy != FullPolicy::Block
+                        || self
+                            .shared
+                            .capacity
+                            .fits_or_empty(held, held_bytes, events, bytes)
+                    {
+                        return;
+                    }
+                }
+                room.await;
+            }
+        })
+    }
+
     fn close(&self) {
         self.shared.lock().closed = true;
         self.shared.not_empty.notify_waiters();

@@ -74,6 +74,13 @@ pub trait ChannelBackend: Send + Sync + 'static {
         checkpoint: Option<&Checkpoint>,
     ) -> BoxFuture<'_, Result<(), Closed>>;
 
+    /// Resolves when a put of `events` events and about `bytes` bytes would go in without
+    /// waiting (room is not reserved: another put may take it first). A batch larger
+    /// than the channel waits for an empty one; a channel that drops when full never
+    /// waits. Cancel-safe. For sources that must answer a client within a bounded time
+    /// (the `http` source's `accept_timeout_ms`).
+    fn room(&self, events: usize, bytes: usize) -> BoxFuture<'_, ()>;
+
     /// The checkpoints of `source` found in the channel when it was opened (none for a
     /// channel that does not survive a restart).
     fn checkpoints(&self, _source: &str) -> Vec<Checkpoint> {
@@ -139,6 +146,11 @@ impl Channel {
             return Ok(());
         }
         self.0.put(events, checkpoint).await
+    }
+
+    /// See [`ChannelBackend::room`].
+    pub async fn room(&self, events: usize, bytes: usize) {
+        self.0.room(events, bytes).await
     }
 
     /// See [`ChannelBackend::checkpoints`].

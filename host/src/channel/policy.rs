@@ -40,4 +40,16 @@ impl Capacity {
         held_events + events <= self.events
             && (held_bytes + bytes <= self.bytes || held_events == 0)
     }
+
+    /// Like [`fits`](Self::fits) for a put that may be larger than the channel: such a
+    /// put fits an empty channel (the channel then takes it in several transactions).
+    pub fn fits_or_empty(
+        &self,
+        held_events: usize,
+        held_bytes: usize,
+        events: usize,
+        bytes: usize,
+    ) -> bool {
+        held_events == 0 || self.fits(held_events, held_bytes, events.min(self.events), bytes)
+    }
 }

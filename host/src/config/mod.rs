@@ -19,7 +19,7 @@ use indexmap::IndexMap;
 use raw::{CommonSink, CommonSource, RawConfig, RawPlugin};
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -82,6 +82,8 @@ pub struct AgentSpec {
     pub watch_plugins: bool,
     /// Where the admin HTTP endpoint listens (none: no endpoint).
     pub admin_listen: Option<std::net::SocketAddr>,
+    /// The bearer token the admin endpoint asks for (`admin_token_file`'s contents).
+    pub admin_token: Option<crate::sink::http::Secret>,
     /// Public keys plugin files must be signed with (`require_signed`); none: plugins
     /// need no signature.
     pub trusted_keys: Option<Vec<PathBuf>>,
@@ -364,6 +366,29 @@ impl Validator<'_> {
         self.check_batches_fit(&mut sinks, &channels);
         self.check_feedback_loops(&sources, &sinks);
         let sinks = self.sink_groups(&raw.sink_groups, sinks, &raw.sinks);
+        let admin_token = match &raw.agent.admin_token_file {
+            Some(file) => match crate::files::read_secret(Path::new(file))
+                .and_then(|t| String::from_utf8(t).map_err(|_| "is not UTF-8 text".into()))
+            {
+                Ok(token) => Some(crate::sink::http::Secret(token)),
+                Err(e) => {
+                    self.error(&["agent", "admin_token_file"], format!("{file}: {e}"));
+                    None
+                }
+            },
+            None => None,
+        };
+        if let Some(addr) = raw.agent.admin_listen
+            && !addr.ip().is_loopback()
+            && raw.agent.admin_token_file.is_none()
+        {
+            self.error(
+                &["agent", "admin_listen"],
+                format!(
+                    "{addr} is reachable from other hosts: set `admin_token_file` too (the endpoint reloads config and plugins), or listen on 127.0.0.1"
+                ),
+            );
+        }
         if raw.agent.require_signed == Some(true) && raw.agent.trusted_keys.is_empty() {
             self.error(
                 &["agent", "trusted_keys"],
@@ -384,6 +409,7 @@ impl Validator<'_> {
             plugin_backend: raw.agent.plugin_backend.unwrap_or_default(),
             watch_plugins: raw.agent.watch_plugins.unwrap_or(true),
             admin_listen: raw.agent.admin_listen,
+            admin_token,
             trusted_keys: raw
                 .agent
                 .require_signed

@@ -46,6 +46,8 @@ pub struct RawAgent {
     pub plugin_backend: Option<crate::plugin::Backend>,
     pub watch_plugins: Option<bool>,
     pub admin_listen: Option<std::net::SocketAddr>,
+    /// A file holding the admin endpoint's bearer token.
+    pub admin_token_file: Option<String>,
     pub require_signed: Option<bool>,
     #[serde(default)]
     pub trusted_keys: Vec<String>,

@@ -3,8 +3,15 @@
 //! source through the bounded queue in front of the worker). When the chain has
 //! processors that tick, the worker also wakes for their ticks, and gives them a last
 //! one when the source has ended.
+//!
+//! A batch larger than the source's `batch_size` / `batch_bytes` (an `http` request or a
+//! `forward` batch, which arrive whole) runs through the chain in source-sized parts,
+//! each put before the next is processed; the source's acknowledgement goes with the
+//! last part, once every part is in.
 
 use super::{Chain, ChainOutput, Selector};
+use crate::config::BatchSpec;
+use crate::event::Event;
 use crate::internal_events::EventsLost;
 use crate::source::{Ack, Batch, Checkpoint};
 use std::panic::AssertUnwindSafe;
@@ -16,6 +23,8 @@ pub type WorkerHandle = mpsc::Sender<Batch>;
 pub struct Worker {
     pub chain: Chain,
     pub selector: Selector,
+    /// The source's batch limits: what the chain is handed at most at once.
+    pub batch: BatchSpec,
 }
 
 /// What the worker wakes up for.
@@ -39,6 +48,7 @@ impl Worker {
         let Worker {
             mut chain,
             selector,
+            batch: limits,
         } = self;
         let thread = std::thread::Builder::new()
             .name(format!("runnel-{source}"))
@@ -57,25 +67,38 @@ impl Worker {
                             }
                         }),
                     };
-                    let (batch, ack, all) = match wake {
-                        Wake::Batch(Batch { events, ack }) => (Some(events), ack, false),
-                        Wake::Tick => (None, None, false),
-                        Wake::Closed => (None, None, true),
+                    let (parts, mut ack, all) = match wake {
+                        Wake::Batch(Batch { events, ack }) => (parts(events, limits), ack, false),
+                        Wake::Tick => (vec![None], None, false),
+                        Wake::Closed => (vec![None], None, true),
                     };
-                    let n = batch.as_ref().map_or(0, Vec::len) as u64;
-                    // A bug in the host must not kill the source's pipeline for good.
-                    let output = std::panic::catch_unwind(AssertUnwindSafe(|| match batch {
-                        Some(events) => chain.run(events),
-                        None => chain.tick(std::time::Instant::now(), all),
-                    }));
-                    match output {
-                        Ok(output) => deliver(output, ack),
-                        Err(_) => EventsLost {
-                            count: n,
-                            at: &source,
-                            reason: &"the plugin chain panicked (a bug in the agent)",
-                        }
-                        .emit(),
+                    let last = parts.len() - 1;
+                    let mut all_put = true;
+                    for (i, part) in parts.into_iter().enumerate() {
+                        let n = part.as_ref().map_or(0, Vec::len) as u64;
+                        // A bug in the host must not kill the source's pipeline for good.
+                        let output = std::panic::catch_unwind(AssertUnwindSafe(|| match part {
+                            Some(events) => chain.run(events),
+                            None => chain.tick(std::time::Instant::now(), all),
+                        }));
+                        // The acknowledgement goes with the last part, if all went in.
+                        let with = if i == last && all_put {
+                            ack.take()
+                        } else {
+                            None
+                        };
+                        all_put &= match output {
+                            Ok(output) => deliver(output, with),
+                            Err(_) => {
+                                EventsLost {
+                                    count: n,
+                                    at: &source,
+                                    reason: &"the plugin chain panicked (a bug in the agent)",
+                                }
+                                .emit();
+                                false
+                            }
+                        };
                     }
                     if all {
                         break;
@@ -86,7 +109,33 @@ impl Worker {
     }
 }
 
-/// Puts a chain's output into the source's channels. With a source's `ack`, the batch's
+/// A batch in parts the chain may take at once, cut as the source's batcher cuts: after
+/// `limits.size` events, or after the event that brings the body bytes to
+/// `limits.bytes`. A batch the batcher made is one part.
+fn parts(mut events: Vec<Event>, limits: BatchSpec) -> Vec<Option<Vec<Event>>> {
+    let first_cut = |events: &[Event]| {
+        let mut bytes = 0;
+        for (i, event) in events.iter().enumerate() {
+            bytes += event.body.len();
+            if i + 1 >= limits.size || bytes >= limits.bytes {
+                return i + 1;
+            }
+        }
+        events.len()
+    };
+    let mut parts = Vec::new();
+    loop {
+        let cut = first_cut(&events);
+        if cut == events.len() {
+            parts.push(Some(events));
+            return parts;
+        }
+        let rest = events.split_off(cut);
+        parts.push(Some(std::mem::replace(&mut events, rest)));
+    }
+}
+
+/// Puts a chain's output into the source's channels; true when all of it went in. With a source's `ack`, the batch's
 /// read positions go with its last durable put, and the source is told once all is in.
 /// The plugin state changes the batch made go in the same record (into the first
 /// durable channel, without events, when no durable channel gets any), and become
@@ -97,7 +146,7 @@ fn put(
     source: &str,
     mut output: ChainOutput,
     ack: Option<Ack>,
-) {
+) -> bool {
     let journal = std::mem::take(&mut output.state);
     let selected = selector.select(output);
     let channels = selector.channels();
@@ -153,5 +202,52 @@ fn put(
         if let Some(ack) = ack {
             ack.done();
         }
+    }
+    all_put
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn events(bodies: &[usize]) -> Vec<Event> {
+        bodies
+            .iter()
+            .enumerate()
+            .map(|(i, len)| {
+                let mut body = vec![b'x'; *len];
+                body[0] = b'a' + i as u8;
+                Event::from_body("t".into(), body)
+            })
+            .collect()
+    }
+
+    fn firsts(parts: Vec<Option<Vec<Event>>>) -> Vec<Vec<u8>> {
+        parts
+            .into_iter()
+            .map(|p| p.unwrap().iter().map(|e| e.body[0]).collect())
+            .collect()
+    }
+
+    #[test]
+    fn a_large_batch_is_cut_into_source_sized_parts_in_order() {
+        let limits = BatchSpec {
+            size: 3,
+            bytes: 10,
+            timeout: Duration::from_secs(1),
+        };
+        assert_eq!(firsts(parts(events(&[1, 1, 1]), limits)), [b"abc".to_vec()]);
+        // By count: 3, 3, 1.
+        assert_eq!(
+            firsts(parts(events(&[1; 7]), limits)),
+            [b"abc".to_vec(), b"def".to_vec(), b"g".to_vec()]
+        );
+        // By bytes: the third 4 brings the part to 10 or more; a lone 20 is a part.
+        assert_eq!(
+            firsts(parts(events(&[4, 4, 4, 20, 1]), limits)),
+            [b"abc".to_vec(), b"d".to_vec(), b"e".to_vec()]
+        );
+        assert_eq!(firsts(parts(Vec::new(), limits)), [Vec::<u8>::new()]);
     }
 }

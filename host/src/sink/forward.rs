@@ -160,6 +160,16 @@ impl SinkService for ForwardService {
     }
 }
 
+/// Whether the peer has closed an idle connection (or sent what it never should between
+/// batches): a read that does not wait finds the end of the stream, or bytes.
+fn closed_by_peer(stream: &TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    match stream.try_read(&mut byte) {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
+        Ok(_) | Err(_) => true,
+    }
+}
+
 impl ForwardService {
     async fn deliver(
         &self,
@@ -168,6 +178,14 @@ impl ForwardService {
     ) -> Result<(), SendError> {
         let failed =
             |what: &str, e: ForwardError| SendError::retry(format!("{what} {}: {e}", self.address));
+        // A collector closes connections that stay idle (its `idle_timeout_secs`): one
+        // it has closed is replaced before the batch, not found dead after it.
+        if slot
+            .as_ref()
+            .is_some_and(|conn| closed_by_peer(conn.get_ref()))
+        {
+            *slot = None;
+        }
         if slot.is_none() {
             let stream =
                 tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.address))

@@ -84,6 +84,8 @@ pub struct Batcher {
     counters: Arc<SourceCounters>,
     /// The source's `add_tags` (shared: adding one to an event allocates nothing).
     add_tags: Arc<[(Arc<str>, Arc<str>)]>,
+    /// The channels the source's worker puts into (for [`Batcher::room_for`]).
+    channels: Arc<[crate::channel::Channel]>,
 }
 
 impl Batcher {
@@ -111,7 +113,21 @@ impl Batcher {
             hard_stop,
             counters: Arc::new(SourceCounters::new(source)),
             add_tags: Arc::new([]),
+            channels: Arc::new([]),
         }
+    }
+
+    /// Sets the channels the source's worker puts into.
+    pub fn with_channels(mut self, channels: &[crate::channel::Channel]) -> Self {
+        self.channels = channels.into();
+        self
+    }
+
+    /// The channels the source's worker puts into: a source that must answer its
+    /// client within a bounded time asks them for [`room`](crate::channel::Channel::room)
+    /// before it hands a batch over.
+    pub fn channels(&self) -> Arc<[crate::channel::Channel]> {
+        self.channels.clone()
     }
 
     /// Sets the tags every event gets unless it has them (the source's `add_tags`).
@@ -141,6 +157,7 @@ impl Batcher {
             hard_stop: self.hard_stop.clone(),
             counters: self.counters.clone(),
             add_tags: self.add_tags.clone(),
+            channels: self.channels.clone(),
         }
     }
 

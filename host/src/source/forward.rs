@@ -28,10 +28,36 @@ pub struct ForwardSourceConfig {
     /// Edge connections served at once; more wait to be accepted.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Connections from one address at once (edges behind one NAT address share it).
+    #[serde(default = "default_max_connections_per_peer")]
+    pub max_connections_per_peer: usize,
+    /// A connection whose edge sends nothing (or reads none of our answers) for this
+    /// long is closed; the edge connects again with its next batch.
+    #[serde(default = "default_idle_timeout_secs")]
+    pub idle_timeout_secs: u64,
 }
 
 fn default_max_connections() -> usize {
     256
+}
+
+fn default_max_connections_per_peer() -> usize {
+    64
+}
+
+fn default_idle_timeout_secs() -> u64 {
+    super::listener::DEFAULT_IDLE_TIMEOUT_SECS
+}
+
+impl ForwardSourceConfig {
+    /// The connection limits, as the listener takes them.
+    fn limits(&self) -> Limits {
+        Limits {
+            connections: self.max_connections,
+            per_peer: self.max_connections_per_peer,
+            idle: Duration::from_secs(self.idle_timeout_secs),
+        }
+    }
 }
 
 /// How long an edge has to complete the handshake.
@@ -42,9 +68,7 @@ impl SourceConfig for ForwardSourceConfig {
         if let Err(e) = SharedKey::from_file(Path::new(&self.key_file)) {
             problems.at("key_file", format!("{e:#}"));
         }
-        if self.max_connections == 0 {
-            problems.at("max_connections", "must be at least 1");
-        }
+        self.limits().validate(None, problems);
     }
 
     fn run(&self, cx: SourceContext) -> BoxFuture<'static, ()> {
@@ -57,11 +81,7 @@ impl SourceConfig for ForwardSourceConfig {
                     return;
                 }
             };
-            // Edges are many hosts behind few addresses (NAT): no limit per address.
-            let limits = Limits {
-                connections: config.max_connections,
-                per_peer: config.max_connections,
-            };
+            let limits = config.limits();
             let source = cx.name.clone();
             listener::serve(
                 config.listen,
@@ -167,4 +187,95 @@ fn decode(payload: &[u8]) -> anyhow::Result<Vec<crate::event::Event>> {
         anyhow::bail!("over {MAX_BATCH} bytes uncompressed");
     }
     Ok(codec::decode(&plain)?)
+}
+
+/// The fuzz targets of the forward protocol (issue 26): whatever a peer sends before or
+/// after the handshake, and whatever an authenticated edge's batch holds, the collector
+/// answers with an error, never a panic.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use crate::event::{Event, Map, Value};
+    use proptest::prelude::*;
+    use tokio::io::AsyncWriteExt;
+
+    /// A batch as an edge encodes it: the file channel's payload form.
+    fn encoded_batch() -> Vec<u8> {
+        let mut event = Event::from_body(Arc::from("app"), b"id=1 hello".to_vec());
+        event.timestamp = Some(1_700_000_000_000_000_000);
+        event.tags.set("file", "/var/log/app.log");
+        let mut map = Map::new();
+        map.insert("n".into(), Value::Int(-3));
+        map.insert(
+            "nested".into(),
+            Value::Object(Map::from_iter([(
+                "a".to_owned(),
+                Value::Array(vec![Value::Null, Value::Float(0.5)]),
+            )])),
+        );
+        event.fields = map.into();
+        let events = vec![
+            event.clone(),
+            Event::from_body(Arc::from("app"), vec![0xff, 0]),
+        ];
+        let mut out = Vec::new();
+        codec::Encoder::default().encode(&events, None, &mut out);
+        out
+    }
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(bytes).expect("in memory");
+        encoder.finish().expect("in memory")
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        #[test]
+        fn any_batch_payload_decodes_or_is_refused(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = decode(&bytes);
+            let _ = decode(&gzip(&bytes));
+        }
+
+        #[test]
+        fn a_damaged_batch_decodes_or_is_refused(
+            flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let mut batch = encoded_batch();
+            for (at, byte) in flips {
+                let i = at.index(batch.len());
+                batch[i] ^= byte.max(1);
+            }
+            let keep = cut.index(batch.len() + 1);
+            let _ = decode(&gzip(&batch));
+            let _ = decode(&gzip(&batch[..keep]));
+        }
+
+        #[test]
+        fn any_bytes_from_an_unauthenticated_peer_end_in_an_error(
+            bytes in proptest::collection::vec(any::<u8>(), 0..200),
+            greet in any::<bool>(),
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            let served = runtime.block_on(async move {
+                let (mut peer, collector) = tokio::io::duplex(1 << 16);
+                let server = tokio::spawn(async move {
+                    Connection::server(collector, &SharedKey::from_bytes([5; 32])).await.map(|_| ())
+                });
+                if greet {
+                    peer.write_all(b"RNF1").await.expect("open");
+                }
+                let _ = peer.write_all(&bytes).await;
+                drop(peer);
+                server.await.expect("no panic")
+            });
+            prop_assert!(served.is_err());
+        }
+    }
 }

@@ -7,17 +7,28 @@
 //! The answer says what became of the batch:
 //! - `200 {"accepted": N}` once the source's channels hold it (a `file` channel: on
 //!   disk) — a client may forget what got a 200;
-//! - `429` with `Retry-After: 1` when the pipeline cannot take it now (its channels are
-//!   full): backpressure, never a silent drop;
-//! - `413` above `max_body_bytes` (compressed or inflated), `400` for a body that is not
-//!   what its type says (naming the line), `401` without the bearer token, `415` for an
-//!   unknown `Content-Encoding`, `503` when the agent is stopping.
+//! - `429` with `Retry-After: 1` when the pipeline cannot take it within
+//!   `accept_timeout_ms` (its channels are full, or its worker busy): nothing of the
+//!   request was taken, so sending it again duplicates nothing — backpressure, never a
+//!   silent drop;
+//! - `413` above `max_body_bytes` (compressed or inflated) or `max_events_per_request`,
+//!   `400` for a body that is not what its type says (naming the line), `401` without
+//!   the bearer token, `408` when the body does not arrive within `body_timeout_secs`,
+//!   `415` for an unknown `Content-Encoding`, `503` when the agent is stopping.
+//!
+//! A request's events go to the pipeline as one batch, which the source's worker cuts
+//! into `batch_size` / `batch_bytes` parts for the plugin chain and the channels; the
+//! 200 comes once every part is in. What one request can make the agent hold is
+//! bounded: `max_body_bytes` of body (read, then inflated: one at a time) and
+//! `max_events_per_request` events, counted while the body is read (a body of newlines
+//! or a JSON array of zeros is refused before its events are made).
 //!
 //! `GET /health` answers `ok`.
 //!
 //! Connections come through the shared [`listener`](super::listener): limits in all and
-//! per peer address, and TLS when `tls` is set; each is served by hyper (HTTP/1.1,
-//! keep-alive) and closed gracefully when the agent stops.
+//! per peer address, an idle timeout, and TLS when `tls` is set; each is served by
+//! hyper (HTTP/1.1, keep-alive; the request head must arrive within
+//! `header_timeout_secs`) and closed gracefully when the agent stops.
 
 use super::listener::{self, Limits};
 use super::{Batcher, SourceConfig, SourceContext};
@@ -34,6 +45,7 @@ use std::io::Read;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 #[derive(PartialEq, Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -54,10 +66,49 @@ pub struct HttpSourceConfig {
     pub max_connections_per_peer: usize,
     /// Serve HTTPS: `{ cert_file = "…", key_file = "…" }`.
     pub tls: Option<super::tls::TlsConfig>,
+    /// The most events one request may carry (records of a JSON array or NDJSON body,
+    /// lines of a text body); more is refused with 413.
+    #[serde(default = "default_max_events_per_request")]
+    pub max_events_per_request: usize,
+    /// How long a request may wait for room in the source's channels before it is
+    /// answered 429 (nothing of it taken).
+    #[serde(default = "default_accept_timeout_ms")]
+    pub accept_timeout_ms: u64,
+    /// The request line and headers must arrive within this (slow clients that hold a
+    /// connection with a partial request are cut off).
+    #[serde(default = "default_header_timeout_secs")]
+    pub header_timeout_secs: u64,
+    /// The whole body must arrive within this after the headers (408 otherwise).
+    #[serde(default = "default_body_timeout_secs")]
+    pub body_timeout_secs: u64,
+    /// A connection with no request in progress, or whose peer sends nothing (or reads
+    /// nothing of the answer), is closed after this long.
+    #[serde(default = "default_idle_timeout_secs")]
+    pub idle_timeout_secs: u64,
 }
 
 fn default_max_body_bytes() -> usize {
     10 * 1024 * 1024
+}
+
+fn default_max_events_per_request() -> usize {
+    10_000
+}
+
+fn default_accept_timeout_ms() -> u64 {
+    5_000
+}
+
+fn default_header_timeout_secs() -> u64 {
+    10
+}
+
+fn default_body_timeout_secs() -> u64 {
+    30
+}
+
+fn default_idle_timeout_secs() -> u64 {
+    60
 }
 
 fn default_max_connections() -> usize {
@@ -92,6 +143,7 @@ impl HttpSourceConfig {
         Limits {
             connections: self.max_connections,
             per_peer: self.max_connections_per_peer,
+            idle: Duration::from_secs(self.idle_timeout_secs),
         }
     }
 }
@@ -100,6 +152,16 @@ impl SourceConfig for HttpSourceConfig {
     fn validate(&self, problems: &mut Problems) {
         if self.max_body_bytes == 0 {
             problems.at("max_body_bytes", "must be at least 1");
+        }
+        for (key, value) in [
+            ("max_events_per_request", self.max_events_per_request as u64),
+            ("accept_timeout_ms", self.accept_timeout_ms),
+            ("header_timeout_secs", self.header_timeout_secs),
+            ("body_timeout_secs", self.body_timeout_secs),
+        ] {
+            if value == 0 {
+                problems.at(key, "must be at least 1");
+            }
         }
         if let Err((key, message)) = self.token() {
             problems.at(key, message);
@@ -120,7 +182,13 @@ impl SourceConfig for HttpSourceConfig {
             let state = Arc::new(Ingest {
                 batcher: Mutex::new(cx.batcher.clone_for_task()),
                 max_body: config.max_body_bytes,
+                max_events: config.max_events_per_request,
+                accept_timeout: Duration::from_millis(config.accept_timeout_ms),
+                body_timeout: Duration::from_secs(config.body_timeout_secs),
                 token,
+                channels: cx.batcher.channels(),
+                admitted: Mutex::default(),
+                deciding: tokio::sync::Mutex::new(()),
             });
             let app = axum::Router::new()
                 .route("/health", axum::routing::get(|| async { "ok\n" }))
@@ -128,6 +196,7 @@ impl SourceConfig for HttpSourceConfig {
                 .layer(axum::extract::DefaultBodyLimit::disable())
                 .with_state(state);
             let limits = config.limits();
+            let header_timeout = Duration::from_secs(config.header_timeout_secs);
             let source = cx.name.clone();
             listener::serve(
                 config.listen,
@@ -138,7 +207,9 @@ impl SourceConfig for HttpSourceConfig {
                 move |stream, peer, _batcher, shutdown| {
                     let (app, source) = (app.clone(), source.clone());
                     async move {
-                        if let Err(e) = serve_connection(stream, app, shutdown).await {
+                        if let Err(e) =
+                            serve_connection(stream, app, header_timeout, shutdown).await
+                        {
                             tracing::debug!(%source, %peer, "http: connection ended: {e}");
                         }
                     }
@@ -154,10 +225,14 @@ impl SourceConfig for HttpSourceConfig {
 async fn serve_connection(
     stream: listener::Stream,
     app: axum::Router,
+    header_timeout: Duration,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> Result<(), hyper::Error> {
     let service = hyper_util::service::TowerToHyperService::new(app);
+    // hyper applies its header read timeout only with a timer.
     let connection = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_timeout)
         .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
     tokio::pin!(connection);
     tokio::select! {
@@ -173,7 +248,64 @@ struct Ingest {
     /// A batcher to clone for each request.
     batcher: Mutex<Batcher>,
     max_body: usize,
+    max_events: usize,
+    accept_timeout: Duration,
+    body_timeout: Duration,
     token: Option<String>,
+    /// The channels the source's worker puts into, to ask them for room.
+    channels: Arc<[crate::channel::Channel]>,
+    /// Requests admitted and not yet in the channels (events, estimated bytes): a
+    /// request is admitted only when the channels have room for it on top of these.
+    admitted: Mutex<(usize, usize)>,
+    /// One admission decision at a time, so concurrent requests cannot all count the
+    /// same room.
+    deciding: tokio::sync::Mutex<()>,
+}
+
+impl Ingest {
+    /// Waits (up to `accept_timeout`, counting the wait for earlier decisions) until
+    /// the channels have room for `events` events of `bytes` on top of the requests
+    /// already admitted; `None` when they do not in time.
+    async fn admit(&self, events: usize, bytes: usize) -> Option<Admission<'_>> {
+        tokio::time::timeout(self.accept_timeout, async {
+            let _deciding = self.deciding.lock().await;
+            let (pending_events, pending_bytes) = *lock(&self.admitted);
+            for channel in self.channels.iter() {
+                channel
+                    .room(pending_events + events, pending_bytes + bytes)
+                    .await;
+            }
+            let mut admitted = lock(&self.admitted);
+            admitted.0 += events;
+            admitted.1 += bytes;
+            Admission {
+                ingest: self,
+                events,
+                bytes,
+            }
+        })
+        .await
+        .ok()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// An admitted request: its events count against the room until its answer is known.
+struct Admission<'a> {
+    ingest: &'a Ingest,
+    events: usize,
+    bytes: usize,
+}
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        let mut admitted = lock(&self.ingest.admitted);
+        admitted.0 -= self.events;
+        admitted.1 -= self.bytes;
+    }
 }
 
 fn answer(status: StatusCode, message: impl Into<String>) -> Response {
@@ -211,8 +343,23 @@ async fn ingest(
             format!("the body is over {} bytes", ingest.max_body),
         )
     };
-    let Ok(raw) = axum::body::to_bytes(body, ingest.max_body).await else {
-        return too_large();
+    let raw = match tokio::time::timeout(
+        ingest.body_timeout,
+        axum::body::to_bytes(body, ingest.max_body),
+    )
+    .await
+    {
+        Ok(Ok(raw)) => raw,
+        Ok(Err(_)) => return too_large(),
+        Err(_) => {
+            return answer(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the body did not arrive within {}s",
+                    ingest.body_timeout.as_secs()
+                ),
+            );
+        }
     };
     let body = match headers
         .get(header::CONTENT_ENCODING)
@@ -251,10 +398,25 @@ async fn ingest(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .clone_for_task();
-    let records = match records(content_type, &body, batcher.max_line_bytes()) {
+    let records = match records(
+        content_type,
+        &body,
+        batcher.max_line_bytes(),
+        ingest.max_events,
+    ) {
         Ok(records) => records,
-        Err(e) => return answer(StatusCode::BAD_REQUEST, e),
+        Err(BodyError::TooManyEvents) => {
+            return answer(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the body holds more than {} events (max_events_per_request)",
+                    ingest.max_events
+                ),
+            );
+        }
+        Err(BodyError::Malformed(e)) => return answer(StatusCode::BAD_REQUEST, e),
     };
+    drop(body);
     let name = batcher.event_name();
     let count = records.len();
     let mut events = Vec::with_capacity(count);
@@ -267,17 +429,24 @@ async fn ingest(
     if events.is_empty() {
         return (StatusCode::OK, "{\"accepted\":0}\n").into_response();
     }
+    let full = || {
+        let mut response = answer(
+            StatusCode::TOO_MANY_REQUESTS,
+            "the pipeline is full; send again later",
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, "1".parse().expect("valid"));
+        response
+    };
+    // Nothing is handed over unless the channels have room for it: a 429 means nothing
+    // of the request was taken, and a 200 does not wait for a stalled sink.
+    let bytes = events.iter().map(Event::size_estimate).sum();
+    let Some(_admission) = ingest.admit(events.len(), bytes).await else {
+        return full();
+    };
     match batcher.try_send_acknowledged(events) {
-        Err(_) => {
-            let mut response = answer(
-                StatusCode::TOO_MANY_REQUESTS,
-                "the pipeline is full; send again later",
-            );
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, "1".parse().expect("valid"));
-            response
-        }
+        Err(_) => full(),
         Ok(held) => {
             if held.await {
                 (StatusCode::OK, format!("{{\"accepted\":{count}}}\n")).into_response()
@@ -295,52 +464,151 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// The records of a body by its content type: (bytes, whether cut at `max`).
-fn records(content_type: &str, body: &[u8], max: usize) -> Result<Vec<(Vec<u8>, bool)>, String> {
+/// Why a body gives no records.
+#[derive(Debug, PartialEq)]
+enum BodyError {
+    /// More records than `max_events_per_request` (found while reading: the rest is
+    /// never made).
+    TooManyEvents,
+    /// Not what its content type says (the message names the place).
+    Malformed(String),
+}
+
+/// The records of a body by its content type: (bytes, whether cut at `max_line`), at
+/// most `max_events` of them.
+fn records(
+    content_type: &str,
+    body: &[u8],
+    max_line: usize,
+    max_events: usize,
+) -> Result<Vec<(Vec<u8>, bool)>, BodyError> {
     let cut = |mut record: Vec<u8>| {
-        let truncated = record.len() > max;
-        record.truncate(max);
+        let truncated = record.len() > max_line;
+        record.truncate(max_line);
         (record, truncated)
     };
     let media = content_type.split(';').next().unwrap_or("").trim();
+    let mut out = Vec::new();
+    let mut push = |record: (Vec<u8>, bool)| {
+        if out.len() == max_events {
+            return Err(BodyError::TooManyEvents);
+        }
+        out.push(record);
+        Ok(())
+    };
     match media {
         "application/json" => {
-            let value: serde_json::Value =
-                serde_json::from_slice(body).map_err(|e| format!("the body is not JSON: {e}"))?;
-            let items = match value {
-                serde_json::Value::Array(items) => items,
-                one => vec![one],
+            let mut de = serde_json::Deserializer::from_slice(body);
+            let seed = JsonRecords {
+                each: &mut |item: serde_json::Value| {
+                    push(cut(serde_json::to_vec(&item).unwrap_or_default()))
+                },
             };
-            Ok(items
-                .into_iter()
-                .map(|item| cut(serde_json::to_vec(&item).unwrap_or_default()))
-                .collect())
-        }
-        "application/x-ndjson" | "application/jsonl" | "application/json-seq" => body
-            .split(|b| *b == b'\n')
-            .enumerate()
-            .filter(|(_, line)| !line.iter().all(u8::is_ascii_whitespace))
-            .map(|(i, line)| {
-                let line = line.strip_suffix(b"\r").unwrap_or(line);
-                serde_json::from_slice::<serde::de::IgnoredAny>(line)
-                    .map_err(|e| format!("line {} is not JSON: {e}", i + 1))?;
-                Ok(cut(line.to_vec()))
-            })
-            .collect(),
-        _ => {
-            let mut lines = Vec::new();
-            let mut splitter = super::LineSplitter::new(max);
-            splitter.feed(body, |line| {
-                lines.push(match line {
-                    super::lines::Line::Whole(l) => (l, false),
-                    super::lines::Line::Truncated(l) => (l, true),
-                })
-            });
-            if let Some(last) = splitter.finish() {
-                lines.push((last, false));
+            match serde::de::DeserializeSeed::deserialize(seed, &mut de).and_then(|()| de.end()) {
+                Ok(()) => {}
+                Err(e) if e.to_string().starts_with(TOO_MANY) => {
+                    return Err(BodyError::TooManyEvents);
+                }
+                Err(e) => return Err(BodyError::Malformed(format!("the body is not JSON: {e}"))),
             }
-            Ok(lines)
         }
+        "application/x-ndjson" | "application/jsonl" | "application/json-seq" => {
+            for (i, line) in body.split(|b| *b == b'\n').enumerate() {
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                serde_json::from_slice::<serde::de::IgnoredAny>(line).map_err(|e| {
+                    BodyError::Malformed(format!("line {} is not JSON: {e}", i + 1))
+                })?;
+                push(cut(line.to_vec()))?;
+            }
+        }
+        _ => {
+            let mut splitter = super::LineSplitter::new(max_line);
+            let mut result = Ok(());
+            splitter.feed(body, |line| {
+                if result.is_ok() {
+                    result = push(match line {
+                        super::lines::Line::Whole(l) => (l, false),
+                        super::lines::Line::Truncated(l) => (l, true),
+                    });
+                }
+            });
+            result?;
+            if let Some(last) = splitter.finish() {
+                push((last, false))?;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The start of the error a [`JsonRecords`] callback's refusal becomes.
+const TOO_MANY: &str = "too many records";
+
+/// Reads a JSON body record by record: the items of a top-level array one at a time
+/// (so a refusal stops it before the rest are made), or the one value.
+struct JsonRecords<'a> {
+    each: &'a mut dyn FnMut(serde_json::Value) -> Result<(), BodyError>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for JsonRecords<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, de: D) -> Result<(), D::Error> {
+        de.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for JsonRecords<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON record or an array of records")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut items: A) -> Result<(), A::Error> {
+        while let Some(item) = items.next_element::<serde_json::Value>()? {
+            (self.each)(item).map_err(|_| serde::de::Error::custom(TOO_MANY))?;
+        }
+        Ok(())
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        let value =
+            serde::Deserialize::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+        (self.each)(value).map_err(|_| serde::de::Error::custom(TOO_MANY))
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<(), E> {
+        self.one(serde_json::Value::Bool(v))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<(), E> {
+        self.one(v.into())
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<(), E> {
+        self.one(v.into())
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<(), E> {
+        self.one(v.into())
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<(), E> {
+        self.one(v.into())
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        self.one(serde_json::Value::Null)
+    }
+}
+
+impl JsonRecords<'_> {
+    fn one<E: serde::de::Error>(self, value: serde_json::Value) -> Result<(), E> {
+        (self.each)(value).map_err(|_| E::custom(TOO_MANY))
     }
 }
 
@@ -356,33 +624,140 @@ mod tests {
                 .collect()
         };
         assert_eq!(
-            texts(records("application/json", br#"[{"a":1}, {"b": [2]}]"#, 100).unwrap()),
+            texts(records("application/json", br#"[{"a":1}, {"b": [2]}]"#, 100, 10).unwrap()),
             [
                 ("{\"a\":1}".to_owned(), false),
                 ("{\"b\":[2]}".to_owned(), false)
             ]
         );
         assert_eq!(
-            texts(records("application/json; charset=utf-8", br#"{"one":true}"#, 100).unwrap()),
+            texts(
+                records(
+                    "application/json; charset=utf-8",
+                    br#"{"one":true}"#,
+                    100,
+                    10
+                )
+                .unwrap()
+            ),
             [("{\"one\":true}".to_owned(), false)]
         );
         assert_eq!(
-            texts(records("application/x-ndjson", b"{\"a\":1}\r\n\n{\"b\":2}", 100).unwrap()),
+            texts(records("application/x-ndjson", b"{\"a\":1}\r\n\n{\"b\":2}", 100, 10).unwrap()),
             [
                 ("{\"a\":1}".to_owned(), false),
                 ("{\"b\":2}".to_owned(), false)
             ]
         );
-        let e = records("application/x-ndjson", b"{\"a\":1}\nnope\n", 100).unwrap_err();
-        assert!(e.starts_with("line 2 is not JSON"), "{e}");
+        let e = records("application/x-ndjson", b"{\"a\":1}\nnope\n", 100, 10).unwrap_err();
+        assert!(
+            matches!(&e, BodyError::Malformed(m) if m.starts_with("line 2 is not JSON")),
+            "{e:?}"
+        );
         assert_eq!(
-            texts(records("text/plain", b"one\r\ntwo long line\nthree", 5).unwrap()),
+            texts(records("text/plain", b"one\r\ntwo long line\nthree", 5, 10).unwrap()),
             [
                 ("one".to_owned(), false),
                 ("two l".to_owned(), true),
                 ("three".to_owned(), false)
             ]
         );
-        assert!(records("application/json", b"[1,", 100).is_err());
+        assert!(records("application/json", b"[1,", 100, 10).is_err());
+        assert!(records("application/json", b"[1] 2", 100, 10).is_err());
+        assert_eq!(
+            texts(records("application/json", b"[1, \"two\", null]", 100, 10).unwrap()),
+            [
+                ("1".to_owned(), false),
+                ("\"two\"".to_owned(), false),
+                ("null".to_owned(), false)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_body_with_more_records_than_allowed_is_refused_while_it_is_read() {
+        for (content_type, body) in [
+            ("text/plain", b"\n\n\n\n".to_vec()),
+            ("text/plain", b"a\nb\nc\nd".to_vec()),
+            ("application/x-ndjson", b"1\n2\n3\n4\n".to_vec()),
+            ("application/json", b"[1,2,3,4]".to_vec()),
+        ] {
+            assert_eq!(
+                records(content_type, &body, 100, 3),
+                Err(BodyError::TooManyEvents),
+                "{content_type} {body:?}"
+            );
+            assert_eq!(records(content_type, &body, 100, 4).unwrap().len(), 4);
+        }
+        // Stops at the limit: a 10 MiB body of newlines makes no more than it allows.
+        let newlines = vec![b'\n'; 10 << 20];
+        assert_eq!(
+            records("text/plain", &newlines, 100, 10_000),
+            Err(BodyError::TooManyEvents)
+        );
+    }
+
+    /// The fuzz target of the body readers (issue 26): any body under any content type
+    /// never panics, never makes more records than allowed, nor a record longer than
+    /// `max_line_bytes`.
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn content_type() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just("application/json".to_owned()),
+                Just("application/json; charset=utf-8".to_owned()),
+                Just("application/x-ndjson".to_owned()),
+                Just("text/plain".to_owned()),
+                "[ -~]{0,30}",
+            ]
+        }
+
+        fn body() -> impl Strategy<Value = Vec<u8>> {
+            prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..400),
+                proptest::collection::vec(
+                    prop_oneof![
+                        Just(b"[".to_vec()),
+                        Just(b"]".to_vec()),
+                        Just(b"{\"a\":".to_vec()),
+                        Just(b"}".to_vec()),
+                        Just(b",".to_vec()),
+                        Just(b"\n".to_vec()),
+                        Just(b"\r\n".to_vec()),
+                        Just(b"1e999".to_vec()),
+                        Just(b"\"\\u00e9\"".to_vec()),
+                        Just(b"null".to_vec()),
+                        proptest::collection::vec(any::<u8>(), 0..8),
+                    ],
+                    0..40,
+                )
+                .prop_map(|pieces| pieces.concat()),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            #[test]
+            fn any_body_is_read_within_the_limits(
+                content_type in content_type(),
+                body in body(),
+                max_line in 1usize..64,
+                max_events in 1usize..16,
+            ) {
+                match records(&content_type, &body, max_line, max_events) {
+                    Ok(records) => {
+                        prop_assert!(records.len() <= max_events);
+                        for (record, truncated) in records {
+                            prop_assert!(record.len() <= max_line);
+                            prop_assert!(!truncated || record.len() == max_line);
+                        }
+                    }
+                    Err(BodyError::TooManyEvents | BodyError::Malformed(_)) => {}
+                }
+            }
+        }
     }
 }

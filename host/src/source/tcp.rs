@@ -23,6 +23,14 @@ pub struct TcpConfig {
     pub max_connections_per_peer: usize,
     /// Serve TLS: `{ cert_file = "…", key_file = "…" }`.
     pub tls: Option<super::tls::TlsConfig>,
+    /// A connection whose peer sends nothing (or reads nothing we answer) for this long
+    /// is closed.
+    #[serde(default = "default_idle_timeout_secs")]
+    pub idle_timeout_secs: u64,
+}
+
+fn default_idle_timeout_secs() -> u64 {
+    super::listener::DEFAULT_IDLE_TIMEOUT_SECS
 }
 
 fn default_max_connections() -> usize {
@@ -39,6 +47,7 @@ impl TcpConfig {
         Limits {
             connections: self.max_connections,
             per_peer: self.max_connections_per_peer,
+            idle: std::time::Duration::from_secs(self.idle_timeout_secs),
         }
     }
 }

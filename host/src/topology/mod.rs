@@ -234,8 +234,14 @@ impl Topology {
         let (reload_requests, mut reload_asked) = mpsc::channel(4);
         let admin = match spec.admin_listen {
             Some(addr) => Some(
-                crate::admin::serve(addr, plugins.clone(), reload_requests, stop_reloads.clone())
-                    .await?,
+                crate::admin::serve(
+                    addr,
+                    spec.admin_token.as_ref().map(|t| Arc::from(t.0.as_str())),
+                    plugins.clone(),
+                    reload_requests,
+                    stop_reloads.clone(),
+                )
+                .await?,
             ),
             None => None,
         };
@@ -586,7 +592,11 @@ fn build_worker(
         return Err(errors);
     }
     let selector = Selector::new(&s.name, selected, default, dead_letter, routes);
-    Ok(Worker { chain, selector })
+    Ok(Worker {
+        chain,
+        selector,
+        batch: s.batch,
+    })
 }
 
 async fn shutdown_signal() {

@@ -79,6 +79,7 @@ impl Running {
                 .iter()
                 .flat_map(|c| c.checkpoints(&spec.name)),
         );
+        let channels = worker.selector.channels().to_vec();
         let (handle, thread) = worker.spawn(&spec.name, self.runtime.clone())?;
         let batcher = Batcher::new(
             &spec.name,
@@ -88,7 +89,8 @@ impl Running {
             handle,
             self.hard_stop.clone(),
         )
-        .with_tags(spec.add_tags.clone());
+        .with_tags(spec.add_tags.clone())
+        .with_channels(&channels);
         let stop = CancellationToken::new();
         let run = spec.kind.config().run(SourceContext {
             name: spec.name.as_str().into(),

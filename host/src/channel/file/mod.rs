@@ -887,6 +887,31 @@ impl ChannelBackend for FileChannel {
         lock(&self.shared.state).held_events
     }
 
+    fn room(&self, events: usize, bytes: usize) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let shared = &self.shared;
+            loop {
+                let room = shared.not_full.notified();
+                {
+                    let state = lock(&shared.state);
+                    let held_bytes = usize::try_from(state.held_bytes).unwrap_or(usize::MAX);
+                    if state.closed
+                        || shared.policy != FullPolicy::Block
+                        || shared.capacity.fits_or_empty(
+                            state.held_events,
+                            held_bytes,
+                            events,
+                            bytes,
+                        )
+                    {
+                        return;
+                    }
+                }
+                room.await;
+            }
+        })
+    }
+
     fn is_durable(&self) -> bool {
         true
     }

@@ -63,6 +63,20 @@ pub struct HttpSinkConfig {
     pub in_flight: usize,
     /// The `User-Agent` header; default `runnel/<version>`.
     pub user_agent: Option<String>,
+    /// Which `307`/`308` redirects are followed: `"same_origin"` (the default: only to
+    /// the same scheme, host and port, so the headers, signature and body never go to
+    /// another server) or `"never"`. A redirect not followed rejects the batch.
+    #[serde(default)]
+    pub follow_redirects: FollowRedirects,
+}
+
+/// Which redirects the sink follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FollowRedirects {
+    #[default]
+    SameOrigin,
+    Never,
 }
 
 /// The request method.
@@ -223,6 +237,7 @@ pub(super) struct Resolved {
     pub request_timeout: Duration,
     pub in_flight: usize,
     pub user_agent: HeaderValue,
+    pub follow_redirects: FollowRedirects,
 }
 
 /// Problems found while resolving, each with its key path.
@@ -380,6 +395,7 @@ impl HttpSinkConfig {
             request_timeout: Duration::from_millis(self.request_timeout_ms),
             in_flight: self.in_flight,
             user_agent,
+            follow_redirects: self.follow_redirects,
         })
     }
 
@@ -600,11 +616,18 @@ fn read_certificates(path: &Path) -> Result<Vec<Certificate>, String> {
     Ok(certificates)
 }
 
-/// The URL without user name and password, for messages.
+/// The URL for messages: without user name and password, and with the value of every
+/// query parameter replaced by `REDACTED` (API keys are often put there).
 pub(super) fn display_uri(url: &Url) -> String {
     let mut url = url.clone();
     let _ = url.set_username("");
     let _ = url.set_password(None);
+    if url.query().is_some() {
+        let keys: Vec<String> = url.query_pairs().map(|(k, _)| k.into_owned()).collect();
+        url.query_pairs_mut()
+            .clear()
+            .extend_pairs(keys.iter().map(|k| (k.as_str(), "REDACTED")));
+    }
     url.to_string()
 }
 

@@ -175,13 +175,16 @@ impl HttpService {
             request_timeout,
             in_flight,
             user_agent,
+            follow_redirects,
         } = resolved;
         let mut builder = reqwest::Client::builder()
             .default_headers(headers)
             .user_agent(user_agent)
             .connect_timeout(connect_timeout)
             .timeout(request_timeout)
-            .redirect(redirect::Policy::custom(follow_307_308))
+            .redirect(redirect::Policy::custom(move |attempt| {
+                follow(attempt, follow_redirects)
+            }))
             .pool_idle_timeout(Duration::from_secs(60))
             .tcp_nodelay(true);
         for certificate in ca_certificates {
@@ -416,10 +419,23 @@ fn status_error(
 
 /// Follows 307/308 (method and body kept) up to `MAX_REDIRECTS`; anything else is
 /// returned as it is.
-fn follow_307_308(attempt: redirect::Attempt<'_>) -> redirect::Action {
+/// Follows 307 and 308 (which keep the method and body) as `policy` allows; other
+/// redirects are answers (classified like any status).
+fn follow(attempt: redirect::Attempt<'_>, policy: config::FollowRedirects) -> redirect::Action {
     let status = attempt.status();
     if status != StatusCode::TEMPORARY_REDIRECT && status != StatusCode::PERMANENT_REDIRECT {
-        attempt.stop()
+        return attempt.stop();
+    }
+    let first = attempt.previous().first().map(Url::origin);
+    let to = attempt.url().origin();
+    if policy == config::FollowRedirects::Never {
+        attempt.error("a redirect, and follow_redirects = \"never\"")
+    } else if first.is_some_and(|first| first != to) {
+        // Not `attempt.url()` itself: its query may hold a secret.
+        let to = to.ascii_serialization();
+        attempt.error(format!(
+            "a redirect to another origin ({to}) is not followed (follow_redirects = \"same_origin\")"
+        ))
     } else if attempt.previous().len() > MAX_REDIRECTS {
         attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
     } else {

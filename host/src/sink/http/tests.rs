@@ -636,3 +636,106 @@ fn gzip_levels() {
         );
     }
 }
+
+/// A small HTTP/1.1 server for redirect tests: answers each request with what
+/// `answer(path)` gives (a status line and headers, no body) and keeps each request's
+/// head and body.
+async fn redirecting_server(
+    answer: impl Fn(&str) -> String + Send + Sync + 'static,
+) -> (u16, Arc<Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (answer, kept) = (Arc::new(answer), seen.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            let (answer, kept) = (answer.clone(), kept.clone());
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    let head_end = request.windows(4).position(|w| w == b"\r\n\r\n");
+                    if let Some(end) = head_end {
+                        let head = String::from_utf8_lossy(&request[..end]).to_ascii_lowercase();
+                        let length: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
+                        if request.len() >= end + 4 + length {
+                            let text = String::from_utf8_lossy(&request).into_owned();
+                            let path = text.split(' ').nth(1).unwrap_or("/").to_owned();
+                            kept.lock().unwrap().push(text);
+                            let response = format!(
+                                "{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                                answer(&path)
+                            );
+                            let _ = stream.write_all(response.as_bytes()).await;
+                            return;
+                        }
+                    }
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+            });
+        }
+    });
+    (port, seen)
+}
+
+#[tokio::test]
+async fn redirects_are_followed_only_to_the_same_origin_and_not_at_all_when_told() {
+    // `other` is another origin (another port): it must never see the body or headers.
+    let (other, other_seen) = redirecting_server(|_| "HTTP/1.1 200 OK".to_owned()).await;
+    let (origin, origin_seen) = redirecting_server(move |path| match path {
+        "/moved" => "HTTP/1.1 200 OK".to_owned(),
+        "/same" => "HTTP/1.1 307 Temporary Redirect\r\nLocation: /moved".to_owned(),
+        _ => format!("HTTP/1.1 307 Temporary Redirect\r\nLocation: http://127.0.0.1:{other}/?k=v"),
+    })
+    .await;
+    let sink = |path: &str, extra: &str| {
+        service(&format!(
+            "uri = \"http://127.0.0.1:{origin}{path}\"\nheaders = {{ \"X-Api-Key\" = \"hunter2\" }}\n{extra}"
+        ))
+    };
+
+    let cross = send(&sink("/away?api_key=hunter2", ""), &["secret body"]).await;
+    match &cross {
+        Err(SendError::Reject { message, .. }) => {
+            assert!(message.contains("another origin"), "{message}");
+            assert!(!message.contains("hunter2"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        other_seen.lock().unwrap().is_empty(),
+        "the other origin got the request"
+    );
+
+    send(&sink("/same", ""), &["same origin"]).await.unwrap();
+    let seen = origin_seen.lock().unwrap().clone();
+    assert!(
+        seen.iter()
+            .any(|r| r.starts_with("POST /moved") && r.contains("same origin")),
+        "{seen:?}"
+    );
+
+    let never = send(&sink("/same", "follow_redirects = \"never\""), &["x"]).await;
+    assert!(matches!(never, Err(SendError::Reject { .. })), "{never:?}");
+}
+
+#[test]
+fn query_values_are_redacted_in_messages() {
+    let url = Url::parse("https://u:p@h:8443/in?api_key=hunter2&tenant=t1&flag").unwrap();
+    let shown = config::display_uri(&url);
+    assert_eq!(
+        shown,
+        "https://h:8443/in?api_key=REDACTED&tenant=REDACTED&flag=REDACTED"
+    );
+}

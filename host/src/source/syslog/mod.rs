@@ -18,6 +18,7 @@
 //! one over the limit is closed at once, logged.
 
 mod parse;
+mod udp;
 
 use super::intern::Interner;
 use super::{Batcher, SourceConfig, SourceContext};
@@ -57,6 +58,13 @@ pub struct SyslogConfig {
     /// UDP: the socket's receive buffer (the kernel caps it at `net.core.rmem_max`);
     /// what arrives while it is full is lost. Default: the system's.
     pub receive_buffer_bytes: Option<usize>,
+    /// TCP: a connection whose peer sends nothing for this long is closed.
+    #[serde(default = "default_idle_timeout_secs")]
+    pub idle_timeout_secs: u64,
+}
+
+fn default_idle_timeout_secs() -> u64 {
+    super::listener::DEFAULT_IDLE_TIMEOUT_SECS
 }
 
 fn default_max_connections() -> usize {
@@ -73,6 +81,7 @@ impl SyslogConfig {
         super::listener::Limits {
             connections: self.max_connections,
             per_peer: self.max_connections_per_peer,
+            idle: std::time::Duration::from_secs(self.idle_timeout_secs),
         }
     }
 }
@@ -82,7 +91,8 @@ impl SourceConfig for SyslogConfig {
         self.limits().validate(self.tls.as_ref(), problems);
         if self.mode == Transport::Udp
             && (self.max_connections != default_max_connections()
-                || self.max_connections_per_peer != default_max_connections_per_peer())
+                || self.max_connections_per_peer != default_max_connections_per_peer()
+                || self.idle_timeout_secs != default_idle_timeout_secs())
         {
             problems.at(
                 "mode",
@@ -201,6 +211,9 @@ async fn udp(config: SyslogConfig, cx: SourceContext, mut decoder: Decoder) {
         .recv_buffer_size()
         .unwrap_or(0);
     tracing::info!(source = %name, listen = %config.listen, receive_buffer_bytes = buffer, "syslog: listening on UDP");
+    let mut receiver = udp::Receiver::new(&socket);
+    let dropped = crate::internal_events::KernelDrops::counters(&name);
+    let mut dropped_before = 0u32;
     let max = batcher.max_line_bytes();
     // One byte more than the limit tells a message cut by it.
     let mut buf = vec![0u8; max.max(65_536) + 1];
@@ -215,8 +228,19 @@ async fn udp(config: SyslogConfig, cx: SourceContext, mut decoder: Decoder) {
                 }
                 // Everything waiting, up to a batch, before the next select.
                 for _ in 0..512 {
-                    match socket.try_recv_from(&mut buf) {
-                        Ok((n, peer)) => {
+                    match receiver.recv(&socket, &mut buf) {
+                        Ok(udp::Received { len: n, peer, dropped_so_far }) => {
+                            if let Some(so_far) = dropped_so_far
+                                && so_far != dropped_before
+                            {
+                                crate::internal_events::KernelDrops {
+                                    source: &name,
+                                    count: u64::from(so_far.wrapping_sub(dropped_before)),
+                                    receive_buffer_bytes: buffer,
+                                }
+                                .emit(&dropped);
+                                dropped_before = so_far;
+                            }
                             let raw = if n > max {
                                 batcher.truncated();
                                 &buf[..max]

@@ -446,3 +446,50 @@ mod tests {
         }
     }
 }
+
+/// The fuzz target of the syslog parser (issue 26): any bytes, and messages built from
+/// the grammar's pieces with arbitrary values, never panic; what parses keeps its
+/// priority, and its message is a part of the input.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn piece() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            Just(b"<13>".to_vec()),
+            Just(b"<191>1 ".to_vec()),
+            Just(b"1 ".to_vec()),
+            Just(b"- ".to_vec()),
+            Just(b"2026-12-07T10:00:00.123456+01:00 ".to_vec()),
+            Just(b"Dec 31 23:59:59 ".to_vec()),
+            Just(b"[id@1 a=\"b\\\"c\" d=\"\\]\"]".to_vec()),
+            Just(b"[".to_vec()),
+            Just(b"]".to_vec()),
+            Just(b"=\"".to_vec()),
+            Just(b"host app[12]: ".to_vec()),
+            Just("é\u{FEFF}".as_bytes().to_vec()),
+            proptest::collection::vec(any::<u8>(), 0..12),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn any_bytes_never_panic(raw in proptest::collection::vec(any::<u8>(), 0..600), now in any::<i64>()) {
+            let _ = parse(&raw, now);
+        }
+
+        #[test]
+        fn grammar_pieces_never_panic(pieces in proptest::collection::vec(piece(), 0..16), now in any::<i64>()) {
+            let raw = pieces.concat();
+            if let Ok(message) = parse(&raw, now) {
+                prop_assert!(message.facility < 24 && message.severity < 8);
+                let within = message.msg.is_empty()
+                    || raw.windows(message.msg.len()).any(|w| w == message.msg);
+                prop_assert!(within, "the message is not a part of the input");
+            }
+        }
+    }
+}

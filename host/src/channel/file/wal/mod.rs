@@ -81,6 +81,8 @@ mod cipher;
 mod error;
 mod format;
 mod fsck;
+#[cfg(test)]
+mod fuzz;
 mod inspect;
 mod reader;
 mod report;
