@@ -307,7 +307,7 @@ channels = ["main"]
         &url,
     ]);
     assert_eq!(refused.0, 0, "{refused:?}");
-    wait_for_log(&log, "too many from this address");
+    wait_for_log(&log, "too many connections from this address");
     drop(held);
     std::thread::sleep(Duration::from_millis(200));
     let again = curl_with(&["--cacert", ca, "--data-binary", "after\n", &url]);

@@ -275,7 +275,11 @@ fn a_broker_that_stalls_mid_stream_delays_events_but_loses_none() {
     // flight, timed out (2 s) and sent again a few times over the 4 s stall.
     assert!(duplicates <= 5 * 3 * 200, "{duplicates} duplicates");
     let log = std::fs::read_to_string(&log_path).unwrap();
-    assert!(log.contains("kafka"), "the stall is logged:\n{log}");
+    assert!(
+        log.lines().any(|l| l.contains("write failed; the batch stays in its transaction")
+            && l.contains("kafka")),
+        "the stalled produces are logged as the sink's retried writes:\n{log}"
+    );
 }
 
 #[test]
@@ -341,4 +345,8 @@ fn a_broker_killed_and_restarted_mid_stream_loses_nothing() {
         .map(|(_, n)| n - 1)
         .sum();
     eprintln!("kafka restart: 9000 ids across two brokers, none lost, {duplicates} duplicates");
+    // Sent again to the new broker: at most the batch that was on its way when the old
+    // one died (in_flight 1, up to 500 events), possibly twice (rskafka's own
+    // reconnect, then the driver's retry).
+    assert!(duplicates <= 2 * 500, "{duplicates} duplicates");
 }

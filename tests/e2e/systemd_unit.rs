@@ -1,6 +1,7 @@
 //! The systemd unit (config/systemd/runnel.service) and the agent's side of it: the unit
 //! passes `systemd-analyze verify` and keeps its `systemd-analyze security` exposure at
-//! or below 2.0 (the hardening cannot quietly regress); the agent, run as systemd runs a
+//! or below the README's 1.7 (the hardening cannot quietly regress: the score is
+//! computed from the unit's settings alone, so it does not vary between runs); the agent, run as systemd runs a
 //! `Type=notify` service, says READY=1, pings the watchdog and says STOPPING=1.
 //! (No systemd runs on the test machine: the unit is checked offline, and the
 //! notifications go to a socket the test binds as systemd would.)
@@ -52,7 +53,7 @@ fn the_unit_verifies_and_its_exposure_stays_low() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no exposure level in\n{text}"));
     eprintln!("systemd-analyze security: exposure {exposure}");
-    assert!(exposure <= 2.0, "exposure {exposure}:\n{text}");
+    assert!(exposure <= 1.7, "exposure {exposure}, the README says 1.7:\n{text}");
 }
 
 #[test]

@@ -90,7 +90,14 @@ batch_timeout_ms = 20
         "cut at max_line_bytes"
     );
     let log = std::fs::read_to_string(&log).unwrap();
-    assert!(log.contains("too many from this address"), "{log}");
+    assert!(
+        log.contains("too many connections from this address"),
+        "{log}"
+    );
+    assert!(
+        summary_counter(&log, "source.net", "connections_refused").is_some_and(|n| n >= 1),
+        "{log}"
+    );
     assert_eq!(
         summary_counter(&log, "source.net", "lines_truncated"),
         Some(1),

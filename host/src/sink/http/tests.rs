@@ -603,39 +603,6 @@ async fn basic_auth_put_and_extra_headers() {
     assert!(headers.contains("agent/9"), "{headers}");
 }
 
-/// Sizes and times of gzip levels on the Apache access log as JSON events
-/// (`cargo test -p runnel gzip_levels -- --ignored --nocapture`).
-#[test]
-#[ignore]
-fn gzip_levels() {
-    let log = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/apache_access/apache_logs"),
-    )
-    .unwrap();
-    let bodies: Vec<&str> = log.lines().take(1000).collect();
-    let batch = events(&bodies);
-    let mut plain = Vec::new();
-    encode_body(BodyEncoding::Ndjson, &batch, &mut plain);
-    for level in [1, 3, 6, 9] {
-        let mut compressor = Compressor::new(level);
-        compressor.plain = plain.clone();
-        let started = std::time::Instant::now();
-        let mut out = Vec::new();
-        for _ in 0..20 {
-            out.clear();
-            compressor.compress(&mut out);
-        }
-        let per = started.elapsed() / 20;
-        println!(
-            "level {level} ({}): {} -> {} bytes ({:.1}%), {per:?} per batch, {:.0} MB/s",
-            compressor.gzip.implementation(),
-            plain.len(),
-            out.len(),
-            100.0 * out.len() as f64 / plain.len() as f64,
-            plain.len() as f64 / per.as_secs_f64() / 1e6
-        );
-    }
-}
 
 /// A small HTTP/1.1 server for redirect tests: answers each request with what
 /// `answer(path)` gives (a status line and headers, no body) and keeps each request's
