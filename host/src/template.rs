@@ -227,7 +227,7 @@ fn bound(out: &mut String, start: usize, max: usize) {
     if out.len() - start <= max {
         return;
     }
-    let digest = ring::digest::digest(&ring::digest::SHA256, out[start..].as_bytes());
+    let digest = ring::digest::digest(&ring::digest::SHA256, &out.as_bytes()[start..]);
     let mut keep = start + max - HASH_TAIL_BYTES;
     while !out.is_char_boundary(keep) {
         keep -= 1;

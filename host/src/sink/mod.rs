@@ -78,10 +78,10 @@ pub struct Part {
 /// Groups a batch's events by the place each goes to (`key_of` writes it into the
 /// buffer it is given), in the order each place first appears, the events of a place in
 /// their order, each with its position in the batch.
-pub fn group_by_key<'a>(
-    events: &'a [Event],
+pub fn group_by_key(
+    events: &[Event],
     mut key_of: impl FnMut(&Event, &mut String),
-) -> indexmap::IndexMap<String, Vec<(u32, &'a Event)>> {
+) -> indexmap::IndexMap<String, Vec<(u32, &Event)>> {
     let mut groups: indexmap::IndexMap<String, Vec<(u32, &Event)>> = indexmap::IndexMap::new();
     let mut key = String::new();
     for (position, event) in events.iter().enumerate() {
