@@ -10,11 +10,37 @@
 //! | `{tags.KEY}` | the tag `KEY` |
 //!
 //! A missing field or tag becomes `_`. What a template inserts is made safe for a path
-//! segment: `/`, `\` and control characters become `_`, and a value of `.` or `..`
-//! becomes `_`, so an event can never name a place outside the template's directories.
+//! segment: `/`, `\`, [`MARKER`] (`~`) and control characters become `_`, and a value of
+//! `.` or `..` becomes `_`, so an event can never name a place outside the template's
+//! directories.
+//!
+//! **Bounded.** File systems refuse a path segment over 255 bytes (`ENAMETOOLONG`), HDFS
+//! too. An inserted value over [`MAX_VALUE_BYTES`], and then a whole rendered segment
+//! (between two `/`) over [`MAX_SEGMENT_BYTES`], is cut and its tail replaced by
+//! `~h` and 16 hex digits of the SHA-256 of the whole value: the same value always
+//! renders the same, two long values that differ render differently, and 255 − 180
+//! bytes stay free for what a sink adds to a name (`.~<ms>.gz.tmp`, in-use suffixes).
+//!
+//! **The marker.** No event can put a `~` into a rendered text: the only `~` in one is
+//! that of a hash tail (`~h…`) or of the template's own text, and the sinks that derive
+//! names from a rendered path (rolled files: `PATH.~<ms>`) refuse a template whose text
+//! holds one ([`Template::literal_has_marker`]). So a derived name can never be the
+//! rendered path of another event.
 
 use crate::event::Event;
 use std::fmt::Write;
+
+/// The character no event can insert (see the module's notes).
+pub const MARKER: char = '~';
+
+/// The longest an inserted value renders (bytes); a longer one is cut and hashed.
+pub const MAX_VALUE_BYTES: usize = 128;
+
+/// The longest a rendered path segment is (bytes); a longer one is cut and hashed.
+pub const MAX_SEGMENT_BYTES: usize = 180;
+
+/// `~h` and 16 hex digits.
+const HASH_TAIL_BYTES: usize = 18;
 
 /// A parsed template.
 #[derive(Debug, Clone, PartialEq)]
@@ -112,9 +138,37 @@ impl Template {
         self.parts.iter().all(|p| matches!(p, Part::Literal(_)))
     }
 
+    /// The template's own text (not what it inserts), run by run.
+    pub fn literals(&self) -> impl Iterator<Item = &str> {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Literal(text) => Some(text.as_str()),
+            _ => None,
+        })
+    }
+
+    /// Whether the template's own text (not what it inserts) holds [`MARKER`].
+    pub fn literal_has_marker(&self) -> bool {
+        self.literals().any(|text| text.contains(MARKER))
+    }
+
+    /// The text before the first escape or placeholder: the same for every event.
+    pub fn literal_prefix(&self) -> &str {
+        match self.parts.first() {
+            Some(Part::Literal(text)) => text,
+            _ => "",
+        }
+    }
+
     /// Writes what the template makes of `event` into `out`; `now_ns` (ns since the
-    /// epoch) stands for the time of an event that has none.
+    /// epoch) stands for the time of an event that has none. Every segment of what it
+    /// writes is at most [`MAX_SEGMENT_BYTES`] long.
     pub fn render(&self, event: &Event, now_ns: i64, out: &mut String) {
+        let start = out.len();
+        self.render_parts(event, now_ns, out);
+        bound_segments(out, start);
+    }
+
+    fn render_parts(&self, event: &Event, now_ns: i64, out: &mut String) {
         let mut time = None;
         for part in &self.parts {
             match part {
@@ -146,7 +200,7 @@ fn utc(ns: i64) -> time::OffsetDateTime {
 }
 
 /// Appends what `write` writes (`_` when it writes nothing or reports a missing value),
-/// made safe as one path segment.
+/// made safe as one path segment and at most [`MAX_VALUE_BYTES`] long.
 fn push_segment<R: Into<Found>>(out: &mut String, write: impl FnOnce(&mut String) -> R) {
     let start = out.len();
     let found: Found = write(out).into();
@@ -163,6 +217,46 @@ fn push_segment<R: Into<Found>>(out: &mut String, write: impl FnOnce(&mut String
             .collect();
         out.truncate(start);
         out.push_str(&safe);
+    }
+    bound(out, start, MAX_VALUE_BYTES);
+}
+
+/// Cuts `out[start..]` to at most `max` bytes when it is longer: its head (cut on a
+/// character boundary), then `~h` and 16 hex digits of the SHA-256 of all of it.
+fn bound(out: &mut String, start: usize, max: usize) {
+    if out.len() - start <= max {
+        return;
+    }
+    let digest = ring::digest::digest(&ring::digest::SHA256, &out.as_bytes()[start..]);
+    let mut keep = start + max - HASH_TAIL_BYTES;
+    while !out.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    out.truncate(keep);
+    out.push(MARKER);
+    out.push('h');
+    for byte in &digest.as_ref()[..8] {
+        let _ = write!(out, "{byte:02x}");
+    }
+}
+
+/// Bounds every `/`-separated segment of `out[start..]` to [`MAX_SEGMENT_BYTES`].
+fn bound_segments(out: &mut String, start: usize) {
+    if out.len() - start <= MAX_SEGMENT_BYTES
+        || out[start..]
+            .split('/')
+            .all(|segment| segment.len() <= MAX_SEGMENT_BYTES)
+    {
+        return;
+    }
+    let rendered = out.split_off(start);
+    for (i, segment) in rendered.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        let at = out.len();
+        out.push_str(segment);
+        bound(out, at, MAX_SEGMENT_BYTES);
     }
 }
 
@@ -182,7 +276,7 @@ impl From<bool> for Found {
 }
 
 fn unsafe_in_segment(c: char) -> bool {
-    c == '/' || c == '\\' || c.is_control()
+    c == '/' || c == '\\' || c == MARKER || c.is_control()
 }
 
 #[cfg(test)]
@@ -238,6 +332,62 @@ mod tests {
         let mut dots = event();
         dots.name = "..".into();
         assert_eq!(render("/logs/{name}/f", &dots), "/logs/_/f");
+    }
+
+    #[test]
+    fn long_values_and_segments_are_cut_and_hashed_and_stay_distinct() {
+        let mut e = event();
+        e.name = "a".repeat(300).into();
+        let long = render("/logs/{name}.log", &e);
+        let segment = long.strip_prefix("/logs/").unwrap();
+        assert_eq!(segment.len(), MAX_VALUE_BYTES + ".log".len(), "{long}");
+        assert!(segment.starts_with(&"a".repeat(MAX_VALUE_BYTES - 18)));
+        assert!(
+            segment.ends_with(".log") && segment.contains("~h"),
+            "{segment}"
+        );
+        assert_eq!(render("/logs/{name}.log", &e), long, "deterministic");
+        let mut other = e.clone();
+        other.name = format!("{}b", e.name).into();
+        assert_ne!(render("/logs/{name}.log", &other), long, "distinct");
+        // Several values in one segment: the segment is bounded as a whole.
+        let both = render("/logs/{name}{name}{name}/x", &e);
+        let segments: Vec<&str> = both.split('/').collect();
+        assert_eq!(segments[2].len(), MAX_SEGMENT_BYTES, "{both}");
+        assert_eq!(segments[3], "x");
+        // A multibyte value is cut on a character boundary.
+        e.name = "é".repeat(200).into();
+        let cut = render("{name}", &e);
+        assert!(cut.len() <= MAX_VALUE_BYTES, "{cut}");
+        // A value at the limit is kept as it is.
+        e.name = "b".repeat(MAX_VALUE_BYTES).into();
+        assert_eq!(render("{name}", &e), *e.name);
+    }
+
+    #[test]
+    fn an_event_cannot_insert_the_marker() {
+        let mut e = event();
+        e.name = "billing.~1700000000000".into();
+        assert_eq!(render("/logs/{name}", &e), "/logs/billing._1700000000000");
+        assert!(
+            "/logs/~{name}"
+                .parse::<Template>()
+                .unwrap()
+                .literal_has_marker()
+        );
+        assert!(
+            !"/logs/{name}"
+                .parse::<Template>()
+                .unwrap()
+                .literal_has_marker()
+        );
+        assert_eq!(
+            "/logs/x/{name}/%Y"
+                .parse::<Template>()
+                .unwrap()
+                .literal_prefix(),
+            "/logs/x/"
+        );
     }
 
     #[test]

@@ -410,3 +410,102 @@ roll_events = 0
         ],
     );
 }
+
+/// Events name their HDFS directory (`/logs/{name}`): a 300-byte name lands under a
+/// bounded name, a name whose directory is a file in HDFS is refused and counted, and
+/// the events behind both are written.
+#[test]
+fn an_event_whose_hdfs_path_cannot_be_made_is_bounded_or_refused_and_the_rest_flows() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("hdfs");
+    std::fs::create_dir_all(root.join("logs")).unwrap();
+    std::fs::write(root.join("logs/plain"), "a file\n").unwrap();
+    let hdfs = Hdfs::start(&root, (0, 0), &[]);
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            r#"[agent]
+data_dir = "{data}"
+
+[sources.udp]
+type = "syslog"
+mode = "udp"
+listen = "127.0.0.1:{udp}"
+channels = ["main"]
+batch_timeout_ms = 20
+
+[channels.main]
+type = "file"
+
+[sinks.hdfs]
+type = "webhdfs"
+channel = "main"
+namenode = "http://127.0.0.1:{namenode}"
+path = "/logs/{{name}}"
+format = "raw"
+batch_timeout_ms = 20
+retry_initial_ms = 50
+retry_max_ms = 500
+"#,
+            data = dir.path().join("data").display(),
+            namenode = hdfs.namenode,
+        ),
+    );
+    let log = dir.path().join("agent.log");
+    let agent = spawn_logged(&config, &log);
+    let send = |app: &str, msg: &str| {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let datagram = format!("<14>1 - host {app} - - - {msg}");
+        socket
+            .send_to(datagram.as_bytes(), ("127.0.0.1", udp))
+            .unwrap();
+    };
+    let lines_under = |dir: &str| -> Vec<String> {
+        stored(&root)
+            .into_iter()
+            .filter(|(name, _)| name.starts_with(dir))
+            .flat_map(|(_, text)| text.lines().map(str::to_owned).collect::<Vec<_>>())
+            .collect()
+    };
+    wait_until("a probe to arrive", Duration::from_secs(30), || {
+        send("probe", "probe");
+        std::thread::sleep(Duration::from_millis(20));
+        !lines_under("/logs/probe/").is_empty()
+    });
+    send(&"x".repeat(300), "long");
+    send("plain", "under a file");
+    for id in 0..50 {
+        send("app", &format!("id={id}"));
+    }
+    wait_until(
+        "the events behind the poison",
+        Duration::from_secs(30),
+        || lines_under("/logs/app/").len() >= 50,
+    );
+    let (status, _) = terminate(agent.into_child());
+    let text = std::fs::read_to_string(&log).unwrap();
+    // No dead letter: the refused event is dropped, counted and reported (exit 1).
+    assert_eq!(status.code(), Some(1), "{text}");
+    assert_eq!(
+        summary_counter(&text, "agent", "events_lost"),
+        Some(1),
+        "{text}"
+    );
+    let want: Vec<String> = (0..50).map(|id| format!("id={id}")).collect();
+    assert_eq!(lines_under("/logs/app/"), want);
+    assert_eq!(lines_under("/logs/xxxx"), ["long"]);
+    assert_eq!(
+        std::fs::read_to_string(root.join("logs/plain")).unwrap(),
+        "a file\n"
+    );
+    assert_eq!(
+        summary_counter(&text, "sink.hdfs", "events_rejected"),
+        Some(1),
+        "the `plain` event is refused and counted:\n{text}"
+    );
+}

@@ -9,6 +9,7 @@ use super::group::{GroupMode, Members, Selector};
 use super::{HOUSEKEEPING_PERIOD, Payload, SendError, SinkService};
 use crate::channel::{Channel, Take, TakeLimits};
 use crate::config::SinkSpec;
+use crate::event::Event;
 use crate::internal_events::{BatchDelivered, BatchRejected, EventsLost, SinkWriteFailed};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
@@ -26,6 +27,14 @@ enum Outcome {
     Rejected {
         error: String,
         member: usize,
+    },
+    /// Delivered by member `member` but for the events at `refused` (positions in the
+    /// batch, ascending), refused for good.
+    PartlyRejected {
+        bytes: usize,
+        member: usize,
+        refused: Vec<u32>,
+        error: String,
     },
     /// The agent stopped while the batch was still being retried.
     Aborted,
@@ -133,6 +142,30 @@ impl Sink {
         }
     }
 
+    /// Counts events refused for good and puts them into the dead-letter channel (before
+    /// their take is committed: a crash in between repeats them, never loses them), or
+    /// counts them as lost when there is none.
+    async fn refuse(&self, member: usize, events: Vec<Event>, error: &str) {
+        let member = self.members.get(member);
+        BatchRejected {
+            sink: &member.name,
+            events: events.len() as u64,
+            error: &error,
+            dead_letter: self.dead_letter.as_ref().map(Channel::name),
+        }
+        .emit(&member.counters);
+        if let Some(dead_letter) = &self.dead_letter
+            && let Err(e) = dead_letter.put(events).await
+        {
+            EventsLost {
+                count: e.not_put as u64,
+                at: &self.name,
+                reason: &e,
+            }
+            .emit();
+        }
+    }
+
     /// Ends a batch's transaction; false when the sink must stop (aborted).
     async fn finish(&self, take: Take, outcome: Outcome) -> bool {
         match outcome {
@@ -146,34 +179,28 @@ impl Sink {
                 true
             }
             Outcome::Rejected { error, member } => {
-                let member = self.members.get(member);
-                BatchRejected {
-                    sink: &member.name,
-                    events: take.len() as u64,
-                    error: &error,
-                    dead_letter: self.dead_letter.as_ref().map(Channel::name),
+                let events = take.events().to_vec();
+                self.refuse(member, events, &error).await;
+                take.commit();
+                true
+            }
+            Outcome::PartlyRejected {
+                bytes,
+                member,
+                refused,
+                error,
+            } => {
+                BatchDelivered {
+                    events: (take.len() - refused.len()) as u64,
+                    bytes: bytes as u64,
                 }
-                .emit(&member.counters);
-                match &self.dead_letter {
-                    Some(dead_letter) => {
-                        // Into the dead-letter channel first, then off this one: a
-                        // crash in between repeats the batch, never loses it.
-                        let events = take.events().to_vec();
-                        match dead_letter.put(events).await {
-                            Ok(()) => take.commit(),
-                            Err(e) => {
-                                EventsLost {
-                                    count: e.not_put as u64,
-                                    at: &self.name,
-                                    reason: &e,
-                                }
-                                .emit();
-                                take.commit();
-                            }
-                        }
-                    }
-                    None => take.commit(),
-                }
+                .emit(&self.members.get(member).counters);
+                let events = refused
+                    .iter()
+                    .filter_map(|&i| take.events().get(i as usize).cloned())
+                    .collect();
+                self.refuse(member, events, &error).await;
+                take.commit();
                 true
             }
             Outcome::Aborted => {
@@ -273,6 +300,19 @@ async fn deliver(
                     },
                 );
             }
+            Err(SendError::RejectParts { parts, message }) => {
+                members.succeeded(member);
+                let (refused, bytes) = refused_of(&payload, &parts);
+                return (
+                    Some(take),
+                    Outcome::PartlyRejected {
+                        bytes,
+                        member,
+                        refused,
+                        error: message,
+                    },
+                );
+            }
             Err(SendError::Retry { message, after }) => (message, after),
         };
         attempt += 1;
@@ -286,4 +326,22 @@ async fn deliver(
         }
         .emit(&failed.counters);
     }
+}
+
+/// The positions in the batch of the events of the refused `parts` (ascending), and the
+/// bytes of the parts that were delivered.
+fn refused_of(payload: &Payload, parts: &[usize]) -> (Vec<u32>, usize) {
+    let mut refused = Vec::new();
+    let mut refused_bytes = 0;
+    let mut start = 0;
+    for (i, part) in payload.parts.iter().enumerate() {
+        if parts.contains(&i) {
+            refused.extend_from_slice(&part.positions);
+            refused_bytes += part.end.saturating_sub(start);
+        }
+        start = part.end;
+    }
+    refused.sort_unstable();
+    refused.dedup();
+    (refused, payload.bytes.len().saturating_sub(refused_bytes))
 }

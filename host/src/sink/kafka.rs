@@ -5,12 +5,23 @@
 //! the whole batch again (at-least-once: the partitions that had taken their part get
 //! it twice).
 //!
+//! **Topics from event data.** A rendered topic is made a valid Kafka name: every
+//! character outside `[a-zA-Z0-9._-]` becomes `_`, a name over 249 characters is cut
+//! and hashed ([`crate::template`]), and `.`/`..` become `_`. The config refuses other
+//! characters in the topic's own text. A topic that does not exist, when the topic is
+//! rendered from events and `create_partitions` is not set, is refused for those
+//! events (dead letter or counted; the others are delivered): retrying could never
+//! help and would hold the channel. The sink keeps the partition clients of at most
+//! `max_topics` topics (the least recently used are dropped and looked up again when
+//! needed), and creates at most `max_topics` topics while it runs; an event for one
+//! more is refused and counted, so event data cannot create topics without bound.
+//!
 //! The client is rskafka: pure Rust (no librdkafka and its C build), enough for
 //! producing — metadata, partition leaders, produce with compression and acks = all —
 //! and small beside librdkafka; it has no producer-side batching of its own, which the
 //! sink driver does.
 
-use super::{Part, Payload, SendError, SinkConfig, SinkService};
+use super::{Part, Payload, SendError, SinkConfig, SinkService, group_by_key};
 use crate::config::Problems;
 use crate::encoding::Format;
 use crate::event::Event;
@@ -22,7 +33,7 @@ use rskafka::client::partition::{Compression, PartitionClient, UnknownTopicHandl
 use rskafka::client::{Client, ClientBuilder};
 use rskafka::record::Record;
 use serde::Deserialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +55,10 @@ pub struct KafkaSinkConfig {
     /// Create a missing topic with this many partitions (none: a missing topic fails
     /// the batch until it exists).
     pub create_partitions: Option<u32>,
+    /// Topics whose partition clients are kept (least recently used dropped), and the
+    /// most topics the sink creates while it runs (`create_partitions`).
+    #[serde(default = "default_max_topics")]
+    pub max_topics: usize,
     /// How long one produce may take before it fails (and is retried).
     #[serde(default = "default_request_timeout_ms")]
     pub request_timeout_ms: u64,
@@ -56,6 +71,36 @@ pub struct KafkaSinkConfig {
 
 fn default_in_flight() -> usize {
     1
+}
+
+fn default_max_topics() -> usize {
+    256
+}
+
+/// Kafka's longest topic name.
+const MAX_TOPIC_CHARS: usize = 249;
+
+fn valid_in_topic(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
+}
+
+/// Makes `out[start..]` a valid topic name: characters outside `[a-zA-Z0-9._-]` become
+/// `_`; empty, `.` or `..` becomes `_`. (A rendered text is at most
+/// [`crate::template::MAX_SEGMENT_BYTES`] long, under Kafka's 249.)
+fn make_valid_topic(out: &mut String, start: usize) {
+    if out[start..].chars().any(|c| !valid_in_topic(c)) {
+        let valid: String = out[start..]
+            .chars()
+            .map(|c| if valid_in_topic(c) { c } else { '_' })
+            .collect();
+        out.truncate(start);
+        out.push_str(&valid);
+    }
+    if matches!(&out[start..], "" | "." | "..") {
+        out.truncate(start);
+        out.push('_');
+    }
+    debug_assert!(out.len() - start <= MAX_TOPIC_CHARS);
 }
 
 #[derive(PartialEq, Debug, Clone, Copy, Default, Deserialize)]
@@ -90,7 +135,29 @@ impl SinkConfig for KafkaSinkConfig {
         match self.topic.parse::<Template>() {
             Err(e) => problems.at("topic", e.to_string()),
             Ok(_) if self.topic.trim().is_empty() => problems.at("topic", "must not be empty"),
-            Ok(_) => {}
+            Ok(template) => {
+                if let Some(c) = template
+                    .literals()
+                    .flat_map(str::chars)
+                    .find(|c| !valid_in_topic(*c))
+                {
+                    problems.at(
+                        "topic",
+                        format!("`{c}` cannot be in a Kafka topic (use a-z A-Z 0-9 . _ -)"),
+                    );
+                } else if template.is_static()
+                    && (self.topic.len() > MAX_TOPIC_CHARS
+                        || matches!(self.topic.as_str(), "." | ".."))
+                {
+                    problems.at(
+                        "topic",
+                        "is not a valid Kafka topic (at most 249 characters, not `.` or `..`)",
+                    );
+                }
+            }
+        }
+        if self.max_topics == 0 {
+            problems.at("max_topics", "must be at least 1");
         }
         if self.create_partitions == Some(0) {
             problems.at("create_partitions", "must be at least 1");
@@ -112,6 +179,8 @@ impl SinkConfig for KafkaSinkConfig {
             name: name.to_owned(),
             brokers: self.brokers.clone(),
             topic: self.topic.parse()?,
+            max_topics: self.max_topics.max(1),
+            created: std::sync::atomic::AtomicUsize::new(0),
             key_field: self.key_field.clone(),
             format: self.format,
             compression: self.compression,
@@ -128,6 +197,9 @@ struct KafkaService {
     name: String,
     brokers: Vec<String>,
     topic: Template,
+    max_topics: usize,
+    /// Topics created since start.
+    created: std::sync::atomic::AtomicUsize,
     key_field: Option<String>,
     format: Format,
     compression: KafkaCompression,
@@ -143,7 +215,46 @@ struct KafkaService {
 struct Connected {
     client: Client,
     /// Per topic: one client per partition, in partition order.
-    topics: HashMap<String, Vec<Arc<PartitionClient>>>,
+    topics: Recent<Vec<Arc<PartitionClient>>>,
+}
+
+/// Values per topic for at most `max` topics: the least recently used is dropped first.
+struct Recent<T> {
+    map: IndexMap<String, T>,
+    max: usize,
+}
+
+impl<T: Clone> Recent<T> {
+    fn new(max: usize) -> Self {
+        Self {
+            map: IndexMap::new(),
+            max: max.max(1),
+        }
+    }
+
+    /// The value of `topic`, now the most recently used.
+    fn used(&mut self, topic: &str) -> Option<T> {
+        let i = self.map.get_index_of(topic)?;
+        let last = self.map.len() - 1;
+        self.map.move_index(i, last);
+        Some(self.map[last].clone())
+    }
+
+    /// Keeps `value` for `topic`, dropping the least recently used beyond `max`.
+    fn keep(&mut self, topic: &str, value: T) {
+        self.map.shift_remove(topic);
+        while self.map.len() >= self.max {
+            self.map.shift_remove_index(0);
+        }
+        self.map.insert(topic.to_owned(), value);
+    }
+}
+
+/// What a topic lookup found.
+enum Topic {
+    Clients(Vec<Arc<PartitionClient>>),
+    /// It can never take these events: why.
+    Refused(String),
 }
 
 /// A record as the payload carries it: `key len u32 (u32::MAX: none) ‖ key ‖ value len
@@ -184,19 +295,13 @@ impl SinkService for KafkaService {
 
     fn encode_parts(&self, events: &[Event], out: &mut Vec<u8>) -> Vec<Part> {
         let now = crate::event::now_ns();
-        let mut groups: IndexMap<String, Vec<&Event>> = IndexMap::new();
-        let mut topic = String::new();
-        for event in events {
-            topic.clear();
-            self.topic.render(event, now, &mut topic);
-            groups.entry(topic.clone()).or_default().push(event);
-        }
+        let groups = group_by_key(events, |event, topic| self.render_topic(event, now, topic));
         let mut value = Vec::new();
         let mut key = String::new();
         groups
             .into_iter()
             .map(|(topic, group)| {
-                for event in &group {
+                for (_, event) in &group {
                     value.clear();
                     self.format.encode(event, &mut value);
                     if value.last() == Some(&b'\n') {
@@ -213,6 +318,7 @@ impl SinkService for KafkaService {
                     key: topic,
                     end: out.len(),
                     events: group.len(),
+                    positions: group.iter().map(|(position, _)| *position).collect(),
                 }
             })
             .collect()
@@ -228,7 +334,7 @@ impl SinkService for KafkaService {
                         self.timeout
                     )))
                 });
-            if result.is_err() {
+            if matches!(result, Err(SendError::Retry { .. })) {
                 // Leaders may have moved or the broker restarted: look them up again.
                 *self.state.lock().await = None;
             }
@@ -242,12 +348,16 @@ impl SinkService for KafkaService {
 }
 
 impl KafkaService {
+    /// The topic of `event`, a valid Kafka name.
+    fn render_topic(&self, event: &Event, now: i64, out: &mut String) {
+        let start = out.len();
+        self.topic.render(event, now, out);
+        make_valid_topic(out, start);
+    }
+
     /// The partition clients of each part's topic, in the parts' order (connecting
     /// first when there is no client).
-    async fn clients_for(
-        &self,
-        payload: &Payload,
-    ) -> Result<Vec<Vec<Arc<PartitionClient>>>, SendError> {
+    async fn clients_for(&self, payload: &Payload) -> Result<Vec<Topic>, SendError> {
         let retry = |what: &str, e: rskafka::client::error::Error| {
             SendError::retry(format!("kafka {what}: {e}"))
         };
@@ -264,7 +374,7 @@ impl KafkaService {
                 .map_err(|e| retry("connect", e))?;
             *state = Some(Connected {
                 client,
-                topics: HashMap::new(),
+                topics: Recent::new(self.max_topics),
             });
         }
         let connected = state.as_mut().expect("connected above");
@@ -286,7 +396,20 @@ impl KafkaService {
         };
         let mut start = 0;
         let mut sends = Vec::new();
-        for (part, partitions) in payload.parts.iter().zip(clients) {
+        let mut refused = Vec::new();
+        let mut first_refusal = String::new();
+        for (i, (part, topic)) in payload.parts.iter().zip(clients).enumerate() {
+            let partitions = match topic {
+                Topic::Clients(partitions) => partitions,
+                Topic::Refused(why) => {
+                    if refused.is_empty() {
+                        first_refusal = why;
+                    }
+                    refused.push(i);
+                    start = part.end;
+                    continue;
+                }
+            };
             let mut per_partition: BTreeMap<usize, Vec<Record>> = BTreeMap::new();
             let batch_turn = self.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             for (key, value) in records(&payload.bytes[start..part.end]) {
@@ -322,18 +445,25 @@ impl KafkaService {
         for result in futures_util::future::join_all(sends).await {
             result?;
         }
-        Ok(())
+        if refused.is_empty() {
+            return Ok(());
+        }
+        let message = match refused.len() {
+            1 => first_refusal,
+            n => format!("{n} topics refused, the first: {first_refusal}"),
+        };
+        Err(SendError::RejectParts {
+            parts: refused,
+            message,
+        })
     }
 
     /// The partition clients of `topic` (creating the topic when it is missing and
-    /// `create_partitions` is set).
-    async fn partitions(
-        &self,
-        connected: &mut Connected,
-        topic: &str,
-    ) -> Result<Vec<Arc<PartitionClient>>, SendError> {
-        if let Some(clients) = connected.topics.get(topic) {
-            return Ok(clients.clone());
+    /// `create_partitions` is set); refused when it is missing for good (rendered from
+    /// events, not to be created, or one more than the sink may create).
+    async fn partitions(&self, connected: &mut Connected, topic: &str) -> Result<Topic, SendError> {
+        if let Some(clients) = connected.topics.used(topic) {
+            return Ok(Topic::Clients(clients));
         }
         let retry = |what: &str, e: rskafka::client::error::Error| {
             SendError::retry(format!("kafka {what}: {e}"))
@@ -346,7 +476,18 @@ impl KafkaService {
         let partitions: Vec<i32> = match listed.iter().find(|t| t.name == topic) {
             Some(t) => t.partitions.iter().copied().collect(),
             None => match self.create_partitions {
+                Some(_)
+                    if self.created.load(std::sync::atomic::Ordering::Relaxed)
+                        >= self.max_topics =>
+                {
+                    return Ok(Topic::Refused(format!(
+                        "kafka: topic `{topic}` does not exist, and this sink created max_topics = {} topics already",
+                        self.max_topics
+                    )));
+                }
                 Some(n) => {
+                    self.created
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     connected
                         .client
                         .controller_client()
@@ -355,6 +496,11 @@ impl KafkaService {
                         .await
                         .map_err(|e| retry(&format!("create topic {topic}"), e))?;
                     (0..n as i32).collect()
+                }
+                None if !self.topic.is_static() => {
+                    return Ok(Topic::Refused(format!(
+                        "kafka: topic `{topic}` (from the events) does not exist (create it, or set create_partitions)"
+                    )));
                 }
                 None => {
                     return Err(SendError::retry(format!(
@@ -377,8 +523,8 @@ impl KafkaService {
                 .map_err(|e| retry(&format!("partition {topic}/{partition}"), e))?;
             clients.push(Arc::new(client));
         }
-        connected.topics.insert(topic.to_owned(), clients.clone());
-        Ok(clients)
+        connected.topics.keep(topic, clients.clone());
+        Ok(Topic::Clients(clients))
     }
 }
 
@@ -411,6 +557,7 @@ mod tests {
             format: Format::Raw,
             compression: KafkaCompression::Gzip,
             create_partitions: None,
+            max_topics: 256,
             request_timeout_ms: 1000,
             in_flight: 1,
         };
@@ -436,5 +583,73 @@ mod tests {
                 (None, b"4".to_vec()),
             ]
         );
+    }
+
+    #[test]
+    fn topics_from_events_are_valid_kafka_names() {
+        let config: KafkaSinkConfig = toml::from_str(
+            r#"
+brokers = ["127.0.0.1:9092"]
+topic = "logs-{name}"
+"#,
+        )
+        .unwrap();
+        let service = KafkaService {
+            name: "k".into(),
+            brokers: config.brokers.clone(),
+            topic: config.topic.parse().unwrap(),
+            max_topics: 2,
+            created: std::sync::atomic::AtomicUsize::new(0),
+            key_field: None,
+            format: Format::Raw,
+            compression: KafkaCompression::Gzip,
+            create_partitions: None,
+            timeout: Duration::from_secs(1),
+            in_flight: 1,
+            state: tokio::sync::Mutex::new(None),
+            turn: std::sync::atomic::AtomicUsize::new(0),
+        };
+        let topic = |name: &str| {
+            let mut out = String::new();
+            service.render_topic(&Event::from_body(name.into(), Vec::new()), 0, &mut out);
+            out
+        };
+        assert_eq!(topic("web"), "logs-web");
+        assert_eq!(topic("a b/c:ü~"), "logs-a_b_c___");
+        assert_eq!(topic(".."), "logs-_");
+        let long = topic(&"x".repeat(1000));
+        assert!(long.len() <= MAX_TOPIC_CHARS, "{long}");
+        assert!(long.chars().all(valid_in_topic), "{long}");
+        assert_ne!(
+            long,
+            topic(&"x".repeat(999)),
+            "distinct long names stay distinct"
+        );
+        // The topic's own text is checked.
+        let mut bad = config.clone();
+        bad.topic = "logs/{name}".into();
+        let mut problems = Problems::default();
+        bad.validate(&mut problems);
+        assert!(!problems.is_empty());
+        let mut problems = Problems::default();
+        config.validate(&mut problems);
+        assert!(problems.is_empty());
+    }
+
+    #[test]
+    fn the_clients_of_at_most_max_topics_are_kept_least_recently_used_dropped() {
+        let mut recent = Recent::new(2);
+        recent.keep("a", 1);
+        recent.keep("b", 2);
+        assert_eq!(recent.used("a"), Some(1));
+        recent.keep("c", 3); // drops `b`, the least recently used
+        assert_eq!(recent.map.len(), 2);
+        assert_eq!(recent.used("b"), None);
+        assert_eq!(recent.used("a"), Some(1));
+        assert_eq!(recent.used("c"), Some(3));
+        for n in 0..1000 {
+            recent.keep(&format!("t{n}"), n);
+        }
+        assert_eq!(recent.map.len(), 2);
     }
 }

@@ -70,6 +70,32 @@ pub struct Part {
     pub key: String,
     pub end: usize,
     pub events: usize,
+    /// Where this part's events are in the batch (ascending): what the driver refuses
+    /// when the sink refuses this part alone ([`SendError::RejectParts`]).
+    pub positions: Vec<u32>,
+}
+
+/// Groups a batch's events by the place each goes to (`key_of` writes it into the
+/// buffer it is given), in the order each place first appears, the events of a place in
+/// their order, each with its position in the batch.
+pub fn group_by_key(
+    events: &[Event],
+    mut key_of: impl FnMut(&Event, &mut String),
+) -> indexmap::IndexMap<String, Vec<(u32, &Event)>> {
+    let mut groups: indexmap::IndexMap<String, Vec<(u32, &Event)>> = indexmap::IndexMap::new();
+    let mut key = String::new();
+    for (position, event) in events.iter().enumerate() {
+        key.clear();
+        key_of(event, &mut key);
+        let entry = (position as u32, event);
+        match groups.get_mut(key.as_str()) {
+            Some(group) => group.push(entry),
+            None => {
+                groups.insert(key.clone(), vec![entry]);
+            }
+        }
+    }
+    groups
 }
 
 /// Why a send failed, and whether trying again can help.
@@ -86,6 +112,12 @@ pub enum SendError {
     /// The destination will never accept this batch (400, 413, a closed pipe).
     #[error("{message}")]
     Reject { message: String },
+    /// The destination will never accept these parts of the batch (indexes into
+    /// [`Payload::parts`]: a file path no file system can hold, a topic the broker
+    /// refuses), and took every other part: the refused parts' events go to the
+    /// dead-letter channel (or are dropped and counted), the rest is delivered.
+    #[error("{message}")]
+    RejectParts { parts: Vec<usize>, message: String },
 }
 
 impl SendError {

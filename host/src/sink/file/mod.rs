@@ -14,13 +14,12 @@
 
 mod roll;
 
-use super::{Part, Payload, SendError, SinkConfig, SinkService};
+use super::{Part, Payload, SendError, SinkConfig, SinkService, group_by_key};
 use crate::config::Problems;
 use crate::encoding::Format;
 use crate::event::Event;
 use crate::template::Template;
 use futures_util::future::BoxFuture;
-use indexmap::IndexMap;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -85,6 +84,16 @@ impl SinkConfig for FileSinkConfig {
             problems.at("path", "must not be empty");
         } else if let Err(e) = self.path.parse::<Template>() {
             problems.at("path", e.to_string());
+        } else if self.roll_policy().is_some()
+            && self
+                .path
+                .parse::<Template>()
+                .is_ok_and(|t| t.literal_has_marker())
+        {
+            problems.at(
+                "path",
+                "`~` is kept for the names of rolled files (`PATH.~<ms>`) when rolling is on",
+            );
         } else if Path::new(&self.path).is_dir() {
             problems.at("path", format!("{} is a directory", self.path));
         }
@@ -233,28 +242,18 @@ impl SinkService for FileService {
             return Vec::new();
         }
         let now = crate::event::now_ns();
-        let mut groups: IndexMap<String, Vec<&Event>> = IndexMap::new();
-        let mut path = String::new();
-        for event in events {
-            path.clear();
-            self.template.render(event, now, &mut path);
-            match groups.get_mut(path.as_str()) {
-                Some(group) => group.push(event),
-                None => {
-                    groups.insert(path.clone(), vec![event]);
-                }
-            }
-        }
+        let groups = group_by_key(events, |event, path| self.template.render(event, now, path));
         groups
             .into_iter()
             .map(|(key, group)| {
-                for event in &group {
+                for (_, event) in &group {
                     self.format.encode(event, out);
                 }
                 Part {
                     key,
                     end: out.len(),
                     events: group.len(),
+                    positions: group.iter().map(|(position, _)| *position).collect(),
                 }
             })
             .collect()
@@ -284,6 +283,8 @@ impl SinkService for FileService {
 impl FileService {
     /// Writes every part of a batch to its file; on a failure, cuts back what this
     /// attempt wrote to the files before it (the retry writes the whole batch again).
+    /// A part whose path can never be a file ([`refused_for_good`]) is refused alone:
+    /// the other parts are written, and the driver dead-letters or counts the refused.
     fn write(&self, payload: &Payload) -> Result<(), SendError> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let whole;
@@ -293,19 +294,28 @@ impl FileService {
                     key: path.to_string_lossy().into_owned(),
                     end: payload.bytes.len(),
                     events: payload.events,
+                    positions: Vec::new(),
                 }];
                 &whole
             }
             None => &payload.parts,
         };
         let mut written: Vec<(PathBuf, u64)> = Vec::new();
+        let mut refused: Vec<usize> = Vec::new();
+        let mut first_refusal = String::new();
         let mut start = 0;
-        for part in parts {
+        for (i, part) in parts.iter().enumerate() {
             let path = PathBuf::from(&part.key);
             let bytes = &payload.bytes[start..part.end];
             start = part.end;
             match self.append_part(&mut state, &path, bytes, part.events as u64) {
                 Ok(before) => written.push((path, before)),
+                Err(e) if self.refused_for_good(&e) => {
+                    if refused.is_empty() {
+                        first_refusal = format!("{}: {e}", path.display());
+                    }
+                    refused.push(i);
+                }
                 Err(e) => {
                     for (path, before) in written {
                         if let Some(open) = state.open.get_mut(&path) {
@@ -318,7 +328,44 @@ impl FileService {
             }
         }
         self.close_idle(&mut state);
-        Ok(())
+        if refused.is_empty() {
+            return Ok(());
+        }
+        let message = match refused.len() {
+            1 => format!("no file can be written at {first_refusal}"),
+            n => format!("no file can be written at {n} paths, the first {first_refusal}"),
+        };
+        Err(SendError::RejectParts {
+            parts: refused,
+            message,
+        })
+    }
+
+    /// Whether `e` (opening, rolling or writing a rendered path) can never go away for
+    /// the events that render to that path, so retrying would block the channel for
+    /// good: a name too long, a file where a directory must be (or the other way
+    /// round), a name the file system refuses (`EINVAL`, `EILSEQ`), a symlink loop.
+    /// Errors that can go away stay retried: a full disk or quota, permissions, I/O
+    /// errors, a read-only file system. Only for a path template, and only when the
+    /// template's own directory is there: a fault there is the environment's, not the
+    /// event's, and is retried.
+    fn refused_for_good(&self, e: &std::io::Error) -> bool {
+        use std::io::ErrorKind;
+        let impossible = matches!(
+            e.kind(),
+            ErrorKind::NotADirectory | ErrorKind::IsADirectory | ErrorKind::InvalidFilename
+        ) || matches!(
+            e.raw_os_error(),
+            Some(libc::ENAMETOOLONG | libc::EINVAL | libc::EILSEQ | libc::ELOOP)
+        );
+        if !impossible || self.path.is_some() {
+            return false;
+        }
+        let prefix = self.template.literal_prefix();
+        match prefix.rfind('/') {
+            Some(0) | None => true,
+            Some(end) => Path::new(&prefix[..end]).is_dir(),
+        }
     }
 
     /// Appends one part to its file (rolling it first when due); returns the file's
@@ -343,13 +390,21 @@ impl FileService {
         if !state.open.contains_key(path) && state.open.len() >= self.max_open_files {
             self.close_least_recent(state);
         }
-        let open = append(
+        let open = match append(
             path,
             roller.as_ref(),
             state.open.remove(path),
             bytes,
             events,
-        )?;
+        ) {
+            Ok(open) => open,
+            Err(e) => {
+                // Tidied again at the next attempt: the set stays as small as the open
+                // files, even when many paths are refused.
+                state.recovered.remove(path);
+                return Err(e);
+            }
+        };
         let before = open.current.bytes - bytes.len() as u64;
         state.open.insert(path.to_path_buf(), open);
         Ok(before)
@@ -452,9 +507,20 @@ fn still_at_path(file: &File, path: &Path) -> bool {
     }
 }
 
+/// Opens `path` for appending, making its directories. A file where one of them must be
+/// is `NotADirectory` (`create_dir_all` says `AlreadyExists` when it is the last one).
 fn open_append(path: &Path) -> std::io::Result<File> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
+        match std::fs::create_dir_all(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::NotADirectory,
+                    format!("{} is a file, not a directory", dir.display()),
+                ));
+            }
+            Err(e) => return Err(e),
+        }
     }
     OpenOptions::new().create(true).append(true).open(path)
 }
@@ -586,8 +652,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let service = service(&config(&dir.path().join("{name}.log")));
         deliver(&service, &[named("a", "a0")]).unwrap();
-        // `b.log` cannot be a file: a directory is there.
-        std::fs::create_dir(dir.path().join("b.log")).unwrap();
+        // `b.log` cannot be opened for now (a link into a directory not there yet).
+        let missing = dir.path().join("later/b.log");
+        std::os::unix::fs::symlink(&missing, dir.path().join("b.log")).unwrap();
         let failed = deliver(&service, &[named("a", "a1"), named("b", "b1")]);
         assert!(matches!(failed, Err(SendError::Retry { .. })), "{failed:?}");
         assert_eq!(
@@ -595,12 +662,70 @@ mod tests {
             "a0\n",
             "the retry writes a1 again: it must not be there twice"
         );
-        std::fs::remove_dir(dir.path().join("b.log")).unwrap();
+        std::fs::create_dir(dir.path().join("later")).unwrap();
         deliver(&service, &[named("a", "a1"), named("b", "b1")]).unwrap();
         assert_eq!(
             std::fs::read_to_string(dir.path().join("a.log")).unwrap(),
             "a0\na1\n"
         );
+        assert_eq!(std::fs::read_to_string(&missing).unwrap(), "b1\n");
+    }
+
+    /// Paths no file can ever have are refused alone; the rest of the batch is written.
+    #[test]
+    fn a_path_that_can_never_be_a_file_is_refused_and_the_rest_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let service = service(&config(&dir.path().join("{name}/{fields.f}.log")));
+        let with_f = |name: &str, f: &str, body: &str| {
+            let mut e = named(name, body);
+            e.fields.insert("f", crate::event::Value::String(f.into()));
+            e
+        };
+        std::fs::write(dir.path().join("plain"), "a file\n").unwrap();
+        std::fs::create_dir_all(dir.path().join("d/x.log")).unwrap();
+        let long = "n".repeat(300);
+        let batch = [
+            with_f("a", "x", "a1"),
+            with_f("plain", "x", "under a file"), // ENOTDIR
+            with_f("d", "x", "onto a directory"), // EISDIR
+            with_f(&long, "x", "long"),           // bounded: written
+            with_f("a", "x", "a2"),
+        ];
+        let failed = deliver(&service, &batch);
+        let Err(SendError::RejectParts { parts, message }) = failed else {
+            panic!("{failed:?}");
+        };
+        assert_eq!(parts, [1, 2], "{message}");
+        assert!(
+            message.contains("2 paths") && message.contains("plain"),
+            "{message}"
+        );
+        let read = |p: &Path| std::fs::read_to_string(p).unwrap();
+        assert_eq!(read(&dir.path().join("a/x.log")), "a1\na2\n");
+        let bounded: Vec<PathBuf> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.file_name().unwrap().len() > 100)
+            .collect();
+        assert_eq!(bounded.len(), 1, "{bounded:?}");
+        assert_eq!(read(&bounded[0].join("x.log")), "long\n");
+
+        // The template's own directory a file: the environment's fault, retried.
+        let file = dir.path().join("plain");
+        let service = self::service(&config(&file.join("{name}.log")));
+        let failed = deliver(&service, &[named("a", "a")]);
+        assert!(matches!(failed, Err(SendError::Retry { .. })), "{failed:?}");
+    }
+
+    #[test]
+    fn rolling_refuses_the_marker_in_the_path() {
+        let mut cfg = config(Path::new("/tmp/x~/{name}.log"));
+        let mut problems = Problems::default();
+        cfg.validate(&mut problems);
+        assert!(problems.is_empty(), "no rolling: `~` is allowed");
+        cfg.roll_events = Some(10);
+        cfg.validate(&mut problems);
+        assert!(!problems.is_empty());
     }
 
     #[test]

@@ -1,7 +1,20 @@
 //! Rolling for the `file` sink: when the file it writes reaches a size, a number of
-//! events or an age, it is closed and renamed `PATH.<unix ms>` (a *rolled* file), then
-//! gzipped to `PATH.<unix ms>.gz` when asked, and the oldest rolled files beyond
+//! events or an age, it is closed and renamed `PATH.~<unix ms>` (a *rolled* file), then
+//! gzipped to `PATH.~<unix ms>.gz` when asked, and the oldest rolled files beyond
 //! `max_files` are deleted (the limits themselves: [`RollLimits`]).
+//!
+//! **Names no other file can have.** Retention deletes files by name, so a rolled name
+//! must never be the path another event renders to (with `path = ".../{name}"`, the
+//! events `billing.1` and `billing` once made `billing.1`, a live file, look like a
+//! roll of `billing`). The `~` ([`MARKER`]) makes them unambiguous: a template never
+//! inserts one (an event's `~` becomes `_`), the config refuses one in the text of a
+//! rolling sink's path, and the only other `~` of a rendered path starts a hash tail
+//! (`~h`, never a digit). So a name `P.~<digits>` is a roll of `P` and of nothing
+//! else, and no rendered path is a rolled name.
+//!
+//! **Files rolled by earlier versions** (`PATH.<ms>`, `PATH.<ms>.gz`) are left as they
+//! are: their name cannot tell them from another stream's live file, so they are not
+//! counted against `max_files`, compressed or deleted; remove them by hand once read.
 //!
 //! Crash safety: a rename is atomic, so a crash leaves either the file being written or
 //! a whole rolled file. Compression writes `NAME.gz.tmp`, syncs it and renames it to
@@ -10,6 +23,7 @@
 //! compressing the rolled file again.
 
 use crate::sink::rolling::RollLimits;
+use crate::template::MARKER;
 use std::fs::File;
 use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
@@ -54,7 +68,12 @@ impl Roller {
     /// Compresses rolled files left uncompressed (a crash between the rename and the end
     /// of compression) and deletes partial `.gz.tmp` files; applies the retention limit.
     pub fn recover(&self) {
-        for tmp in self.siblings().filter(|p| has_suffix(p, ".gz.tmp")) {
+        let partial = self.siblings().filter(|p| {
+            p.to_str()
+                .and_then(|p| p.strip_suffix(".gz.tmp"))
+                .is_some_and(|rolled| self.stamp_of(Path::new(rolled)).is_some())
+        });
+        for tmp in partial {
             let _ = std::fs::remove_file(&tmp);
         }
         if self.policy.gzip {
@@ -76,15 +95,15 @@ impl Roller {
         self.retain();
     }
 
-    /// `PATH.<unix ms>`, after the newest rolled file even when the clock went back or
+    /// `PATH.~<unix ms>`, after the newest rolled file even when the clock went back or
     /// two rolls fall in one millisecond: names sort in the order of rolling.
     fn next_name(&self) -> PathBuf {
         let ms = (crate::event::now_ns() / 1_000_000).max(0) as u64;
         let newest = self.rolled().last().and_then(|p| self.stamp_of(p));
         let mut stamp = newest.map_or(ms, |n| ms.max(n + 1));
         loop {
-            let name = self.with_suffix(&format!(".{stamp}"));
-            let gz = self.with_suffix(&format!(".{stamp}.gz"));
+            let name = self.with_suffix(&format!(".{MARKER}{stamp}"));
+            let gz = self.with_suffix(&format!(".{MARKER}{stamp}.gz"));
             if !name.exists() && !gz.exists() {
                 return name;
             }
@@ -98,7 +117,8 @@ impl Roller {
         PathBuf::from(name)
     }
 
-    /// Files in the path's directory whose names start with the path's file name and a dot.
+    /// Files in the path's directory whose names start with the path's file name, a dot
+    /// and the marker.
     fn siblings(&self) -> impl Iterator<Item = PathBuf> + use<> {
         let dir = match self.path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -107,7 +127,7 @@ impl Roller {
         let prefix = self
             .path
             .file_name()
-            .map(|n| format!("{}.", n.to_string_lossy()))
+            .map(|n| format!("{}.{MARKER}", n.to_string_lossy()))
             .unwrap_or_default();
         std::fs::read_dir(&dir)
             .into_iter()
@@ -120,7 +140,7 @@ impl Roller {
             })
     }
 
-    /// The rolled files (`PATH.<ms>` and `PATH.<ms>.gz`), oldest first.
+    /// The rolled files (`PATH.~<ms>` and `PATH.~<ms>.gz`), oldest first.
     pub fn rolled(&self) -> Vec<PathBuf> {
         let mut rolled: Vec<(u64, PathBuf)> = self
             .siblings()
@@ -130,12 +150,18 @@ impl Roller {
         rolled.into_iter().map(|(_, p)| p).collect()
     }
 
-    /// The `<ms>` of a rolled file's name; `None` for any other file.
+    /// The `<ms>` of a rolled file's name (`PATH.~<ms>[.gz]`); `None` for any other file.
     fn stamp_of(&self, rolled: &Path) -> Option<u64> {
-        let prefix_len = self.path.file_name()?.len() + 1;
         let name = rolled.file_name()?.to_str()?;
-        let rest = name.get(prefix_len..)?;
-        rest.strip_suffix(".gz").unwrap_or(rest).parse().ok()
+        let rest = name
+            .strip_prefix(self.path.file_name()?.to_str()?)?
+            .strip_prefix('.')?
+            .strip_prefix(MARKER)?;
+        let digits = rest.strip_suffix(".gz").unwrap_or(rest);
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        digits.parse().ok()
     }
 
     /// Deletes the oldest rolled files beyond `max_files`.
@@ -225,10 +251,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.log");
         // A crash after the rename, midway through compressing.
-        std::fs::write(dir.path().join("out.log.1700000000000"), "whole\n").unwrap();
-        std::fs::write(dir.path().join("out.log.1700000000000.gz.tmp"), "part").unwrap();
-        // Not ours: another file's rolls, and the file being written.
-        std::fs::write(dir.path().join("out.log2.1700000000000"), "other\n").unwrap();
+        std::fs::write(dir.path().join("out.log.~1700000000000"), "whole\n").unwrap();
+        std::fs::write(dir.path().join("out.log.~1700000000000.gz.tmp"), "part").unwrap();
+        // Not ours: another file's rolls, the file being written, a file rolled by an
+        // earlier version (its name cannot tell it from another stream's file).
+        std::fs::write(dir.path().join("out.log2.~1700000000000"), "other\n").unwrap();
+        std::fs::write(dir.path().join("out.log.1600000000000"), "old\n").unwrap();
         std::fs::write(&path, "current\n").unwrap();
         let roller = Roller::new(
             path.clone(),
@@ -248,16 +276,43 @@ mod tests {
             names,
             [
                 "out.log",
-                "out.log.1700000000000.gz",
-                "out.log2.1700000000000"
+                "out.log.1600000000000",
+                "out.log.~1700000000000.gz",
+                "out.log2.~1700000000000"
             ]
         );
         let mut text = String::new();
         flate2::read::GzDecoder::new(
-            File::open(dir.path().join("out.log.1700000000000.gz")).unwrap(),
+            File::open(dir.path().join("out.log.~1700000000000.gz")).unwrap(),
         )
         .read_to_string(&mut text)
         .unwrap();
         assert_eq!(text, "whole\n");
+    }
+
+    /// With `path = ".../{name}"`: `billing.1` is the live file of the stream `billing.1`,
+    /// not a roll of `billing`; retention of `billing` must never delete it.
+    #[test]
+    fn another_streams_file_is_never_taken_for_a_rolled_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let policy = RollPolicy {
+            limits: RollLimits::new(None, Some(1), None),
+            gzip: false,
+            max_files: Some(1),
+        };
+        let other = dir.path().join("billing.1");
+        std::fs::write(&other, "live\n").unwrap();
+        let billing = Roller::new(dir.path().join("billing"), policy.clone());
+        for n in 0..3 {
+            std::fs::write(dir.path().join("billing"), format!("{n}\n")).unwrap();
+            billing.roll().unwrap();
+        }
+        billing.recover();
+        assert_eq!(std::fs::read_to_string(&other).unwrap(), "live\n");
+        assert_eq!(billing.rolled().len(), 1);
+        assert!(!billing.rolled().contains(&other));
+        // Nor the other way round: a roll of `billing` is no file of `billing.1`'s.
+        let billing_1 = Roller::new(other.clone(), policy);
+        assert!(billing_1.rolled().is_empty());
     }
 }

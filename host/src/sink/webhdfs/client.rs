@@ -78,6 +78,31 @@ impl HdfsError {
         matches!(self, HdfsError::Remote { status, .. } if *status == StatusCode::BAD_REQUEST)
     }
 
+    /// Whether the path of a `MKDIRS` or `CREATE` can never be made: a file where a
+    /// directory must be (`ParentNotDirectoryException`, or `FileAlreadyExistsException`
+    /// from `MKDIRS`), a name over the namenode's limit (`PathComponentTooLongException`),
+    /// a name HDFS refuses (`InvalidPathException`, any 400).
+    pub fn refuses_path(&self) -> bool {
+        let HdfsError::Remote {
+            op,
+            status,
+            exception,
+            ..
+        } = self
+        else {
+            return false;
+        };
+        matches!(*op, "MKDIRS" | "CREATE")
+            && (*status == StatusCode::BAD_REQUEST
+                || matches!(
+                    exception.as_str(),
+                    "ParentNotDirectoryException"
+                        | "PathComponentTooLongException"
+                        | "InvalidPathException"
+                )
+                || (*op == "MKDIRS" && exception == "FileAlreadyExistsException"))
+    }
+
     /// Whether the path does not exist (404 FileNotFoundException).
     pub fn is_not_found(&self) -> bool {
         matches!(self, HdfsError::Remote { status, .. } if *status == StatusCode::NOT_FOUND)

@@ -27,7 +27,7 @@
 mod client;
 
 use super::rolling::{Current, RollLimits};
-use super::{Part, Payload, SendError, SinkConfig, SinkService};
+use super::{Part, Payload, SendError, SinkConfig, SinkService, group_by_key};
 use crate::compress::Gzip;
 use crate::config::Problems;
 use crate::encoding::Format;
@@ -37,7 +37,6 @@ use crate::template::Template;
 use bytes::Bytes;
 use client::{HdfsError, Identity, WebHdfs};
 use futures_util::future::BoxFuture;
-use indexmap::IndexMap;
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -94,6 +93,11 @@ pub enum HdfsCompression {
     None,
     Gzip,
 }
+
+/// What `file_suffix` and `in_use_suffix` may add to a name: 255 (HDFS's longest name
+/// component) − a rendered segment ([`crate::template::MAX_SEGMENT_BYTES`]) − `.<ms>`
+/// twice (a taken final name gets another) − `.gz`.
+const MAX_SUFFIX_BYTES: usize = 40;
 
 fn default_file_prefix() -> String {
     "events".to_owned()
@@ -195,6 +199,15 @@ impl SinkConfig for WebHdfsSinkConfig {
             if value.contains('/') {
                 problems.at(key, "must not contain `/`");
             }
+        }
+        if self.file_suffix.len() + self.in_use_suffix.len() > MAX_SUFFIX_BYTES {
+            problems.at(
+                "file_suffix",
+                format!(
+                    "file_suffix and in_use_suffix together must be at most {MAX_SUFFIX_BYTES} bytes (HDFS names end at 255; a rendered name takes up to {})",
+                    crate::template::MAX_SEGMENT_BYTES
+                ),
+            );
         }
         if self.in_use_suffix.is_empty() {
             problems.at(
@@ -339,11 +352,22 @@ struct HdfsFile {
 enum HdfsFailure {
     Retry(String),
     Reject(String),
+    /// The file of one stem can never be made ([`HdfsError::refuses_path`]): its part
+    /// alone is refused when the stem comes from the events (see [`WebHdfsService::deliver`]).
+    Path {
+        message: String,
+        permanent: bool,
+    },
 }
 
 impl From<HdfsError> for HdfsFailure {
     fn from(e: HdfsError) -> Self {
-        if e.is_permanent() {
+        if e.refuses_path() {
+            HdfsFailure::Path {
+                message: e.to_string(),
+                permanent: e.is_permanent(),
+            }
+        } else if e.is_permanent() {
             HdfsFailure::Reject(e.to_string())
         } else {
             HdfsFailure::Retry(e.to_string())
@@ -355,7 +379,12 @@ impl From<HdfsFailure> for SendError {
     fn from(f: HdfsFailure) -> Self {
         match f {
             HdfsFailure::Retry(message) => SendError::retry(message),
-            HdfsFailure::Reject(message) => SendError::reject(message),
+            HdfsFailure::Reject(message)
+            | HdfsFailure::Path {
+                message,
+                permanent: true,
+            } => SendError::reject(message),
+            HdfsFailure::Path { message, .. } => SendError::retry(message),
         }
     }
 }
@@ -369,18 +398,7 @@ impl SinkService for WebHdfsService {
     /// gzip each part is one gzip member.
     fn encode_parts(&self, events: &[Event], out: &mut Vec<u8>) -> Vec<Part> {
         let now = crate::event::now_ns();
-        let mut groups: IndexMap<String, Vec<&Event>> = IndexMap::new();
-        let mut stem = String::new();
-        for event in events {
-            stem.clear();
-            self.template.render(event, now, &mut stem);
-            match groups.get_mut(stem.as_str()) {
-                Some(group) => group.push(event),
-                None => {
-                    groups.insert(stem.clone(), vec![event]);
-                }
-            }
-        }
+        let groups = group_by_key(events, |event, stem| self.template.render(event, now, stem));
         let idle = self
             .encoders
             .lock()
@@ -391,7 +409,7 @@ impl SinkService for WebHdfsService {
             .into_iter()
             .map(|(key, group)| {
                 let target = if self.gzip { &mut plain } else { &mut *out };
-                for event in &group {
+                for (_, event) in &group {
                     self.format.encode(event, target);
                 }
                 if self.gzip {
@@ -402,6 +420,7 @@ impl SinkService for WebHdfsService {
                     key,
                     end: out.len(),
                     events: group.len(),
+                    positions: group.iter().map(|(position, _)| *position).collect(),
                 }
             })
             .collect();
@@ -415,7 +434,7 @@ impl SinkService for WebHdfsService {
     }
 
     fn send(self: Arc<Self>, payload: Arc<Payload>) -> BoxFuture<'static, Result<(), SendError>> {
-        Box::pin(async move { self.deliver(&payload).await.map_err(SendError::from) })
+        Box::pin(async move { self.deliver(&payload).await })
     }
 
     fn housekeep(self: Arc<Self>) -> Option<BoxFuture<'static, ()>> {
@@ -457,31 +476,74 @@ impl SinkService for WebHdfsService {
 impl WebHdfsService {
     /// Writes every part of a batch to its file; on a failure, the files it reached are
     /// marked to be cut back before their next write (the retry sends the whole batch).
-    async fn deliver(&self, payload: &Payload) -> Result<(), HdfsFailure> {
+    /// A part whose file can never be made is refused alone, the others written, when
+    /// its stem comes from the events ([`Self::refused_for_good`]).
+    async fn deliver(&self, payload: &Payload) -> Result<(), SendError> {
         let mut state = self.state.lock().await;
         self.finish_closing(&mut state).await;
         let mut written: Vec<(String, Current)> = Vec::new();
+        let mut refused: Vec<usize> = Vec::new();
+        let mut first_refusal = String::new();
         let mut start = 0;
-        for part in &payload.parts {
+        for (i, part) in payload.parts.iter().enumerate() {
             let data = payload.bytes.slice(start..part.end);
             start = part.end;
-            match self
+            let failure = match self
                 .write_part(&mut state, &part.key, data, part.events as u64)
                 .await
             {
-                Ok(before) => written.push((part.key.clone(), before)),
-                Err(e) => {
-                    for (stem, before) in written {
-                        if let Some(file) = state.open.get_mut(&stem) {
-                            file.current = before;
-                            file.unsettled = true;
-                        }
-                    }
-                    return Err(e);
+                Ok(before) => {
+                    written.push((part.key.clone(), before));
+                    continue;
+                }
+                Err(failure) => failure,
+            };
+            if let HdfsFailure::Path { message, .. } = &failure
+                && self.refused_for_good().await
+            {
+                if refused.is_empty() {
+                    first_refusal = message.clone();
+                }
+                refused.push(i);
+                continue;
+            }
+            for (stem, before) in written {
+                if let Some(file) = state.open.get_mut(&stem) {
+                    file.current = before;
+                    file.unsettled = true;
                 }
             }
+            return Err(failure.into());
         }
-        Ok(())
+        if refused.is_empty() {
+            return Ok(());
+        }
+        let message = match refused.len() {
+            1 => first_refusal,
+            n => format!("{n} files can never be made, the first: {first_refusal}"),
+        };
+        Err(SendError::RejectParts {
+            parts: refused,
+            message,
+        })
+    }
+
+    /// Whether a path HDFS refuses is the events' doing: the template inserts something
+    /// from them, and its own directory (the text before the first placeholder) is a
+    /// directory in HDFS. Otherwise the fault is the configuration's or the cluster's,
+    /// and retrying (after someone fixes it) loses nothing.
+    async fn refused_for_good(&self) -> bool {
+        if self.template.is_static() {
+            return false;
+        }
+        let prefix = self.template.literal_prefix();
+        match prefix.rfind('/') {
+            Some(0) | None => true,
+            Some(end) => matches!(
+                self.client.status(&prefix[..end]).await,
+                Ok(Some(status)) if status.kind == "DIRECTORY"
+            ),
+        }
     }
 
     /// Appends one part to the file of its stem: settles the file when it must, rolls
@@ -694,7 +756,10 @@ impl WebHdfsService {
             }
         }
         state.closing = left;
-        if let Err(HdfsFailure::Retry(e) | HdfsFailure::Reject(e)) = self.record(state) {
+        if let Err(
+            HdfsFailure::Retry(e) | HdfsFailure::Reject(e) | HdfsFailure::Path { message: e, .. },
+        ) = self.record(state)
+        {
             tracing::warn!(sink = %self.name, "{e}");
         }
     }
