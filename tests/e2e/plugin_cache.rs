@@ -126,5 +126,9 @@ fn a_cache_directory_others_can_write_is_not_used() {
         stderr.contains("plugin compile cache is not used") && stderr.contains("0777"),
         "{stderr}"
     );
-    assert_eq!(std::fs::read(&entry).unwrap(), b"anyone's bytes", "not touched");
+    assert_eq!(
+        std::fs::read(&entry).unwrap(),
+        b"anyone's bytes",
+        "not touched"
+    );
 }

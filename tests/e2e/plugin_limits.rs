@@ -212,6 +212,9 @@ batch_size = 512
     // The rest is counted, in the summary and in the log.
     let suppressed = summary_counter(&stderr, "plugin.fragile", "output_lines_suppressed")
         .expect("the suppressed lines are counted");
-    assert!(suppressed >= failed_calls - output_lines, "{suppressed}\n{stderr}");
+    assert!(
+        suppressed >= failed_calls - output_lines,
+        "{suppressed}\n{stderr}"
+    );
     assert!(stderr.contains("the rest is not shown"), "{stderr}");
 }

@@ -233,7 +233,11 @@ fn read(engine: &Engine, disk: &TrustedDir, key: &[u8; 32]) -> Option<Component>
 }
 
 /// The code of a cache file's `bytes`, if they are this agent's entry for `key`.
-fn entry_code<'a>(disk: &TrustedDir, key: &[u8; 32], bytes: &'a [u8]) -> Result<&'a [u8], &'static str> {
+fn entry_code<'a>(
+    disk: &TrustedDir,
+    key: &[u8; 32],
+    bytes: &'a [u8],
+) -> Result<&'a [u8], &'static str> {
     let body_len = bytes
         .len()
         .checked_sub(TAG_LEN)

@@ -38,15 +38,9 @@ pub struct TrustedDir {
 #[derive(Debug, thiserror::Error)]
 pub enum UntrustedDir {
     #[error("cannot create {dir}: {source}")]
-    Create {
-        dir: String,
-        source: std::io::Error,
-    },
+    Create { dir: String, source: std::io::Error },
     #[error("cannot read {dir}: {source}")]
-    Stat {
-        dir: String,
-        source: std::io::Error,
-    },
+    Stat { dir: String, source: std::io::Error },
     #[error("{dir} is not a directory")]
     NotDirectory { dir: String },
     #[error("{dir} belongs to uid {owner}, not to the agent's user (uid {ours})")]
@@ -175,7 +169,10 @@ fn read_key(path: &Path) -> Result<Option<[u8; KEY_LEN]>, String> {
     }
     check_private(&meta, 0o077).map_err(|e| match e {
         NotPrivate::Owner(owner) => {
-            format!("belongs to uid {owner}, not to the agent's user (uid {})", euid())
+            format!(
+                "belongs to uid {owner}, not to the agent's user (uid {})",
+                euid()
+            )
         }
         NotPrivate::Mode(mode) => {
             format!("its mode is {mode:04o}: it must be readable by its owner only (0600)")

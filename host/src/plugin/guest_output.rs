@@ -63,7 +63,9 @@ impl OutputBudget {
     fn admit(&self, now: Instant, lines: usize) -> Admitted {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let mut earlier = 0;
-        if s.window.is_none_or(|start| now.saturating_duration_since(start) >= WINDOW) {
+        if s.window
+            .is_none_or(|start| now.saturating_duration_since(start) >= WINDOW)
+        {
             earlier = std::mem::take(&mut s.suppressed);
             s.window = Some(now);
             s.shown = 0;

@@ -11,8 +11,8 @@ use crate::event::Level;
 use crate::metrics::PluginCounters;
 use std::sync::Arc;
 use std::time::Duration;
-use wasmtime::component::ResourceTable;
 use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{
     HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
 };
@@ -343,12 +343,19 @@ mod tests {
         // 200,000 elements are 1.6 MB of host memory: past the 1 MiB left.
         assert!(!limiter.table_growing(0, 200_000, None).unwrap());
         assert!(limiter.table_growing(0, 100_000, None).unwrap());
-        assert_eq!(limiter.held_bytes(), 3 * MIB + 100_000 * TABLE_ELEMENT_BYTES);
+        assert_eq!(
+            limiter.held_bytes(),
+            3 * MIB + 100_000 * TABLE_ELEMENT_BYTES
+        );
         // The memory cannot take what the table holds.
         assert!(!limiter.memory_growing(3 * MIB, 4 * MIB, None).unwrap());
         // Element count cap, whatever the bytes.
         let mut roomy = Limiter::new(usize::MAX / 2);
-        assert!(!roomy.table_growing(0, MAX_TABLE_ELEMENTS + 1, None).unwrap());
+        assert!(
+            !roomy
+                .table_growing(0, MAX_TABLE_ELEMENTS + 1, None)
+                .unwrap()
+        );
         // A growth past the declared maximum fails in wasmtime and is not counted.
         assert!(!roomy.memory_growing(0, 2 * MIB, Some(MIB)).unwrap());
         assert_eq!(roomy.held_bytes(), 0);
