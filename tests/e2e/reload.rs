@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 const MARKER: &[u8] = b"RUNNEL-FIXTURE-VERSION:";
 
 /// The versioned fixture with its version digits set to `version`.
-fn fixture(version: u32) -> Vec<u8> {
+pub(crate) fn fixture(version: u32) -> Vec<u8> {
     let mut wasm = std::fs::read(built_plugin("runnel_test_versioned.wasm")).unwrap();
     let at: Vec<usize> = wasm
         .windows(MARKER.len())

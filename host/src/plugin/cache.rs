@@ -2,27 +2,30 @@
 //! of the engine (several plugin entries using one component compile it once), and on
 //! disk across restarts (`<data_dir>/plugin-cache`).
 //!
-//! A cache file is named by the SHA-256 of the component's bytes and of the engine's
-//! compatibility hash (wasmtime's version and every setting that changes the code it
-//! makes), so a new wasmtime or another engine setting never reads an old file. The
-//! file is `MAGIC ‖ SHA-256(code) ‖ code`, where `code` is what
-//! [`Component::serialize`] made; it is written to a temporary file and renamed, and
-//! its checksum is verified before the code is handed to wasmtime. A file that does not
-//! verify is removed and the component compiled again.
+//! A cache file is named by its key: the SHA-256 of the engine's compatibility hash
+//! (wasmtime's version and every setting that changes the code it makes) and of the
+//! component's bytes, so a new wasmtime or another engine setting never reads an old
+//! file. The file is `MAGIC ‖ key ‖ code ‖ tag`, where `code` is what
+//! [`Component::serialize`] made and `tag` the agent's HMAC-SHA-256 of everything
+//! before it (see [`super::cache_trust`]); it is written to a temporary file and
+//! renamed. Before the code is handed to wasmtime, the key in the file must be the key
+//! of the component being loaded and the tag must verify: a file that fails is removed
+//! and the component compiled again.
 //!
-//! Trust: loading compiled code runs it without the checks compiling would make, so
-//! the cache directory must be writable by the agent only — the same trust as the
-//! config and the plugin files it names.
+//! Trust: see [`super::cache_trust`] — the directory must be the agent's own (else the
+//! cache is not used) and every entry must carry this agent's tag for this component.
 
+use super::cache_trust::{TAG_LEN, TrustedDir};
 use crate::builtin::Precompiled;
 use ring::digest::{Context, SHA256};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-const MAGIC: &[u8; 8] = b"RNLCWASM";
+/// The start of a cache file (the second format: the first had no key and no tag).
+const MAGIC: &[u8; 8] = b"RNLCWAS2";
 const HEADER_LEN: usize = MAGIC.len() + 32;
 /// The start of a builtin's code compiled at build time (see [`CompileCache::precompile`]).
 const PRECOMPILED_MAGIC: &[u8; 8] = b"RNLPRE02";
@@ -44,6 +47,9 @@ pub enum Origin {
 
 pub struct CompileCache {
     dir: Option<PathBuf>,
+    /// `dir`, once checked and its key loaded (at the first component not found in
+    /// memory); `None` when it cannot be trusted: then nothing is kept on disk.
+    disk: OnceLock<Option<TrustedDir>>,
     /// The engine's compatibility hash, folded into every key.
     engine_key: [u8; 32],
     loaded: Mutex<HashMap<[u8; 32], Component>>,
@@ -62,6 +68,7 @@ impl CompileCache {
         };
         Self {
             dir,
+            disk: OnceLock::new(),
             engine_key,
             loaded: Mutex::new(HashMap::new()),
         }
@@ -84,24 +91,40 @@ impl CompileCache {
             lock(&self.loaded).insert(key, component.clone());
             return Ok((component, Origin::Precompiled));
         }
-        let file = self.dir.as_ref().map(|d| d.join(file_name(&key)));
-        if let Some(file) = &file
-            && let Some(component) = read(engine, file)
+        let disk = self.disk();
+        if let Some(disk) = disk
+            && let Some(component) = read(engine, disk, &key)
         {
             lock(&self.loaded).insert(key, component.clone());
             return Ok((component, Origin::Disk));
         }
         let component = compile()?;
-        if let Some(file) = &file
-            && let Err(e) = write(&component, file)
+        if let Some(disk) = disk
+            && let Err(e) = write(&component, disk, &key)
         {
             tracing::warn!(
-                "cannot keep the compiled plugin in {}: {e:#} (it is compiled again at the next start)",
-                file.display()
+                "cannot keep the compiled plugin: {e:#} (it is compiled again at the next start)"
             );
         }
         lock(&self.loaded).insert(key, component.clone());
         Ok((component, Origin::Compiled))
+    }
+
+    /// The cache directory, checked (once) and with its key; `None` without one or when
+    /// it cannot be trusted (said once, as a warning).
+    fn disk(&self) -> Option<&TrustedDir> {
+        self.disk
+            .get_or_init(|| {
+                let dir = self.dir.as_ref()?;
+                TrustedDir::open(dir)
+                    .inspect_err(|e| {
+                        tracing::warn!(
+                            "the plugin compile cache is not used: {e}; plugins are compiled at every start"
+                        )
+                    })
+                    .ok()
+            })
+            .as_ref()
     }
 
     /// `wasm` compiled for embedding in the agent's binary (see [`Precompiled`]):
@@ -163,9 +186,11 @@ fn checksum(code: &[u8]) -> [u8; 32] {
     sum
 }
 
-/// Reads a cache file; `None` (after removing a damaged one) when it cannot be used.
-fn read(engine: &Engine, file: &Path) -> Option<Component> {
-    let bytes = match std::fs::read(file) {
+/// Reads the cache file of `key`; `None` (after removing one that cannot be used) when
+/// there is none or it is not this agent's entry for this component and engine.
+fn read(engine: &Engine, disk: &TrustedDir, key: &[u8; 32]) -> Option<Component> {
+    let file = disk.dir.join(file_name(key));
+    let bytes = match std::fs::read(&file) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
         Err(e) => {
@@ -173,36 +198,68 @@ fn read(engine: &Engine, file: &Path) -> Option<Component> {
             return None;
         }
     };
-    let intact = bytes.len() > HEADER_LEN
-        && &bytes[..MAGIC.len()] == MAGIC
-        && bytes[MAGIC.len()..HEADER_LEN] == checksum(&bytes[HEADER_LEN..]);
-    let component = if intact {
-        // SAFETY: `Component::deserialize` trusts its input to be code that
-        // `Component::serialize` made for a compatible engine. These bytes are exactly
-        // what `write` stored from `Component::serialize` (the SHA-256 checksum above
-        // verified them, so a torn or corrupted file never gets here); the file name
-        // binds them to this engine's compatibility hash, and wasmtime checks its own
-        // version and settings header again. The cache directory is the agent's own
-        // (see the module documentation): nobody else writes these files.
-        unsafe { Component::deserialize(engine, &bytes[HEADER_LEN..]) }.ok()
-    } else {
-        None
+    let component = match entry_code(disk, key, &bytes) {
+        Ok(code) => {
+            // SAFETY: `Component::deserialize` trusts its input to be code that
+            // `Component::serialize` made for a compatible engine. `entry_code` verified
+            // this agent's HMAC over the file, made with a key only the agent's user can
+            // read (see `cache_trust`), so these are the bytes `write` stored from
+            // `Component::serialize`; the key in the header, also under the HMAC, binds
+            // them to these component bytes and this engine's compatibility hash, and
+            // wasmtime checks its own version and settings header again.
+            match unsafe { Component::deserialize(engine, code) } {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::warn!(
+                        "the compiled plugin {} does not load ({e:#}); compiling again",
+                        file.display()
+                    );
+                    None
+                }
+            }
+        }
+        Err(why) => {
+            tracing::warn!(
+                "the compiled plugin {} is refused: {why}; compiling again",
+                file.display()
+            );
+            None
+        }
     };
     if component.is_none() {
-        tracing::warn!(
-            "the compiled plugin {} is damaged or stale; compiling again",
-            file.display()
-        );
-        let _ = std::fs::remove_file(file);
+        let _ = std::fs::remove_file(&file);
     }
     component
 }
 
-/// Writes a cache file whole (see [`crate::files::replace`]).
-fn write(component: &Component, file: &Path) -> anyhow::Result<()> {
+/// The code of a cache file's `bytes`, if they are this agent's entry for `key`.
+fn entry_code<'a>(
+    disk: &TrustedDir,
+    key: &[u8; 32],
+    bytes: &'a [u8],
+) -> Result<&'a [u8], &'static str> {
+    let body_len = bytes
+        .len()
+        .checked_sub(TAG_LEN)
+        .filter(|&n| n > HEADER_LEN && &bytes[..MAGIC.len()] == MAGIC)
+        .ok_or("damaged or of an older format")?;
+    let (body, tag) = bytes.split_at(body_len);
+    if !disk.verify(body, tag) {
+        return Err("it was not written by this agent (its HMAC does not verify), or is damaged");
+    }
+    if body[MAGIC.len()..HEADER_LEN] != key[..] {
+        return Err("it holds the code of another component or engine");
+    }
+    Ok(&body[HEADER_LEN..])
+}
+
+/// Writes the cache file of `key` whole (see [`crate::files::replace`]).
+fn write(component: &Component, disk: &TrustedDir, key: &[u8; 32]) -> anyhow::Result<()> {
     use anyhow::Context as _;
     let code = component.serialize()?;
-    crate::files::replace(file, &[MAGIC, &checksum(&code), &code])
+    let tag = disk.tag(&[MAGIC, key, &code]);
+    let file = disk.dir.join(file_name(key));
+    crate::files::replace(&file, &[MAGIC, key, &code, &tag])
         .with_context(|| format!("write {}", file.display()))
 }
 
@@ -241,6 +298,7 @@ impl std::hash::Hasher for DigestHasher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     /// The smallest component: its preamble only.
     const EMPTY_COMPONENT: &[u8] = b"\0asm\x0d\x00\x01\x00";
@@ -255,12 +313,29 @@ mod tests {
         Component::new(engine, wasm)
     }
 
+    /// A cache directory in a temporary directory (its key is kept next to it).
+    fn cache_dir() -> (tempfile::TempDir, PathBuf) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("plugin-cache");
+        (tmp, dir)
+    }
+
+    /// The one cache file in `dir`.
+    fn only_file(dir: &Path) -> PathBuf {
+        let files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(files.len(), 1, "{files:?}");
+        files[0].clone()
+    }
+
     #[test]
     fn compiled_once_then_from_memory_then_from_disk() {
-        let dir = tempfile::tempdir().unwrap();
+        let (_tmp, dir) = cache_dir();
         let engine = engine();
         let wasm = EMPTY_COMPONENT.to_vec();
-        let cache = CompileCache::new(&engine, Some(dir.path().to_path_buf()));
+        let cache = CompileCache::new(&engine, Some(dir.clone()));
         let (_, o) = cache
             .get(&engine, &wasm, None, || compile(&engine, &wasm))
             .unwrap();
@@ -271,7 +346,7 @@ mod tests {
         assert_eq!(o, Origin::Memory);
         // A new engine (a restart) reads what the first one wrote.
         let engine = engine_again();
-        let cache = CompileCache::new(&engine, Some(dir.path().to_path_buf()));
+        let cache = CompileCache::new(&engine, Some(dir.clone()));
         let (_, o) = cache
             .get(&engine, &wasm, None, || panic!("not cached"))
             .unwrap();
@@ -356,33 +431,116 @@ mod tests {
 
     #[test]
     fn a_damaged_file_is_removed_and_the_component_compiled_again() {
-        let dir = tempfile::tempdir().unwrap();
+        let (_tmp, dir) = cache_dir();
         let engine = engine();
         let wasm = EMPTY_COMPONENT.to_vec();
-        CompileCache::new(&engine, Some(dir.path().to_path_buf()))
+        CompileCache::new(&engine, Some(dir.clone()))
             .get(&engine, &wasm, None, || compile(&engine, &wasm))
             .unwrap();
-        let file = std::fs::read_dir(dir.path())
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap()
-            .path();
+        let file = only_file(&dir);
         let mut bytes = std::fs::read(&file).unwrap();
-        let n = bytes.len();
-        bytes[n - 10] ^= 0xFF;
-        std::fs::write(&file, &bytes).unwrap();
-        let cache = CompileCache::new(&engine, Some(dir.path().to_path_buf()));
-        let (_, o) = cache
-            .get(&engine, &wasm, None, || compile(&engine, &wasm))
-            .unwrap();
-        assert_eq!(o, Origin::Compiled);
+        for at in [HEADER_LEN + 3, bytes.len() - 40, bytes.len() - 10] {
+            bytes[at] ^= 0xFF;
+            std::fs::write(&file, &bytes).unwrap();
+            let cache = CompileCache::new(&engine, Some(dir.clone()));
+            let (_, o) = cache
+                .get(&engine, &wasm, None, || compile(&engine, &wasm))
+                .unwrap();
+            assert_eq!(o, Origin::Compiled, "byte {at} changed");
+            bytes = std::fs::read(&file).unwrap();
+        }
         // Written again, intact.
-        let cache = CompileCache::new(&engine, Some(dir.path().to_path_buf()));
+        let cache = CompileCache::new(&engine, Some(dir.clone()));
         let (_, o) = cache
             .get(&engine, &wasm, None, || panic!("not cached"))
             .unwrap();
         assert_eq!(o, Origin::Disk);
+    }
+
+    /// Component A's cache file replaced by component B's (the compiled code of another
+    /// plugin copied over a signed plugin's): refused, and A compiled from its own bytes.
+    #[test]
+    fn another_components_entry_under_a_components_name_is_refused() {
+        let (_tmp, dir) = cache_dir();
+        let engine = engine();
+        let a = EMPTY_COMPONENT;
+        let b = OTHER_COMPONENT;
+        let dir_a = dir.join("a");
+        let dir_b = dir.join("b");
+        for (wasm, dir) in [(a, &dir_a), (b, &dir_b)] {
+            CompileCache::new(&engine, Some(dir.clone()))
+                .get(&engine, wasm, None, || compile(&engine, wasm))
+                .unwrap();
+        }
+        // Both caches share one key here (the same parent): B's file carries a tag
+        // this agent made, only for another component.
+        let file_a = only_file(&dir_a);
+        std::fs::copy(only_file(&dir_b), &file_a).unwrap();
+        let cache = CompileCache::new(&engine, Some(dir_a.clone()));
+        let mut compiled = None;
+        let (_, o) = cache
+            .get(&engine, a, None, || {
+                compiled = Some(a);
+                compile(&engine, a)
+            })
+            .unwrap();
+        assert_eq!(o, Origin::Compiled);
+        assert_eq!(compiled, Some(a), "A compiled from A's bytes");
+        // The file now holds A's code again.
+        let (_, o) = CompileCache::new(&engine, Some(dir_a.clone()))
+            .get(&engine, a, None, || panic!("not cached"))
+            .unwrap();
+        assert_eq!(o, Origin::Disk);
+    }
+
+    /// An entry that is not this agent's (forged by someone who can write the directory
+    /// but not read the key; here: written under another key) is refused.
+    #[test]
+    fn an_entry_made_without_the_agents_key_is_refused() {
+        let (_tmp, dir) = cache_dir();
+        let engine = engine();
+        let wasm = EMPTY_COMPONENT;
+        CompileCache::new(&engine, Some(dir.clone()))
+            .get(&engine, wasm, None, || compile(&engine, wasm))
+            .unwrap();
+        let file = only_file(&dir);
+        let entry = std::fs::read(&file).unwrap();
+        // A new key (the old one removed): the entry's tag no longer verifies.
+        std::fs::remove_file(super::super::cache_trust::key_path(&dir)).unwrap();
+        let (_, o) = CompileCache::new(&engine, Some(dir.clone()))
+            .get(&engine, wasm, None, || compile(&engine, wasm))
+            .unwrap();
+        assert_eq!(o, Origin::Compiled);
+        // Rewritten under the new key; the old entry copied back is refused again.
+        std::fs::write(&file, &entry).unwrap();
+        let (_, o) = CompileCache::new(&engine, Some(dir.clone()))
+            .get(&engine, wasm, None, || compile(&engine, wasm))
+            .unwrap();
+        assert_eq!(o, Origin::Compiled);
+    }
+
+    /// A cache directory its group or others can write is not used: every component is
+    /// compiled, nothing is read from it or written to it.
+    #[test]
+    fn a_directory_others_can_write_is_not_used() {
+        use std::os::unix::fs::PermissionsExt;
+        let (_tmp, dir) = cache_dir();
+        let engine = engine();
+        let wasm = EMPTY_COMPONENT;
+        CompileCache::new(&engine, Some(dir.clone()))
+            .get(&engine, wasm, None, || compile(&engine, wasm))
+            .unwrap();
+        let file = only_file(&dir);
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let (_, o) = CompileCache::new(&engine, Some(dir.clone()))
+            .get(&engine, wasm, None, || compile(&engine, wasm))
+            .unwrap();
+        assert_eq!(o, Origin::Compiled, "a 0777 directory is not read");
+        std::fs::remove_file(&file).unwrap();
+        CompileCache::new(&engine, Some(dir.clone()))
+            .get(&engine, wasm, None, || compile(&engine, wasm))
+            .unwrap();
+        assert!(!file.exists(), "nor written");
     }
 
     #[test]

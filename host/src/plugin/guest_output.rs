@@ -2,18 +2,87 @@
 //! panic message, a C `fprintf(stderr, ...)` — captured into the agent's log instead of
 //! discarded. Writes go to a bounded buffer per instance (the excess is counted, never
 //! an error the guest would see: a failed write to stderr makes some runtimes trap);
-//! after every call the host logs the buffered lines under the plugin's name, at most
-//! [`LINES_PER_CALL`] of them, and says how many more were left out.
+//! after every call the host logs the buffered lines under the plugin's name — at most
+//! [`LINES_PER_WINDOW`] per plugin every [`WINDOW`], across its instances and streams
+//! ([`OutputBudget`]): a plugin that panics on every poison event of a stream must not
+//! flood the agent's log. The lines left out are counted (`plugin.NAME
+//! output_lines_suppressed` in the summary) and their number logged when the next
+//! window's output is.
 
 use bytes::Bytes;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
 /// Bytes kept per stream between two drains.
 const CAPACITY: usize = 64 << 10;
-/// Lines logged per stream and call.
-pub const LINES_PER_CALL: usize = 20;
+/// Lines of a plugin's output logged per window.
+pub const LINES_PER_WINDOW: usize = 20;
+/// The window of [`LINES_PER_WINDOW`].
+pub const WINDOW: Duration = Duration::from_secs(10);
+
+/// How much of a plugin's output may still be logged: one per plugin, shared by its
+/// instances (a trapping instance is replaced, its budget is not).
+pub struct OutputBudget {
+    state: Mutex<BudgetState>,
+    /// Lines not logged, in total.
+    suppressed: crate::metrics::Counter,
+}
+
+#[derive(Default)]
+struct BudgetState {
+    /// When the current window started (none before the first output).
+    window: Option<Instant>,
+    /// Lines logged in the current window.
+    shown: usize,
+    /// Lines left out in the current window.
+    suppressed: u64,
+}
+
+/// What may be logged of `lines` lines of output.
+#[derive(Debug, PartialEq, Eq)]
+struct Admitted {
+    /// How many of them to log.
+    shown: usize,
+    /// Lines left out in the windows before this one (logged now, once).
+    earlier: u64,
+    /// Whether these are the first lines left out in this window.
+    first_suppressed: bool,
+}
+
+impl OutputBudget {
+    pub fn new(plugin: &str) -> Self {
+        Self {
+            state: Mutex::default(),
+            suppressed: crate::metrics::Registry::global()
+                .counter(&format!("plugin.{plugin}"), "output_lines_suppressed"),
+        }
+    }
+
+    fn admit(&self, now: Instant, lines: usize) -> Admitted {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut earlier = 0;
+        if s.window
+            .is_none_or(|start| now.saturating_duration_since(start) >= WINDOW)
+        {
+            earlier = std::mem::take(&mut s.suppressed);
+            s.window = Some(now);
+            s.shown = 0;
+        }
+        let shown = lines.min(LINES_PER_WINDOW - s.shown);
+        s.shown += shown;
+        let left_out = (lines - shown) as u64;
+        let first_suppressed = left_out > 0 && s.suppressed == 0;
+        s.suppressed += left_out;
+        self.suppressed.add(left_out);
+        Admitted {
+            shown,
+            earlier,
+            first_suppressed,
+        }
+    }
+}
 
 #[derive(Default)]
 struct Buffer {
@@ -29,8 +98,9 @@ pub struct GuestOutput {
 }
 
 impl GuestOutput {
-    /// Logs what was written since the last call, as `plugin`'s `stream`.
-    pub fn drain_to_log(&self, plugin: &str, stream: &str) {
+    /// Logs what was written since the last call, as `plugin`'s `stream`, as far as
+    /// `budget` lets it.
+    pub fn drain_to_log(&self, plugin: &str, stream: &str, budget: &OutputBudget) {
         let (bytes, dropped) = {
             let mut b = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
             if b.bytes.is_empty() && b.dropped == 0 {
@@ -40,15 +110,32 @@ impl GuestOutput {
         };
         let text = String::from_utf8_lossy(&bytes);
         let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-        for line in lines.iter().take(LINES_PER_CALL) {
+        let admitted = budget.admit(Instant::now(), lines.len());
+        if admitted.earlier > 0 {
+            tracing::warn!(
+                plugin,
+                suppressed = admitted.earlier,
+                "{} lines of the plugin's output were not shown (at most {LINES_PER_WINDOW} every {} s)",
+                admitted.earlier,
+                WINDOW.as_secs()
+            );
+        }
+        for line in &lines[..admitted.shown] {
             tracing::warn!(plugin, stream, "{line}");
         }
-        let more = lines.len().saturating_sub(LINES_PER_CALL);
-        if more > 0 || dropped > 0 {
+        if admitted.first_suppressed {
             tracing::warn!(
                 plugin,
                 stream,
-                "{more} more lines and {dropped} more bytes were written (not shown)"
+                "more output than {LINES_PER_WINDOW} lines in {} s: the rest is not shown, only counted (output_lines_suppressed)",
+                WINDOW.as_secs()
+            );
+        }
+        if dropped > 0 && admitted.shown > 0 {
+            tracing::warn!(
+                plugin,
+                stream,
+                "{dropped} more bytes were written between two calls (not shown)"
             );
         }
     }
@@ -109,8 +196,39 @@ mod tests {
             assert_eq!(b.bytes.len(), CAPACITY);
             assert_eq!(b.dropped, 2);
         }
-        out.drain_to_log("p", "stderr");
+        out.drain_to_log("p", "stderr", &OutputBudget::new("p"));
         let b = out.buffer.lock().unwrap();
         assert!(b.bytes.is_empty() && b.dropped == 0);
+    }
+
+    #[test]
+    fn a_plugin_logs_a_bounded_number_of_lines_per_window_and_counts_the_rest() {
+        let budget = OutputBudget::new("budget-test");
+        let t0 = Instant::now();
+        let at = |secs| t0 + Duration::from_secs(secs);
+        // 100 calls of 3 lines in the first window: 20 lines shown in all.
+        let mut shown = 0;
+        let mut firsts = 0;
+        for _ in 0..100 {
+            let a = budget.admit(at(1), 3);
+            assert_eq!(a.earlier, 0);
+            shown += a.shown;
+            firsts += usize::from(a.first_suppressed);
+        }
+        assert_eq!(shown, LINES_PER_WINDOW);
+        assert_eq!(firsts, 1, "the cut is said once per window");
+        assert_eq!(budget.suppressed.get(), 300 - LINES_PER_WINDOW as u64);
+        // The next window logs again, and says how many were left out before.
+        let a = budget.admit(at(1) + WINDOW, 3);
+        assert_eq!(
+            a,
+            Admitted {
+                shown: 3,
+                earlier: 300 - LINES_PER_WINDOW as u64,
+                first_suppressed: false
+            }
+        );
+        // Said once.
+        assert_eq!(budget.admit(at(2) + WINDOW, 1).earlier, 0);
     }
 }

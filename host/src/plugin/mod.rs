@@ -10,6 +10,7 @@
 
 pub mod bindings;
 mod cache;
+mod cache_trust;
 mod engine_config;
 pub use engine_config::{Backend, CompileTarget};
 mod guest_output;
@@ -122,7 +123,7 @@ pub enum PluginError {
 /// Limits that hold for every call of a plugin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Linear memory cap per instance.
+    /// The cap of an instance's linear memories and tables, all of them together.
     pub memory_bytes: usize,
     /// Wall-clock budget of one call; past it the call traps.
     pub call_timeout: Duration,
@@ -376,6 +377,7 @@ impl PluginEngine {
             inner: Arc::new(PluginInner {
                 recycled: crate::metrics::Registry::global()
                     .counter(&format!("plugin.{name}"), "instances_recycled"),
+                output_budget: Arc::new(guest_output::OutputBudget::new(name)),
                 name: Arc::from(name),
                 role,
                 component,
@@ -496,6 +498,8 @@ struct PluginInner {
     name: Arc<str>,
     /// Instances re-created because their memory grew past `limits.recycle_bytes`.
     recycled: crate::metrics::Counter,
+    /// How much of the plugin's standard output and error is still logged.
+    output_budget: Arc<guest_output::OutputBudget>,
     role: Role,
     component: Component,
     config: wit::Tree,
@@ -514,6 +518,7 @@ impl Plugin {
             inner: Arc::new(PluginInner {
                 name: p.name.clone(),
                 recycled: p.recycled.clone(),
+                output_budget: p.output_budget.clone(),
                 role: p.role,
                 component: p.component.clone(),
                 config: p.config.clone(),
@@ -561,6 +566,7 @@ impl Plugin {
             counters.clone(),
             p.limits.memory_bytes,
             p.state.clone(),
+            p.output_budget.clone(),
         );
         let mut store = Store::new(&engine.engine, state);
         store.limiter(|s| &mut s.limits);
