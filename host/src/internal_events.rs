@@ -68,6 +68,8 @@ pub struct SourceCounters {
     pub bytes: Counter,
     pub errors: Counter,
     pub truncated: Counter,
+    /// Bytes of followed files truncated away before they were read, with no copy found.
+    pub lost_on_truncate: Counter,
 }
 
 impl SourceCounters {
@@ -79,6 +81,7 @@ impl SourceCounters {
             bytes: r.counter(&c, "bytes_in"),
             errors: r.counter(&c, "errors"),
             truncated: r.counter(&c, "lines_truncated"),
+            lost_on_truncate: r.counter(&c, "bytes_lost_on_truncate"),
         }
     }
 }
@@ -211,6 +214,28 @@ impl LineTruncated<'_> {
             source = self.source,
             limit = self.limit,
             "line longer than max_line_bytes truncated"
+        );
+    }
+}
+
+/// A followed file was truncated before all of it was read, and no copy of it (a
+/// copytruncate's) was found: those bytes are lost.
+pub struct LostOnTruncate<'a> {
+    pub source: &'a str,
+    pub path: &'a std::path::Path,
+    pub bytes: u64,
+}
+
+impl LostOnTruncate<'_> {
+    pub fn emit(self, c: &SourceCounters) {
+        c.lost_on_truncate.add(self.bytes);
+        tracing::warn!(
+            source = self.source,
+            bytes = self.bytes,
+            total = c.lost_on_truncate.get(),
+            "{} was truncated with {} bytes not read yet, and no copy of it was found: they are lost (with logrotate's copytruncate, let a pattern match the copy, as `app.log.1`)",
+            self.path.display(),
+            self.bytes
         );
     }
 }
