@@ -401,6 +401,7 @@ impl BatchRejected<'_> {
 pub struct SpoolCounters {
     pub files_done: Counter,
     pub changed_files: Counter,
+    pub symlinks_skipped: Counter,
 }
 
 impl SpoolCounters {
@@ -410,6 +411,7 @@ impl SpoolCounters {
         Self {
             files_done: r.counter(&c, "files_done"),
             changed_files: r.counter(&c, "changed_files"),
+            symlinks_skipped: r.counter(&c, "symlinks_skipped"),
         }
     }
 }
@@ -430,6 +432,23 @@ impl SpoolFileDone<'_> {
             "{}: done, {}",
             self.path.display(),
             self.outcome
+        );
+    }
+}
+
+/// A symbolic link in the spool directory was skipped (`follow_symlinks` is off).
+pub struct SpoolSymlinkSkipped<'a> {
+    pub source: &'a str,
+    pub path: &'a std::path::Path,
+}
+
+impl SpoolSymlinkSkipped<'_> {
+    pub fn emit(self, c: &SpoolCounters) {
+        c.symlinks_skipped.add(1);
+        tracing::warn!(
+            source = self.source,
+            "{} is a symbolic link; skipped (set `follow_symlinks = true` to read the files links point to)",
+            self.path.display()
         );
     }
 }
