@@ -107,7 +107,7 @@ pub fn precompile_into(
             .with_context(|| format!("compile the builtin plugin `{}`", b.name))?;
         let file = dir.join(format!("{}.cwasm", b.stem));
         if std::fs::read(&file).ok().as_deref() != Some(code.as_slice()) {
-            crate::files::replace(&file, &[&code])
+            crate::files::replace_shared(&file, &[&code])
                 .with_context(|| format!("write {}", file.display()))?;
         }
         done.push((b.name, compiled));

@@ -70,9 +70,13 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum ForwardCommand {
-    /// Prints a new shared key (64 hex digits) for an edge and its collector: save it to
-    /// the file both configs name as `key_file`, readable only by the agent.
-    Keygen,
+    /// Makes a new shared key (64 hex digits) for an edge and its collector, for the
+    /// file both configs name as `key_file`: written to OUT (created readable by its
+    /// owner only; never overwritten), or printed when OUT is not given.
+    Keygen {
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -77,6 +77,7 @@ impl std::fmt::Debug for SharedKey {
 
 impl SharedKey {
     pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+        crate::files::warn_if_not_private(path, "forward key file");
         let contents =
             std::fs::read(path).with_context(|| format!("read key file {}", path.display()))?;
         let key = crate::files::parse_key(&contents)
@@ -341,6 +342,17 @@ pub fn keygen() -> anyhow::Result<String> {
         .map_err(|_| anyhow::anyhow!("no system randomness"))?;
     let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
     Ok(hex + "\n")
+}
+
+/// Writes a key made by [`keygen`] to a new file readable by its owner only.
+pub fn write_key(out: &Path, key: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    crate::files::private_file()
+        .write(true)
+        .create_new(true)
+        .open(out)
+        .and_then(|mut f| f.write_all(key.as_bytes()))
+        .with_context(|| format!("write the key file {}", out.display()))
 }
 
 #[cfg(test)]

@@ -158,6 +158,8 @@ pub struct SourceCounters {
     pub bytes: Counter,
     pub errors: Counter,
     pub truncated: Counter,
+    /// Bytes of followed files truncated away before they were read, with no copy found.
+    pub lost_on_truncate: Counter,
 }
 
 impl SourceCounters {
@@ -169,6 +171,7 @@ impl SourceCounters {
             bytes: r.counter(&c, "bytes_in"),
             errors: r.counter(&c, "errors"),
             truncated: r.counter(&c, "lines_truncated"),
+            lost_on_truncate: r.counter(&c, "bytes_lost_on_truncate"),
         }
     }
 }
@@ -301,6 +304,28 @@ impl LineTruncated<'_> {
             source = self.source,
             limit = self.limit,
             "line longer than max_line_bytes truncated"
+        );
+    }
+}
+
+/// A followed file was truncated before all of it was read, and no copy of it (a
+/// copytruncate's) was found: those bytes are lost.
+pub struct LostOnTruncate<'a> {
+    pub source: &'a str,
+    pub path: &'a std::path::Path,
+    pub bytes: u64,
+}
+
+impl LostOnTruncate<'_> {
+    pub fn emit(self, c: &SourceCounters) {
+        c.lost_on_truncate.add(self.bytes);
+        tracing::warn!(
+            source = self.source,
+            bytes = self.bytes,
+            total = c.lost_on_truncate.get(),
+            "{} was truncated with {} bytes not read yet, and no copy of it was found: they are lost (with logrotate's copytruncate, let a pattern match the copy, as `app.log.1`)",
+            self.path.display(),
+            self.bytes
         );
     }
 }
@@ -466,6 +491,7 @@ impl BatchRejected<'_> {
 pub struct SpoolCounters {
     pub files_done: Counter,
     pub changed_files: Counter,
+    pub symlinks_skipped: Counter,
 }
 
 impl SpoolCounters {
@@ -475,6 +501,7 @@ impl SpoolCounters {
         Self {
             files_done: r.counter(&c, "files_done"),
             changed_files: r.counter(&c, "changed_files"),
+            symlinks_skipped: r.counter(&c, "symlinks_skipped"),
         }
     }
 }
@@ -495,6 +522,23 @@ impl SpoolFileDone<'_> {
             "{}: done, {}",
             self.path.display(),
             self.outcome
+        );
+    }
+}
+
+/// A symbolic link in the spool directory was skipped (`follow_symlinks` is off).
+pub struct SpoolSymlinkSkipped<'a> {
+    pub source: &'a str,
+    pub path: &'a std::path::Path,
+}
+
+impl SpoolSymlinkSkipped<'_> {
+    pub fn emit(self, c: &SpoolCounters) {
+        c.symlinks_skipped.add(1);
+        tracing::warn!(
+            source = self.source,
+            "{} is a symbolic link; skipped (set `follow_symlinks = true` to read the files links point to)",
+            self.path.display()
         );
     }
 }

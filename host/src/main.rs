@@ -96,12 +96,24 @@ fn main() -> ExitCode {
             }
         },
         Command::Forward {
-            command: ForwardCommand::Keygen,
+            command: ForwardCommand::Keygen { out },
         } => match runnel::forward::keygen() {
-            Ok(key) => {
-                print!("{key}");
-                ExitCode::SUCCESS
-            }
+            Ok(key) => match out {
+                None => {
+                    print!("{key}");
+                    ExitCode::SUCCESS
+                }
+                Some(out) => match runnel::forward::write_key(&out, &key) {
+                    Ok(()) => {
+                        println!("key written to {}", out.display());
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("error: {e:#}");
+                        ExitCode::from(2)
+                    }
+                },
+            },
             Err(e) => {
                 eprintln!("error: {e:#}");
                 ExitCode::from(2)
@@ -166,7 +178,8 @@ fn compile_plugins(
         .map_err(anyhow::Error::from)
         .with_context(|| format!("compile {} for {cpu}", plugin.display()))
         .map_err(hint)?;
-    runnel::files::replace(out, &[&code]).with_context(|| format!("write {}", out.display()))?;
+    runnel::files::replace_shared(out, &[&code])
+        .with_context(|| format!("write {}", out.display()))?;
     println!("{} compiled for {cpu}: {}", plugin.display(), out.display());
     if let Some(key) = sign {
         println!("signed: {}", signing::sign(out, key)?.display());

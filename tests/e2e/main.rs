@@ -10,6 +10,7 @@ mod defects;
 mod delivery;
 mod durable;
 mod exec_tail;
+mod file_modes;
 mod file_sink;
 mod forward;
 mod hostile_wasm;

@@ -475,3 +475,59 @@ fn spooldir_config_errors_name_their_key_and_line() {
         "{msg}"
     );
 }
+
+#[test]
+fn spooldir_skips_symlinks_unless_told_to_follow_them() {
+    let s = Setup::new();
+    let outside = tempfile::tempdir().unwrap();
+    let secret = outside.path().join("secret.log");
+    let secret_lines = numbered("secret", 10);
+    std::fs::write(&secret, secret_lines.join("\n") + "\n").unwrap();
+    std::os::unix::fs::symlink(&secret, s.spool().join("link.log")).unwrap();
+    let a = numbered("a", 100);
+    s.drop_file("a.log", &a);
+    let agent = spawn_logged(&s.config("", "memory", "raw"), &s.log());
+    wait_for_log(&s.log(), "link.log is a symbolic link; skipped");
+    wait_until("a.log done", WAIT, || {
+        s.spool().join("a.log.COMPLETED").exists()
+    });
+    // Listings go on: the link is not reported again.
+    let b = numbered("b", 100);
+    s.drop_file("b.log", &b);
+    wait_until("b.log done", WAIT, || {
+        s.spool().join("b.log.COMPLETED").exists()
+    });
+    let (status, _) = terminate(agent.into_child());
+    let log = std::fs::read_to_string(s.log()).unwrap();
+    assert!(status.success(), "{log}");
+    assert_eq!(
+        s.names(),
+        ["a.log.COMPLETED", "b.log.COMPLETED", "link.log"],
+        "the link is left as it is"
+    );
+    let mut want: Vec<String> = a.iter().chain(&b).cloned().collect();
+    let mut got = s.raw_lines();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "nothing the link points to was read");
+    assert_eq!(log.matches("is a symbolic link").count(), 1, "{log}");
+    assert_eq!(source_counter(&log, "symlinks_skipped"), Some(1), "{log}");
+
+    // Followed when asked: the file the link points to is read, the link put away.
+    let agent = spawn_logged(
+        &s.config("follow_symlinks = true", "memory", "raw"),
+        &s.log(),
+    );
+    wait_until("link.log done", WAIT, || {
+        s.spool().join("link.log.COMPLETED").exists()
+    });
+    let (status, _) = terminate(agent.into_child());
+    assert!(status.success());
+    let got = s.raw_lines();
+    assert_eq!(&got[got.len() - secret_lines.len()..], &secret_lines[..]);
+    assert_eq!(
+        std::fs::read_to_string(&secret).unwrap(),
+        secret_lines.join("\n") + "\n",
+        "the file a link points to stays"
+    );
+}

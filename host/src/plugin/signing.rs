@@ -146,6 +146,7 @@ pub fn keygen(out: &Path) -> Result<PathBuf, SignatureError> {
 /// Signs the file `plugin` with the private key file `key`; writes `<plugin>.sig` and
 /// returns its path.
 pub fn sign(plugin: &Path, key: &Path) -> Result<PathBuf, SignatureError> {
+    crate::files::warn_if_not_private(key, "signing key");
     let pkcs8 = std::fs::read(key).map_err(|source| SignatureError::Read {
         path: key.display().to_string(),
         source,
@@ -174,8 +175,9 @@ fn read_text(path: &Path) -> Result<String, SignatureError> {
 }
 
 /// Writes a file whole: an agent watching for a new signature never reads half of one.
+/// Signatures and public keys are for others to read: their mode follows the umask.
 fn write(path: &Path, bytes: &[u8]) -> Result<(), SignatureError> {
-    crate::files::replace(path, &[bytes]).map_err(|source| SignatureError::Read {
+    crate::files::replace_shared(path, &[bytes]).map_err(|source| SignatureError::Read {
         path: path.display().to_string(),
         source,
     })
@@ -183,15 +185,13 @@ fn write(path: &Path, bytes: &[u8]) -> Result<(), SignatureError> {
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), SignatureError> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let err = |source| SignatureError::Read {
         path: path.display().to_string(),
         source,
     };
-    let mut f = std::fs::OpenOptions::new()
+    let mut f = crate::files::private_file()
         .write(true)
         .create_new(true)
-        .mode(0o600)
         .open(path)
         .map_err(err)?;
     f.write_all(bytes).map_err(err)

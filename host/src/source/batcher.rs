@@ -9,7 +9,9 @@
 use super::checkpoint::{Checkpoint, Mark};
 use crate::config::BatchSpec;
 use crate::event::{Event, Tags};
-use crate::internal_events::{EventsLost, LineTruncated, LinesRead, SourceCounters, SourceError};
+use crate::internal_events::{
+    EventsLost, LineTruncated, LinesRead, LostOnTruncate, SourceCounters, SourceError,
+};
 use crate::pipeline::WorkerHandle;
 use std::sync::Arc;
 use std::time::Duration;
@@ -197,8 +199,10 @@ impl Batcher {
 
     /// Adds one line of a file that ends at `mark`, with the file's tags.
     pub async fn push_marked(&mut self, line: Vec<u8>, mark: Mark, tags: &Tags) {
+        // The newest mark of the key wins, file and all: a key's file can change (its
+        // fingerprint grows; a copytruncate's copy continues the original's key).
         match self.marks.iter_mut().find(|m| m.key == mark.key) {
-            Some(m) => m.offset = mark.offset,
+            Some(m) => *m = mark,
             None => self.marks.push(mark),
         }
         let mut event = Event::from_body(self.event_name.clone(), line);
@@ -244,6 +248,16 @@ impl Batcher {
         LineTruncated {
             source: &self.source,
             limit: self.max_line_bytes,
+        }
+        .emit(&self.counters);
+    }
+
+    /// Records bytes of a followed file truncated away unread (no copy found).
+    pub fn lost_on_truncate(&self, path: &std::path::Path, bytes: u64) {
+        LostOnTruncate {
+            source: &self.source,
+            path,
+            bytes,
         }
         .emit(&self.counters);
     }

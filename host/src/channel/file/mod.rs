@@ -756,6 +756,14 @@ impl FileChannel {
         };
         state.unread_events -= meta.items as usize;
         state.head_seq = meta.start;
+        if meta.items == 0 {
+            // A record without events (positions carried into a new segment, state
+            // changes of a batch that left no events) has nothing to take: its content
+            // is read at open. Not read back: it may be acknowledged already (nothing
+            // of it is waited for), and its segment deleted.
+            state.reader.seek(meta.next);
+            return true;
+        }
         let read = state.reader.next(meta.next);
         for c in state.reader.take_corrupt() {
             if !state.known_corrupt.remove(&(c.segment, c.offset)) {
@@ -1135,6 +1143,63 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(memory.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn records_without_events_are_never_read_back_so_never_found_gone() {
+        use crate::plugin::state::StateCommit;
+        let only_state = |version: u64| Checkpoint {
+            source: Arc::from("app"),
+            seq: version,
+            positions: Vec::new(),
+            state: vec![Arc::new(StateCommit {
+                plugin: "counter".into(),
+                version,
+                changes: vec![(b"k".to_vec(), Some(version.to_string().into_bytes()))],
+            })],
+        };
+        // Small segments: a record without events often ends one, which is deleted
+        // once the events before it are committed.
+        let extra = "segment_bytes = 200";
+        let name = "state_only_records";
+        let corrupt = Registry::global().counter(&format!("channel.{name}"), "records_corrupt");
+        let dir = tempfile::tempdir().unwrap();
+        let build = || config(extra).build(name, dir.path()).unwrap();
+        let take_all = |ch: Channel, n: u32| async move {
+            let mut got = Vec::new();
+            while got.len() < n as usize {
+                let t = ch.take(limits(2), SHORT).await;
+                assert!(!t.is_empty(), "{} of {n} events taken", got.len());
+                got.extend(bodies(&t));
+                t.commit();
+            }
+            assert!(ch.is_empty());
+            got
+        };
+        // While running.
+        let ch = build();
+        for i in 0..20 {
+            ch.put(events(2 * i..2 * i + 2)).await.unwrap();
+            ch.put_checkpointed(Vec::new(), Some(&only_state(i as u64)))
+                .await
+                .unwrap();
+        }
+        assert_eq!(take_all(ch, 40).await, (0..40).collect::<Vec<_>>());
+        assert_eq!(corrupt.get(), 0, "records counted corrupt while running");
+        // Reopened with them pending, some at the front of what is pending.
+        {
+            let ch = build();
+            for i in 20..40 {
+                ch.put_checkpointed(Vec::new(), Some(&only_state(i as u64)))
+                    .await
+                    .unwrap();
+                ch.put(events(2 * i..2 * i + 2)).await.unwrap();
+            }
+        }
+        let ch = build();
+        assert_eq!(ch.len(), 40);
+        assert_eq!(take_all(ch, 40).await, (40..80).collect::<Vec<_>>());
+        assert_eq!(corrupt.get(), 0, "records counted corrupt after a restart");
     }
 
     #[tokio::test]

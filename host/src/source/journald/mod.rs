@@ -457,9 +457,6 @@ impl Journal {
         if self.committed.as_ref() == Some(&cursor) {
             return;
         }
-        if let Some(dir) = self.cursor_path.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
         match crate::files::replace(&self.cursor_path, &[cursor.as_bytes(), b"\n"]) {
             Ok(()) => self.committed = Some(cursor),
             Err(e) => tracing::warn!(

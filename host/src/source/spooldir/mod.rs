@@ -39,7 +39,7 @@ use super::taildir::tracked::{self, Fingerprint};
 use super::{Acked, Batcher, LineSplitter, SourceConfig, SourceContext};
 use crate::config::Problems;
 use crate::event::Tags;
-use crate::internal_events::{SpoolCounters, SpoolFileChanged, SpoolFileDone};
+use crate::internal_events::{SpoolCounters, SpoolFileChanged, SpoolFileDone, SpoolSymlinkSkipped};
 use finish::Finished;
 use futures_util::future::BoxFuture;
 use notify::{RecursiveMode, Watcher};
@@ -105,6 +105,12 @@ pub struct SpooldirConfig {
     /// and `basename` (its name, default none; `true` for `"basename"`).
     #[serde(default)]
     pub tags: TagNames,
+    /// Read the files symbolic links in the directory point to (the link is then what
+    /// is renamed or deleted; the file it points to is left as it is). Default false:
+    /// a link is skipped, logged once and counted (`symlinks_skipped`), as it may point
+    /// to any file the agent can read.
+    #[serde(default)]
+    pub follow_symlinks: bool,
 }
 
 /// What happens to a file read whole.
@@ -265,6 +271,7 @@ impl SourceConfig for SpooldirConfig {
                     .collect(),
                 done_suffix: config.done_suffix.clone(),
                 completion_suffix: config.completion_suffix.clone(),
+                follow_symlinks: config.follow_symlinks,
             };
             let (resume, acked_seq) = load_positions(&name, &data_dir, &batcher, &recovered);
             let runner = Runner {
@@ -295,6 +302,7 @@ impl SourceConfig for SpooldirConfig {
                 queue: VecDeque::new(),
                 next_key: 0,
                 reported: HashMap::new(),
+                skipped_links: HashSet::new(),
                 chunk: vec![0; CHUNK],
                 lines: Vec::new(),
                 watcher: None,
@@ -386,6 +394,8 @@ struct Runner {
     next_key: u64,
     /// The error last reported per path (each reported once until it changes).
     reported: HashMap<PathBuf, String>,
+    /// Symbolic links skipped (each logged and counted once while it is there).
+    skipped_links: HashSet<PathBuf>,
     counters: SpoolCounters,
     chunk: Vec<u8>,
     lines: Vec<(Line, Option<usize>)>,
@@ -536,6 +546,15 @@ impl Runner {
             keep.insert(path.clone());
             self.report(batcher, &path, message);
         }
+        let links: HashSet<PathBuf> = listing.symlinks.into_iter().collect();
+        for link in links.difference(&self.skipped_links) {
+            SpoolSymlinkSkipped {
+                source: &self.source,
+                path: link,
+            }
+            .emit(&self.counters);
+        }
+        self.skipped_links = links;
         self.seen = listing.found.iter().map(|f| f.id).collect();
         keep.extend(listing.found.iter().map(|f| f.path.clone()));
         self.reported.retain(|p, _| keep.contains(p));
@@ -551,13 +570,25 @@ impl Runner {
         self.queue = ready.into();
     }
 
+    /// Opens a listed file for reading; not through a symbolic link (one put there
+    /// since the listing) unless links are followed.
+    fn open(&self, path: &Path) -> std::io::Result<std::fs::File> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut options = std::fs::OpenOptions::new();
+        options.read(true);
+        if !self.names.follow_symlinks {
+            options.custom_flags(libc::O_NOFOLLOW);
+        }
+        options.open(path)
+    }
+
     /// Opens the next queued file that is still as it was listed.
     fn open_next(&mut self, batcher: &Batcher) {
         while let Some(found) = self.queue.pop_front() {
             if self.busy(found.id) {
                 continue;
             }
-            let file = match std::fs::File::open(&found.path) {
+            let file = match self.open(&found.path) {
                 Ok(f) => f,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => {

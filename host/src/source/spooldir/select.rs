@@ -32,6 +32,9 @@ pub struct Names {
     pub ignore: Vec<glob::Pattern>,
     pub done_suffix: String,
     pub completion_suffix: Option<String>,
+    /// Read files that symbolic links in the directory point to (else links are
+    /// skipped, and listed in [`Listing::symlinks`]).
+    pub follow_symlinks: bool,
 }
 
 const MATCH: glob::MatchOptions = glob::MatchOptions {
@@ -70,11 +73,13 @@ pub struct Found {
     pub id: (u64, u64),
 }
 
-/// What listing the directory found: eligible files, and what could not be read.
+/// What listing the directory found: eligible files, what could not be read, and the
+/// symbolic links skipped (not following them).
 #[derive(Debug, Default)]
 pub struct Listing {
     pub found: Vec<Found>,
     pub errors: Vec<(PathBuf, String)>,
+    pub symlinks: Vec<PathBuf>,
 }
 
 /// Lists the eligible regular files of `dir` (and of its subdirectories, not hidden
@@ -95,7 +100,8 @@ pub fn list(dir: &Path, names: &Names, recursive: bool) -> Listing {
             let name = entry.file_name();
             let name = name.to_string_lossy();
             let path = entry.path();
-            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            let file_type = entry.file_type();
+            let is_dir = file_type.as_ref().is_ok_and(|t| t.is_dir());
             if is_dir {
                 if recursive && !name.starts_with('.') {
                     dirs.push(path);
@@ -105,7 +111,12 @@ pub fn list(dir: &Path, names: &Names, recursive: bool) -> Listing {
             if !names.eligible(&name) {
                 continue;
             }
-            // Follows symlinks: a link to a file is read (and the link renamed).
+            // A link may point anywhere the agent can read: only followed when asked
+            // (then the file it points to is read, and the link renamed or deleted).
+            if !names.follow_symlinks && file_type.as_ref().is_ok_and(|t| t.is_symlink()) {
+                listing.symlinks.push(path);
+                continue;
+            }
             match std::fs::metadata(&path) {
                 Ok(m) if m.is_file() => listing.found.push(Found {
                     mtime: m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
@@ -224,7 +235,37 @@ mod tests {
                 .collect(),
             done_suffix: ".COMPLETED".into(),
             completion_suffix: completion.map(str::to_owned),
+            follow_symlinks: false,
         }
+    }
+
+    #[test]
+    fn symlinks_are_skipped_unless_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let secret = outside.path().join("secret");
+        std::fs::write(&secret, "not for shipping\n").unwrap();
+        std::fs::write(dir.path().join("a.log"), "a\n").unwrap();
+        std::os::unix::fs::symlink(&secret, dir.path().join("b.log")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("sub")).unwrap();
+        let mut n = names("*", &[], None);
+        let found = |l: &Listing| {
+            let mut p: Vec<_> = l.found.iter().map(|f| f.path.clone()).collect();
+            p.sort();
+            p
+        };
+        let listing = list(dir.path(), &n, true);
+        assert_eq!(found(&listing), [dir.path().join("a.log")]);
+        let mut links = listing.symlinks.clone();
+        links.sort();
+        assert_eq!(links, [dir.path().join("b.log"), dir.path().join("sub")]);
+        n.follow_symlinks = true;
+        let listing = list(dir.path(), &n, true);
+        assert_eq!(
+            found(&listing),
+            [dir.path().join("a.log"), dir.path().join("b.log")]
+        );
+        assert!(listing.symlinks.is_empty());
     }
 
     #[test]

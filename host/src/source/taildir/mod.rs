@@ -21,6 +21,7 @@
 //!   batches once they are in their channels, and only then is the position file
 //!   rewritten (atomically, at most once per wake-up), so it never runs ahead of them.
 
+mod copies;
 pub(crate) mod positions;
 pub(crate) mod tracked;
 
@@ -29,6 +30,7 @@ use super::lines::{Line, LineSplitter};
 use super::{Acked, Batcher, Recovered, SourceConfig, SourceContext};
 use crate::config::Problems;
 use crate::event::Tags;
+use copies::Remnant;
 use futures_util::future::BoxFuture;
 use notify::{RecursiveMode, Watcher};
 use positions::Entry;
@@ -326,10 +328,44 @@ impl TaildirConfig {
                 lines: Vec::new(),
                 watcher: None,
                 watched: HashSet::new(),
+                remnants: Vec::new(),
+                maybe_copies: HashMap::new(),
+                copy_wait: copy_wait(config.glob_interval_ms, config.poll_interval_ms),
+                scan_soon: false,
             };
             runner.run(batcher, shutdown).await;
         })
     }
+}
+
+/// How long the copy of a truncated file is looked for, and how long a new file that
+/// may be a copy still being made waits after it stopped growing: two scans and two
+/// polls, at least a second.
+fn copy_wait(glob_interval_ms: u64, poll_interval_ms: u64) -> Duration {
+    Duration::from_millis((2 * (glob_interval_ms + poll_interval_ms)).max(1000))
+}
+
+/// A new file that may be a copy (of a followed file) still being made: not followed
+/// until the original is truncated (it is then the copy) or it stops growing.
+struct MaybeCopy {
+    size: u64,
+    /// When its size last changed.
+    since: Instant,
+}
+
+/// Where reading a newly found file begins.
+enum Start {
+    /// At `pos`, with the fingerprint of what is before it.
+    At(u64, Fingerprint),
+    /// It is the copy of a truncated file: at `pos` (with the remnant's partial line
+    /// when that is where the original was read to).
+    Copy {
+        pos: u64,
+        remnant: Box<Remnant>,
+        head: Vec<u8>,
+    },
+    /// Not yet: it may be a copy still being made.
+    Later,
 }
 
 /// How the first scan places files.
@@ -420,6 +456,13 @@ struct Runner {
     lines: Vec<(Line, Option<usize>)>,
     watcher: Option<notify::RecommendedWatcher>,
     watched: HashSet<PathBuf>,
+    /// Truncated files whose copy may still be found.
+    remnants: Vec<Remnant>,
+    /// New files not followed yet because they may be copies still being made.
+    maybe_copies: HashMap<(u64, u64), MaybeCopy>,
+    copy_wait: Duration,
+    /// A file was truncated: expand the patterns at once, to find its copy.
+    scan_soon: bool,
 }
 
 impl Runner {
@@ -460,10 +503,11 @@ impl Runner {
             if shutdown.is_cancelled() {
                 break;
             }
-            if rescan || Instant::now() >= next_glob {
+            if rescan || self.scan_soon || Instant::now() >= next_glob {
                 self.scan(&mut batcher, None).await;
                 next_glob = Instant::now() + self.glob_interval;
                 rescan = false;
+                self.scan_soon = false;
             }
             let (more, any) = self.read_turn(&mut batcher, &shutdown).await;
             if shutdown.is_cancelled() {
@@ -491,6 +535,9 @@ impl Runner {
                 }
                 continue;
             }
+            if self.scan_soon {
+                continue;
+            }
             let wait_until = (Instant::now() + self.poll_interval).min(next_glob);
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -502,6 +549,11 @@ impl Runner {
             }
         }
 
+        // Truncated files whose copy was not found yet are not looked for after a
+        // restart: what they had unread is lost.
+        for r in std::mem::take(&mut self.remnants) {
+            self.lose_remnant(&mut batcher, r).await;
+        }
         // Stop: hand over what is buffered, then wait for its acknowledgement (the
         // receiver ends once the batcher and every pending ack are gone).
         batcher
@@ -548,7 +600,17 @@ impl Runner {
         let now = Instant::now();
         let mut seen: HashSet<(u64, u64)> = HashSet::new();
         let mut found_paths: HashSet<PathBuf> = HashSet::new();
-        for found in discovery.found {
+        let mut found = discovery.found;
+        if let Some(Initial::Saved(entries)) = &initial {
+            // Files with a saved position first: one truncated while the agent was
+            // stopped leaves what its copy (found after it) continues from.
+            found.sort_by_key(|f| {
+                !f.meta
+                    .as_ref()
+                    .is_ok_and(|m| entries.contains_key(&tracked::identity(m)))
+            });
+        }
+        for found in found {
             found_paths.insert(found.path.clone());
             let pattern = self.patterns[found.pattern].0.clone();
             let meta = match found.meta {
@@ -600,7 +662,9 @@ impl Runner {
             }
             self.track(batcher, found.path, pattern, &mut initial).await;
         }
+        self.maybe_copies.retain(|id, _| seen.contains(id));
         if discovery.complete {
+            self.give_up_remnants(batcher, now).await;
             for t in &mut self.files {
                 if t.gone_since.is_none() && !seen.contains(&t.identity()) {
                     tracing::info!(
@@ -645,23 +709,29 @@ impl Runner {
             return;
         }
         self.reported.remove(&path);
-        let (start, fingerprint) = match initial {
-            None => (0, Fingerprint::EMPTY),
+        let start = match initial {
+            None => self.new_file_start(batcher, &file, &meta, &path),
             Some(Initial::FirstStart) => match self.read_from {
-                ReadFrom::Start => (0, Fingerprint::EMPTY),
-                ReadFrom::End => (meta.len(), Fingerprint::EMPTY),
+                ReadFrom::Start => Start::At(0, Fingerprint::EMPTY),
+                ReadFrom::End => Start::At(meta.len(), Fingerprint::EMPTY),
             },
             Some(Initial::Saved(entries)) => match entries.remove(&id) {
-                None => (0, Fingerprint::EMPTY),
+                None => self.new_file_start(batcher, &file, &meta, &path),
                 Some(entry) => match tracked::resume_at(&file, entry.fingerprint, entry.offset) {
-                    Ok(Some(resumed)) => resumed,
+                    Ok(Some((pos, fp))) => Start::At(pos, fp),
                     Ok(None) => {
                         tracing::info!(
                             source = %self.source,
                             "{} is not the file its saved position was for (or was truncated); reading it from its start",
                             path.display()
                         );
-                        (0, Fingerprint::EMPTY)
+                        // Truncated while the agent was stopped: its copy, if the
+                        // patterns match it, holds what was not read.
+                        if entry.offset > 0 && entry.fingerprint.len > 0 {
+                            let r = self.saved_remnant(&entry, &path, &pattern, id);
+                            self.remnants.push(r);
+                        }
+                        Start::At(0, Fingerprint::EMPTY)
                     }
                     Err(e) => {
                         self.report(
@@ -669,35 +739,231 @@ impl Runner {
                             &path,
                             format!("cannot read {}: {e}", path.display()),
                         );
-                        (0, Fingerprint::EMPTY)
+                        Start::At(0, Fingerprint::EMPTY)
                     }
                 },
             },
         };
-        tracing::debug!(source = %self.source, "following {} from byte {start}", path.display());
         let key = self.next_key;
         self.next_key += 1;
         let now = Instant::now();
-        self.files.push(Tracked {
+        let tags = self.tags_for(&path, &pattern);
+        let mut t = Tracked {
             key,
             file: Arc::new(file),
             dev: id.0,
             inode: id.1,
-            fingerprint,
-            tags: self.tags_for(&path, &pattern),
+            fingerprint: Fingerprint::EMPTY,
+            tags,
             path,
             pattern,
-            pos: start,
-            line_end: start,
+            pos: 0,
+            line_end: 0,
             splitter: LineSplitter::new(self.max_line_bytes),
-            acked: start,
+            acked: 0,
             gone_since: None,
             last_data: now,
             failing: None,
             at_eof: false,
             read_to_end: false,
-        });
+            head: Vec::new(),
+            tail: Vec::new(),
+            seen_size: meta.len(),
+        };
+        match start {
+            Start::Later => return,
+            Start::At(pos, fp) => {
+                t.pos = pos;
+                t.line_end = pos;
+                t.acked = pos;
+                t.fingerprint = fp;
+                if fp.len > 0 {
+                    t.head = copies::head_matching(&t.file, fp)
+                        .ok()
+                        .flatten()
+                        .unwrap_or_default();
+                }
+            }
+            Start::Copy { pos, remnant, head } => {
+                let r = *remnant;
+                tracing::info!(
+                    source = %self.source,
+                    "{} is the copy of {} made before it was truncated; reading it from byte {pos}, where {} was read to",
+                    t.path.display(),
+                    r.path.display(),
+                    r.path.display(),
+                );
+                t.fingerprint = Fingerprint::of(&head);
+                t.head = head;
+                t.pos = pos;
+                if pos == r.pos {
+                    // The lines of the old content still in flight are acknowledged
+                    // under its key: they are positions in the copy too.
+                    t.key = r.mark.key;
+                    t.line_end = r.line_end;
+                    t.acked = r.acked;
+                    t.splitter = r.splitter;
+                    t.tail = r.tail;
+                } else {
+                    // The copy ends before where the original was read to: nothing
+                    // in it is new, and what the original had past it is gone.
+                    t.line_end = pos;
+                    t.acked = pos;
+                    self.lose_remnant(batcher, r).await;
+                }
+            }
+        }
+        tracing::debug!(source = %self.source, "following {} from byte {}", t.path.display(), t.pos);
+        self.files.push(t);
         self.positions_dirty = true;
+    }
+
+    /// Where a file found after the first start begins: at the position its original
+    /// was read to when it is the copy of a truncated file; later when it may be a copy
+    /// still being made; else at 0.
+    fn new_file_start(
+        &mut self,
+        batcher: &Batcher,
+        file: &std::fs::File,
+        meta: &std::fs::Metadata,
+        path: &Path,
+    ) -> Start {
+        let id = tracked::identity(meta);
+        let size = meta.len();
+        let head = match copies::read_head(file) {
+            Ok(h) => h,
+            Err(e) => {
+                self.report(
+                    batcher,
+                    path,
+                    format!("cannot read {}: {e}", path.display()),
+                );
+                return Start::At(0, Fingerprint::EMPTY);
+            }
+        };
+        for i in 0..self.remnants.len() {
+            match copies::copy_of(file, size, &head, &self.remnants[i]) {
+                Ok(Some(pos)) => {
+                    self.maybe_copies.remove(&id);
+                    return Start::Copy {
+                        pos,
+                        remnant: Box::new(self.remnants.remove(i)),
+                        head,
+                    };
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    self.report(
+                        batcher,
+                        path,
+                        format!("cannot read {}: {e}", path.display()),
+                    );
+                    return Start::Later;
+                }
+            }
+        }
+        let Some(original) = self
+            .files
+            .iter()
+            .find(|t| t.pos > 0 && copies::may_be_copy(&head, &t.head))
+        else {
+            self.maybe_copies.remove(&id);
+            return Start::At(0, Fingerprint::EMPTY);
+        };
+        let now = Instant::now();
+        let waiting = self
+            .maybe_copies
+            .entry(id)
+            .or_insert(MaybeCopy { size, since: now });
+        if waiting.size != size {
+            *waiting = MaybeCopy { size, since: now };
+        }
+        if waiting.since.elapsed() < self.copy_wait {
+            return Start::Later;
+        }
+        self.maybe_copies.remove(&id);
+        tracing::info!(
+            source = %self.source,
+            "{} starts like {}, which was not truncated: not a copytruncate copy; reading it from its start",
+            path.display(),
+            original.path.display()
+        );
+        Start::At(0, Fingerprint::EMPTY)
+    }
+
+    /// The remnant of a file whose saved position is for content it no longer has.
+    fn saved_remnant(
+        &mut self,
+        entry: &Entry,
+        path: &Path,
+        pattern: &Arc<str>,
+        id: (u64, u64),
+    ) -> Remnant {
+        let key = self.next_key;
+        self.next_key += 1;
+        Remnant {
+            fingerprint: entry.fingerprint,
+            pos: entry.offset,
+            line_end: entry.offset,
+            tail: Vec::new(),
+            splitter: LineSplitter::new(self.max_line_bytes),
+            read_to_end: false,
+            seen_size: entry.offset,
+            acked: entry.offset,
+            mark: crate::source::checkpoint::Mark {
+                key,
+                file: crate::source::checkpoint::FileId {
+                    dev: id.0,
+                    inode: id.1,
+                    fingerprint: entry.fingerprint,
+                },
+                offset: entry.offset,
+            },
+            path: path.to_path_buf(),
+            tags: self.tags_for(path, pattern),
+            until: Instant::now() + self.copy_wait,
+        }
+    }
+
+    /// Gives up the remnants whose copy was not found in time.
+    async fn give_up_remnants(&mut self, batcher: &mut Batcher, now: Instant) {
+        let mut i = 0;
+        while i < self.remnants.len() {
+            if self.remnants[i].until > now {
+                i += 1;
+                continue;
+            }
+            let r = self.remnants.remove(i);
+            self.lose_remnant(batcher, r).await;
+        }
+    }
+
+    /// A truncated file without a copy: its unterminated last line is delivered on its
+    /// own when it was read to its end (else its first part is not a line: dropped), and
+    /// the bytes it had that were not read are counted as lost.
+    async fn lose_remnant(&mut self, batcher: &mut Batcher, mut r: Remnant) {
+        let partial = r.splitter.finish();
+        let delivered = r.read_to_end || partial.is_none();
+        if let Some(last) = partial {
+            if r.read_to_end {
+                let mark = crate::source::checkpoint::Mark {
+                    offset: r.pos,
+                    ..r.mark
+                };
+                batcher.push_marked(last, mark, &r.tags).await;
+            } else {
+                tracing::info!(
+                    source = %self.source,
+                    "{}: the {} bytes read of a line were truncated away before the rest was read; dropped",
+                    r.path.display(),
+                    last.len()
+                );
+            }
+        }
+        let lost = r.unread(delivered);
+        if lost > 0 {
+            batcher.lost_on_truncate(&r.path, lost);
+        }
     }
 
     /// Reads every file, each up to [`TURN_BUDGET`] bytes. Returns whether some file
@@ -717,27 +983,39 @@ impl Runner {
                 let t = &self.files[i];
                 let file = t.file.clone();
                 let pos = t.pos;
-                let mut fp = t.fingerprint;
+                let old_fp = t.fingerprint;
+                let mut fp = old_fp;
                 let mut buf = std::mem::take(&mut self.chunk);
                 if buf.len() != CHUNK {
                     buf = vec![0; CHUNK];
                 }
                 let joined = tokio::task::spawn_blocking(move || {
                     let step = tracked::read_step(&file, pos, &mut fp, &mut buf);
-                    (step, buf, fp)
+                    // The fingerprint grew: keep the bytes it covers now.
+                    let head = match &step {
+                        Ok(Step::Data { .. } | Step::Eof) if fp != old_fp => {
+                            copies::head_matching(&file, fp).ok().flatten()
+                        }
+                        _ => None,
+                    };
+                    (step, buf, fp, head)
                 })
                 .await;
-                let (step, buf, fp) = match joined {
+                let (step, buf, fp, head) = match joined {
                     Ok(r) => r,
                     Err(e) => (
                         Err(std::io::Error::other(e.to_string())),
                         vec![0; CHUNK],
                         fp,
+                        None,
                     ),
                 };
                 self.chunk = buf;
                 let t = &mut self.files[i];
                 t.fingerprint = fp;
+                if let Some(head) = head {
+                    t.head = head;
+                }
                 match step {
                     Err(e) => {
                         let message = format!("reading {}: {e}", t.path.display());
@@ -751,6 +1029,7 @@ impl Runner {
                         t.failing = None;
                         t.at_eof = true;
                         t.read_to_end = true;
+                        t.seen_size = t.seen_size.max(t.pos);
                         break;
                     }
                     Ok(Step::Truncated) => {
@@ -761,40 +1040,55 @@ impl Runner {
                             "{} was truncated; reading it from its start",
                             t.path.display()
                         );
-                        // The old content's unterminated last line, on its own. When
-                        // the read before stopped short of the end, the rest of that
-                        // line was truncated away unread: its first part is not a line.
-                        if let Some(last) = t.splitter.finish() {
-                            if t.read_to_end {
-                                let mark = t.mark(t.pos);
-                                batcher.push_marked(last, mark, &t.tags).await;
-                            } else {
-                                tracing::info!(
-                                    source = %self.source,
-                                    "{}: the {} bytes read of a line were truncated away before the rest was read; dropped",
-                                    t.path.display(),
-                                    last.len()
-                                );
-                            }
-                        }
+                        // What was not read of the old content may be in a copy (a
+                        // copytruncate's): it is looked for until `copy_wait` has
+                        // passed, then its partial line is settled and the rest counted.
+                        let splitter = std::mem::replace(
+                            &mut t.splitter,
+                            LineSplitter::new(self.max_line_bytes),
+                        );
+                        let remnant = Remnant {
+                            fingerprint: t.fingerprint,
+                            pos: t.pos,
+                            line_end: t.line_end,
+                            tail: std::mem::take(&mut t.tail),
+                            splitter,
+                            read_to_end: t.read_to_end,
+                            seen_size: t.seen_size.max(t.pos),
+                            acked: t.acked,
+                            mark: t.mark(t.pos),
+                            path: t.path.clone(),
+                            tags: t.tags.clone(),
+                            until: Instant::now() + self.copy_wait,
+                        };
                         t.key = self.next_key;
                         self.next_key += 1;
                         t.pos = 0;
                         t.line_end = 0;
                         t.acked = 0;
                         t.fingerprint = Fingerprint::EMPTY;
-                        t.splitter = LineSplitter::new(self.max_line_bytes);
+                        t.head.clear();
+                        t.seen_size = 0;
+                        t.read_to_end = false;
                         t.last_data = Instant::now();
                         self.positions_dirty = true;
+                        if remnant.fingerprint.len > 0 && remnant.pos > 0 {
+                            self.remnants.push(remnant);
+                            self.scan_soon = true;
+                        } else {
+                            self.lose_remnant(batcher, remnant).await;
+                        }
                         budget = budget.saturating_sub(CHUNK);
                         if budget == 0 {
                             more = true;
                             break;
                         }
                     }
-                    Ok(Step::Data { n, at_end }) => {
+                    Ok(Step::Data { n, at_end, size }) => {
                         any = true;
                         t.read_to_end = at_end;
+                        t.seen_size = t.seen_size.max(size);
+                        copies::push_tail(&mut t.tail, &self.chunk[..n]);
                         t.failing = None;
                         t.at_eof = false;
                         t.last_data = Instant::now();
@@ -863,6 +1157,9 @@ impl Runner {
 
     /// At the end of an `exit_on_eof` run: delivers the unterminated last lines.
     async fn finish_all(&mut self, batcher: &mut Batcher) {
+        for r in std::mem::take(&mut self.remnants) {
+            self.lose_remnant(batcher, r).await;
+        }
         for t in &mut self.files {
             if let Some(last) = t.splitter.finish() {
                 let mark = t.mark(t.pos);
@@ -878,11 +1175,13 @@ impl Runner {
         for mark in acked.marks {
             // Marks of a closed file, or of content from before a truncation, have
             // no file (key) any more.
-            if let Some(t) = self.files.iter_mut().find(|t| t.key == mark.key)
-                && t.acked != mark.offset
-            {
-                t.acked = mark.offset;
-                self.positions_dirty = true;
+            if let Some(t) = self.files.iter_mut().find(|t| t.key == mark.key) {
+                if t.acked != mark.offset {
+                    t.acked = mark.offset;
+                    self.positions_dirty = true;
+                }
+            } else if let Some(r) = self.remnants.iter_mut().find(|r| r.mark.key == mark.key) {
+                r.acked = mark.offset;
             }
         }
     }

@@ -44,7 +44,7 @@ impl Fingerprint {
 }
 
 /// Reads at `offset` until `buf` is full or the end of the file; returns the count.
-fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+pub(crate) fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match file.read_at(&mut buf[n..], offset + n as u64) {
@@ -61,8 +61,8 @@ fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usi
 #[derive(Debug, PartialEq, Eq)]
 pub enum Step {
     /// `n` new bytes at the read position, in the buffer; `at_end` when they reached
-    /// the end of the file (as it was when its size was taken).
-    Data { n: usize, at_end: bool },
+    /// the end of the file (as it was when its size was taken); `size` is that size.
+    Data { n: usize, at_end: bool, size: u64 },
     /// Nothing new.
     Eof,
     /// The file is shorter than the read position, or its first bytes changed: it was
@@ -99,6 +99,7 @@ pub fn read_step(
     Ok(Step::Data {
         n,
         at_end: pos + n as u64 >= size,
+        size,
     })
 }
 
@@ -149,6 +150,12 @@ pub struct Tracked {
     /// The last read reached the end of the file: a partial line held is the file's
     /// real unterminated last line, not the first part of a line not read yet.
     pub read_to_end: bool,
+    /// The bytes the fingerprint covers (to tell a copy still being made).
+    pub head: Vec<u8>,
+    /// The last bytes read before `pos` (up to [`super::copies::TAIL_BYTES`]).
+    pub tail: Vec<u8>,
+    /// The largest size seen (what a truncation cut away unread is counted from).
+    pub seen_size: u64,
 }
 
 impl Tracked {
@@ -249,7 +256,7 @@ mod tests {
         let file = File::open(&path).unwrap();
         let mut fp = Fingerprint::EMPTY;
         let mut buf = vec![0u8; 512];
-        let Step::Data { n, at_end } = read_step(&file, 0, &mut fp, &mut buf).unwrap() else {
+        let Step::Data { n, at_end, .. } = read_step(&file, 0, &mut fp, &mut buf).unwrap() else {
             panic!()
         };
         assert_eq!((n, at_end), (512, false));
@@ -297,13 +304,21 @@ mod tests {
         let mut buf = vec![0u8; 64];
         assert_eq!(
             read_step(&file, 0, &mut fp, &mut buf).unwrap(),
-            Step::Data { n: 4, at_end: true }
+            Step::Data {
+                n: 4,
+                at_end: true,
+                size: 4
+            }
         );
         assert_eq!(read_step(&file, 4, &mut fp, &mut buf).unwrap(), Step::Eof);
         append(&path, b"de");
         assert_eq!(
             read_step(&file, 4, &mut fp, &mut buf).unwrap(),
-            Step::Data { n: 2, at_end: true }
+            Step::Data {
+                n: 2,
+                at_end: true,
+                size: 6
+            }
         );
         assert_eq!(&buf[..2], b"de");
     }

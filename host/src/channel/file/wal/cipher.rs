@@ -32,6 +32,7 @@ impl Cipher {
 
     /// Reads a key file (see [`Cipher::from_hex_or_raw`]).
     pub fn from_key_file(path: &Path) -> Result<Cipher> {
+        crate::files::warn_if_not_private(path, "channel encryption key file");
         let contents = fs::read(path).map_err(io_err("read key file", path))?;
         Self::parse(&contents, &path.display().to_string())
     }

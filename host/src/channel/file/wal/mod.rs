@@ -173,7 +173,7 @@ impl Wal {
     /// Opens (creating the directory) and recovers; see the module documentation.
     pub fn open(opts: WalOptions) -> Result<(Wal, RecoveryReport)> {
         let dir = opts.dir;
-        fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
+        crate::files::create_private_dir_all(&dir).map_err(io_err("create directory", &dir))?;
         let lock = lock_dir(&dir)?;
         let cipher = opts.cipher;
         let mut report = RecoveryReport::default();

@@ -253,13 +253,19 @@ pub(super) fn write_ledger(dir: &Path, at: RecordId) -> Result<()> {
             .map_err(io_err("write ledger", &path));
     }
     let tmp = dir.join(LEDGER_TMP);
-    fs::write(&tmp, b).map_err(io_err("write ledger", &tmp))?;
+    crate::files::private_file()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, &b))
+        .map_err(io_err("write ledger", &tmp))?;
     fs::rename(&tmp, &path).map_err(io_err("replace ledger", &path))
 }
 
 pub(super) fn lock_dir(dir: &Path) -> Result<File> {
     let path = dir.join(LOCK_FILE);
-    let file = OpenOptions::new()
+    let file = crate::files::private_file()
         .create(true)
         .truncate(false)
         .write(true)
@@ -280,7 +286,7 @@ pub(super) fn create_segment(
     cipher: Option<&Cipher>,
 ) -> Result<(File, PathBuf)> {
     let path = dir.join(segment_file_name(number));
-    let file = OpenOptions::new()
+    let file = crate::files::private_file()
         .read(true)
         .write(true)
         .create_new(true)
