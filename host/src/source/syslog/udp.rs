@@ -78,8 +78,8 @@ impl Receiver {
                 msg = msg.with_control(as_uninit(&mut control[..]));
             }
             let len = sock.recvmsg(&mut msg, 0)?;
+            // The last use of `msg`: its borrows of `from` and `control` end here.
             let control_len = if counting { msg.control_len() } else { 0 };
-            drop(msg);
             let peer = from
                 .as_socket()
                 .ok_or_else(|| io::Error::other("a datagram from a non-IP address"))?;
