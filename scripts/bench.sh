@@ -26,7 +26,8 @@
 #     at 50k, 100k and 200k messages/s, syslog over TCP, tcp and http at 100k
 #     (scripts/bench-network-sources.sh); 14. the mqtt source through mosquitto at QoS 0
 #     and 1 (scripts/bench-mqtt.sh); 15. the plugin backends, Cranelift and Pulley
-#     (scripts/bench-backend.sh).
+#     (scripts/bench-backend.sh). By hand: 16./17. the edge targets
+#     (scripts/bench-targets.sh), 18. memory under attack (scripts/bench-attacks.sh).
 # Usage: scripts/bench.sh [LINES]   (default 2000000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
