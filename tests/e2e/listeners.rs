@@ -489,3 +489,89 @@ with concurrent.futures.ThreadPoolExecutor(4) as pool:
     let twice = counts.values().filter(|n| **n > 1).count();
     assert_eq!(twice, 0, "{twice} lines stored twice");
 }
+
+#[test]
+fn udp_datagrams_the_kernel_drops_are_counted_so_every_one_is_accounted_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rx = Receiver::start(dir.path(), &[]);
+    // The sink's destination answers 503: the channel fills, the source stops reading,
+    // and the kernel drops what its small receive buffer cannot hold.
+    rx.command("mode 503");
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            r#"[agent]
+data_dir = "{data}"
+
+[sources.udp]
+type = "syslog"
+mode = "udp"
+listen = "127.0.0.1:{port}"
+receive_buffer_bytes = 4096
+batch_size = 50
+batch_timeout_ms = 20
+channels = ["main"]
+
+[channels.main]
+type = "memory"
+capacity = 200
+
+[sinks.central]
+type = "http"
+channel = "main"
+uri = "{uri}"
+batch_size = 100
+batch_timeout_ms = 20
+retry_initial_ms = 50
+retry_max_ms = 200
+"#,
+            data = dir.path().join("data").display(),
+            uri = rx.uri(),
+        ),
+    );
+    let log = dir.path().join("agent.log");
+    let agent = spawn_logged(&config, &log);
+    // UDP: wait until the source is up (its start is logged at info level only), by
+    // sending probes until one arrives.
+    let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    const SENT: u64 = 3000;
+    std::thread::sleep(Duration::from_secs(2));
+    for id in 0..SENT {
+        sender
+            .send_to(format!("<13>app: id={id} burst").as_bytes(), ("127.0.0.1", port))
+            .unwrap();
+        if id % 100 == 0 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    rx.command("mode ok");
+    // The last datagram, sent once the queue has drained, carries the final count.
+    wait_until("the channel to drain", Duration::from_secs(60), || {
+        let n = id_counts(&rx.bodies()).len() as u64;
+        std::thread::sleep(Duration::from_millis(500));
+        n == id_counts(&rx.bodies()).len() as u64 && n > 0
+    });
+    sender
+        .send_to(format!("<13>app: id={SENT} last").as_bytes(), ("127.0.0.1", port))
+        .unwrap();
+    wait_until("the last datagram", Duration::from_secs(30), || {
+        id_counts(&rx.bodies()).contains_key(&SENT)
+    });
+    let (status, _) = terminate(agent.into_child());
+    assert!(status.success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    let delivered = id_counts(&rx.bodies()).len() as u64;
+    let dropped = summary_counter(&text, "source.udp", "dropped_kernel").unwrap_or(0);
+    assert!(dropped > 0, "nothing was dropped: the test proves nothing\n{text}");
+    assert_eq!(
+        delivered + dropped,
+        SENT + 1,
+        "{delivered} delivered + {dropped} dropped by the kernel"
+    );
+    assert!(text.contains("the kernel dropped"), "{text}");
+}
