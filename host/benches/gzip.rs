@@ -36,7 +36,10 @@ fn main() {
     let name: Arc<str> = Arc::from("access");
     let mut plain = Vec::new();
     for line in log.lines().take(1000) {
-        Format::Json.encode(&Event::from_body(name.clone(), line.as_bytes().to_vec()), &mut plain);
+        Format::Json.encode(
+            &Event::from_body(name.clone(), line.as_bytes().to_vec()),
+            &mut plain,
+        );
     }
     let mb = plain.len() as f64 / 1e6;
     let mut copy = vec![0u8; plain.len()];

@@ -276,8 +276,10 @@ fn a_broker_that_stalls_mid_stream_delays_events_but_loses_none() {
     assert!(duplicates <= 5 * 3 * 200, "{duplicates} duplicates");
     let log = std::fs::read_to_string(&log_path).unwrap();
     assert!(
-        log.lines().any(|l| l.contains("write failed; the batch stays in its transaction")
-            && l.contains("kafka")),
+        log.lines().any(
+            |l| l.contains("write failed; the batch stays in its transaction")
+                && l.contains("kafka")
+        ),
         "the stalled produces are logged as the sink's retried writes:\n{log}"
     );
 }

@@ -543,7 +543,10 @@ retry_max_ms = 200
     std::thread::sleep(Duration::from_secs(2));
     for id in 0..SENT {
         sender
-            .send_to(format!("<13>app: id={id} burst").as_bytes(), ("127.0.0.1", port))
+            .send_to(
+                format!("<13>app: id={id} burst").as_bytes(),
+                ("127.0.0.1", port),
+            )
             .unwrap();
         if id % 100 == 0 {
             std::thread::sleep(Duration::from_millis(2));
@@ -557,7 +560,10 @@ retry_max_ms = 200
         n == id_counts(&rx.bodies()).len() as u64 && n > 0
     });
     sender
-        .send_to(format!("<13>app: id={SENT} last").as_bytes(), ("127.0.0.1", port))
+        .send_to(
+            format!("<13>app: id={SENT} last").as_bytes(),
+            ("127.0.0.1", port),
+        )
         .unwrap();
     wait_until("the last datagram", Duration::from_secs(30), || {
         id_counts(&rx.bodies()).contains_key(&SENT)
@@ -567,7 +573,10 @@ retry_max_ms = 200
     let text = std::fs::read_to_string(&log).unwrap();
     let delivered = id_counts(&rx.bodies()).len() as u64;
     let dropped = summary_counter(&text, "source.udp", "dropped_kernel").unwrap_or(0);
-    assert!(dropped > 0, "nothing was dropped: the test proves nothing\n{text}");
+    assert!(
+        dropped > 0,
+        "nothing was dropped: the test proves nothing\n{text}"
+    );
     assert_eq!(
         delivered + dropped,
         SENT + 1,

@@ -170,7 +170,8 @@ sinks = ["central", "local"]
     );
     let log = std::fs::read_to_string(dir.path().join("agent.log")).unwrap();
     assert!(
-        log.lines().any(|l| l.contains("central") && l.contains("write failed")),
+        log.lines()
+            .any(|l| l.contains("central") && l.contains("write failed")),
         "the primary's failures are logged under its name:\n{log}"
     );
 }

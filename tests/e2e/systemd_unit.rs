@@ -53,7 +53,10 @@ fn the_unit_verifies_and_its_exposure_stays_low() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no exposure level in\n{text}"));
     eprintln!("systemd-analyze security: exposure {exposure}");
-    assert!(exposure <= 1.7, "exposure {exposure}, the README says 1.7:\n{text}");
+    assert!(
+        exposure <= 1.7,
+        "exposure {exposure}, the README says 1.7:\n{text}"
+    );
 }
 
 #[test]

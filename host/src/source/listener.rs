@@ -235,6 +235,31 @@ fn idle_error(idle: Duration, what: &str) -> std::io::Error {
     )
 }
 
+impl Timer {
+    /// What the stream answers, given what the inner stream did: its result when ready
+    /// (the wait, if any, is over), a `TimedOut` error once the peer kept this direction
+    /// waiting for `idle`, else pending.
+    fn settle<T>(
+        &mut self,
+        inner: Poll<std::io::Result<T>>,
+        idle: Duration,
+        what: &str,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<T>> {
+        match inner {
+            Poll::Ready(result) => {
+                self.armed = false;
+                Poll::Ready(result)
+            }
+            Poll::Pending if self.expired(idle, cx) => {
+                self.armed = false;
+                Poll::Ready(Err(idle_error(idle, what)))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
 impl<S: AsyncRead + Unpin> AsyncRead for Idle<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
@@ -242,17 +267,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for Idle<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Ready(result) => {
-                this.read.armed = false;
-                Poll::Ready(result)
-            }
-            Poll::Pending if this.read.expired(this.idle, cx) => {
-                this.read.armed = false;
-                Poll::Ready(Err(idle_error(this.idle, "sent")))
-            }
-            Poll::Pending => Poll::Pending,
-        }
+        let inner = Pin::new(&mut this.inner).poll_read(cx, buf);
+        this.read.settle(inner, this.idle, "sent", cx)
     }
 }
 
@@ -263,32 +279,14 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Idle<S> {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_write(cx, buf) {
-            Poll::Ready(result) => {
-                this.write.armed = false;
-                Poll::Ready(result)
-            }
-            Poll::Pending if this.write.expired(this.idle, cx) => {
-                this.write.armed = false;
-                Poll::Ready(Err(idle_error(this.idle, "read")))
-            }
-            Poll::Pending => Poll::Pending,
-        }
+        let inner = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.write.settle(inner, this.idle, "read", cx)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_flush(cx) {
-            Poll::Ready(result) => {
-                this.write.armed = false;
-                Poll::Ready(result)
-            }
-            Poll::Pending if this.write.expired(this.idle, cx) => {
-                this.write.armed = false;
-                Poll::Ready(Err(idle_error(this.idle, "read")))
-            }
-            Poll::Pending => Poll::Pending,
-        }
+        let inner = Pin::new(&mut this.inner).poll_flush(cx);
+        this.write.settle(inner, this.idle, "read", cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {

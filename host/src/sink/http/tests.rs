@@ -603,7 +603,6 @@ async fn basic_auth_put_and_extra_headers() {
     assert!(headers.contains("agent/9"), "{headers}");
 }
 
-
 /// A small HTTP/1.1 server for redirect tests: answers each request with what
 /// `answer(path)` gives (a status line and headers, no body) and keeps each request's
 /// head and body.
