@@ -21,6 +21,7 @@ mod mqtt;
 mod peer;
 mod plugin_backend;
 mod plugin_sdks;
+mod powercut;
 mod precompiled;
 mod processor;
 mod reload;

@@ -260,17 +260,47 @@ impl State {
     }
 }
 
-/// Replies with `result`'s value through `ok`, or its error.
+/// A reply that can carry an error.
+trait ErrorReply {
+    fn fail(self, e: Errno);
+}
+
+macro_rules! error_reply {
+    ($($t:ty),*) => {
+        $(impl ErrorReply for $t {
+            fn fail(self, e: Errno) {
+                self.error(e)
+            }
+        })*
+    };
+}
+error_reply!(
+    ReplyAttr,
+    ReplyCreate,
+    ReplyData,
+    ReplyEmpty,
+    ReplyEntry,
+    ReplyOpen,
+    ReplyStatfs,
+    ReplyWrite
+);
+
+/// Runs `op`; replies with its value through `ok`, or with its error.
+fn answer<R: ErrorReply, T>(
+    reply: R,
+    op: impl FnOnce() -> Result<T, Errno>,
+    ok: impl FnOnce(R, T),
+) {
+    match op() {
+        Ok(v) => ok(reply, v),
+        Err(e) => reply.fail(e),
+    }
+}
+
+/// `answer(reply, || { block }, ok)`.
 macro_rules! reply {
     ($reply:ident, $result:expr, $ok:expr) => {
-        match (|| -> Result<_, Errno> { $result })() {
-            Ok(v) =>
-            {
-                #[allow(clippy::redundant_closure_call)]
-                ($ok)($reply, v)
-            }
-            Err(e) => $reply.error(e),
-        }
+        answer($reply, || $result, $ok)
     };
 }
 

@@ -14,7 +14,7 @@ mod fs;
 mod unsynced;
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use fuser::{Config, MountOption};
@@ -35,7 +35,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(backing: &PathBuf, mountpoint: &PathBuf) -> Result<(), String> {
+fn run(backing: &Path, mountpoint: &Path) -> Result<(), String> {
     let filesystem = fs::PowerCutFs::new(backing)
         .map_err(|e| format!("backing directory {}: {e}", backing.display()))?;
     // The signals are taken by `wait` below: blocked before the file system's thread
@@ -78,7 +78,7 @@ fn run(backing: &PathBuf, mountpoint: &PathBuf) -> Result<(), String> {
     };
     // A lazy unmount: it succeeds even while a (killed) process still holds a file open;
     // those get errors from now on.
-    nix::mount::umount2(mountpoint.as_path(), nix::mount::MntFlags::MNT_DETACH)
+    nix::mount::umount2(mountpoint, nix::mount::MntFlags::MNT_DETACH)
         .map_err(|e| format!("unmount {}: {e}", mountpoint.display()))?;
     // The session's thread ends with the process (joining it could wait for the last
     // holder of an open file).
