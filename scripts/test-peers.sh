@@ -3,7 +3,8 @@
 # (idempotent): mosquitto and mosquitto-clients (the mqtt source's broker and
 # publisher), util-linux's logger (syslog), curl (http source), openssl (TLS
 # certificates), systemd's journalctl and
-# systemd-journal-remote (journald source). As root or
+# systemd-journal-remote (journald source), fuse3's fusermount3 (the power-cut file
+# system, tests/powercut, mounts with mount(2) as root and falls back to it). As root or
 # through sudo; exits non-zero, naming what is missing, when they cannot be installed.
 # (The Kafka peers come from PyPI: tests/peers/kafka-tools.sh.)
 set -euo pipefail
@@ -18,6 +19,7 @@ declare -A package_of=(
     [systemd-cat]=systemd
     # Writes the journal files the journald test reads (not on PATH).
     [/lib/systemd/systemd-journal-remote]=systemd-journal-remote
+    [fusermount3]=fuse3
 )
 missing=()
 for tool in "${!package_of[@]}"; do

@@ -615,3 +615,109 @@ pub fn keygen(out: &Path) {
     ]);
     assert!(ok, "{text}");
 }
+
+/// The power-cut file system (tests/powercut, `runnel-powercut`) mounted at `mount` over
+/// the directory `disk`: written data stays in memory until its file is fsynced;
+/// [`PowerCut::cut`] drops what was not. Unmounted (as by a cut) if the test ends
+/// without stopping it.
+pub struct PowerCut {
+    child: Option<Child>,
+    stdout: BufReader<std::process::ChildStdout>,
+    pub mount: PathBuf,
+}
+
+impl PowerCut {
+    /// Mounts `mount` over `disk` (both directories), once the file system says it is
+    /// mounted. Needs /dev/fuse and root, as CI has.
+    pub fn mount(disk: &Path, mount: &Path) -> Self {
+        let bin = powercut_bin();
+        std::fs::create_dir_all(disk).unwrap();
+        std::fs::create_dir_all(mount).unwrap();
+        let mut child = Command::new(&bin)
+            .arg(disk)
+            .arg(mount)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        assert_eq!(
+            line.trim(),
+            "mounted",
+            "runnel-powercut could not mount {} (it needs /dev/fuse and root)",
+            mount.display()
+        );
+        Self {
+            child: Some(child),
+            stdout,
+            mount: mount.to_path_buf(),
+        }
+    }
+
+    /// The power cut: every write not fsynced is dropped and the mount goes away.
+    /// Returns the bytes dropped.
+    pub fn cut(mut self) -> u64 {
+        let said = self.stop("-USR1");
+        said.strip_prefix("power cut: dropped ")
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("runnel-powercut said {said:?}"))
+    }
+
+    /// A clean unmount: what was not synced is written back.
+    pub fn unmount(mut self) {
+        let said = self.stop("-TERM");
+        assert!(
+            said.starts_with("unmounted"),
+            "runnel-powercut said {said:?}"
+        );
+    }
+
+    fn stop(&mut self, signal: &str) -> String {
+        let mut child = self.child.take().expect("still mounted");
+        let status = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        let status = child.wait().unwrap();
+        assert!(status.success(), "runnel-powercut: {status}");
+        line.trim().to_owned()
+    }
+}
+
+/// The `runnel-powercut` binary: `RUNNEL_POWERCUT_BIN`, else beside `RUNNEL_BIN` (where
+/// copies of the binaries are run), else where cargo built it (target/debug, beside the
+/// test binaries' deps/).
+fn powercut_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let candidates = [
+        std::env::var_os("RUNNEL_POWERCUT_BIN").map(PathBuf::from),
+        std::env::var_os("RUNNEL_BIN").map(|b| PathBuf::from(b).with_file_name("runnel-powercut")),
+        exe.parent()
+            .and_then(Path::parent)
+            .map(|d| d.join("runnel-powercut")),
+        Some(Path::new(env!("CARGO_TARGET_TMPDIR")).join("../debug/runnel-powercut")),
+    ];
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|p| p.exists())
+        .expect("runnel-powercut not built: `cargo test --workspace` builds it (or `cargo build -p runnel-powercut`)")
+}
+
+impl Drop for PowerCut {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.stop("-USR1")));
+        }
+        // Were the file system gone without unmounting, the mount would stay behind.
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+        if mounts.contains(&*self.mount.to_string_lossy()) {
+            let _ = Command::new("umount").arg("-l").arg(&self.mount).status();
+        }
+    }
+}

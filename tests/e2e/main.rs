@@ -25,6 +25,7 @@ mod plugin_backend;
 mod plugin_cache;
 mod plugin_limits;
 mod plugin_sdks;
+mod powercut;
 mod precompiled;
 mod processor;
 mod reload;
