@@ -79,14 +79,54 @@ fn wait_for_ids(
     }
 }
 
+/// Events the receiver has written so far (complete lines only).
+fn received(rx: &Receiver) -> usize {
+    std::fs::read(&rx.out)
+        .unwrap_or_default()
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+}
+
+/// The events a stopped agent's `file` channel holds that its sinks have not committed
+/// (`runnel channel inspect`).
+fn pending_events(channel_dir: &Path) -> u64 {
+    let (ok, report) = channel_tool(&["inspect"], channel_dir);
+    assert!(ok, "{report}");
+    report
+        .lines()
+        .find_map(|l| l.strip_prefix("pending: "))
+        .and_then(|l| l.split(", ").nth(1))
+        .and_then(|events| events.strip_suffix(" events"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no pending count in:\n{report}"))
+}
+
+/// Duplicates per run: an arrival of an id that had arrived before counts against the
+/// run (agent start) during which it arrived; `marks[k]` is how many events had arrived
+/// when run `k` started.
+fn duplicates_per_run(bodies: &[String], marks: &[usize]) -> Vec<usize> {
+    let mut seen = std::collections::HashSet::new();
+    let mut per_run = vec![0; marks.len()];
+    for (at, body) in bodies.iter().enumerate() {
+        let Some(id) = parse_id(body) else { continue };
+        if !seen.insert(id) {
+            let run = marks.partition_point(|&m| m <= at) - 1;
+            per_run[run] += 1;
+        }
+    }
+    per_run
+}
+
 #[test]
 fn sigkill_thirty_times_mid_stream_loses_nothing() {
-    const TOTAL: u64 = 200_000;
     const KILLS: usize = 30;
+    const BATCH: usize = 200;
     let dir = tempfile::tempdir().unwrap();
-    let rx = Receiver::start(dir.path(), &[]);
+    let mut rx = Receiver::start(dir.path(), &[]);
     // One batch in flight: what was sent but not yet committed is one batch.
     let config = config(dir.path(), &rx.uri(), "", "in_flight = 1");
+    let channel_dir = dir.path().join("data/channels/durable");
     let log = dir.path().join("agent.log");
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -95,18 +135,55 @@ fn sigkill_thirty_times_mid_stream_loses_nothing() {
     eprintln!("kill -9 test seed {seed}");
     let mut rng = Rng::new(seed);
 
+    // Lines keep coming until the last kill: 500 every 50 ms.
     let path = dir.path().join("logs/app.log");
-    let writer =
-        std::thread::spawn(move || write_ids(&path, 0..TOTAL, 1000, Duration::from_millis(60), 40));
-    for _ in 0..KILLS {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut next = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                write_ids(&path, next..next + 500, 500, Duration::ZERO, 40);
+                next += 500;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            next
+        })
+    };
+    // marks[k]: events received when run k started.
+    let mut marks = Vec::new();
+    for kill in 1..=KILLS {
+        let before = received(&rx);
+        marks.push(before);
         let mut agent = spawn_logged(&config, &log);
-        std::thread::sleep(Duration::from_millis(150 + rng.below(600)));
+        // The sink delivers in this run; at a random point of the stream after that,
+        wait_until(
+            "a delivery after the restart",
+            Duration::from_secs(60),
+            || received(&rx) > before,
+        );
+        std::thread::sleep(Duration::from_millis(rng.below(300)));
+        // the receiver stores the next batch but its answer never comes: that batch is
+        // on its way, delivered and not committed, when the kill lands.
+        let held = rx.status()["held"].as_u64().unwrap();
+        rx.command("mode hold");
+        wait_until("a batch in flight", Duration::from_secs(60), || {
+            rx.status()["held"].as_u64().unwrap() > held
+        });
         agent.kill().unwrap(); // SIGKILL
         agent.wait().unwrap();
+        rx.command("mode ok");
+        let pending = pending_events(&channel_dir);
+        assert!(
+            pending > 0,
+            "kill {kill}: the channel holds no uncommitted event though a batch was in flight"
+        );
     }
-    writer.join().unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let total = writer.join().unwrap();
+    marks.push(received(&rx));
     let agent = spawn_logged(&config, &log);
-    let counts = wait_for_ids(&rx, TOTAL, Duration::from_secs(180));
+    let counts = wait_for_ids(&rx, total, Duration::from_secs(180));
     let (status, _) = terminate(agent.into_child());
     assert!(
         status.success(),
@@ -114,19 +191,23 @@ fn sigkill_thirty_times_mid_stream_loses_nothing() {
         std::fs::read_to_string(&log).unwrap()
     );
 
-    let duplicates: usize = counts.values().map(|n| n - 1).sum();
+    let per_run = duplicates_per_run(&rx.bodies(), &marks);
+    let duplicates: usize = per_run.iter().sum();
     eprintln!(
-        "kill -9 ×{KILLS}: {TOTAL} ids, 0 lost, {duplicates} duplicates ({:.0} per kill)",
-        duplicates as f64 / KILLS as f64
+        "kill -9 ×{KILLS}, each with a batch in flight: {total} ids, 0 lost, {duplicates} duplicates; per restart: {per_run:?}"
     );
-    assert!(counts.keys().all(|&id| id < TOTAL));
-    // Redelivery is bounded by one batch per kill: the one the sink had sent but not
-    // yet committed. The source reads nothing twice: its positions are stored with the
-    // batches in the channel.
-    assert!(
-        duplicates <= KILLS * 200,
-        "{duplicates} duplicates for {KILLS} kills"
-    );
+    assert!(counts.keys().all(|&id| id < total));
+    assert_eq!(per_run[0], 0, "the first run sends nothing twice");
+    // After each kill the batch that was on its way is sent again, and nothing more:
+    // redelivery is bounded by one batch per kill (in_flight = 1). The source reads
+    // nothing twice: its positions are stored with the batches in the channel.
+    for (run, &n) in per_run.iter().enumerate().skip(1) {
+        assert!(
+            (1..=BATCH).contains(&n),
+            "the run after kill {run} received {n} events twice: the batch in flight at the kill, \
+             at most {BATCH}, must be sent again; per run: {per_run:?}"
+        );
+    }
 }
 
 #[test]
@@ -307,6 +388,8 @@ fn a_sixty_second_outage_delays_delivery_but_loses_nothing_and_memory_stays_flat
     write_ids(&path, 0..1000, 1000, Duration::ZERO, 1000);
     wait_for_ids(&rx, 1000, Duration::from_secs(30));
 
+    // The agent's peak memory before the outage: what a backlog adds is measured from it.
+    let before_mib = peak_rss_kib(agent.id()) / 1024;
     rx.command("mode 503");
     let outage = Instant::now();
     // ~100 MB of 1 KB lines while the destination is down: they wait on disk.
@@ -343,10 +426,19 @@ fn a_sixty_second_outage_delays_delivery_but_loses_nothing_and_memory_stays_flat
     );
     let ids: Vec<u64> = rx.bodies().iter().filter_map(|b| parse_id(b)).collect();
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "delivered in order");
-    eprintln!("outage: {TOTAL} events of 1 KB, peak RSS {hwm_mib} MiB");
+    // ~100 MiB of backlog (99,000 lines of 1 KB). Held in memory it would raise the
+    // peak by all of it; waiting on disk it raises it by the buffers of a few batches.
+    // The bound is a quarter of the backlog, far from both, so neither a slow VM nor a
+    // debug build crosses it while a backlog in memory would (the agent's absolute
+    // footprint is a benchmark's figure: BENCHMARKS.md).
+    let backlog_mib = (TOTAL - 1000) * 1000 / (1 << 20);
+    eprintln!(
+        "outage: {TOTAL} events of 1 KB, peak RSS {before_mib} MiB before, {hwm_mib} MiB after"
+    );
     assert!(
-        hwm_mib < 64,
-        "peak RSS {hwm_mib} MiB: the backlog must wait on disk, not in memory"
+        hwm_mib.saturating_sub(before_mib) < backlog_mib / 4,
+        "peak RSS grew from {before_mib} to {hwm_mib} MiB with a {backlog_mib} MiB backlog: \
+         the backlog must wait on disk, not in memory"
     );
 }
 
@@ -458,12 +550,15 @@ fn a_full_disk_applies_backpressure_corrupts_nothing_and_delivery_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let mut rx = Receiver::start(dir.path(), &["--mode", "refuse"]);
     let disk = dir.path().join("small-disk");
-    let Some(_mount) = small_tmpfs(&disk) else {
-        eprintln!(
-            "SKIPPED: cannot mount a tmpfs here (not root?); the capacity_bytes bound is covered by the channel's unit tests"
-        );
-        return;
-    };
+    // Mounting needs root (CAP_SYS_ADMIN), as CI has: without it this test fails
+    // rather than pass without having run.
+    let _mount = small_tmpfs(&disk).unwrap_or_else(|| {
+        panic!(
+            "cannot mount a 1 MiB tmpfs at {} (needs root: run the end-to-end tests as root, \
+             as CI does, or skip this test by name)",
+            disk.display()
+        )
+    });
     let config = config(
         dir.path(),
         &rx.uri(),
