@@ -414,3 +414,221 @@ fn a_plugin_failing_every_call_is_put_behind_a_breaker_until_fixed() {
     );
     assert!(events.last().unwrap()["fields"]["version"] == 2);
 }
+
+/// `POST /` of `body` (text lines) to the agent's `http` source on `port`; the status.
+fn post_lines(port: u16, body: &str) -> u16 {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {answer:?}"))
+}
+
+#[test]
+fn every_batch_is_processed_by_one_version_across_reloads() {
+    // A request of the http source is one batch (its lines are fewer than `batch_size`):
+    // its lines, `id=N req=R`, must all carry the same version, however the reloads
+    // fall.
+    const LINES: u64 = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = dir.path().join("plugin.wasm");
+    std::fs::write(&plugin, fixture(1)).unwrap();
+    let out = dir.path().join("out.jsonl");
+    let log = dir.path().join("agent.log");
+    let port = free_port();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            r#"
+[agent]
+summary_interval_secs = 3600
+data_dir = "{data}"
+
+[plugins.v]
+path = "{plugin}"
+
+[sources.in]
+type = "http"
+listen = "127.0.0.1:{port}"
+plugins = ["v"]
+channels = ["main"]
+batch_size = 1000
+{tail}"#,
+            plugin = plugin.display(),
+            data = dir.path().join("data").display(),
+            tail = main_channel_to_file(&out, "json"),
+        ),
+    );
+    let agent = spawn_logged(&config, &log);
+    wait_listening(port);
+    let stop = Arc::new(AtomicBool::new(false));
+    let sender = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut requests = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let body: String = (0..LINES)
+                    .map(|i| format!("id={} req={requests}\n", requests * LINES + i))
+                    .collect();
+                assert_eq!(post_lines(port, &body), 200);
+                requests += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            requests
+        })
+    };
+    // The versions in the output so far, read on from where the last look ended.
+    let mut seen = std::collections::BTreeSet::new();
+    let mut read_to = 0usize;
+    let mut versions_seen = || -> std::collections::BTreeSet<u64> {
+        let bytes = std::fs::read(&out).unwrap_or_default();
+        let complete = bytes[read_to..]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(read_to, |end| read_to + end + 1);
+        for line in bytes[read_to..complete].split(|&b| b == b'\n') {
+            if let Ok(event) = serde_json::from_slice::<serde_json::Value>(line) {
+                seen.extend(event["fields"]["version"].as_u64());
+            }
+        }
+        read_to = complete;
+        seen.clone()
+    };
+    for version in 2..=21u64 {
+        install(&plugin, &fixture(version as u32));
+        wait_until(
+            &format!("version {version}"),
+            Duration::from_secs(60),
+            || versions_seen().contains(&version),
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    let requests = sender.join().unwrap();
+    wait_for_lines(&out, (requests * LINES) as usize, Duration::from_secs(60));
+    let (status, _) = terminate(agent.into_child());
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "{log_text}");
+
+    let mut by_request: std::collections::BTreeMap<u64, std::collections::BTreeSet<u64>> =
+        Default::default();
+    let mut ids = Vec::new();
+    for event in json_lines(&out) {
+        let line = event["fields"]["line"].as_str().unwrap();
+        let (id, req) = line.split_once(" req=").unwrap();
+        ids.push(id.strip_prefix("id=").unwrap().parse::<u64>().unwrap());
+        by_request
+            .entry(req.parse().unwrap())
+            .or_default()
+            .insert(event["fields"]["version"].as_u64().unwrap());
+    }
+    let mixed: Vec<_> = by_request.iter().filter(|(_, v)| v.len() > 1).collect();
+    assert!(
+        mixed.is_empty(),
+        "{} of {requests} batches were processed by more than one version, e.g. {:?}",
+        mixed.len(),
+        mixed.iter().take(3).collect::<Vec<_>>()
+    );
+    ids.sort_unstable();
+    assert!(ids.iter().copied().eq(0..requests * LINES), "every line, once");
+    assert_eq!(versions_seen(), (1..=21).collect());
+}
+
+#[test]
+fn a_version_that_traps_in_create_or_has_another_role_is_refused_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = dir.path().join("plugin.wasm");
+    std::fs::write(&plugin, fixture(1)).unwrap();
+    let out = dir.path().join("out.jsonl");
+    let log = dir.path().join("agent.log");
+    let port = free_port();
+    let admin = format!("watch_plugins = false\nadmin_listen = \"127.0.0.1:{port}\"");
+    let config = config(dir.path(), &plugin, &out, &admin, &[]);
+    let mut agent = spawn_fed(&config, &log);
+    let base = format!("http://127.0.0.1:{port}");
+    wait_until("the admin endpoint", Duration::from_secs(30), || {
+        curl("GET", &format!("{base}/health")).0 == 200
+    });
+    let status_of_v = || {
+        let (_, list) = curl("GET", &format!("{base}/plugins"));
+        list["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "v")
+            .cloned()
+            .unwrap()
+    };
+    let mut stdin = agent.stdin.take().unwrap();
+    let mut next = 0;
+    let mut served_by = |stdin: &mut std::process::ChildStdin| {
+        writeln!(stdin, "id={next}").unwrap();
+        next += 1;
+        wait_until("the line", Duration::from_secs(30), || {
+            json_lines_lenient(&out).len() == next
+        });
+        json_lines_lenient(&out)[next - 1]["fields"]["version"].as_u64()
+    };
+    assert_eq!(served_by(&mut stdin), Some(1));
+
+    // A version whose `create` traps.
+    install(&plugin, &fixture(99_998));
+    let (code, body) = curl("POST", &format!("{base}/plugins/v/reload"));
+    assert_eq!(code, 422, "{body}");
+    let error = body["error"].as_str().unwrap();
+    assert!(
+        error.contains("plugin `v`") && error.contains("create"),
+        "{body}"
+    );
+    assert_eq!(served_by(&mut stdin), Some(1), "the running version serves");
+
+    // A version of another role (a router for a parser).
+    std::fs::copy(built_plugin("runnel_plugin_level_router.wasm"), &plugin).unwrap();
+    let (code, body) = curl("POST", &format!("{base}/plugins/v/reload"));
+    assert_eq!(code, 422, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("the new version is a router, the running one a parser"),
+        "{body}"
+    );
+    assert_eq!(served_by(&mut stdin), Some(1), "the running version serves");
+    let v = status_of_v();
+    assert_eq!(
+        (v["version"].as_u64(), v["refused"].as_u64()),
+        (Some(1), Some(2)),
+        "{v}"
+    );
+
+    // SIGHUP reloads it too: refused again, counted again.
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &agent.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    wait_until("the third refusal", Duration::from_secs(30), || {
+        status_of_v()["refused"].as_u64() == Some(3)
+    });
+    assert_eq!(served_by(&mut stdin), Some(1), "the running version serves");
+    drop(stdin);
+    let status = agent.wait().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "{text}");
+    assert_eq!(
+        summary_counter(&text, "plugin.v", "reloads_refused"),
+        Some(3),
+        "{text}"
+    );
+    assert_eq!(text.matches("reload refused").count(), 3, "{text}");
+}

@@ -79,6 +79,7 @@ class State:
         self.answered_429 = 0
         self.answered_other = 0  # `mode <code>` for codes other than 503/429
         self.hung = 0  # requests dropped unanswered by `mode hang`
+        self.held = 0  # requests stored, then left unanswered by `mode hold`
         self.dropped = 0  # requests dropped because of `mode refuse` races
         self.bytes_wire = 0  # accepted body bytes as sent (possibly gzip)
         self.bytes_decoded = 0  # accepted body bytes after gunzip
@@ -121,6 +122,7 @@ class State:
                 "answered_other": self.answered_other,
                 "accepted": self.accepted,
                 "hung": self.hung,
+                "held": self.held,
                 "dropped": self.dropped,
                 "bytes_wire": self.bytes_wire,
                 "bytes_decoded": self.bytes_decoded,
@@ -435,7 +437,7 @@ class Handler(BaseHTTPRequestHandler):
             with st.lock:
                 st.dropped += 1
             return
-        if mode != "ok":
+        if mode not in ("ok", "hold"):
             code = int(mode)
             extra = {"Retry-After": "1"} if code in (503, 429) else None
             counter = {503: "answered_503", 429: "answered_429"}.get(code, "answered_other")
@@ -500,6 +502,19 @@ class Handler(BaseHTTPRequestHandler):
             if st.first_accept is None:
                 st.first_accept = now
             st.last_accept = now
+        if mode == "hold":
+            # stored, but the answer never comes: the sender cannot know it arrived
+            with st.lock:
+                st.held += 1
+            log("holding %s %s" % (self.command, self.path))
+            while not st.exiting.is_set():
+                with st.lock:
+                    if st.mode != "hold":
+                        break
+                time.sleep(0.05)
+            self.close_connection = True
+            self._record(200, "held (stored, dropped unanswered)", n, len(wire))
+            return
         self._record(200, "ok", n, len(wire))
         self._reply(200, b"{}", "application/json")
 
@@ -594,7 +609,7 @@ _mode_lock = threading.Lock()  # serialises mode transitions (start/stop)
 
 def parse_mode(word: str) -> str | None:
     word = word.strip().lower()
-    if word in ("ok", "refuse", "hang"):
+    if word in ("ok", "refuse", "hang", "hold"):
         return word
     if word.isdigit() and len(word) == 3 and 400 <= int(word) <= 599:
         return word

@@ -3,7 +3,7 @@
 //! binary after the marker `RUNNEL-FIXTURE-VERSION:` (five ASCII digits). Tests make new
 //! versions of the plugin by patching those digits in the `.wasm` file: every patched
 //! file is a different component that reports its own number. Version `99999` traps on
-//! every batch.
+//! every batch; version `99998` traps in `create`.
 //!
 //! Config: none.
 
@@ -18,6 +18,9 @@ static VERSION: [u8; 28] = *b"RUNNEL-FIXTURE-VERSION:00001";
 
 /// The traps-on-every-batch version.
 pub const TRAPPING: u32 = 99_999;
+
+/// The version that traps in `create`.
+pub const TRAPPING_IN_CREATE: u32 = 99_998;
 
 /// The version written in the binary (0 if the digits are not digits).
 pub fn version() -> u32 {
@@ -73,6 +76,12 @@ mod component {
 
     impl GuestInstance for Versioned {
         fn create(config: Tree) -> Result<Instance, String> {
+            if super::version() == super::TRAPPING_IN_CREATE {
+                panic!(
+                    "versioned: version {} traps in create",
+                    super::TRAPPING_IN_CREATE
+                );
+            }
             runnel_plugin_sdk::Config::from_tree(&config)?.deny_unknown(&[])?;
             Ok(Instance::new(Versioned))
         }
