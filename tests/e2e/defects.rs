@@ -32,15 +32,18 @@ channels = ["main"]
     wait_for_lines(&out, 3, Duration::from_secs(20));
     let (status, stderr) = terminate(agent);
     assert!(status.success(), "{stderr}");
-    std::thread::sleep(Duration::from_millis(200));
-    let left = std::process::Command::new("pgrep")
-        .args(["-f", "sleep 313.25"])
-        .output()
-        .unwrap();
-    assert!(
-        left.stdout.is_empty(),
-        "background children left behind: {}",
-        String::from_utf8_lossy(&left.stdout)
+    // The children are killed with their process group; they are gone within moments.
+    let left = || {
+        std::process::Command::new("pgrep")
+            .args(["-f", "sleep 313.25"])
+            .output()
+            .unwrap()
+            .stdout
+    };
+    wait_until(
+        "the background children to be gone",
+        Duration::from_secs(10),
+        || left().is_empty(),
     );
 }
 
@@ -191,15 +194,30 @@ path = "{STUCK_PATH}"
         .unwrap();
     let mut stdin = agent.stdin.take().unwrap();
     // 1 MiB lines (the default max_line_bytes) until the agent stops taking them.
+    let counted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let progress = counted.clone();
     let writer = std::thread::spawn(move || {
         let line = format!("{}\n", "x".repeat((1 << 20) - 1));
         let mut written = 0u64;
         while written < 1000 && stdin.write_all(line.as_bytes()).is_ok() {
             written += 1;
+            progress.store(written, std::sync::atomic::Ordering::Relaxed);
         }
         written
     });
-    std::thread::sleep(Duration::from_secs(5));
+    // Until the writer is held up (no line taken for 2 s) or has passed the bound: not
+    // a fixed wait, which a slow agent would pass with a small count.
+    let read = || counted.load(std::sync::atomic::Ordering::Relaxed);
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let mut last = (read(), std::time::Instant::now());
+    while read() < 200 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        if read() != last.0 {
+            last = (read(), std::time::Instant::now());
+        } else if last.1.elapsed() >= Duration::from_secs(2) && read() > 0 {
+            break;
+        }
+    }
     let hwm = peak_rss_kib(agent.id()) / 1024;
     agent.kill().unwrap();
     agent.wait().unwrap();

@@ -165,8 +165,15 @@ fn entries_arrive_mapped_and_restarts_resume_after_the_cursor() {
     assert_eq!(by_id[&12]["level"], "warn", "PRIORITY 4: warning");
     assert_eq!(by_id[&15]["level"], "debug", "PRIORITY 7: debug");
     assert_eq!(by_id[&0]["name"], "pump");
-    // The binary message arrives with its bytes (the JSON writer escapes what is not UTF-8).
-    assert!(by_id.contains_key(&42) && by_id.contains_key(&142));
+    // The binary message arrives with its bytes: NUL and DEL as they are (JSON escapes the
+    // NUL), and the byte 0xff, which no JSON string can hold, as U+FFFD.
+    for id in [42, 142] {
+        assert_eq!(
+            by_id[&id]["body"],
+            format!("id={id} bytes \u{0}\u{7f}\u{fffd}"),
+            "the binary message of entry {id}"
+        );
+    }
 
     // A clean stop writes the cursor; entries appended while the agent is away arrive
     // after the restart, and none of the earlier ones again.

@@ -225,9 +225,45 @@ fn sighup_reloads_and_the_status_shows_each_version() {
     wait_until("the first line", Duration::from_secs(30), || {
         versions() == [7]
     });
-    // Not watched: a new file changes nothing until SIGHUP.
+    // Not watched: a new file changes nothing until SIGHUP. A control agent that does
+    // watch its copy gets the same new file at the same moment: once it has reloaded,
+    // a watcher would have had its chance here too (no fixed wait that a slow machine
+    // could outlast).
+    let control_dir = dir.path().join("control");
+    std::fs::create_dir_all(&control_dir).unwrap();
+    let control_plugin = control_dir.join("plugin.wasm");
+    std::fs::write(&control_plugin, fixture(7)).unwrap();
+    let control_log = control_dir.join("agent.log");
+    let control = config(
+        &control_dir,
+        &control_plugin,
+        &control_dir.join("out.jsonl"),
+        "watch_plugins = true",
+        &[],
+    );
+    let mut watching = spawn_fed(&control, &control_log);
+    wait_until(
+        "the control agent to start",
+        Duration::from_secs(30),
+        || {
+            std::fs::read_to_string(&control_log)
+                .unwrap_or_default()
+                .contains("runnel started")
+        },
+    );
     install(&plugin, &fixture(8));
-    std::thread::sleep(Duration::from_millis(300));
+    install(&control_plugin, &fixture(8));
+    wait_until(
+        "the watching agent's reload",
+        Duration::from_secs(30),
+        || {
+            std::fs::read_to_string(&control_log)
+                .unwrap_or_default()
+                .contains("plugin reloaded")
+        },
+    );
+    drop(watching.stdin.take());
+    assert!(watching.wait().unwrap().success());
     stdin.write_all(b"id=1\n").unwrap();
     wait_until("the second line", Duration::from_secs(30), || {
         versions().len() == 2
@@ -382,10 +418,18 @@ fn a_plugin_failing_every_call_is_put_behind_a_breaker_until_fixed() {
             std::thread::sleep(Duration::from_millis(5));
         }
     };
-    // 2.5 s of a plugin that traps on every batch: ~250 batches.
-    send(&mut stdin, Instant::now() + Duration::from_millis(2500));
+    // A plugin that traps on every batch, fed until its breaker opens (a minute of
+    // load, ~6,000 batches, would be far too many without one).
     let log_text = || std::fs::read_to_string(&log).unwrap();
-    assert!(log_text().contains("circuit open"), "{}", log_text());
+    let feeding = Instant::now();
+    while !log_text().contains("circuit open") {
+        assert!(
+            feeding.elapsed() < Duration::from_secs(60),
+            "no breaker opened:\n{}",
+            log_text()
+        );
+        send(&mut stdin, Instant::now() + Duration::from_millis(100));
+    }
     // Fixed: the new version is let through at once.
     install(&plugin, &fixture(2));
     let start = Instant::now();
@@ -540,7 +584,10 @@ batch_size = 1000
         mixed.iter().take(3).collect::<Vec<_>>()
     );
     ids.sort_unstable();
-    assert!(ids.iter().copied().eq(0..requests * LINES), "every line, once");
+    assert!(
+        ids.iter().copied().eq(0..requests * LINES),
+        "every line, once"
+    );
     assert_eq!(versions_seen(), (1..=21).collect());
 }
 
