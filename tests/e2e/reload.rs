@@ -212,8 +212,8 @@ fn sighup_reloads_and_the_status_shows_each_version() {
     std::fs::write(&plugin, fixture(7)).unwrap();
     let out = dir.path().join("out.jsonl");
     let log = dir.path().join("agent.log");
-    let config = config(dir.path(), &plugin, &out, "watch_plugins = false", &[]);
-    let mut agent = spawn_fed(&config, &log);
+    let unwatched = config(dir.path(), &plugin, &out, "watch_plugins = false", &[]);
+    let mut agent = spawn_fed(&unwatched, &log);
     let mut stdin = agent.stdin.take().unwrap();
     let versions = || -> Vec<u64> {
         json_lines_lenient(&out)
