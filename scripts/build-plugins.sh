@@ -21,4 +21,5 @@ cargo build --release --target wasm32-wasip2 \
     -p runnel-plugin-template \
     -p runnel-test-trap-on-marker \
     -p runnel-test-versioned \
+    -p runnel-test-versioned-router \
     -p runnel-test-window-count

@@ -11,18 +11,34 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-const MARKER: &[u8] = b"RUNNEL-FIXTURE-VERSION:";
-
 /// The versioned fixture with its version digits set to `version`.
 pub(crate) fn fixture(version: u32) -> Vec<u8> {
-    let mut wasm = std::fs::read(built_plugin("runnel_test_versioned.wasm")).unwrap();
+    patched(
+        "runnel_test_versioned.wasm",
+        b"RUNNEL-FIXTURE-VERSION:",
+        version,
+    )
+}
+
+/// The versioned-router fixture with its version digits set to `version`.
+fn router_fixture(version: u32) -> Vec<u8> {
+    patched(
+        "runnel_test_versioned_router.wasm",
+        b"RUNNEL-ROUTER-VERSION:",
+        version,
+    )
+}
+
+/// The built plugin `file` with the five digits after `marker` set to `version`.
+fn patched(file: &str, marker: &[u8], version: u32) -> Vec<u8> {
+    let mut wasm = std::fs::read(built_plugin(file)).unwrap();
     let at: Vec<usize> = wasm
-        .windows(MARKER.len())
+        .windows(marker.len())
         .enumerate()
-        .filter(|(_, w)| *w == MARKER)
-        .map(|(i, _)| i + MARKER.len())
+        .filter(|(_, w)| *w == marker)
+        .map(|(i, _)| i + marker.len())
         .collect();
-    assert_eq!(at.len(), 1, "the marker is in the fixture once");
+    assert_eq!(at.len(), 1, "the marker is in {file} once");
     wasm[at[0]..at[0] + 5].copy_from_slice(format!("{version:05}").as_bytes());
     wasm
 }
@@ -678,4 +694,175 @@ fn a_version_that_traps_in_create_or_has_another_role_is_refused_and_counted() {
         "{text}"
     );
     assert_eq!(text.matches("reload refused").count(), 3, "{text}");
+}
+
+#[test]
+fn a_router_reloaded_with_other_routes_is_refused_and_the_running_version_keeps_routing() {
+    // The versioned-router fixture: versions below 100 route by body length to `even`
+    // and `odd`; version 100 reports `even`, `odd`, `other` and routes every event to
+    // `other` — which no channel is wired for, so were it swapped in, events would go
+    // to the source's default channel `rest` instead of `even` and `odd`.
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = dir.path().join("router.wasm");
+    std::fs::write(&plugin, router_fixture(1)).unwrap();
+    let log = dir.path().join("agent.log");
+    let out = |channel: &str| dir.path().join(format!("{channel}.jsonl"));
+    let port = free_port();
+    let sinks: String = ["even", "odd", "rest"]
+        .iter()
+        .map(|channel| {
+            format!(
+                r#"
+[channels.{channel}]
+type = "memory"
+
+[sinks.{channel}]
+type = "file"
+channel = "{channel}"
+path = "{path}"
+format = "json"
+batch_timeout_ms = 20
+"#,
+                path = out(channel).display()
+            )
+        })
+        .collect();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            r#"
+[agent]
+summary_interval_secs = 3600
+watch_plugins = false
+admin_listen = "127.0.0.1:{port}"
+
+[plugins.r]
+path = "{plugin}"
+
+[sources.in]
+type = "stdin"
+plugins = ["r"]
+channels = ["rest"]
+routes = {{ even = ["even"], odd = ["odd"] }}
+batch_size = 50
+batch_timeout_ms = 10
+{sinks}"#,
+            plugin = plugin.display(),
+        ),
+    );
+    let mut agent = spawn_fed(&config, &log);
+    let base = format!("http://127.0.0.1:{port}");
+    wait_until("the admin endpoint", Duration::from_secs(30), || {
+        curl("GET", &format!("{base}/health")).0 == 200
+    });
+    let status_of_r = || {
+        let (_, list) = curl("GET", &format!("{base}/plugins"));
+        list["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "r")
+            .cloned()
+            .unwrap()
+    };
+    let bodies = |channel: &str| -> Vec<String> {
+        json_lines_lenient(&out(channel))
+            .iter()
+            .map(|e| e["body"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // Each round sends one line of even length (`e` and five digits) and one of odd
+    // length (`o` and four) and waits until both are through their routes.
+    let mut stdin = agent.stdin.take().unwrap();
+    let mut rounds = 0;
+    let mut round = |stdin: &mut std::process::ChildStdin| {
+        writeln!(stdin, "e{rounds:05}\no{rounds:04}").unwrap();
+        rounds += 1;
+        wait_until(
+            "a round through the routes",
+            Duration::from_secs(30),
+            || bodies("even").len() == rounds && bodies("odd").len() == rounds,
+        );
+    };
+    round(&mut stdin);
+    let r = status_of_r();
+    assert_eq!(
+        (r["role"].as_str(), r["version"].as_u64()),
+        (Some("router"), Some(1)),
+        "{r}"
+    );
+
+    // Version 2 reports the same routes: swapped in.
+    install(&plugin, &router_fixture(2));
+    let (code, body) = curl("POST", &format!("{base}/plugins/r/reload"));
+    assert_eq!(
+        (code, body),
+        (200, serde_json::json!({"outcome": "swapped", "version": 2}))
+    );
+    round(&mut stdin);
+
+    // Version 100 reports other routes: refused, naming both lists.
+    install(&plugin, &router_fixture(100));
+    let (code, body) = curl("POST", &format!("{base}/plugins/r/reload"));
+    assert_eq!(code, 422, "{body}");
+    assert_eq!(body["outcome"], "refused", "{body}");
+    let error = body["error"].as_str().unwrap();
+    assert!(
+        error.contains("plugin `r`")
+            && error.contains(
+                "the new version's routes (even, odd, other) differ from the running \
+                 one's (even, odd)"
+            ),
+        "{body}"
+    );
+    let r = status_of_r();
+    assert_eq!(
+        (
+            r["version"].as_u64(),
+            r["reloads"].as_u64(),
+            r["refused"].as_u64()
+        ),
+        (Some(2), Some(1), Some(1)),
+        "version 2 still serves: {r}"
+    );
+    assert!(
+        r["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("routes")),
+        "{r}"
+    );
+    // Events sent after the refusal still go through `even` and `odd`.
+    round(&mut stdin);
+    round(&mut stdin);
+
+    drop(stdin);
+    let status = agent.wait().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "{text}");
+    assert_eq!(
+        bodies("even"),
+        ["e00000", "e00001", "e00002", "e00003"],
+        "even-length lines, each once, in order"
+    );
+    assert_eq!(bodies("odd"), ["o0000", "o0001", "o0002", "o0003"]);
+    assert!(
+        bodies("rest").is_empty(),
+        "no event fell to the default channel"
+    );
+    assert_eq!(
+        summary_counter(&text, "plugin.r", "reloads_refused"),
+        Some(1),
+        "{text}"
+    );
+    assert_eq!(
+        summary_counter(&text, "plugin.r", "reloads"),
+        Some(1),
+        "{text}"
+    );
+    assert_eq!(
+        summary_counter(&text, "route.in.even", "events"),
+        Some(4),
+        "{text}"
+    );
+    assert_eq!(text.matches("reload refused").count(), 1, "{text}");
 }
