@@ -131,11 +131,7 @@ fn refusal(
     if let Some(token) = &access.token
         && !(method == Method::GET && path == "/health")
     {
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
+        if !crate::bearer::matches(headers, token) {
             return Some((
                 StatusCode::UNAUTHORIZED,
                 "a bearer token is needed (admin_token_file)",
@@ -168,10 +164,6 @@ fn is_loopback_host(host: &str) -> bool {
         || name
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn list(State(admin): State<Admin>) -> Json<serde_json::Value> {

@@ -6,6 +6,7 @@
 //! them in a transaction, [`encoding`] turns them into bytes, and it commits once written.
 
 pub mod admin;
+pub mod bearer;
 pub mod builtin;
 pub mod channel;
 pub mod cli;

@@ -367,9 +367,7 @@ impl Validator<'_> {
         self.check_feedback_loops(&sources, &sinks);
         let sinks = self.sink_groups(&raw.sink_groups, sinks, &raw.sinks);
         let admin_token = match &raw.agent.admin_token_file {
-            Some(file) => match crate::files::read_secret(Path::new(file))
-                .and_then(|t| String::from_utf8(t).map_err(|_| "is not UTF-8 text".into()))
-            {
+            Some(file) => match crate::bearer::read_file(Path::new(file)) {
                 Ok(token) => Some(crate::sink::http::Secret(token)),
                 Err(e) => {
                     self.error(&["agent", "admin_token_file"], format!("{file}: {e}"));

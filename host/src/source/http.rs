@@ -130,8 +130,7 @@ impl HttpSourceConfig {
                 Err(("bearer_token", "must not be empty".into()))
             }
             (Some(Secret(token)), None) => Ok(Some(token.clone())),
-            (None, Some(file)) => crate::files::read_secret(file)
-                .and_then(|t| String::from_utf8(t).map_err(|_| "is not UTF-8 text".into()))
+            (None, Some(file)) => crate::bearer::read_file(file)
                 .map(Some)
                 .map_err(|e| ("bearer_token_file", format!("{}: {e}", file.display()))),
             (None, None) => Ok(None),
@@ -331,11 +330,7 @@ async fn ingest(
         );
     }
     if let Some(token) = &ingest.token {
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
+        if !crate::bearer::matches(&headers, token) {
             let mut response = answer(StatusCode::UNAUTHORIZED, "a bearer token is needed");
             response
                 .headers_mut()
@@ -466,10 +461,6 @@ async fn ingest(
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// Why a body gives no records.
 #[derive(Debug, PartialEq)]
 enum BodyError {
@@ -505,16 +496,17 @@ fn records(
     match media {
         "application/json" => {
             let mut de = serde_json::Deserializer::from_slice(body);
+            let mut too_many = false;
             let seed = JsonRecords {
                 each: &mut |item: serde_json::Value| {
-                    push(cut(serde_json::to_vec(&item).unwrap_or_default()))
+                    let pushed = push(cut(serde_json::to_vec(&item).unwrap_or_default()));
+                    too_many = pushed.is_err();
+                    pushed.map_err(|_| ())
                 },
             };
             match serde::de::DeserializeSeed::deserialize(seed, &mut de).and_then(|()| de.end()) {
                 Ok(()) => {}
-                Err(e) if e.to_string().starts_with(TOO_MANY) => {
-                    return Err(BodyError::TooManyEvents);
-                }
+                Err(_) if too_many => return Err(BodyError::TooManyEvents),
                 Err(e) => return Err(BodyError::Malformed(format!("the body is not JSON: {e}"))),
             }
         }
@@ -550,13 +542,13 @@ fn records(
     Ok(out)
 }
 
-/// The start of the error a [`JsonRecords`] callback's refusal becomes.
-const TOO_MANY: &str = "too many records";
+/// The error a [`JsonRecords`] callback's refusal becomes (the caller knows why).
+const STOPPED: &str = "stopped by the reader";
 
 /// Reads a JSON body record by record: the items of a top-level array one at a time
 /// (so a refusal stops it before the rest are made), or the one value.
 struct JsonRecords<'a> {
-    each: &'a mut dyn FnMut(serde_json::Value) -> Result<(), BodyError>,
+    each: &'a mut dyn FnMut(serde_json::Value) -> Result<(), ()>,
 }
 
 impl<'de> serde::de::DeserializeSeed<'de> for JsonRecords<'_> {
@@ -576,7 +568,7 @@ impl<'de> serde::de::Visitor<'de> for JsonRecords<'_> {
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut items: A) -> Result<(), A::Error> {
         while let Some(item) = items.next_element::<serde_json::Value>()? {
-            (self.each)(item).map_err(|_| serde::de::Error::custom(TOO_MANY))?;
+            (self.each)(item).map_err(|_| serde::de::Error::custom(STOPPED))?;
         }
         Ok(())
     }
@@ -584,7 +576,7 @@ impl<'de> serde::de::Visitor<'de> for JsonRecords<'_> {
     fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
         let value =
             serde::Deserialize::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
-        (self.each)(value).map_err(|_| serde::de::Error::custom(TOO_MANY))
+        (self.each)(value).map_err(|_| serde::de::Error::custom(STOPPED))
     }
 
     fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<(), E> {
@@ -614,7 +606,7 @@ impl<'de> serde::de::Visitor<'de> for JsonRecords<'_> {
 
 impl JsonRecords<'_> {
     fn one<E: serde::de::Error>(self, value: serde_json::Value) -> Result<(), E> {
-        (self.each)(value).map_err(|_| E::custom(TOO_MANY))
+        (self.each)(value).map_err(|_| E::custom(STOPPED))
     }
 }
 

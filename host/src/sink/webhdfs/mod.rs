@@ -166,8 +166,7 @@ impl WebHdfsSinkConfig {
                 Err(("delegation_token", "must not be empty".into()))
             }
             (None, Some(Secret(token)), None) => Ok(Identity::Delegation(token.clone())),
-            (None, None, Some(file)) => crate::files::read_secret(file)
-                .and_then(|t| String::from_utf8(t).map_err(|_| "is not UTF-8 text".into()))
+            (None, None, Some(file)) => crate::bearer::read_file(file)
                 .map(Identity::Delegation)
                 .map_err(|e| ("delegation_token_file", format!("{}: {e}", file.display()))),
             (None, None, None) => Ok(Identity::Anonymous),
