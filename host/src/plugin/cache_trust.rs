@@ -25,7 +25,7 @@
 //! change the agent's binary or config anyway.
 
 use ring::hmac;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// A cache directory that passed the checks, with the agent's key for its entries.
@@ -61,14 +61,10 @@ impl TrustedDir {
     /// Creates `dir` (0700) if needed, checks it and loads (or makes) its key.
     pub fn open(dir: &Path) -> Result<Self, UntrustedDir> {
         let name = || dir.display().to_string();
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|source| UntrustedDir::Create {
-                dir: name(),
-                source,
-            })?;
+        crate::files::create_private_dir_all(dir).map_err(|source| UntrustedDir::Create {
+            dir: name(),
+            source,
+        })?;
         let meta = std::fs::metadata(dir).map_err(|source| UntrustedDir::Stat {
             dir: name(),
             source,
@@ -203,10 +199,9 @@ fn make_key(path: &Path) -> std::io::Result<()> {
     let tmp = PathBuf::from(tmp);
     let _ = std::fs::remove_file(&tmp);
     let made = (|| {
-        let mut f = std::fs::OpenOptions::new()
+        let mut f = crate::files::private_file()
             .write(true)
             .create_new(true)
-            .mode(0o600)
             .open(&tmp)?;
         f.write_all(&key)?;
         f.sync_all()?;
