@@ -130,13 +130,12 @@ fn refusal(
     }
     if let Some(token) = &access.token
         && !(method == Method::GET && path == "/health")
+        && !crate::bearer::matches(headers, token)
     {
-        if !crate::bearer::matches(headers, token) {
-            return Some((
-                StatusCode::UNAUTHORIZED,
-                "a bearer token is needed (admin_token_file)",
-            ));
-        }
+        return Some((
+            StatusCode::UNAUTHORIZED,
+            "a bearer token is needed (admin_token_file)",
+        ));
     }
     if method == Method::POST {
         let json = headers

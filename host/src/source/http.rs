@@ -329,14 +329,14 @@ async fn ingest(
             "POST logs here; GET /health",
         );
     }
-    if let Some(token) = &ingest.token {
-        if !crate::bearer::matches(&headers, token) {
-            let mut response = answer(StatusCode::UNAUTHORIZED, "a bearer token is needed");
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("valid"));
-            return response;
-        }
+    if let Some(token) = &ingest.token
+        && !crate::bearer::matches(&headers, token)
+    {
+        let mut response = answer(StatusCode::UNAUTHORIZED, "a bearer token is needed");
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("valid"));
+        return response;
     }
     let too_large = || {
         answer(
